@@ -1,0 +1,1 @@
+//! Export of a profile as a Docker/OCI seccomp JSON allowlist.

@@ -1,0 +1,14 @@
+//! The learning and scoring half of ngram-ids: trace readers, the per-thread n-gram model with
+//! maximum-likelihood and Simple Good-Turing estimates, scoring and calibration, offline
+//! evaluation, the profile store and the seccomp export. No `unsafe` anywhere in this crate.
+#![forbid(unsafe_code)]
+
+pub mod eval;
+pub mod export;
+pub mod ngram;
+pub mod profile;
+pub mod score;
+pub mod sgt;
+pub mod store;
+pub mod syscalls;
+pub mod trace;

@@ -1,0 +1,1 @@
+//! Profiles: what one image has learned (counts, n, metadata, mode, calibrated threshold).

@@ -1,0 +1,1 @@
+//! The profile store: sled under `--db`, versioned schema, atomic merges across processes.
