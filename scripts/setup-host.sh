@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Prepare a Debian 12 host (as root, no systemd) for ngram-ids and its end-to-end tests:
+# install the packages they need if any is missing and start dockerd if none runs.
+# Idempotent: running it again on a prepared host changes nothing.
+#
+# Usage: scripts/setup-host.sh
+# Env:   DOCKERD_TIMEOUT (seconds to wait for dockerd, default 60)
+#        DOCKERD_LOG (default /var/log/dockerd.log)
+set -euo pipefail
+
+die() { echo "setup-host: error: $*" >&2; exit 1; }
+log() { echo "setup-host: $*" >&2; }
+
+[[ $(id -u) -eq 0 ]] || die "must run as root (it installs packages and starts dockerd)"
+
+DOCKERD_TIMEOUT=${DOCKERD_TIMEOUT:-60}
+DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
+
+# Debian packages, and a command each provides that tells us whether it is installed.
+# bsdutils gives `script` (a pseudo-terminal for `docker run -it`), curl the HTTP checks.
+declare -A PKG_CMD=(
+    [docker.io]=dockerd
+    [libseccomp-dev]=""
+    [busybox-static]=""
+    [mmdebstrap]=mmdebstrap
+    [jq]=jq
+    [wrk]=wrk
+    [pkg-config]=pkg-config
+    [bsdutils]=script
+    [curl]=curl
+)
+
+missing=()
+for pkg in "${!PKG_CMD[@]}"; do
+    cmd=${PKG_CMD[$pkg]}
+    if [[ -n $cmd ]] && ! command -v "$cmd" >/dev/null 2>&1; then
+        missing+=("$pkg")
+    elif [[ -z $cmd ]] && ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$pkg")
+    fi
+done
+
+if ((${#missing[@]})); then
+    log "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq || die "apt-get update failed"
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+        || die "apt-get install ${missing[*]} failed"
+else
+    log "packages already installed"
+fi
+
+docker_ready() { timeout 10 docker info >/dev/null 2>&1; }
+
+if docker_ready; then
+    log "dockerd is running"
+    exit 0
+fi
+
+started_pid=
+if ! pidof dockerd >/dev/null; then
+    log "starting dockerd (log: $DOCKERD_LOG)"
+    # setsid: dockerd must outlive this script and not get its terminal's signals.
+    setsid dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+    started_pid=$!
+fi
+
+deadline=$((SECONDS + DOCKERD_TIMEOUT))
+until [[ -S /var/run/docker.sock ]] && docker_ready; do
+    if ((SECONDS >= deadline)); then
+        die "dockerd did not answer within ${DOCKERD_TIMEOUT}s; last lines of $DOCKERD_LOG: $(tail -n 3 "$DOCKERD_LOG" 2>/dev/null | tr '\n' ' ')"
+    fi
+    if [[ -n $started_pid ]] && ! kill -0 "$started_pid" 2>/dev/null; then
+        die "dockerd exited; last lines of $DOCKERD_LOG: $(tail -n 3 "$DOCKERD_LOG" 2>/dev/null | tr '\n' ' ')"
+    fi
+    sleep 1
+done
+log "dockerd is running"

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Run the end-to-end suite (tests/e2e) against the real dockerd.
+# Prepares the host (setup-host.sh) and the images (build-images.sh) first. With the
+# ngram-ids runtime (the default) the binary must already be built and registered:
+#   cargo build --release -p ngram-ids && scripts/register.sh
+#
+# Usage: scripts/test-e2e.sh [--runtime ngram-ids|runc] [TEST-FILTER...]
+#   --runtime runc checks the suite itself against Docker's default runtime.
+#   TEST-FILTER... is passed to the test binaries (e.g. `pause` or `--exact run::run_exit_code`).
+# Env:   CARGO_TARGET_DIR is honoured.
+set -euo pipefail
+
+die() { echo "test-e2e: error: $*" >&2; exit 1; }
+log() { echo "test-e2e: $*" >&2; }
+
+runtime=ngram-ids
+filters=()
+while (($#)); do
+    case $1 in
+        --runtime) [[ $# -ge 2 ]] || die "--runtime needs a value (ngram-ids or runc)"; runtime=$2; shift 2 ;;
+        --runtime=*) runtime=${1#--runtime=}; shift ;;
+        -h|--help) sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --) shift; filters+=("$@"); break ;;
+        *) filters+=("$1"); shift ;;
+    esac
+done
+case $runtime in
+    ngram-ids|ngram-ids-train|runc) ;;
+    *) die "unknown runtime '$runtime' (ngram-ids, ngram-ids-train or runc)" ;;
+esac
+
+[[ $(id -u) -eq 0 ]] || die "must run as root (the suite drives dockerd)"
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+"$repo/scripts/setup-host.sh"
+"$repo/scripts/build-images.sh"
+
+runtimes=$(docker info --format '{{json .Runtimes}}')
+jq -e --arg r "$runtime" 'has($r)' <<<"$runtimes" >/dev/null \
+    || die "dockerd has no runtime '$runtime' (build it and run scripts/register.sh); it has: $(jq -c keys <<<"$runtimes")"
+if [[ $runtime != runc ]]; then
+    path=$(jq -r --arg r "$runtime" '.[$r].path' <<<"$runtimes")
+    [[ -x $path ]] || die "runtime '$runtime' points to $path, which is not executable (run scripts/register.sh)"
+fi
+
+log "running the suite with --runtime=$runtime"
+start=$SECONDS
+cd "$repo"
+status=0
+NGRAM_IDS_E2E=1 NGRAM_IDS_E2E_RUNTIME=$runtime \
+    cargo test --release -p ngram-e2e -- --test-threads=1 "${filters[@]}" || status=$?
+log "suite finished in $((SECONDS - start))s with status $status (runtime $runtime)"
+exit "$status"
