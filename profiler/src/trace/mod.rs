@@ -1,6 +1,7 @@
 //! Traces: one stream of system-call events in the order they were seen, with the thread of
 //! each, and the readers of the formats we take in (ADFA-LD, UNM, `strace -f`, our own).
 
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -8,8 +9,17 @@ use serde::{Deserialize, Serialize};
 use crate::syscalls::Arch;
 
 mod adfa;
+mod native;
+mod strace;
+mod unm;
 
-pub use adfa::read_adfa;
+pub use adfa::{parse_adfa, read_adfa};
+pub use native::{
+    parse_native, read_native, NativeHeader, NativeReader, NativeWriter, MAGIC as NATIVE_MAGIC,
+    MAX_META as NATIVE_MAX_META, VERSION as NATIVE_VERSION,
+};
+pub use strace::{parse_strace, read_strace};
+pub use unm::{parse_unm, read_unm};
 
 /// One system call: which thread made it, which call, and when (if the source recorded it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +86,13 @@ pub enum TraceError {
         line: usize,
         msg: String,
     },
+    /// Malformed or truncated binary (native) trace: the byte offset where the problem starts.
+    #[error("{path}: at byte {offset}: {msg}")]
+    Binary {
+        path: PathBuf,
+        offset: u64,
+        msg: String,
+    },
     #[error("{path}: no trace files found (expected {format:?} traces)")]
     Empty { path: PathBuf, format: Format },
 }
@@ -108,14 +125,51 @@ pub fn read_path(format: Format, path: &Path) -> Result<Vec<Trace>, TraceError> 
     }
     let mut traces = Vec::new();
     for file in files {
-        match format {
-            Format::Adfa => traces.push(read_adfa(&file)?),
-            Format::Unm | Format::Strace | Format::Native => {
-                todo!("readers for {format:?}")
-            }
-        }
+        traces.push(read_file(format, &file)?);
     }
     Ok(traces)
+}
+
+/// Read one trace file of `format`. strace and UNM files give one trace with one stream per
+/// pid.
+pub fn read_file(format: Format, path: &Path) -> Result<Trace, TraceError> {
+    match format {
+        Format::Adfa => read_adfa(path),
+        Format::Unm => read_unm(path),
+        Format::Strace => read_strace(path),
+        Format::Native => read_native(path),
+    }
+}
+
+/// Feed `input` to `f` line by line as `(line number from 1, line without its end, whether it
+/// is a last line without a newline)`. Bytes that are not UTF-8 become U+FFFD.
+pub(crate) fn read_lines(
+    path: &Path,
+    mut input: impl BufRead,
+    mut f: impl FnMut(usize, &str, bool) -> Result<(), TraceError>,
+) -> Result<(), TraceError> {
+    let mut buf = Vec::new();
+    let mut lineno = 0usize;
+    loop {
+        buf.clear();
+        let n = input
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| TraceError::io(path, e))?;
+        if n == 0 {
+            return Ok(());
+        }
+        lineno += 1;
+        let unterminated = buf.last() != Some(&b'\n');
+        let mut line = &buf[..];
+        if let Some(rest) = line.strip_suffix(b"\n") {
+            line = rest;
+        }
+        if let Some(rest) = line.strip_suffix(b"\r") {
+            line = rest;
+        }
+        let text = String::from_utf8_lossy(line);
+        f(lineno, &text, unterminated)?;
+    }
 }
 
 /// Regular files under `path` in sorted order (the path itself when it is a file); hidden files
