@@ -48,6 +48,6 @@ start=$SECONDS
 cd "$repo"
 status=0
 NGRAM_IDS_E2E=1 NGRAM_IDS_E2E_RUNTIME=$runtime \
-    cargo test --release -p ngram-e2e -- --test-threads=1 "${filters[@]}" || status=$?
+    cargo test --release --no-fail-fast -p ngram-e2e -- --test-threads=1 "${filters[@]}" || status=$?
 log "suite finished in $((SECONDS - start))s with status $status (runtime $runtime)"
 exit "$status"

@@ -1,0 +1,365 @@
+//! Isolation options: `--read-only`, `--cap-drop ALL`, `--user`, `--pid=host`, volumes and
+//! Docker's seccomp profile (for the container and for `docker exec` processes).
+
+use std::fs;
+
+use ngram_e2e::{setup, TempDir, BUSYBOX};
+
+fn status_field(status: &str, field: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status:\n{status}"))
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn read_only_rootfs_rejects_writes() {
+    let Some(e) = setup("read_only_rootfs_rejects_writes") else {
+        return;
+    };
+    let c = e.container();
+    let out = e.run(
+        &c,
+        &["--rm", "--read-only", BUSYBOX, "sh", "-c", "touch /written"],
+    );
+    assert_ne!(
+        out.code,
+        Some(0),
+        "writing to a --read-only rootfs succeeded: {out}"
+    );
+    assert!(out.stderr.contains("Read-only file system"), "{out}");
+    // The control: the same write works without --read-only.
+    let c = e.container();
+    e.run(&c, &["--rm", BUSYBOX, "sh", "-c", "touch /written"])
+        .success();
+}
+
+#[test]
+fn cap_drop_all_leaves_no_capabilities() {
+    let Some(e) = setup("cap_drop_all_leaves_no_capabilities") else {
+        return;
+    };
+    let c = e.container();
+    let out = e.run(
+        &c,
+        &[
+            "--rm",
+            "--cap-drop",
+            "ALL",
+            BUSYBOX,
+            "cat",
+            "/proc/self/status",
+        ],
+    );
+    out.success();
+    for field in ["CapEff", "CapPrm", "CapBnd", "CapInh", "CapAmb"] {
+        assert_eq!(
+            status_field(&out.stdout, field),
+            "0000000000000000",
+            "{field}"
+        );
+    }
+    let c = e.container();
+    let out = e.run(&c, &["--rm", BUSYBOX, "cat", "/proc/self/status"]);
+    out.success();
+    // Docker's default set: chown dac_override fowner fsetid kill setgid setuid setpcap
+    // net_bind_service net_raw sys_chroot mknod audit_write setfcap.
+    assert_eq!(
+        status_field(&out.stdout, "CapEff"),
+        "00000000a80425fb",
+        "default CapEff"
+    );
+    let c = e.container();
+    let out = e.run(
+        &c,
+        &[
+            "--rm",
+            "--cap-drop",
+            "ALL",
+            BUSYBOX,
+            "chown",
+            "65534",
+            "/tmp",
+        ],
+    );
+    assert_ne!(
+        out.code,
+        Some(0),
+        "chown without CAP_CHOWN succeeded: {out}"
+    );
+}
+
+#[test]
+fn user_option_sets_uid_and_gid() {
+    let Some(e) = setup("user_option_sets_uid_and_gid") else {
+        return;
+    };
+    let c = e.container();
+    let out = e.run(
+        &c,
+        &[
+            "--rm",
+            "--user",
+            "1234:2345",
+            BUSYBOX,
+            "sh",
+            "-c",
+            "id -u; id -g",
+        ],
+    );
+    out.success();
+    assert_eq!(out.stdout, "1234\n2345\n", "{out}");
+    let c = e.container();
+    let out = e.run(&c, &["--rm", "--user", "nobody", BUSYBOX, "id", "-u"]);
+    out.success();
+    assert_eq!(
+        out.out(),
+        "65534",
+        "--user nobody from the image's /etc/passwd: {out}"
+    );
+    let c = e.container();
+    let out = e.run(
+        &c,
+        &[
+            "--rm",
+            "--user",
+            "nobody",
+            BUSYBOX,
+            "cat",
+            "/proc/self/status",
+        ],
+    );
+    out.success();
+    assert_eq!(
+        status_field(&out.stdout, "CapEff"),
+        "0000000000000000",
+        "non-root CapEff"
+    );
+}
+
+#[test]
+fn pid_host_shares_the_hosts_pid_namespace() {
+    let Some(e) = setup("pid_host_shares_the_hosts_pid_namespace") else {
+        return;
+    };
+    let me = std::process::id();
+    let c = e.container();
+    let out = e.run(
+        &c,
+        &[
+            "--rm",
+            "--pid=host",
+            BUSYBOX,
+            "sh",
+            "-c",
+            &format!("echo $$; if test -d /proc/{me}; then echo sees-host; fi"),
+        ],
+    );
+    out.success();
+    assert_ne!(
+        out.stdout.lines().next(),
+        Some("1"),
+        "pid 1 in --pid=host: {out}"
+    );
+    assert!(
+        out.stdout.contains("sees-host"),
+        "the test runner (pid {me}) is not visible: {out}"
+    );
+    // The control: a private pid namespace.
+    let c = e.container();
+    let out = e.run(
+        &c,
+        &[
+            "--rm",
+            BUSYBOX,
+            "sh",
+            "-c",
+            &format!("echo $$; if test -d /proc/{me}; then echo sees-host; fi"),
+        ],
+    );
+    out.success();
+    assert_eq!(out.stdout, "1\n", "{out}");
+}
+
+/// A host directory mounted with `-v`: files cross in both directions; `:ro` refuses writes.
+#[test]
+fn bind_mounted_volume_both_ways() {
+    let Some(e) = setup("bind_mounted_volume_both_ways") else {
+        return;
+    };
+    let dir = TempDir::new("volume");
+    fs::write(dir.path().join("from-host"), "host data\n").unwrap();
+    let mount = format!("{}:/data", dir.path().display());
+    let c = e.container();
+    let out = e.run(
+        &c,
+        &[
+            "--rm",
+            "-v",
+            &mount,
+            BUSYBOX,
+            "sh",
+            "-c",
+            "cat /data/from-host; echo container data > /data/from-container",
+        ],
+    );
+    out.success();
+    assert_eq!(out.stdout, "host data\n", "{out}");
+    assert_eq!(
+        fs::read_to_string(dir.path().join("from-container")).unwrap(),
+        "container data\n"
+    );
+
+    let mount_ro = format!("{}:/data:ro", dir.path().display());
+    let c = e.container();
+    let out = e.run(
+        &c,
+        &[
+            "--rm",
+            "-v",
+            &mount_ro,
+            BUSYBOX,
+            "sh",
+            "-c",
+            "cat /data/from-host && touch /data/x",
+        ],
+    );
+    assert_ne!(out.code, Some(0), "write to a :ro volume succeeded: {out}");
+    assert_eq!(out.stdout, "host data\n", "{out}");
+    assert!(out.stderr.contains("Read-only file system"), "{out}");
+    assert!(!dir.path().join("x").exists());
+}
+
+/// A named volume keeps data between containers.
+#[test]
+fn named_volume_persists() {
+    let Some(e) = setup("named_volume_persists") else {
+        return;
+    };
+    let c = e.container();
+    let volume = format!("{}-vol", c.name);
+    let mount = format!("{volume}:/data");
+    e.run(
+        &c,
+        &[
+            "--rm",
+            "-v",
+            &mount,
+            BUSYBOX,
+            "sh",
+            "-c",
+            "echo kept > /data/f",
+        ],
+    )
+    .success();
+    let c2 = e.container();
+    let out = e.run(&c2, &["--rm", "-v", &mount, BUSYBOX, "cat", "/data/f"]);
+    e.docker(&["volume", "rm", &volume]);
+    out.success();
+    assert_eq!(out.stdout, "kept\n", "{out}");
+}
+
+/// Docker's seccomp profile is in force for the container's process (mode 2: filter)...
+#[test]
+fn seccomp_filter_on_the_container() {
+    let Some(e) = setup("seccomp_filter_on_the_container") else {
+        return;
+    };
+    let c = e.container();
+    let out = e.run(
+        &c,
+        &["--rm", BUSYBOX, "grep", "^Seccomp:", "/proc/self/status"],
+    );
+    out.success();
+    assert_eq!(out.stdout, "Seccomp:\t2\n", "{out}");
+    // The control: with seccomp=unconfined there is no filter.
+    let c = e.container();
+    let out = e.run(
+        &c,
+        &[
+            "--rm",
+            "--security-opt",
+            "seccomp=unconfined",
+            BUSYBOX,
+            "grep",
+            "^Seccomp:",
+            "/proc/self/status",
+        ],
+    );
+    out.success();
+    assert_eq!(out.stdout, "Seccomp:\t0\n", "{out}");
+}
+
+/// ...and for every `docker exec` process.
+#[test]
+fn seccomp_filter_on_exec_processes() {
+    let Some(e) = setup("seccomp_filter_on_exec_processes") else {
+        return;
+    };
+    let c = e.container();
+    e.run_detached(&c, &[BUSYBOX, "sleep", "600"]);
+    let out = e.docker(&["exec", &c.name, "grep", "^Seccomp:", "/proc/self/status"]);
+    out.success();
+    assert_eq!(out.stdout, "Seccomp:\t2\n", "docker exec process: {out}");
+    let out = e.docker(&[
+        "exec",
+        "-t",
+        &c.name,
+        "grep",
+        "^Seccomp:",
+        "/proc/self/status",
+    ]);
+    out.success();
+    assert_eq!(
+        out.stdout, "Seccomp:\t2\r\n",
+        "docker exec -t process: {out}"
+    );
+    let out = e.docker(&[
+        "exec",
+        "-u",
+        "nobody",
+        &c.name,
+        "grep",
+        "^Seccomp:",
+        "/proc/self/status",
+    ]);
+    out.success();
+    assert_eq!(
+        out.stdout, "Seccomp:\t2\n",
+        "docker exec -u nobody process: {out}"
+    );
+}
+
+/// A call Docker's profile denies keeps failing inside (here `unshare` of a user namespace
+/// is allowed by the kernel but denied by the profile without CAP_SYS_ADMIN).
+#[test]
+fn seccomp_profile_denies_what_docker_denies() {
+    let Some(e) = setup("seccomp_profile_denies_what_docker_denies") else {
+        return;
+    };
+    let c = e.container();
+    let out = e.run(&c, &["--rm", BUSYBOX, "unshare", "--user", "true"]);
+    assert_ne!(
+        out.code,
+        Some(0),
+        "unshare --user succeeded under Docker's profile: {out}"
+    );
+    assert!(out.stderr.contains("Operation not permitted"), "{out}");
+    // The control: unconfined, an unprivileged user namespace is allowed.
+    let c = e.container();
+    let out = e.run(
+        &c,
+        &[
+            "--rm",
+            "--security-opt",
+            "seccomp=unconfined",
+            BUSYBOX,
+            "unshare",
+            "--user",
+            "true",
+        ],
+    );
+    out.success();
+}

@@ -1,0 +1,165 @@
+//! Resources and introspection: `--memory`, `update --memory`, `--pids-limit`, `top`, `stats`.
+//! Limits are checked in the container's cgroup as the host kernel sees it (found through
+//! `/proc/PID/cgroup` of the container's init), so a limit only recorded by Docker fails.
+
+use ngram_e2e::{read_host_cgroup, setup, BUSYBOX};
+
+const MIB: u64 = 1024 * 1024;
+
+fn memory_limit(pid: u32) -> u64 {
+    let raw = read_host_cgroup(pid, ("memory", "memory.limit_in_bytes"), "memory.max");
+    raw.parse()
+        .unwrap_or_else(|e| panic!("memory limit {raw:?}: {e}"))
+}
+
+#[test]
+fn memory_limit_is_set_in_the_cgroup() {
+    let Some(e) = setup("memory_limit_is_set_in_the_cgroup") else {
+        return;
+    };
+    let c = e.container();
+    e.run_detached(&c, &["--memory", "48m", BUSYBOX, "sleep", "600"]);
+    assert_eq!(
+        e.inspect(&c, "{{.HostConfig.Memory}}"),
+        (48 * MIB).to_string()
+    );
+    assert_eq!(
+        memory_limit(e.pid(&c)),
+        48 * MIB,
+        "host cgroup memory limit"
+    );
+}
+
+/// Without `--memory` there is no limit (the control for the test above).
+#[test]
+fn no_memory_limit_by_default() {
+    let Some(e) = setup("no_memory_limit_by_default") else {
+        return;
+    };
+    let c = e.container();
+    e.run_detached(&c, &[BUSYBOX, "sleep", "600"]);
+    assert!(
+        memory_limit(e.pid(&c)) > 1024 * MIB,
+        "a memory limit was set without --memory"
+    );
+}
+
+#[test]
+fn update_memory_changes_the_cgroup() {
+    let Some(e) = setup("update_memory_changes_the_cgroup") else {
+        return;
+    };
+    let c = e.container();
+    e.run_detached(
+        &c,
+        &[
+            "--memory",
+            "64m",
+            "--memory-swap",
+            "256m",
+            BUSYBOX,
+            "sleep",
+            "600",
+        ],
+    );
+    let pid = e.pid(&c);
+    assert_eq!(memory_limit(pid), 64 * MIB);
+    e.docker(&["update", "--memory", "96m", &c.name]).success();
+    assert_eq!(
+        e.inspect(&c, "{{.HostConfig.Memory}}"),
+        (96 * MIB).to_string()
+    );
+    assert_eq!(
+        memory_limit(pid),
+        96 * MIB,
+        "host cgroup memory limit after update"
+    );
+    e.docker(&["update", "--memory", "32m", &c.name]).success();
+    assert_eq!(
+        memory_limit(pid),
+        32 * MIB,
+        "host cgroup memory limit after a second update"
+    );
+    assert_eq!(e.inspect(&c, "{{.State.Running}}"), "true");
+}
+
+/// `--pids-limit 20`: the cgroup says so, and forking past it fails inside.
+#[test]
+fn pids_limit() {
+    let Some(e) = setup("pids_limit") else {
+        return;
+    };
+    let c = e.container();
+    e.run_detached(&c, &["--pids-limit", "20", BUSYBOX, "sleep", "600"]);
+    let max = read_host_cgroup(e.pid(&c), ("pids", "pids.max"), "pids.max");
+    assert_eq!(max, "20", "host cgroup pids.max");
+    let out = e.docker(&[
+        "exec",
+        &c.name,
+        "sh",
+        "-c",
+        "n=0; for i in $(seq 40); do sleep 60 & n=$((n+1)); done; echo started $n",
+    ]);
+    assert!(
+        out.stderr.contains("can't fork")
+            || out.stderr.contains("Resource temporarily unavailable"),
+        "40 forks under a 20-pid limit did not fail: {out}"
+    );
+}
+
+/// `docker top` lists the container's processes, the exec'd ones included.
+#[test]
+fn top_lists_processes() {
+    let Some(e) = setup("top_lists_processes") else {
+        return;
+    };
+    let c = e.container();
+    e.run_detached(&c, &[BUSYBOX, "sleep", "601"]);
+    let top = e.docker(&["top", &c.name]);
+    top.success();
+    assert!(top.stdout.starts_with("UID"), "no header: {top}");
+    assert!(
+        top.stdout.contains("sleep 601"),
+        "the container's process is missing: {top}"
+    );
+    let pid = e.pid(&c).to_string();
+    assert!(
+        top.stdout.split_whitespace().any(|w| w == pid),
+        "host pid {pid} of the init process is missing: {top}"
+    );
+}
+
+/// `docker stats --no-stream` reports the container's memory and pids.
+#[test]
+fn stats_no_stream() {
+    let Some(e) = setup("stats_no_stream") else {
+        return;
+    };
+    let c = e.container();
+    e.run_detached(
+        &c,
+        &[
+            "--memory",
+            "64m",
+            BUSYBOX,
+            "sh",
+            "-c",
+            "sleep 600 & sleep 600",
+        ],
+    );
+    let out = e.docker(&["stats", "--no-stream", "--format", "{{json .}}", &c.name]);
+    out.success();
+    let stats: serde_json::Value = serde_json::from_str(out.out())
+        .unwrap_or_else(|err| panic!("stats output is not JSON ({err}): {out}"));
+    assert_eq!(stats["Name"], c.name.as_str(), "{out}");
+    let mem = stats["MemUsage"].as_str().unwrap_or_default();
+    assert!(
+        mem.ends_with("/ 64MiB"),
+        "memory limit missing from MemUsage: {out}"
+    );
+    assert!(!mem.starts_with("0B"), "no memory usage reported: {out}");
+    assert_eq!(
+        stats["PIDs"], "2",
+        "two processes run in the container: {out}"
+    );
+}
