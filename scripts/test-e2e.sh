@@ -43,6 +43,14 @@ if [[ $runtime != runc ]]; then
     [[ -x $path ]] || die "runtime '$runtime' points to $path, which is not executable (run scripts/register.sh)"
 fi
 
+# Containers left by an earlier run that was killed (the tests remove their own).
+stale=$(docker ps --all --quiet --filter label=ngram-ids.e2e=1)
+if [[ -n $stale ]]; then
+    log "removing $(wc -l <<<"$stale") containers left by an earlier run"
+    # shellcheck disable=SC2086 # one id per word
+    docker rm --force --volumes $stale >/dev/null || true
+fi
+
 log "running the suite with --runtime=$runtime"
 start=$SECONDS
 cd "$repo"

@@ -304,6 +304,11 @@ impl E2e {
         self.wait_until(&format!("{c} is running"), Duration::from_secs(30), || {
             self.inspect(c, "{{.State.Running}}") == "true"
         });
+        assert_eq!(
+            self.inspect(c, "{{.HostConfig.Runtime}}"),
+            self.runtime,
+            "{c} runs with another runtime"
+        );
     }
 
     /// `docker inspect --format FORMAT C`, trimmed; panics if the container does not exist.

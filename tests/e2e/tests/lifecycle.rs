@@ -4,6 +4,25 @@ use std::time::Duration;
 
 use ngram_e2e::{setup, BUSYBOX};
 
+/// The suite really runs containers with the runtime under test: dockerd records it, and the
+/// runtime's state directory (dockerd passes `--root /var/run/docker/runtime-NAME/moby`) holds
+/// the container.
+#[test]
+fn containers_use_the_runtime_under_test() {
+    let Some(e) = setup("containers_use_the_runtime_under_test") else {
+        return;
+    };
+    let c = e.container();
+    e.run_detached(&c, &[BUSYBOX, "sleep", "600"]);
+    assert_eq!(e.inspect(&c, "{{.HostConfig.Runtime}}"), e.runtime());
+    let id = e.inspect(&c, "{{.Id}}");
+    let state = format!("/var/run/docker/runtime-{}/moby/{id}", e.runtime());
+    assert!(
+        std::path::Path::new(&state).exists(),
+        "no state for the container at {state}: was it created by another runtime?"
+    );
+}
+
 /// `docker run echo hello` prints exactly the container's output: nothing from the runtime.
 #[test]
 fn run_prints_only_the_containers_output() {
