@@ -1,0 +1,10 @@
+//! Fuzz the unm reader: any bytes give a trace or an error, never a panic.
+#![no_main]
+
+use std::path::Path;
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = ngram_profiler::trace::parse_unm(Path::new("fuzz"), data);
+});
