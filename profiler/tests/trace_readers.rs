@@ -101,6 +101,22 @@ fn strace_killed_trace_counts_a_cut_last_call() {
 }
 
 #[test]
+fn strace_real_stderr_output_with_vfork() {
+    // `strace -f sh -c 'id >/dev/null; true' 2>FILE` as strace 6.1 wrote it: unprefixed lines
+    // before the vfork and after the child exits, a tracer message inside the vfork line.
+    let t = read_strace(&data("strace/real-stderr-vfork.strace")).unwrap();
+    assert_eq!(t.events.len(), 264);
+    let first: Vec<u32> = t.events.iter().map(|e| e.tid).take(3).collect();
+    assert_eq!(first, vec![20246, 20246, 20246]);
+    let mut tids: Vec<u32> = t.events.iter().map(|e| e.tid).collect();
+    tids.sort_unstable();
+    tids.dedup();
+    assert_eq!(tids, vec![20246, 20247]);
+    let last = t.events.last().unwrap();
+    assert_eq!((last.tid, Arch::X86_64.name(last.nr)), (20246, Some("exit_group")));
+}
+
+#[test]
 fn unm_streams_per_pid() {
     let t = read_unm(&data("unm/sendmail-two-procs.int")).unwrap();
     assert_eq!(t.arch, Arch::Opaque);
@@ -225,6 +241,7 @@ fn read_path_walks_directories_sorted() {
         vec![
             "killed-cut-last-line.strace",
             "nginx-threads-tt.strace",
+            "real-stderr-vfork.strace",
             "single-ttt.strace",
             "stderr-pid-prefix.strace"
         ]

@@ -36,6 +36,7 @@ pub fn parse_strace(path: &Path, input: impl BufRead) -> Result<Trace, TraceErro
         saw_unprefixed: false,
         children: HashSet::new(),
         leader: None,
+        continuation: false,
     };
     read_lines(path, input, |lineno, line, last| p.line(lineno, line, last))?;
     if let Some(leader) = p.leader {
@@ -72,6 +73,9 @@ struct Parser<'a> {
     children: HashSet<u32>,
     /// The pid of the unprefixed lines' process, once a `[pid N]` line shows it.
     leader: Option<u32>,
+    /// The previous line was a call cut by one of strace's own messages (`vfork(strace: Process
+    /// 12 attached`, seen when strace writes to stderr); its ` <unfinished ...>` comes next.
+    continuation: bool,
 }
 
 /// A cursor over one line.
@@ -244,6 +248,9 @@ impl Parser<'_> {
     fn line(&mut self, lineno: usize, line: &str, last: bool) -> Result<(), TraceError> {
         let mut cur = Cur { s: line };
         cur.skip_ws();
+        if std::mem::take(&mut self.continuation) && cur.s.trim_end() == UNFINISHED {
+            return Ok(()); // the rest of a call cut by a tracer message
+        }
         if cur.s.is_empty() {
             return Ok(());
         }
@@ -290,10 +297,10 @@ impl Parser<'_> {
                 cur.skip_ws();
             }
         }
-        // `-i` instruction pointer: `[00007f...] `.
+        // `-i` instruction pointer: `[00007f...] ` (`[????????????????]` when there is none).
         if let Some(rest) = cur.s.strip_prefix('[') {
             if let Some((ip, after)) = rest.split_once(']') {
-                if !ip.is_empty() && ip.bytes().all(|b| b.is_ascii_hexdigit()) {
+                if !ip.is_empty() && ip.bytes().all(|b| b.is_ascii_hexdigit() || b == b'?') {
                     cur.s = after.trim_start();
                 }
             }
@@ -349,27 +356,48 @@ impl Parser<'_> {
         let nr = syscall_number(name).map_err(|m| self.err(lineno, m))?;
         if body.ends_with(UNFINISHED) {
             self.pending.insert(tid, (name.to_owned(), lineno));
-        } else if !last {
-            let end = close_paren(args).ok_or_else(|| {
-                self.err(
-                    lineno,
-                    format!("unterminated arguments of {name} (no closing parenthesis)"),
-                )
-            })?;
-            let ret = args[end..].trim_start();
-            let Some(value) = ret.strip_prefix('=') else {
-                return Err(self.err(lineno, format!("missing return value of {name}")));
-            };
-            if value.trim().is_empty() {
-                return Err(self.err(lineno, format!("missing return value of {name}")));
-            }
-            if tid == 0 && matches!(name, "clone" | "clone3" | "fork" | "vfork") {
-                if let Some(child) = value.split_whitespace().next().and_then(|v| v.parse().ok()) {
-                    self.children.insert(child);
-                }
+        } else {
+            let end = close_paren(args);
+            if end.is_none() && args.contains("strace: ") {
+                // strace cut its own line with a message (stderr output); the call started.
+                self.pending.insert(tid, (name.to_owned(), lineno));
+                self.continuation = true;
+            } else if !last {
+                self.finished_call(lineno, tid, name, args, end)?;
             }
         }
         self.events.push(Event { tid, nr, ts_ns });
+        Ok(())
+    }
+
+    /// Check the end of a whole call line (`... ) = ret`) and note the children that fork-like
+    /// calls of the unprefixed process return.
+    fn finished_call(
+        &mut self,
+        lineno: usize,
+        tid: u32,
+        name: &str,
+        args: &str,
+        end: Option<usize>,
+    ) -> Result<(), TraceError> {
+        let end = end.ok_or_else(|| {
+            self.err(
+                lineno,
+                format!("unterminated arguments of {name} (no closing parenthesis)"),
+            )
+        })?;
+        let ret = args[end..].trim_start();
+        let Some(value) = ret.strip_prefix('=') else {
+            return Err(self.err(lineno, format!("missing return value of {name}")));
+        };
+        if value.trim().is_empty() {
+            return Err(self.err(lineno, format!("missing return value of {name}")));
+        }
+        if tid == 0 && matches!(name, "clone" | "clone3" | "fork" | "vfork") {
+            if let Some(child) = value.split_whitespace().next().and_then(|v| v.parse().ok()) {
+                self.children.insert(child);
+            }
+        }
         Ok(())
     }
 
@@ -557,5 +585,31 @@ mod tests {
             t.events.iter().map(|e| e.nr).collect::<Vec<_>>(),
             vec![0x1ab, 12, 0]
         );
+    }
+
+    #[test]
+    fn tracer_message_inside_a_line_and_unknown_ip() {
+        let t = parse(
+            "rt_sigprocmask(SIG_SETMASK, ~[RTMIN RT_1], NULL, 8) = 0\n\
+             vfork(strace: Process 20247 attached\n \
+             <unfinished ...>\n\
+             [pid 20247] execve(\"/usr/bin/id\", [\"id\"], 0x55 /* 35 vars */ <unfinished ...>\n\
+             [pid 20246] <... vfork resumed>)        = 20247\n\
+             [pid 20247] <... execve resumed>)       = 0\n\
+             [pid 20247] +++ exited with 0 +++\n\
+             <... wait4 resumed>[{WIFEXITED(s) && WEXITSTATUS(s) == 0}], 0, NULL) = 20247\n",
+        );
+        // wait4 was never started: an error naming it.
+        assert_eq!(
+            t.unwrap_err().to_string(),
+            "t.strace:8: wait4 resumed in pid 20246 without an unfinished wait4 call"
+        );
+        let t = parse(
+            "     0.000084 [00007f2d8f282409] exit_group(0) = ?\n     \
+             0.000175 [????????????????] +++ exited with 0 +++\n",
+        )
+        .unwrap();
+        assert_eq!(calls(&t), vec![(0, "exit_group")]);
+        assert_eq!(t.events[0].ts_ns, Some(84_000));
     }
 }
