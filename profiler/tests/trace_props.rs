@@ -102,4 +102,47 @@ proptest! {
         let got: Vec<(u32, u16)> = t.events.iter().map(|e| (e.tid, e.nr)).collect();
         prop_assert_eq!(got, pairs);
     }
+
+    #[test]
+    fn strace_reads_back_what_was_rendered(
+        calls in proptest::collection::vec(
+            (1u32..5, any::<proptest::sample::Index>(), "[ -~]{0,30}", any::<bool>(), 0u64..86_400_000_000),
+            0..60,
+        ),
+    ) {
+        // Render `strace -f -tt` lines (arguments with quotes, parentheses, `=` and escapes;
+        // some calls split into unfinished/resumed pairs interleaved with other pids), then
+        // parse them back.
+        let table = Arch::X86_64.syscalls();
+        let mut text = String::new();
+        let mut pending: std::collections::HashMap<u32, &str> = std::collections::HashMap::new();
+        let mut want = Vec::new();
+        let mut t_us = 0u64;
+        for (pid, idx, arg, split, dt) in &calls {
+            t_us = (t_us + dt % 1_000_000).min(86_399_999_999);
+            let ts = format!(
+                "{:02}:{:02}:{:02}.{:06}",
+                t_us / 3_600_000_000,
+                t_us / 60_000_000 % 60,
+                t_us / 1_000_000 % 60,
+                t_us % 1_000_000
+            );
+            if let Some(name) = pending.remove(pid) {
+                text.push_str(&format!("{pid}  {ts} <... {name} resumed>, 3) = 0\n"));
+            }
+            let (nr, name) = table[idx.index(table.len())];
+            let quoted = format!("{arg:?}");
+            if *split {
+                text.push_str(&format!("{pid}  {ts} {name}({quoted} <unfinished ...>\n"));
+                pending.insert(*pid, name);
+            } else {
+                text.push_str(&format!("{pid}  {ts} {name}({quoted}, (3)) = 0 <0.000010>\n"));
+            }
+            want.push((*pid, nr, Some(t_us * 1000)));
+        }
+        let t = parse_strace(Path::new("r"), text.as_bytes()).unwrap();
+        let got: Vec<(u32, u16, Option<u64>)> =
+            t.events.iter().map(|e| (e.tid, e.nr, e.ts_ns)).collect();
+        prop_assert_eq!(got, want);
+    }
 }
