@@ -1,0 +1,23 @@
+//! ngram-supervisor: the tracing core of ngram-ids. A [`Tracer`] delivers every system call of
+//! a container's processes to a [`Handler`] and applies its [`Decision`]; [`NotifyTracer`] does
+//! it with seccomp user notification on a listener taken from the traced process with
+//! `pidfd_getfd`, [`ReplayTracer`] with a recorded sequence. [`filter`] rewrites a container's
+//! OCI seccomp section so that every call it allows is notified.
+//!
+//! All `unsafe` code is in [`sys`].
+
+pub mod bpf;
+pub mod child;
+pub mod discover;
+mod error;
+pub mod filter;
+pub mod notify;
+pub mod replay;
+pub mod sys;
+pub mod syscalls;
+pub mod tracer;
+
+pub use error::TracerError;
+pub use notify::{NotifyConfig, NotifyTracer};
+pub use replay::ReplayTracer;
+pub use tracer::{Decision, Event, Handler, RecordFrom, RunStats, Tracer};
