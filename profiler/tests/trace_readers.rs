@@ -113,7 +113,10 @@ fn strace_real_stderr_output_with_vfork() {
     tids.dedup();
     assert_eq!(tids, vec![20246, 20247]);
     let last = t.events.last().unwrap();
-    assert_eq!((last.tid, Arch::X86_64.name(last.nr)), (20246, Some("exit_group")));
+    assert_eq!(
+        (last.tid, Arch::X86_64.name(last.nr)),
+        (20246, Some("exit_group"))
+    );
 }
 
 #[test]
