@@ -1,1 +1,20 @@
 //! The runc-compatible OCI runtime: command-line types and the lifecycle commands on libcontainer.
+//!
+//! Layout: [`cli`] is runc's command line as data (no behaviour), [`commands`] runs one command
+//! each, [`executor`] is the code that runs inside the container just before `execve`,
+//! [`seal`] re-executes the binary from a sealed memfd (CVE-2019-5736), [`logfmt`] formats log
+//! lines the way containerd reads them, and [`sys`] holds the only `unsafe` code.
+
+pub mod bundle;
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod executor;
+pub mod logfmt;
+pub mod seal;
+pub mod signal;
+mod sys;
+
+pub use cli::{GlobalOpts, RuntimeCmd};
+pub use commands::{run, CreateHook, Created, NoHook};
+pub use error::RuntimeError;

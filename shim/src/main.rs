@@ -1,13 +1,24 @@
-//! `ngram-ids`: parse, start logging, dispatch. No logic here.
+//! `ngram-ids`: seal, parse, start logging, dispatch. No logic here.
 
+use std::fs::OpenOptions;
 use std::process::ExitCode;
+use std::sync::Mutex;
 
 use clap::{Parser, Subcommand};
 use ngram_ids::tools;
+use ngram_runtime::logfmt::RuncFormat;
+use ngram_runtime::{GlobalOpts, NoHook, RuntimeCmd};
+use tracing::level_filters::LevelFilter;
 
 #[derive(Debug, Parser)]
-#[command(name = "ngram-ids", version, about = "System-call n-gram intrusion detection for containers")]
+#[command(
+    name = "ngram-ids",
+    version,
+    about = "System-call n-gram intrusion detection for containers"
+)]
 struct Cli {
+    #[command(flatten)]
+    global: GlobalOpts,
     #[command(subcommand)]
     cmd: Command,
 }
@@ -15,19 +26,71 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     #[command(flatten)]
+    Runtime(Box<RuntimeCmd>),
+    #[command(flatten)]
     Tool(tools::ToolCmd),
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let res = match cli.cmd {
-        Command::Tool(cmd) => tools::run(cmd),
+/// Send tracing to `--log` (or stderr) in runc's text or json format.
+fn init_logging(global: &GlobalOpts) -> anyhow::Result<()> {
+    let level = if global.debug {
+        LevelFilter::DEBUG
+    } else {
+        LevelFilter::WARN
     };
-    match res {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("ngram-ids: {e:#}");
-            ExitCode::FAILURE
+    let format = RuncFormat {
+        json: global.log_format == ngram_runtime::cli::LogFormat::Json,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .event_format(format);
+    match &global.log {
+        Some(path) => {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| anyhow::anyhow!("opening log file {}: {e}", path.display()))?;
+            builder.with_writer(Mutex::new(file)).init();
         }
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    // CVE-2019-5736: run from a sealed memfd copy of this binary (re-executes once).
+    if let Err(e) = ngram_runtime::seal::ensure_sealed() {
+        eprintln!("ngram-ids: {e}");
+        return ExitCode::FAILURE;
+    }
+    let cli = Cli::parse();
+    if let Err(e) = init_logging(&cli.global) {
+        eprintln!("ngram-ids: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    match cli.cmd {
+        Command::Runtime(cmd) => {
+            // create/exec share their stdio with the container: errors go to --log only.
+            let quiet = cmd.stdio_is_container() && cli.global.log.is_some();
+            match ngram_runtime::run(&cli.global, *cmd, &NoHook) {
+                Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+                Err(e) => {
+                    let msg = e.one_line();
+                    tracing::error!("{msg}");
+                    if !quiet && cli.global.log.is_some() {
+                        eprintln!("ngram-ids: {msg}");
+                    }
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Tool(cmd) => match tools::run(cmd) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("ngram-ids: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

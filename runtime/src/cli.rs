@@ -1,0 +1,89 @@
+//! runc's command line as data: the global flags and the subcommands containerd-shim-runc-v2
+//! sends. The subcommand argument types are liboci-cli's; nothing here has behaviour.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+/// Default state directory when `--root` is not given (runc uses `/run/runc`).
+pub const DEFAULT_ROOT: &str = "/run/ngram-ids";
+
+/// runc's global flags. containerd passes `--root`, `--log`, `--log-format json` and, with the
+/// systemd cgroup driver, `--systemd-cgroup` before the subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalOpts {
+    /// Root directory for storage of container state (made root-only, 0700).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Log file; errors of create/exec go here and nowhere else when it is set.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Log format: text or json (containerd uses json and reads `msg` of the last error line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Use systemd to manage the container's cgroups.
+    #[arg(long, global = true)]
+    pub systemd_cgroup: bool,
+    /// Log at debug level.
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Accepted for runc compatibility and ignored (rootless mode is detected, not forced).
+    #[arg(long, global = true, value_name = "true|false|auto", hide = true)]
+    pub rootless: Option<String>,
+    /// Accepted for runc compatibility and ignored (checkpointing is not supported).
+    #[arg(long, global = true, value_name = "PATH", hide = true)]
+    pub criu: Option<PathBuf>,
+}
+
+impl GlobalOpts {
+    /// The state directory: `--root` or [`DEFAULT_ROOT`].
+    pub fn root_dir(&self) -> PathBuf {
+        self.root
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT))
+    }
+}
+
+/// Format of the `--log` output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// logrus-style `time="…" level=… msg="…"`.
+    Text,
+    /// One JSON object per line: `{"level":…,"msg":…,"time":…}`.
+    Json,
+}
+
+/// The runc subcommands ngram-ids implements.
+#[derive(Debug, Subcommand)]
+pub enum RuntimeCmd {
+    /// Create a container (it waits for `start` before running the user process).
+    Create(liboci_cli::Create),
+    /// Start the user process of a created container.
+    Start(liboci_cli::Start),
+    /// Print the state of a container as JSON.
+    State(liboci_cli::State),
+    /// Send a signal (name or number, real-time ones included) to the container.
+    Kill(liboci_cli::Kill),
+    /// Delete a container's resources and state.
+    Delete(liboci_cli::Delete),
+    /// Run a new process inside a running container.
+    Exec(liboci_cli::Exec),
+    /// List the processes of a container.
+    Ps(liboci_cli::Ps),
+    /// Freeze all processes of a container.
+    Pause(liboci_cli::Pause),
+    /// Thaw a paused container.
+    Resume(liboci_cli::Resume),
+    /// Change the resource limits of a running container.
+    Update(liboci_cli::Update),
+    /// Print what this runtime supports (runtime-spec features document).
+    Features(liboci_cli::Features),
+}
+
+impl RuntimeCmd {
+    /// Whether the command's stdio belongs to the container (create and exec): then nothing
+    /// may be printed on stdout/stderr, and errors go to `--log` only.
+    pub fn stdio_is_container(&self) -> bool {
+        matches!(self, RuntimeCmd::Create(_) | RuntimeCmd::Exec(_))
+    }
+}

@@ -1,0 +1,150 @@
+//! `create`: build the container with libcontainer, close the gaps libcontainer leaves
+//! (disableOOMKiller, state permissions), then call the [`CreateHook`] before returning, so
+//! that a supervisor can attach between creation and `start`.
+
+use std::path::PathBuf;
+
+use libcgroups::common::{CgroupManager, ControllerOpt};
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use oci_spec::runtime::Spec;
+
+use super::{cgroup_manager, ensure_private_dir};
+use crate::cli::GlobalOpts;
+use crate::error::RuntimeError;
+use crate::executor::NgramExecutor;
+
+/// What `create` made: enough for a supervisor to find and watch the container.
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// Container id.
+    pub id: String,
+    /// Host pid of the container's init process (waiting for `start`).
+    pub pid: i32,
+    /// Absolute bundle path.
+    pub bundle: PathBuf,
+    /// The container's state directory under `--root`.
+    pub state_dir: PathBuf,
+    /// The parsed config.json.
+    pub spec: Spec,
+    /// The global flags of this invocation (for `--root`, `--log`, …).
+    pub global: GlobalOpts,
+}
+
+/// Called by `create` after the container exists and before `create` returns (so before
+/// `start`). An error makes `create` fail and the container is deleted again.
+pub trait CreateHook {
+    /// Attach to the freshly created container.
+    fn after_create(
+        &self,
+        created: &Created,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+}
+
+/// A hook that does nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHook;
+
+impl CreateHook for NoHook {
+    fn after_create(
+        &self,
+        _created: &Created,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Ok(())
+    }
+}
+
+/// `ngram-ids create`.
+pub fn create(
+    global: &GlobalOpts,
+    args: &liboci_cli::Create,
+    hook: &dyn CreateHook,
+) -> Result<Created, RuntimeError> {
+    let id = args.container_id.clone();
+    let lib = |op| move |e| RuntimeError::lib(&args.container_id, op, e);
+    let bundle = std::fs::canonicalize(&args.bundle).map_err(|source| RuntimeError::Io {
+        path: args.bundle.clone(),
+        source,
+    })?;
+    let spec = crate::bundle::load_spec(&bundle)?;
+    let root = global.root_dir();
+    ensure_private_dir(&root)?;
+
+    let mut container = ContainerBuilder::new(id.clone(), SyscallType::default())
+        .with_executor(NgramExecutor::for_init())
+        .with_pid_file(args.pid_file.as_ref())
+        .map_err(lib("create"))?
+        .with_console_socket(args.console_socket.as_ref())
+        .with_root_path(&root)
+        .map_err(lib("create"))?
+        .with_preserved_fds(args.preserve_fds)
+        .validate_id()
+        .map_err(lib("create"))?
+        .as_init(&bundle)
+        .with_systemd(global.systemd_cgroup)
+        .with_detach(true)
+        .with_no_pivot(args.no_pivot)
+        .build()
+        .map_err(lib("create"))?;
+
+    let state_dir = root.join(&id);
+    let created = (|| {
+        ensure_private_dir(&state_dir)?;
+        apply_disable_oom_killer(&container, &spec)?;
+        let pid = container
+            .pid()
+            .map(|p| p.as_raw())
+            .ok_or_else(|| RuntimeError::NotRunning { id: id.clone() })?;
+        let created = Created {
+            id: id.clone(),
+            pid,
+            bundle: bundle.clone(),
+            state_dir: state_dir.clone(),
+            spec: spec.clone(),
+            global: global.clone(),
+        };
+        hook.after_create(&created)
+            .map_err(|e| RuntimeError::Hook {
+                id: id.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(created)
+    })();
+    if created.is_err() {
+        if let Err(e) = container.delete(true) {
+            tracing::warn!("cleaning up container {id} after a failed create: {e}");
+        }
+    }
+    created
+}
+
+/// libcontainer 0.7 always passes `disable_oom_killer: false` to the cgroup manager; apply the
+/// bundle's `linux.resources.memory.disableOOMKiller` again with the real value.
+fn apply_disable_oom_killer(
+    container: &libcontainer::container::Container,
+    spec: &Spec,
+) -> Result<(), RuntimeError> {
+    let Some(resources) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) else {
+        return Ok(());
+    };
+    let disable = resources
+        .memory()
+        .as_ref()
+        .and_then(|m| m.disable_oom_killer())
+        .unwrap_or(false);
+    if !disable {
+        return Ok(());
+    }
+    let manager = cgroup_manager(container)?;
+    manager
+        .apply(&ControllerOpt {
+            resources,
+            disable_oom_killer: true,
+            oom_score_adj: None,
+            freezer_state: None,
+        })
+        .map_err(|e| RuntimeError::Cgroup {
+            id: container.id().to_owned(),
+            message: format!("disabling the OOM killer: {}", crate::error::chain(&e)),
+        })
+}

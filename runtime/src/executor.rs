@@ -1,0 +1,182 @@
+//! What runs inside the container just before `execve`: runc's checks and wording for a
+//! missing executable, and, for `exec` processes, the container's seccomp profile (which
+//! libcontainer's exec path leaves out).
+//!
+//! Hook point for tracing: [`NgramExecutor::exec`] runs in the container's process after
+//! every namespace, cgroup, capability and (for the init process) seccomp step, right before
+//! `execvp`; a filter installed there sees the workload from its first `execve`.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
+use nix::unistd::{access, AccessFlags};
+use oci_spec::runtime::{LinuxSeccomp, Spec};
+
+/// The runtime's executor for init and exec processes.
+#[derive(Debug, Clone, Default)]
+pub struct NgramExecutor {
+    /// Seccomp profile to install before `execve` (set for `exec` processes only: the init
+    /// process gets its profile from libcontainer).
+    pub seccomp: Option<LinuxSeccomp>,
+}
+
+impl NgramExecutor {
+    /// Executor for a container's init process.
+    pub fn for_init() -> Self {
+        Self::default()
+    }
+
+    /// Executor for an `exec` process of a container whose profile is `seccomp`.
+    pub fn for_exec(seccomp: Option<LinuxSeccomp>) -> Self {
+        Self { seccomp }
+    }
+}
+
+/// Why an executable cannot be run, worded as runc words it (dockerd turns "executable file
+/// not found" and "no such file or directory" into exit code 127, "permission denied" into
+/// 126).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    #[error("exec: {0:?}: executable file not found in $PATH")]
+    NotFound(String),
+    #[error("exec: {name:?}: stat {name}: no such file or directory")]
+    NoSuchFile { name: String },
+    #[error("exec: {0:?}: permission denied")]
+    Permission(String),
+    #[error("exec: {0:?}: is a directory")]
+    Directory(String),
+    #[error("args must not be empty")]
+    NoArgs,
+}
+
+/// Find `name` as `execvp` would with `path_var` (the container's `PATH`), checking with
+/// `exists` and `runnable`; pure so it can be tested without a container.
+pub fn lookup_with(
+    name: &str,
+    path_var: Option<&str>,
+    exists: impl Fn(&Path) -> Option<bool>,
+    runnable: impl Fn(&Path) -> bool,
+) -> Result<PathBuf, LookupError> {
+    if name.is_empty() {
+        return Err(LookupError::NoArgs);
+    }
+    let check = |p: &Path| match exists(p) {
+        None => Err(LookupError::NoSuchFile {
+            name: name.to_owned(),
+        }),
+        Some(true) => Err(LookupError::Directory(name.to_owned())),
+        Some(false) if !runnable(p) => Err(LookupError::Permission(name.to_owned())),
+        Some(false) => Ok(p.to_owned()),
+    };
+    if name.contains('/') {
+        return check(Path::new(name));
+    }
+    let path_var =
+        path_var.unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let mut denied = None;
+    for dir in path_var.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let p = Path::new(dir).join(name);
+        match check(&p) {
+            Ok(p) => return Ok(p),
+            Err(LookupError::Permission(_)) => {
+                denied = Some(LookupError::Permission(name.to_owned()))
+            }
+            Err(_) => {}
+        }
+    }
+    Err(denied.unwrap_or_else(|| LookupError::NotFound(name.to_owned())))
+}
+
+/// `Some(is_dir)` if the path exists (following links), `None` otherwise.
+fn exists_here(p: &Path) -> Option<bool> {
+    std::fs::metadata(p).ok().map(|m| m.is_dir())
+}
+
+fn runnable_here(p: &Path) -> bool {
+    access(p, AccessFlags::X_OK).is_ok()
+}
+
+fn spec_path_var(spec: &Spec) -> Option<String> {
+    spec.process()
+        .as_ref()?
+        .env()
+        .as_ref()?
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH=").map(str::to_owned))
+}
+
+/// Whether the calling thread has CAP_SYS_ADMIN in its effective set (bit 21 of `CapEff`).
+fn has_cap_sys_admin() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_some_and(|bits| bits & (1 << 21) != 0)
+}
+
+fn install_seccomp(seccomp: &LinuxSeccomp) -> Result<(), ExecutorError> {
+    // Without CAP_SYS_ADMIN the kernel accepts a filter only under no_new_privs. runc installs
+    // the exec process's filter before dropping capabilities; libcontainer gives no hook
+    // there, so exec processes that lack the capability get no_new_privs (see docs/runtime.md).
+    if !has_cap_sys_admin() {
+        nix::sys::prctl::set_no_new_privs()
+            .map_err(|e| ExecutorError::Other(format!("setting no_new_privs for seccomp: {e}")))?;
+    }
+    let notify = libcontainer::seccomp::initialize_seccomp(seccomp).map_err(|e| {
+        ExecutorError::Other(format!("installing the container's seccomp profile: {e}"))
+    })?;
+    if let Some(fd) = notify {
+        // A notify action in Docker's profile for an exec process has no listener here.
+        tracing::warn!("seccomp notify fd {fd} of an exec process is closed: no listener");
+        let _ = nix::unistd::close(fd);
+    }
+    Ok(())
+}
+
+impl Executor for NgramExecutor {
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        let args = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.args().as_ref())
+            .filter(|a| !a.is_empty())
+            .ok_or(ExecutorError::InvalidArg)?;
+        let cargs = args
+            .iter()
+            .map(|a| CString::new(a.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| ExecutorError::InvalidArg)?;
+        if let Some(seccomp) = &self.seccomp {
+            install_seccomp(seccomp)?;
+        }
+        let err = match nix::unistd::execvp(&cargs[0], &cargs) {
+            Err(e) => e,
+            Ok(never) => match never {},
+        };
+        Err(ExecutorError::Other(format!(
+            "exec: {:?}: {}",
+            args[0],
+            err.desc().to_lowercase()
+        )))
+    }
+
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        let name = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.args().as_ref())
+            .and_then(|a| a.first())
+            .ok_or_else(|| {
+                ExecutorValidationError::ArgValidationError(LookupError::NoArgs.to_string())
+            })?;
+        let path_var = spec_path_var(spec);
+        lookup_with(name, path_var.as_deref(), exists_here, runnable_here)
+            .map(|_| ())
+            .map_err(|e| ExecutorValidationError::ArgValidationError(e.to_string()))
+    }
+}

@@ -1,0 +1,186 @@
+//! Pure parts of the runtime: signals, executable lookup, bundle errors, log lines, ps filter.
+
+use std::path::Path;
+
+use ngram_runtime::bundle::{parse_spec, BundleError};
+use ngram_runtime::executor::{lookup_with, LookupError};
+use ngram_runtime::signal::parse_signal;
+
+#[test]
+fn signals_by_number_and_name_including_realtime() {
+    assert_eq!(parse_signal("9"), Ok(9));
+    assert_eq!(parse_signal("37"), Ok(37));
+    assert_eq!(parse_signal("64"), Ok(64));
+    assert_eq!(parse_signal("KILL"), Ok(9));
+    assert_eq!(parse_signal("sigterm"), Ok(15));
+    assert_eq!(parse_signal("SIGRTMIN"), Ok(34));
+    assert_eq!(parse_signal("SIGRTMIN+3"), Ok(37));
+    assert_eq!(parse_signal("RTMIN+30"), Ok(64));
+    assert_eq!(parse_signal("SIGRTMAX-1"), Ok(63));
+    assert_eq!(parse_signal("RTMAX"), Ok(64));
+    for n in 1..=64 {
+        assert_eq!(parse_signal(&n.to_string()), Ok(n));
+    }
+    for bad in [
+        "0", "65", "-1", "SIGFOO", "RTMIN+31", "RTMAX+1", "RTMINx", "",
+    ] {
+        assert!(parse_signal(bad).is_err(), "{bad}");
+    }
+}
+
+fn fake_fs(
+    files: &'static [&'static str],
+    dirs: &'static [&'static str],
+    noexec: &'static [&'static str],
+) -> (impl Fn(&Path) -> Option<bool>, impl Fn(&Path) -> bool) {
+    let exists = move |p: &Path| {
+        let s = p.to_str().unwrap_or("");
+        if files.contains(&s) {
+            Some(false)
+        } else if dirs.contains(&s) {
+            Some(true)
+        } else {
+            None
+        }
+    };
+    let runnable = move |p: &Path| !noexec.contains(&p.to_str().unwrap_or(""));
+    (exists, runnable)
+}
+
+#[test]
+fn lookup_uses_path_and_runc_wording() {
+    let (e, r) = fake_fs(
+        &["/bin/sh", "/usr/bin/data"],
+        &["/bin/dir"],
+        &["/usr/bin/data"],
+    );
+    assert_eq!(
+        lookup_with("sh", Some("/usr/bin:/bin"), &e, &r),
+        Ok("/bin/sh".into())
+    );
+    let nf = lookup_with("nosuchcmd", Some("/usr/bin:/bin"), &e, &r).unwrap_err();
+    assert_eq!(nf, LookupError::NotFound("nosuchcmd".into()));
+    assert_eq!(
+        nf.to_string(),
+        "exec: \"nosuchcmd\": executable file not found in $PATH"
+    );
+    let abs = lookup_with("/nope", None, &e, &r).unwrap_err();
+    assert!(abs.to_string().contains("no such file or directory"));
+    let denied = lookup_with("/usr/bin/data", None, &e, &r).unwrap_err();
+    assert!(denied.to_string().contains("permission denied"));
+    assert!(lookup_with("/bin/dir", None, &e, &r)
+        .unwrap_err()
+        .to_string()
+        .contains("is a directory"));
+    assert_eq!(lookup_with("", None, &e, &r), Err(LookupError::NoArgs));
+}
+
+const GOOD: &str = r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},
+ "process":{"args":["sh"],"cwd":"/","user":{"uid":0,"gid":0}},"linux":{}}"#;
+
+#[test]
+fn bundle_errors_are_one_line_and_name_the_field() {
+    let b = Path::new("/b");
+    assert!(parse_spec(b, GOOD).is_ok());
+    let bad_type = GOOD.replace(r#""args":["sh"]"#, r#""args":"sh""#);
+    let e = parse_spec(b, &bad_type).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(e, BundleError::Field { ref field, .. } if field == "process.args"),
+        "{msg}"
+    );
+    assert!(!msg.contains('\n'));
+    let no_process = r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"linux":{}}"#;
+    assert!(parse_spec(b, no_process)
+        .unwrap_err()
+        .to_string()
+        .contains("`process`"));
+    let empty_args = GOOD.replace(r#""args":["sh"]"#, r#""args":[]"#);
+    assert!(parse_spec(b, &empty_args)
+        .unwrap_err()
+        .to_string()
+        .contains("process.args"));
+    let rel_cwd = GOOD.replace(r#""cwd":"/""#, r#""cwd":"tmp""#);
+    assert!(parse_spec(b, &rel_cwd)
+        .unwrap_err()
+        .to_string()
+        .contains("process.cwd"));
+    let old = GOOD.replace("1.0.2", "0.9");
+    assert!(parse_spec(b, &old)
+        .unwrap_err()
+        .to_string()
+        .contains("ociVersion"));
+    let syntax = parse_spec(b, "{\"ociVersion\":").unwrap_err().to_string();
+    assert!(
+        syntax.contains("config.json") && !syntax.contains('\n'),
+        "{syntax}"
+    );
+    let uid = GOOD.replace(r#""uid":0"#, r#""uid":"root""#);
+    assert!(parse_spec(b, &uid)
+        .unwrap_err()
+        .to_string()
+        .contains("process.user.uid"));
+}
+
+#[test]
+fn log_lines_are_what_containerd_reads() {
+    use ngram_runtime::logfmt::render_line;
+    let l = render_line(
+        true,
+        "error",
+        "exec: \"x\": executable file not found in $PATH",
+        "2026-01-01T00:00:00Z",
+    );
+    let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+    assert_eq!(v["level"], "error");
+    assert_eq!(v["msg"], "exec: \"x\": executable file not found in $PATH");
+    assert_eq!(v["time"], "2026-01-01T00:00:00Z");
+    let t = render_line(false, "warning", "a \"b\"", "T");
+    assert_eq!(t, "time=\"T\" level=warning msg=\"a \\\"b\\\"\"");
+}
+
+#[test]
+fn ps_table_keeps_header_and_container_pids() {
+    let out = "UID PID PPID C STIME TTY TIME CMD\nroot 1 0 0 x ? 0 init\nroot 42 1 0 x ? 0 sleep\nroot 43 1 0 x ? 0 other\n";
+    let f = ngram_runtime::commands::filter_ps(out, &[42]);
+    assert_eq!(
+        f,
+        "UID PID PPID C STIME TTY TIME CMD\nroot 42 1 0 x ? 0 sleep\n"
+    );
+}
+
+#[test]
+fn update_flags_become_resources() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct U {
+        #[command(flatten)]
+        u: liboci_cli::Update,
+    }
+    let u = U::try_parse_from([
+        "x",
+        "--memory",
+        "1000",
+        "--memory-swap=-1",
+        "--pids-limit",
+        "5",
+        "--cpu-share",
+        "512",
+        "id",
+    ])
+    .unwrap();
+    let r = ngram_runtime::commands::resources_from_flags(&u.u).unwrap();
+    let mem = r.memory().unwrap();
+    assert_eq!(mem.limit(), Some(1000));
+    assert_eq!(mem.swap(), Some(-1));
+    assert_eq!(r.pids().as_ref().unwrap().limit(), 5);
+    assert_eq!(r.cpu().as_ref().unwrap().shares(), Some(512));
+}
+
+#[test]
+fn features_document_has_cgroup_and_seccomp() {
+    let f = ngram_runtime::commands::features_json();
+    assert_eq!(f["linux"]["cgroup"]["v1"], true);
+    assert_eq!(f["linux"]["cgroup"]["systemd"], true);
+    assert_eq!(f["linux"]["seccomp"]["enabled"], true);
+}
