@@ -56,6 +56,24 @@ pub enum Format {
     Native,
 }
 
+impl Format {
+    /// The name used on the command line (`adfa`, `unm`, `strace`, `native`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Adfa => "adfa",
+            Self::Unm => "unm",
+            Self::Strace => "strace",
+            Self::Native => "native",
+        }
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl std::str::FromStr for Format {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -93,7 +111,7 @@ pub enum TraceError {
         offset: u64,
         msg: String,
     },
-    #[error("{path}: no trace files found (expected {format:?} traces)")]
+    #[error("{path}: no trace files found (expected {format} traces)")]
     Empty { path: PathBuf, format: Format },
 }
 

@@ -23,7 +23,8 @@ pub fn read_strace(path: &Path) -> Result<Trace, TraceError> {
 /// Each system call is counted once, at the line where it starts (an `<unfinished ...>` line
 /// counts, its `<... NAME resumed>` line does not), in the stream of its pid. Lines without a pid
 /// belong to the traced command's first process: tid 0 until a `[pid N]` line shows which pid
-/// that is, then N (earlier events are renumbered). Signals (`--- SIG... ---`), exits (`+++ ...
+/// that is, then N (earlier events are renumbered); in a file without any pid prefix named
+/// `NAME.PID` (`strace -ff -o NAME`), PID. Signals (`--- SIG... ---`), exits (`+++ ...
 /// +++`) and strace's own messages (`strace: ...`) are not system calls. A last line cut off
 /// before its newline (the tracer was killed while writing) counts if it got as far as
 /// `name(`; every other malformed line is an error.
@@ -37,8 +38,17 @@ pub fn parse_strace(path: &Path, input: impl BufRead) -> Result<Trace, TraceErro
         children: HashSet::new(),
         leader: None,
         continuation: false,
+        saw_prefixed: false,
     };
     read_lines(path, input, |lineno, line, last| p.line(lineno, line, last))?;
+    if !p.saw_prefixed && p.leader.is_none() {
+        // `strace -ff -o NAME` writes one process per file, `NAME.PID`, without pid prefixes.
+        p.leader = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .filter(|e| is_digits(e))
+            .and_then(|e| e.parse().ok());
+    }
     if let Some(leader) = p.leader {
         for ev in &mut p.events {
             if ev.tid == 0 {
@@ -76,6 +86,8 @@ struct Parser<'a> {
     /// The previous line was a call cut by one of strace's own messages (`vfork(strace: Process
     /// 12 attached`, seen when strace writes to stderr); its ` <unfinished ...>` comes next.
     continuation: bool,
+    /// Some line had a pid prefix.
+    saw_prefixed: bool,
 }
 
 /// A cursor over one line.
@@ -417,6 +429,7 @@ impl Parser<'_> {
                 0
             }
             Some(pid) => {
+                self.saw_prefixed = true;
                 if self.saw_unprefixed && self.leader.is_none() {
                     let is_leader = match self.pending.get(&0) {
                         Some((name, _)) => {
@@ -550,6 +563,15 @@ mod tests {
                 (500, "wait4")
             ]
         );
+    }
+
+    #[test]
+    fn ff_files_take_the_pid_from_their_name() {
+        let text = "read(0, \"\", 1) = 0\nexit_group(0) = ?\n+++ exited with 0 +++\n";
+        let t = parse_strace(Path::new("run/trace.4242"), text.as_bytes()).unwrap();
+        assert_eq!(calls(&t), vec![(4242, "read"), (4242, "exit_group")]);
+        let t = parse_strace(Path::new("run/trace.strace"), text.as_bytes()).unwrap();
+        assert_eq!(calls(&t), vec![(0, "read"), (0, "exit_group")]);
     }
 
     #[test]
