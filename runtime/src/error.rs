@@ -20,7 +20,7 @@ pub enum RuntimeError {
     Bundle(#[from] crate::bundle::BundleError),
     #[error("{0}")]
     Signal(#[from] crate::signal::SignalParseError),
-    #[error("container \"{id}\": {op} failed: {message}")]
+    #[error("ngram-ids {op} failed: {message}")]
     Libcontainer {
         id: String,
         op: &'static str,
@@ -72,7 +72,7 @@ impl RuntimeError {
         RuntimeError::Libcontainer {
             id: id.to_owned(),
             op,
-            message: chain(&source),
+            message: runc_wording(&chain(&source)),
             source: Box::new(source),
         }
     }
@@ -102,4 +102,14 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
         cur = e.source();
     }
     out
+}
+
+/// libcontainer reports a failed process start as "failed to create container: exec process
+/// failed with error error in executing process : exec: ...". Say it as runc does:
+/// "unable to start container process: exec: ..." (dockerd matches on the tail).
+pub fn runc_wording(chain: &str) -> String {
+    match chain.find("exec: \"") {
+        Some(i) => format!("unable to start container process: {}", &chain[i..]),
+        None => chain.to_owned(),
+    }
 }

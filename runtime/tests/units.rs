@@ -184,3 +184,13 @@ fn features_document_has_cgroup_and_seccomp() {
     assert_eq!(f["linux"]["cgroup"]["systemd"], true);
     assert_eq!(f["linux"]["seccomp"]["enabled"], true);
 }
+
+#[test]
+fn start_failures_are_worded_as_runc_words_them() {
+    let lib = "failed to create container: exec process failed with error error in executing process : exec: \"x\": executable file not found in $PATH";
+    assert_eq!(
+        ngram_runtime::error::runc_wording(lib),
+        "unable to start container process: exec: \"x\": executable file not found in $PATH"
+    );
+    assert_eq!(ngram_runtime::error::runc_wording("io error"), "io error");
+}

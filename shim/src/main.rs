@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use ngram_ids::tools;
 use ngram_runtime::logfmt::RuncFormat;
 use ngram_runtime::{GlobalOpts, NoHook, RuntimeCmd};
-use tracing::level_filters::LevelFilter;
+use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,16 +33,17 @@ enum Command {
 
 /// Send tracing to `--log` (or stderr) in runc's text or json format.
 fn init_logging(global: &GlobalOpts) -> anyhow::Result<()> {
-    let level = if global.debug {
-        LevelFilter::DEBUG
+    // libcgroups warns about every v1 controller this kernel lacks: keep that out of the log.
+    let filter = if global.debug {
+        EnvFilter::new("debug")
     } else {
-        LevelFilter::WARN
+        EnvFilter::new("warn,libcgroups=error")
     };
     let format = RuncFormat {
         json: global.log_format == ngram_runtime::cli::LogFormat::Json,
     };
     let builder = tracing_subscriber::fmt()
-        .with_max_level(level)
+        .with_env_filter(filter)
         .event_format(format);
     match &global.log {
         Some(path) => {
