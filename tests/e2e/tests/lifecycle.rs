@@ -1,12 +1,14 @@
 //! Container lifecycle through dockerd: run, exit codes, logs, stop, kill, restart, pause, rm.
 
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
-use ngram_e2e::{setup, BUSYBOX};
+use ngram_e2e::{run_cmd, setup, BUSYBOX};
 
 /// The suite really runs containers with the runtime under test: dockerd records it, and the
-/// runtime's state directory (dockerd passes `--root /var/run/docker/runtime-NAME/moby`) holds
-/// the container.
+/// runtime's own `state` command (with the `--root` dockerd gives it) knows the container,
+/// while runc does not know a container of another runtime.
 #[test]
 fn containers_use_the_runtime_under_test() {
     let Some(e) = setup("containers_use_the_runtime_under_test") else {
@@ -16,11 +18,38 @@ fn containers_use_the_runtime_under_test() {
     e.run_detached(&c, &[BUSYBOX, "sleep", "600"]);
     assert_eq!(e.inspect(&c, "{{.HostConfig.Runtime}}"), e.runtime());
     let id = e.inspect(&c, "{{.Id}}");
-    let state = format!("/var/run/docker/runtime-{}/moby/{id}", e.runtime());
-    assert!(
-        std::path::Path::new(&state).exists(),
-        "no state for the container at {state}: was it created by another runtime?"
-    );
+    // dockerd 20.10 passes --root /var/run/docker/runtime-runc/moby to every runtime; later
+    // versions use runtime-NAME.
+    let root = [e.runtime(), "runc"]
+        .iter()
+        .map(|r| format!("/var/run/docker/runtime-{r}/moby"))
+        .find(|root| Path::new(root).join(&id).exists())
+        .unwrap_or_else(|| panic!("no runtime state directory holds container {id}"));
+    let runtimes = e.docker(&["info", "--format", "{{json .Runtimes}}"]);
+    let runtimes: serde_json::Value = serde_json::from_str(runtimes.success().out()).unwrap();
+    let binary = runtimes[e.runtime()]["path"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no path for runtime {} in {runtimes}", e.runtime()))
+        .to_owned();
+
+    let mut state = Command::new(&binary);
+    state.args(["--root", &root, "state", &id]);
+    let out = run_cmd(state, b"", Duration::from_secs(10));
+    out.success();
+    let state: serde_json::Value = serde_json::from_str(out.out())
+        .unwrap_or_else(|err| panic!("`{binary} state` is not JSON ({err}): {out}"));
+    assert_eq!(state["status"], "running", "{out}");
+    assert_eq!(state["pid"].as_u64(), Some(u64::from(e.pid(&c))), "{out}");
+    if e.runtime() != "runc" {
+        let mut runc = Command::new("runc");
+        runc.args(["--root", &root, "state", &id]);
+        let out = run_cmd(runc, b"", Duration::from_secs(10));
+        assert_ne!(
+            out.code,
+            Some(0),
+            "runc knows the container: was it made by runc? {out}"
+        );
+    }
 }
 
 /// `docker run echo hello` prints exactly the container's output: nothing from the runtime.
