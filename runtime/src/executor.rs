@@ -19,6 +19,9 @@ pub struct NgramExecutor {
     /// Seccomp profile to install before `execve` (set for `exec` processes only: the init
     /// process gets its profile from libcontainer).
     pub seccomp: Option<LinuxSeccomp>,
+    /// CAP_SYS_ADMIN was lent to the process only to install `seccomp` without
+    /// `no_new_privs`: drop it from the effective and permitted sets right after.
+    pub drop_sys_admin: bool,
 }
 
 impl NgramExecutor {
@@ -27,9 +30,13 @@ impl NgramExecutor {
         Self::default()
     }
 
-    /// Executor for an `exec` process of a container whose profile is `seccomp`.
-    pub fn for_exec(seccomp: Option<LinuxSeccomp>) -> Self {
-        Self { seccomp }
+    /// Executor for an `exec` process of a container whose profile is `seccomp`;
+    /// `drop_sys_admin` when CAP_SYS_ADMIN was added to the process only for the filter.
+    pub fn for_exec(seccomp: Option<LinuxSeccomp>, drop_sys_admin: bool) -> Self {
+        Self {
+            seccomp,
+            drop_sys_admin,
+        }
     }
 }
 
@@ -120,9 +127,9 @@ fn has_cap_sys_admin() -> bool {
 }
 
 fn install_seccomp(seccomp: &LinuxSeccomp) -> Result<(), ExecutorError> {
-    // Without CAP_SYS_ADMIN the kernel accepts a filter only under no_new_privs. runc installs
-    // the exec process's filter before dropping capabilities; libcontainer gives no hook
-    // there, so exec processes that lack the capability get no_new_privs (see docs/runtime.md).
+    // Without CAP_SYS_ADMIN the kernel accepts a filter only under no_new_privs. `exec` lends
+    // the capability through the process spec when Docker passes one (--process), so this
+    // branch is only taken for `exec` without --process (see docs/runtime.md).
     if !has_cap_sys_admin() {
         nix::sys::prctl::set_no_new_privs()
             .map_err(|e| ExecutorError::Other(format!("setting no_new_privs for seccomp: {e}")))?;
@@ -153,6 +160,13 @@ impl Executor for NgramExecutor {
             .map_err(|_| ExecutorError::InvalidArg)?;
         if let Some(seccomp) = &self.seccomp {
             install_seccomp(seccomp)?;
+        }
+        if self.drop_sys_admin {
+            for set in [caps::CapSet::Effective, caps::CapSet::Permitted] {
+                caps::drop(None, set, caps::Capability::CAP_SYS_ADMIN).map_err(|e| {
+                    ExecutorError::Other(format!("dropping the lent CAP_SYS_ADMIN: {e}"))
+                })?;
+            }
         }
         let err = match nix::unistd::execvp(&cargs[0], &cargs) {
             Err(e) => e,

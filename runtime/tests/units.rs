@@ -194,3 +194,26 @@ fn start_failures_are_worded_as_runc_words_them() {
     );
     assert_eq!(ngram_runtime::error::runc_wording("io error"), "io error");
 }
+
+#[test]
+fn exec_spec_borrows_cap_sys_admin_only_in_effective_and_permitted() {
+    use ngram_runtime::commands::add_sys_admin;
+    let mut p = serde_json::json!({"args":["sh"],"capabilities":{
+        "bounding":["CAP_KILL"],"effective":["CAP_KILL"],"permitted":["CAP_KILL"]}});
+    assert!(add_sys_admin(&mut p));
+    assert_eq!(
+        p["capabilities"]["effective"],
+        serde_json::json!(["CAP_KILL", "CAP_SYS_ADMIN"])
+    );
+    assert_eq!(
+        p["capabilities"]["permitted"],
+        serde_json::json!(["CAP_KILL", "CAP_SYS_ADMIN"])
+    );
+    assert_eq!(
+        p["capabilities"]["bounding"],
+        serde_json::json!(["CAP_KILL"])
+    );
+    // Already there, or no capabilities at all: nothing lent.
+    assert!(!add_sys_admin(&mut p));
+    assert!(!add_sys_admin(&mut serde_json::json!({"args":["sh"]})));
+}

@@ -1,12 +1,16 @@
 //! `exec`: a new process in a running container, with the container's seccomp profile.
 
 use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
 use nix::sys::wait::{waitpid, WaitStatus};
+use serde_json::Value;
 
-use super::load;
+use super::{container_dir, load};
 use crate::cli::GlobalOpts;
 use crate::error::RuntimeError;
 use crate::executor::NgramExecutor;
@@ -20,8 +24,21 @@ pub fn exec(global: &GlobalOpts, args: &liboci_cli::Exec) -> Result<i32, Runtime
     let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
     let env: HashMap<String, String> = args.env.iter().cloned().collect();
 
-    let pid = ContainerBuilder::new(id.to_owned(), SyscallType::default())
-        .with_executor(NgramExecutor::for_exec(seccomp))
+    // runc installs an exec process's filter before dropping capabilities, so no_new_privs is
+    // not needed; libcontainer runs our executor after the drop. Lend CAP_SYS_ADMIN through a
+    // private copy of the process spec and drop it again once the filter is in.
+    let lent = match (&args.process, &seccomp) {
+        (Some(path), Some(_)) => lend_sys_admin(path, &container_dir(global, id))?,
+        _ => None,
+    };
+    let process = lent
+        .as_ref()
+        .map(|l| l.path.clone())
+        .or(args.process.clone());
+    let executor = NgramExecutor::for_exec(seccomp, lent.as_ref().is_some_and(|l| l.lent));
+
+    let built = ContainerBuilder::new(id.to_owned(), SyscallType::default())
+        .with_executor(executor)
         .with_root_path(global.root_dir())
         .map_err(lib("exec"))?
         .with_console_socket(args.console_socket.as_ref())
@@ -34,7 +51,7 @@ pub fn exec(global: &GlobalOpts, args: &liboci_cli::Exec) -> Result<i32, Runtime
         .with_detach(args.detach)
         .with_cwd(args.cwd.as_ref())
         .with_env(env)
-        .with_process(args.process.as_ref())
+        .with_process(process.as_ref())
         .with_no_new_privs(args.no_new_privs)
         .with_capabilities(args.cap.clone())
         .with_container_args(args.command.clone())
@@ -46,7 +63,11 @@ pub fn exec(global: &GlobalOpts, args: &liboci_cli::Exec) -> Result<i32, Runtime
         .with_process_label(args.process_label.clone())
         .with_apparmor(args.apparmor.clone())
         .build()
-        .map_err(lib("exec"))?;
+        .map_err(lib("exec"));
+    if let Some(l) = &lent {
+        let _ = std::fs::remove_file(&l.path);
+    }
+    let pid = built?;
 
     if args.detach {
         return Ok(0);
@@ -66,4 +87,73 @@ pub fn exec(global: &GlobalOpts, args: &liboci_cli::Exec) -> Result<i32, Runtime
             }
         }
     }
+}
+
+/// A private copy of an exec process spec.
+#[derive(Debug)]
+struct LentProcess {
+    path: PathBuf,
+    /// CAP_SYS_ADMIN was added (the spec did not have it).
+    lent: bool,
+}
+
+/// Copy the process spec at `path` into `dir` (0600) with CAP_SYS_ADMIN added to the
+/// effective and permitted sets if it is not there; the bounding set is left alone, so the
+/// capability cannot come back after `execve`.
+fn lend_sys_admin(path: &Path, dir: &Path) -> Result<Option<LentProcess>, RuntimeError> {
+    let io = |p: &Path| {
+        let p = p.to_owned();
+        move |source| RuntimeError::Io { path: p, source }
+    };
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let mut v: Value = serde_json::from_str(&text).map_err(|source| RuntimeError::Resources {
+        path: path.to_owned(),
+        source,
+    })?;
+    let lent = add_sys_admin(&mut v);
+    if !lent {
+        return Ok(None);
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let copy = dir.join(format!("exec-process-{}-{nanos}.json", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&copy)
+        .map_err(io(&copy))?;
+    f.write_all(v.to_string().as_bytes()).map_err(io(&copy))?;
+    Ok(Some(LentProcess { path: copy, lent }))
+}
+
+/// Add CAP_SYS_ADMIN to `capabilities.effective` and `.permitted` of a process spec; false if
+/// it was already effective (nothing to lend) or the spec has no capabilities object.
+pub fn add_sys_admin(process: &mut Value) -> bool {
+    const CAP: &str = "CAP_SYS_ADMIN";
+    let Some(caps) = process
+        .get_mut("capabilities")
+        .and_then(Value::as_object_mut)
+    else {
+        return false;
+    };
+    let has = |caps: &serde_json::Map<String, Value>, set: &str| {
+        caps.get(set)
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|c| c == CAP))
+    };
+    if has(caps, "effective") {
+        return false;
+    }
+    for set in ["effective", "permitted"] {
+        if !has(caps, set) {
+            let entry = caps.entry(set).or_insert_with(|| Value::Array(vec![]));
+            if let Some(a) = entry.as_array_mut() {
+                a.push(Value::String(CAP.to_owned()));
+            }
+        }
+    }
+    true
 }
