@@ -1,2 +1,870 @@
 //! Scoring: sliding windows over each thread's n-grams, anomaly scores per window and per trace,
 //! threshold calibration on held-out normal traces, and explainable alarms.
+//!
+//! # The probability of an n-gram
+//!
+//! A [`Model`] is frozen from [`NgramCounts`]. It is a backoff model over the orders
+//! k = 1..=n, with the k-gram counts taken as the k-suffixes of the counted n-grams (so each
+//! k-gram occurrence counts except in the first n-k calls of a stream). At each order, with
+//! d_k = N1/N of the order's counts (Simple Good-Turing's P0, at least 1/N) and c = w1..w(k-1):
+//!
+//! - a seen k-gram: `P_k(wk | c) = (1 - d_k) C(c wk) / C(c)` (conditional MLE, discounted by
+//!   the unseen mass);
+//! - an unseen k-gram after a seen context: `P_k(wk | c) = alpha_k(c) P_(k-1)(wk | c')`, with c'
+//!   = c less its oldest call and alpha_k(c) = d_k / (1 - sum of P_(k-1)(w | c') over the w
+//!   seen after c), so the unseen mass d_k is shared among the unseen continuations in
+//!   proportion to the shorter context's estimate and the whole sums to one (Katz backoff,
+//!   with SGT's P0 as the discount);
+//! - an unseen context: `P_k(wk | c) = P_(k-1)(wk | c')`;
+//! - order 1: `P_1(w) = (1 - d_1) C(w) / N`, and d_1 for a call never seen in training (all
+//!   such calls share one symbol).
+//!
+//! An n-gram is *seen* (for STIDE) when the top order has it.
+//!
+//! A thread's first n-1 calls form no n-gram and get no score.
+//!
+//! # Window scores ([`ScoreKind`])
+//!
+//! Each n-gram gets a value; a window's score is the mean value over the thread's last W
+//! n-grams ([`ScoreConfig::window`]; W = 0 means the whole thread so far):
+//! - [`ScoreKind::MeanNll`]: -ln P (nats); the window score is the mean negative log-likelihood;
+//! - [`ScoreKind::Stide`]: 1 for an n-gram never seen in training, else 0; the window score is
+//!   the rate of unseen n-grams (STIDE's mismatch rate; times W it is the locality-frame count);
+//! - [`ScoreKind::Rare`]: 1 for an n-gram with P below `max_p`, else 0 (a locality frame of rare
+//!   or unseen n-grams).
+//!
+//! Values are kept as fixed-point integers ([`SCALE`] units per nat) so that window sums are
+//! exact and do not drift, and the hot loop does no floating point but one division.
+//!
+//! A window counts once it is full; a trace's score ([`score_trace`]) is the largest score of a
+//! full window of any of its threads, or, for a thread shorter than W n-grams, the mean over all
+//! of its n-grams (so short traces are scored too). Alarms fire when a score is strictly above
+//! the threshold.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ngram::{FxBuildHasher, FxHashMap, GramKey, NgramCounts, MAX_N};
+use crate::syscalls::Arch;
+use crate::trace::Trace;
+
+/// Fixed-point units per nat of -ln P (and per unit of a 0/1 indicator).
+pub const SCALE: u32 = 1 << 20;
+
+/// Errors of the scoring layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    #[error(
+        "n = {n} with {symbols} distinct system calls needs {bits} bits per n-gram, more than 128"
+    )]
+    TooWide { n: usize, symbols: usize, bits: u32 },
+    #[error("trace {source_name} is in {trace:?} numbering but the model is {model:?}")]
+    ArchMismatch {
+        source_name: String,
+        trace: Arch,
+        model: Arch,
+    },
+    #[error("cannot calibrate on zero normal traces")]
+    NoNormalScores,
+    #[error("target false-alarm rate {rate} is not in [0, 1]")]
+    BadRate { rate: f64 },
+    #[error("rare-n-gram cut-off {max_p} is not a probability in (0, 1]")]
+    BadMaxP { max_p: f64 },
+}
+
+/// How an n-gram contributes to a window's score.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ScoreKind {
+    /// Mean -ln P(wn | w1..w(n-1)) over the window.
+    MeanNll,
+    /// Rate of n-grams never seen in training (STIDE).
+    Stide,
+    /// Rate of n-grams with probability below `max_p` (unseen ones included).
+    Rare { max_p: f64 },
+}
+
+/// What to score and over how many n-grams.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ScoreConfig {
+    pub kind: ScoreKind,
+    /// Window length in n-grams; 0 = the whole thread so far.
+    pub window: usize,
+}
+
+impl Default for ScoreConfig {
+    /// The choice the ADFA-LD evaluation supports (docs/evaluation.md).
+    fn default() -> Self {
+        Self {
+            kind: ScoreKind::MeanNll,
+            window: 0,
+        }
+    }
+}
+
+/// Default n, chosen by the ADFA-LD evaluation (docs/evaluation.md).
+pub const DEFAULT_N: usize = 6;
+
+/// One order k of the backoff model.
+#[derive(Debug, Clone, Default)]
+struct Order {
+    /// Rolling id of a seen k-gram -> -ln P_k(w | c), [`SCALE`] units.
+    seen: FxHashMap<u128, u32>,
+    /// Rolling id of a seen (k-1)-gram context -> -ln alpha_k(c), [`SCALE`] units (alpha may
+    /// be above 1, so this may be negative).
+    backoff: FxHashMap<u128, i32>,
+    /// Keeps the last k symbols of a rolling id.
+    mask: u128,
+}
+
+/// A frozen model: per-n-gram scores in hash tables keyed by the rolling n-gram id, with
+/// backoff tables for the lower orders (see the module docs).
+#[derive(Debug, Clone)]
+pub struct Model {
+    n: usize,
+    arch: Arch,
+    bits: u32,
+    mask: u128,
+    /// System-call number -> symbol (1..=V-1); 0 for calls never seen in training.
+    symbol: Vec<u16>,
+    /// Orders 1..=n, index k-1.
+    orders: Vec<Order>,
+    /// -ln P_1(a call never seen in training), [`SCALE`] units.
+    unseen_symbol: u32,
+    p0: f64,
+    symbols: usize,
+    total: u64,
+}
+
+fn to_fixed(nll: f64) -> u32 {
+    let v = (nll * f64::from(SCALE)).round();
+    if v.is_nan() || v <= 0.0 {
+        0
+    } else if v >= f64::from(u32::MAX) {
+        u32::MAX
+    } else {
+        // In range by the checks above.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let u = v as u32;
+        u
+    }
+}
+
+fn to_fixed_signed(nll: f64) -> i32 {
+    let v = (nll * f64::from(SCALE)).round();
+    if v.is_nan() {
+        0
+    } else {
+        // Clamped into i32's range first.
+        #[allow(clippy::cast_possible_truncation)]
+        let i = v.clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32;
+        i
+    }
+}
+
+fn from_fixed(v: u64) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let x = v as f64;
+    x / f64::from(SCALE)
+}
+
+/// The escape mass of one order: N1/N, at least 1/N so that nothing gets probability 0.
+fn escape(counts: &FxHashMap<u128, u64>) -> f64 {
+    let total: u64 = counts.values().sum();
+    if total == 0 {
+        return 1.0;
+    }
+    let n1 = counts.values().filter(|&&c| c == 1).count().max(1);
+    #[allow(clippy::cast_precision_loss)]
+    let d = n1 as f64 / total as f64;
+    d.min(1.0)
+}
+
+impl Model {
+    /// Freeze `counts` into a scoring model.
+    pub fn new(counts: &NgramCounts) -> Result<Self, ScoreError> {
+        let n = counts.n();
+        let calls = counts.syscalls();
+        let mut symbol = vec![0u16; calls.last().map_or(0, |&m| usize::from(m) + 1)];
+        for (i, &nr) in calls.iter().enumerate() {
+            // At most 65536 distinct numbers, and i + 1 <= that count; saturate to be safe.
+            symbol[usize::from(nr)] = u16::try_from(i + 1).unwrap_or(u16::MAX);
+        }
+        let symbols = calls.len() + 1;
+        let bits = (usize::BITS - (symbols - 1).leading_zeros()).max(1);
+        let width = bits * u32::try_from(n).unwrap_or(u32::MAX);
+        if width > 128 {
+            return Err(ScoreError::TooWide {
+                n,
+                symbols,
+                bits: width,
+            });
+        }
+        let mask_of = |k: usize| -> u128 {
+            let w = bits * u32::try_from(k).unwrap_or(u32::MAX);
+            if w >= 128 {
+                u128::MAX
+            } else {
+                (1u128 << w) - 1
+            }
+        };
+        let encode = |gram: &[u16]| -> u128 {
+            gram.iter().fold(0u128, |id, &nr| {
+                let s = symbol.get(usize::from(nr)).copied().unwrap_or(0);
+                (id << bits) | u128::from(s)
+            })
+        };
+
+        // k-gram counts for every order, as suffixes of the n-grams.
+        let mut by_order: Vec<FxHashMap<u128, u64>> = vec![FxHashMap::default(); n];
+        for (gram, c) in counts.iter() {
+            let id = encode(gram);
+            for (k, table) in by_order.iter_mut().enumerate() {
+                *table.entry(id & mask_of(k + 1)).or_insert(0) += c;
+            }
+        }
+
+        let mut orders: Vec<Order> = Vec::with_capacity(n);
+        let mut unseen_symbol = 0;
+        for (k0, table) in by_order.iter().enumerate() {
+            let k = k0 + 1;
+            let d = escape(table);
+            let mut ctx_count: FxHashMap<u128, u64> = FxHashMap::default();
+            for (&id, &c) in table {
+                *ctx_count.entry(id >> bits).or_insert(0) += c;
+            }
+            let mut seen =
+                FxHashMap::with_capacity_and_hasher(table.len(), FxBuildHasher::default());
+            for (&id, &c) in table {
+                let cc = ctx_count.get(&(id >> bits)).copied().unwrap_or(c).max(1);
+                #[allow(clippy::cast_precision_loss)]
+                let p = (1.0 - d) * c as f64 / cc as f64;
+                seen.insert(id, to_fixed(-p.max(f64::MIN_POSITIVE).ln()));
+            }
+            let mut backoff = FxHashMap::default();
+            if k == 1 {
+                unseen_symbol = to_fixed(-d.ln());
+            } else {
+                // alpha_k(c) = d / (1 - sum over seen w after c of P_{k-1}(w | c')).
+                let lower = &orders[k0 - 1];
+                let mut lower_mass: FxHashMap<u128, f64> = FxHashMap::default();
+                for &id in table.keys() {
+                    let v = lower.seen.get(&(id & lower.mask)).copied().unwrap_or(0);
+                    *lower_mass.entry(id >> bits).or_insert(0.0) +=
+                        (-from_fixed(u64::from(v))).exp();
+                }
+                for (ctx, mass) in lower_mass {
+                    let alpha = d / (1.0 - mass).max(1e-12);
+                    backoff.insert(ctx, to_fixed_signed(-alpha.ln()));
+                }
+            }
+            orders.push(Order {
+                seen,
+                backoff,
+                mask: mask_of(k),
+            });
+        }
+        Ok(Self {
+            n,
+            arch: counts.arch(),
+            bits,
+            mask: mask_of(n),
+            symbol,
+            orders,
+            unseen_symbol,
+            p0: counts.p0(),
+            symbols,
+            total: counts.total(),
+        })
+    }
+
+    /// n of the n-grams.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+    /// Numbering of the system-call numbers.
+    pub fn arch(&self) -> Arch {
+        self.arch
+    }
+    /// P0 of the training n-gram counts.
+    pub fn p0(&self) -> f64 {
+        self.p0
+    }
+    /// V: distinct system calls seen in training, plus one for all others.
+    pub fn symbols(&self) -> usize {
+        self.symbols
+    }
+    /// Number of distinct n-grams in the model.
+    pub fn distinct(&self) -> usize {
+        self.orders.last().map_or(0, |o| o.seen.len())
+    }
+    /// N of the training counts.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Approximate bytes of memory the model's tables take (entries and hash-table overhead).
+    pub fn memory_bytes(&self) -> usize {
+        // hashbrown: capacity * (entry + 1 control byte).
+        fn table<K, V>(m: &HashMap<K, V, FxBuildHasher>) -> usize {
+            m.capacity() * (std::mem::size_of::<(K, V)>() + 1)
+        }
+        std::mem::size_of::<Self>()
+            + self
+                .orders
+                .iter()
+                .map(|o| std::mem::size_of::<Order>() + table(&o.seen) + table(&o.backoff))
+                .sum::<usize>()
+            + self.symbol.capacity() * 2
+    }
+
+    #[inline]
+    fn sym(&self, nr: u16) -> u16 {
+        self.symbol.get(usize::from(nr)).copied().unwrap_or(0)
+    }
+
+    #[inline]
+    fn push_id(&self, id: u128, nr: u16) -> u128 {
+        ((id << self.bits) | u128::from(self.sym(nr))) & self.mask
+    }
+
+    /// Score of the n-gram with rolling id `id`: (-ln P in [`SCALE`] units, seen in training).
+    #[inline]
+    fn lookup(&self, id: u128) -> (u32, bool) {
+        match self.orders.last().and_then(|o| o.seen.get(&id)) {
+            Some(&v) => (v, true),
+            None => (self.backoff_nll(id), false),
+        }
+    }
+
+    /// -ln P of an n-gram not seen at the top order: back off order by order.
+    #[cold]
+    fn backoff_nll(&self, id: u128) -> u32 {
+        let mut acc: i64 = 0;
+        let mut hit = None;
+        for k in (1..self.n).rev() {
+            // Leaving order k + 1: multiply by alpha of its context (1 for an unseen context).
+            let upper = &self.orders[k];
+            let ctx = (id & upper.mask) >> self.bits;
+            acc += i64::from(upper.backoff.get(&ctx).copied().unwrap_or(0));
+            let lower = &self.orders[k - 1];
+            if let Some(&v) = lower.seen.get(&(id & lower.mask)) {
+                hit = Some(v);
+                break;
+            }
+        }
+        acc += i64::from(hit.unwrap_or(self.unseen_symbol));
+        // P <= 1, so the sum is >= 0 up to rounding; clamp into u32.
+        u32::try_from(acc.max(0)).unwrap_or(u32::MAX)
+    }
+
+    /// Probability the model gives to `ngram` (n numbers), and whether it was seen in training.
+    pub fn prob(&self, ngram: &[u16]) -> Option<(f64, bool)> {
+        if ngram.len() != self.n {
+            return None;
+        }
+        let id = ngram.iter().fold(0u128, |id, &nr| self.push_id(id, nr));
+        let (v, seen) = self.lookup(id);
+        Some(((-from_fixed(u64::from(v))).exp(), seen))
+    }
+}
+
+/// Calibration method for the alarm threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "method")]
+pub enum CalibrationMethod {
+    /// Threshold = the largest normal score: no calibration trace alarms.
+    MaxNormal,
+    /// The lowest threshold at which at most this fraction of calibration traces alarm.
+    FalseAlarmRate { rate: f64 },
+}
+
+impl Default for CalibrationMethod {
+    fn default() -> Self {
+        Self::FalseAlarmRate { rate: 0.05 }
+    }
+}
+
+/// A calibrated threshold: alarm when a score is strictly above `threshold`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    pub threshold: f64,
+    pub method: CalibrationMethod,
+    /// Number of normal scores it was calibrated on.
+    pub normal: usize,
+    /// Fraction of those normal scores above the threshold.
+    pub normal_alarm_rate: f64,
+}
+
+/// Calibrate a threshold over the scores of normal (held-out, never attack) traces.
+pub fn calibrate(normal: &[f64], method: CalibrationMethod) -> Result<Calibration, ScoreError> {
+    if normal.is_empty() {
+        return Err(ScoreError::NoNormalScores);
+    }
+    let mut sorted = normal.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let m = sorted.len();
+    let threshold = match method {
+        CalibrationMethod::MaxNormal => sorted[m - 1],
+        CalibrationMethod::FalseAlarmRate { rate } => {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(ScoreError::BadRate { rate });
+            }
+            // Allow k = floor(rate * m) scores above the threshold.
+            #[allow(
+                clippy::cast_precision_loss,
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss
+            )]
+            let k = ((rate * m as f64).floor() as usize).min(m);
+            if k >= m {
+                f64::NEG_INFINITY
+            } else {
+                sorted[m - 1 - k]
+            }
+        }
+    };
+    let above = sorted.iter().filter(|&&s| s > threshold).count();
+    #[allow(clippy::cast_precision_loss)]
+    let normal_alarm_rate = above as f64 / m as f64;
+    Ok(Calibration {
+        threshold,
+        method,
+        normal: m,
+        normal_alarm_rate,
+    })
+}
+
+/// An alarm, with everything needed to explain it. Name the calls with [`Arch::display`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alarm {
+    pub tid: u32,
+    /// Index of the call that completed the window, counted over the thread's calls (for
+    /// [`score_trace`]: over all events of the trace).
+    pub position: u64,
+    /// The n-gram that ended at that call, as system-call numbers.
+    pub ngram: Vec<u16>,
+    /// The model's probability of that n-gram.
+    pub prob: f64,
+    /// Whether that n-gram was seen in training.
+    pub seen: bool,
+    /// The least probable n-gram in the window, and its probability.
+    pub worst_ngram: Vec<u16>,
+    pub worst_prob: f64,
+    pub window_score: f64,
+    pub threshold: f64,
+}
+
+impl Alarm {
+    /// One line for people, e.g. `tid 7 call 120: open close (p 1.2e-5, unseen) ...`.
+    pub fn describe(&self, arch: Arch) -> String {
+        let names = |g: &[u16]| {
+            g.iter()
+                .map(|&nr| arch.display(nr))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        format!(
+            "tid {} call {}: [{}] p {:.3e}{}; least likely in window [{}] p {:.3e}; window score {:.4} > threshold {:.4}",
+            self.tid,
+            self.position,
+            names(&self.ngram),
+            self.prob,
+            if self.seen { "" } else { " (unseen)" },
+            names(&self.worst_ngram),
+            self.worst_prob,
+            self.window_score,
+            self.threshold
+        )
+    }
+}
+
+/// One thread's scoring state: no allocation after creation.
+#[derive(Debug, Clone)]
+struct ThreadState {
+    tid: u32,
+    id: u128,
+    /// Whether the newest n-gram was seen in training.
+    last_seen: bool,
+    /// Calls seen on this thread.
+    calls: u64,
+    /// Last [`MAX_N`] raw calls, ring.
+    raw: GramKey,
+    /// Per-n-gram values (of the score kind) of the last W n-grams, ring; empty for W = 0.
+    ring: Vec<u32>,
+    /// Raw -ln P of the same n-grams (for explanations).
+    nll: Vec<u32>,
+    pos: usize,
+    filled: usize,
+    sum: u64,
+    /// W = 0: number of n-grams so far.
+    count: u64,
+}
+
+/// Streaming per-thread scorer over a [`Model`]: feed calls one at a time.
+#[derive(Debug)]
+pub struct Scorer<'m> {
+    model: &'m Model,
+    cfg: ScoreConfig,
+    rare_cut: u32,
+    states: Vec<ThreadState>,
+    index: FxHashMap<u32, usize>,
+    last: Option<(u32, usize)>,
+}
+
+impl<'m> Scorer<'m> {
+    /// A scorer with no threads yet.
+    pub fn new(model: &'m Model, cfg: ScoreConfig) -> Result<Self, ScoreError> {
+        let rare_cut = match cfg.kind {
+            ScoreKind::Rare { max_p } => {
+                if !(max_p > 0.0 && max_p <= 1.0) {
+                    return Err(ScoreError::BadMaxP { max_p });
+                }
+                to_fixed(-max_p.ln())
+            }
+            _ => 0,
+        };
+        Ok(Self {
+            model,
+            cfg,
+            rare_cut,
+            states: Vec::new(),
+            index: FxHashMap::default(),
+            last: None,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> ScoreConfig {
+        self.cfg
+    }
+
+    /// Forget a thread (it exited); its next call starts a new stream.
+    pub fn end_thread(&mut self, tid: u32) {
+        if let Some(i) = self.index.remove(&tid) {
+            self.states.swap_remove(i);
+            if let Some(moved) = self.states.get(i) {
+                self.index.insert(moved.tid, i);
+            }
+        }
+        self.last = None;
+    }
+
+    /// Forget every thread.
+    pub fn reset(&mut self) {
+        self.states.clear();
+        self.index.clear();
+        self.last = None;
+    }
+
+    /// Number of threads being tracked.
+    pub fn threads(&self) -> usize {
+        self.states.len()
+    }
+
+    fn state(&self, tid: u32) -> Option<&ThreadState> {
+        self.index.get(&tid).map(|&i| &self.states[i])
+    }
+
+    #[inline]
+    fn slot(&mut self, tid: u32) -> usize {
+        if let Some((t, i)) = self.last {
+            if t == tid {
+                return i;
+            }
+        }
+        let i = match self.index.get(&tid) {
+            Some(&i) => i,
+            None => {
+                let w = self.cfg.window;
+                self.states.push(ThreadState {
+                    tid,
+                    id: 0,
+                    last_seen: true,
+                    calls: 0,
+                    raw: [0; MAX_N],
+                    ring: vec![0; w],
+                    nll: vec![0; w],
+                    pos: 0,
+                    filled: 0,
+                    sum: 0,
+                    count: 0,
+                });
+                let i = self.states.len() - 1;
+                self.index.insert(tid, i);
+                i
+            }
+        };
+        self.last = Some((tid, i));
+        i
+    }
+
+    /// Feed one call of thread `tid`. Returns the thread's window score once its window is full
+    /// (with W = 0: after every n-gram, the mean so far). O(1); allocates only for a new thread.
+    #[inline]
+    pub fn feed(&mut self, tid: u32, nr: u16) -> Option<f64> {
+        let model = self.model;
+        let w = self.cfg.window;
+        let kind = self.cfg.kind;
+        let rare_cut = self.rare_cut;
+        let i = self.slot(tid);
+        let st = &mut self.states[i];
+        st.id = model.push_id(st.id, nr);
+        // calls % MAX_N < MAX_N: fits usize.
+        #[allow(clippy::cast_possible_truncation)]
+        let slot = (st.calls % MAX_N as u64) as usize;
+        st.raw[slot] = nr;
+        st.calls += 1;
+        if st.calls < model.n as u64 {
+            return None;
+        }
+        let (nll, seen) = model.lookup(st.id);
+        st.last_seen = seen;
+        let value = match kind {
+            ScoreKind::MeanNll => nll,
+            ScoreKind::Stide => u32::from(!seen) * SCALE,
+            ScoreKind::Rare { .. } => u32::from(!seen || nll > rare_cut) * SCALE,
+        };
+        if w == 0 {
+            st.sum += u64::from(value);
+            st.count += 1;
+            #[allow(clippy::cast_precision_loss)]
+            return Some(from_fixed(st.sum) / st.count as f64);
+        }
+        let old = st.ring[st.pos];
+        st.ring[st.pos] = value;
+        st.nll[st.pos] = nll;
+        st.pos = if st.pos + 1 == w { 0 } else { st.pos + 1 };
+        st.sum = st.sum + u64::from(value) - u64::from(old);
+        if st.filled < w {
+            st.filled += 1;
+            if st.filled < w {
+                return None;
+            }
+        }
+        #[allow(clippy::cast_precision_loss)]
+        Some(from_fixed(st.sum) / w as f64)
+    }
+
+    /// The score of a thread's incomplete window (fewer than W n-grams so far): the mean over
+    /// the n-grams it has; `None` when it has none or its window was ever full.
+    pub fn partial_score(&self, tid: u32) -> Option<f64> {
+        let st = self.state(tid)?;
+        let w = self.cfg.window;
+        if w == 0 || st.filled == 0 || st.filled == w {
+            return None;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        Some(from_fixed(st.sum) / st.filled as f64)
+    }
+
+    /// The last n calls of a thread, oldest first (fewer at the start of a stream).
+    pub fn last_ngram(&self, tid: u32) -> Vec<u16> {
+        let Some(st) = self.state(tid) else {
+            return Vec::new();
+        };
+        let take = usize::try_from(st.calls)
+            .unwrap_or(usize::MAX)
+            .min(self.model.n);
+        (0..take)
+            .rev()
+            .map(|back| {
+                let i = (st.calls - 1 - back as u64) % MAX_N as u64;
+                #[allow(clippy::cast_possible_truncation)]
+                st.raw[i as usize]
+            })
+            .collect()
+    }
+
+    /// Explain an alarm on thread `tid` right after [`Scorer::feed`] returned `window_score`.
+    pub fn alarm(&self, tid: u32, window_score: f64, threshold: f64) -> Alarm {
+        let ngram = self.last_ngram(tid);
+        let (prob, seen) = self.model.prob(&ngram).unwrap_or((0.0, false));
+        let st = self.state(tid);
+        let calls = st.map_or(0, |s| s.calls);
+        // The least probable n-gram in the window: its offset back from the newest.
+        let (mut worst_back, mut worst_nll) = (0usize, 0u32);
+        if let Some(st) = st {
+            let w = self.cfg.window;
+            for back in 0..st.filled.min(w) {
+                let i = (st.pos + w - 1 - back) % w;
+                if st.nll[i] > worst_nll {
+                    worst_nll = st.nll[i];
+                    worst_back = back;
+                }
+            }
+        }
+        let (worst_ngram, worst_prob) = if worst_back == 0 || worst_back + self.model.n > MAX_N {
+            (ngram.clone(), prob)
+        } else {
+            // Still in the raw ring: rebuild it.
+            let st_calls = calls;
+            let end = st_calls - worst_back as u64;
+            let g: Vec<u16> = (0..self.model.n as u64)
+                .rev()
+                .filter_map(|b| end.checked_sub(1 + b))
+                .map(|i| {
+                    #[allow(clippy::cast_possible_truncation)]
+                    let j = (i % MAX_N as u64) as usize;
+                    st.map_or(0, |s| s.raw[j])
+                })
+                .collect();
+            let p = (-from_fixed(u64::from(worst_nll))).exp();
+            (g, p)
+        };
+        Alarm {
+            tid,
+            position: calls.saturating_sub(1),
+            ngram,
+            prob,
+            seen,
+            worst_ngram,
+            worst_prob,
+            window_score,
+            threshold,
+        }
+    }
+}
+
+/// Score of one trace, and where it first went over a threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceScore {
+    /// Largest window score (see the module docs); 0 for a trace with no n-gram.
+    pub score: f64,
+    /// Number of n-grams scored.
+    pub ngrams: u64,
+    /// Number of those never seen in training.
+    pub unseen: u64,
+    /// Number of window scores computed (full windows, or one per short thread).
+    pub windows: u64,
+    /// With a threshold: the first alarm.
+    pub first_alarm: Option<Alarm>,
+    /// With a threshold: runs of consecutive alarming windows of a thread (each run counts one).
+    pub alarm_runs: u64,
+    /// With a threshold: alarming windows.
+    pub alarm_windows: u64,
+}
+
+/// Score a whole trace; with `threshold`, also find the first alarm and count alarm runs.
+/// `position` of an alarm is the index of the event in the trace.
+pub fn score_trace(
+    model: &Model,
+    cfg: ScoreConfig,
+    trace: &Trace,
+    threshold: Option<f64>,
+) -> Result<TraceScore, ScoreError> {
+    if trace.arch != model.arch {
+        return Err(ScoreError::ArchMismatch {
+            source_name: trace.source.clone(),
+            trace: trace.arch,
+            model: model.arch,
+        });
+    }
+    let mut scorer = Scorer::new(model, cfg)?;
+    let mut out = TraceScore {
+        score: 0.0,
+        ngrams: 0,
+        unseen: 0,
+        windows: 0,
+        first_alarm: None,
+        alarm_runs: 0,
+        alarm_windows: 0,
+    };
+    let mut best = f64::NEG_INFINITY;
+    let mut in_run: FxHashMap<u32, bool> = FxHashMap::default();
+    // W = 0: a thread's score is its final mean; remember the last per thread.
+    let mut whole: FxHashMap<u32, f64> = FxHashMap::default();
+    let mut whole_pos: FxHashMap<u32, (u64, Alarm)> = FxHashMap::default();
+    for (i, ev) in trace.events.iter().enumerate() {
+        let before = scorer.state(ev.tid).map_or(0, |s| s.calls);
+        let s = scorer.feed(ev.tid, ev.nr);
+        if before + 1 >= model.n as u64 {
+            out.ngrams += 1;
+            if let Some(st) = scorer.state(ev.tid) {
+                out.unseen += u64::from(!st.last_seen);
+            }
+        }
+        let Some(s) = s else { continue };
+        if cfg.window == 0 {
+            whole.insert(ev.tid, s);
+            if let Some(t) = threshold {
+                if s > t {
+                    let mut a = scorer.alarm(ev.tid, s, t);
+                    a.position = i as u64;
+                    whole_pos.entry(ev.tid).or_insert((i as u64, a));
+                }
+            }
+            continue;
+        }
+        out.windows += 1;
+        best = best.max(s);
+        if let Some(t) = threshold {
+            let run = in_run.entry(ev.tid).or_insert(false);
+            if s > t {
+                out.alarm_windows += 1;
+                if !*run {
+                    out.alarm_runs += 1;
+                }
+                *run = true;
+                if out.first_alarm.is_none() {
+                    let mut a = scorer.alarm(ev.tid, s, t);
+                    a.position = i as u64;
+                    out.first_alarm = Some(a);
+                }
+            } else {
+                *run = false;
+            }
+        }
+    }
+    if cfg.window == 0 {
+        // One score per thread: its final mean. An alarm counts if the final mean is over the
+        // threshold; its position is the first call where the running mean was over it.
+        let mut tids: Vec<u32> = whole.keys().copied().collect();
+        tids.sort_unstable();
+        let mut first: Option<Alarm> = None;
+        for tid in tids {
+            let s = whole[&tid];
+            out.windows += 1;
+            best = best.max(s);
+            if let Some(t) = threshold {
+                if s > t {
+                    out.alarm_windows += 1;
+                    out.alarm_runs += 1;
+                    if let Some((_, a)) = whole_pos.remove(&tid) {
+                        if !matches!(&first, Some(f) if f.position <= a.position) {
+                            first = Some(a);
+                        }
+                    }
+                }
+            }
+        }
+        out.first_alarm = first;
+    } else {
+        // Threads too short for a full window: score their partial window once.
+        let mut tids: Vec<u32> = scorer.index.keys().copied().collect();
+        tids.sort_unstable();
+        for tid in tids {
+            if let Some(s) = scorer.partial_score(tid) {
+                out.windows += 1;
+                best = best.max(s);
+                if let Some(t) = threshold {
+                    if s > t {
+                        out.alarm_windows += 1;
+                        out.alarm_runs += 1;
+                        if out.first_alarm.is_none() {
+                            let mut a = scorer.alarm(tid, s, t);
+                            a.position = trace.events.len().saturating_sub(1) as u64;
+                            out.first_alarm = Some(a);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if best.is_finite() {
+        out.score = best;
+    }
+    Ok(out)
+}

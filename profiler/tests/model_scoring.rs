@@ -1,0 +1,360 @@
+//! Scoring, calibration and evaluation through the public API.
+#![allow(clippy::unwrap_used)] // tests
+
+use ngram_profiler::eval::{auc, evaluate, split_normal, train, EvalConfig};
+use ngram_profiler::ngram::NgramCounts;
+use ngram_profiler::score::{
+    calibrate, score_trace, CalibrationMethod, Model, ScoreConfig, ScoreError, ScoreKind, Scorer,
+};
+use ngram_profiler::syscalls::Arch;
+use ngram_profiler::trace::{Event, Trace};
+use proptest::prelude::*;
+
+fn ev(tid: u32, nr: u16) -> Event {
+    Event {
+        tid,
+        nr,
+        ts_ns: None,
+    }
+}
+
+fn trace(nrs: &[u16]) -> Trace {
+    Trace {
+        source: format!("t{}", nrs.len()),
+        arch: Arch::I386,
+        events: nrs.iter().map(|&nr| ev(0, nr)).collect(),
+    }
+}
+
+fn counts(n: usize, traces: &[&[u16]]) -> NgramCounts {
+    let mut c = NgramCounts::new(n, Arch::I386).unwrap();
+    for t in traces {
+        c.add_events(&trace(t).events);
+    }
+    c
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-5
+}
+
+/// Every symbol the model can see after `ctx`: the training syscalls plus one never seen.
+fn continuations(c: &NgramCounts) -> Vec<u16> {
+    let mut v = c.syscalls();
+    v.push(999);
+    v
+}
+
+#[test]
+fn probabilities_by_hand() {
+    // bigrams: (1,2) x2, (2,1) x2, (1,3) x1, (3,1) x1; N = 6, N1 = 2 -> d2 = 1/3.
+    let c = counts(2, &[&[1, 2, 1, 3, 1, 2, 1]]);
+    let m = Model::new(&c).unwrap();
+    assert_eq!(m.n(), 2);
+    assert_eq!(m.symbols(), 4);
+    assert_eq!(m.distinct(), 4);
+    assert!(close(m.p0(), 1.0 / 3.0));
+    let (p, seen) = m.prob(&[1, 2]).unwrap();
+    assert!(seen);
+    assert!(close(p, (2.0 / 3.0) * (2.0 / 3.0)), "{p}");
+    let (p, _) = m.prob(&[2, 1]).unwrap();
+    assert!(close(p, 2.0 / 3.0));
+    // Unseen (2,3): backs off to P1(3). Unigram counts are the bigram suffixes:
+    // 2 x2, 1 x3, 3 x1 (N = 6, N1 = 1 -> d1 = 1/6); P1(3) = (5/6)(1/6).
+    // alpha(2) = d2 / (1 - P1(1)) with P1(1) = (5/6)(3/6).
+    let p1_3 = (5.0 / 6.0) * (1.0 / 6.0);
+    let alpha = (1.0 / 3.0) / (1.0 - (5.0 / 6.0) * 0.5);
+    let (p, seen) = m.prob(&[2, 3]).unwrap();
+    assert!(!seen);
+    assert!(close(p, alpha * p1_3), "{p} vs {}", alpha * p1_3);
+    // Never-seen call after a never-seen context: P1(other) = d1.
+    let (p, _) = m.prob(&[9, 9]).unwrap();
+    assert!(close(p, 1.0 / 6.0), "{p}");
+    assert!(m.prob(&[1]).is_none());
+}
+
+#[test]
+fn too_wide() {
+    let nrs: Vec<u16> = (0..300).collect();
+    let c = counts(16, &[&nrs]);
+    assert!(matches!(Model::new(&c), Err(ScoreError::TooWide { .. })));
+}
+
+#[test]
+fn windows_fill_then_slide() {
+    let c = counts(2, &[&[1, 2, 1, 2, 1, 2]]);
+    let m = Model::new(&c).unwrap();
+    let cfg = ScoreConfig {
+        kind: ScoreKind::Stide,
+        window: 3,
+    };
+    let mut s = Scorer::new(&m, cfg).unwrap();
+    // n-grams: (1,2) seen, (2,7) unseen, (7,1) unseen, (1,2) seen, (2,1) seen
+    let outs: Vec<Option<f64>> = [1, 2, 7, 1, 2, 1].iter().map(|&nr| s.feed(5, nr)).collect();
+    assert_eq!(outs[0], None); // no n-gram yet
+    assert_eq!(outs[1], None); // 1 n-gram
+    assert_eq!(outs[2], None); // 2 n-grams
+    assert!(close(outs[3].unwrap(), 2.0 / 3.0));
+    assert!(close(outs[4].unwrap(), 2.0 / 3.0));
+    assert!(close(outs[5].unwrap(), 1.0 / 3.0));
+    assert_eq!(s.threads(), 1);
+    s.end_thread(5);
+    assert_eq!(s.threads(), 0);
+}
+
+#[test]
+fn mean_nll_window_is_mean_of_logs() {
+    let c = counts(2, &[&[1, 2, 1, 3, 1, 2, 1]]);
+    let m = Model::new(&c).unwrap();
+    let mut s = Scorer::new(
+        &m,
+        ScoreConfig {
+            kind: ScoreKind::MeanNll,
+            window: 2,
+        },
+    )
+    .unwrap();
+    s.feed(0, 1);
+    s.feed(0, 2);
+    let w = s.feed(0, 1).unwrap();
+    let expect = -(m.prob(&[1, 2]).unwrap().0.ln() + m.prob(&[2, 1]).unwrap().0.ln()) / 2.0;
+    assert!(close(w, expect), "{w} vs {expect}");
+}
+
+#[test]
+fn threads_are_scored_apart() {
+    let c = counts(3, &[&[1, 2, 3, 4, 1, 2, 3, 4]]);
+    let m = Model::new(&c).unwrap();
+    let cfg = ScoreConfig {
+        kind: ScoreKind::Stide,
+        window: 2,
+    };
+    let mut a = Scorer::new(&m, cfg).unwrap();
+    let mut interleaved = Vec::new();
+    for (x, y) in [1, 2, 3, 4, 1].iter().zip([3, 4, 1, 2, 3]) {
+        interleaved.push(a.feed(1, *x));
+        interleaved.push(a.feed(2, y));
+    }
+    // Each thread alone is all seen n-grams: every full window scores 0.
+    assert!(interleaved.iter().flatten().all(|&w| w == 0.0));
+    assert_eq!(interleaved.iter().flatten().count(), 4);
+}
+
+#[test]
+fn alarms_explain_themselves() {
+    let c = counts(2, &[&[1, 2, 1, 2, 1, 2]]);
+    let m = Model::new(&c).unwrap();
+    let cfg = ScoreConfig {
+        kind: ScoreKind::MeanNll,
+        window: 2,
+    };
+    let t = trace(&[1, 2, 1, 2, 11, 1, 2]);
+    // -ln P: (1,2) and (2,1) 0.223; (2,11) 2.83 (backoff); (11,1) 1.14 (unseen context).
+    let threshold = 1.0;
+    let s = score_trace(&m, cfg, &t, Some(threshold)).unwrap();
+    let a = s.first_alarm.expect("an alarm");
+    assert_eq!(a.position, 4);
+    assert_eq!(a.ngram, vec![2, 11]);
+    assert!(!a.seen);
+    assert_eq!(a.tid, 0);
+    assert!(a.window_score > threshold);
+    assert!((a.threshold - threshold).abs() < f64::EPSILON);
+    assert_eq!(a.worst_ngram, vec![2, 11]);
+    assert!(close(a.prob, 0.2 / 0.68 * 0.2), "{}", a.prob);
+    // Windows: (1,2)(2,1) | (2,1)(1,2) | (1,2)(2,11) | (2,11)(11,1) | (11,1)(1,2): the 3rd and
+    // 4th alarm, one run.
+    assert_eq!(s.windows, 5);
+    assert_eq!(s.alarm_windows, 2);
+    assert_eq!(s.alarm_runs, 1);
+    assert_eq!(s.ngrams, 6);
+    assert_eq!(s.unseen, 2);
+    assert!(a.describe(Arch::Opaque).contains("window score"));
+}
+
+#[test]
+fn short_traces_get_partial_windows() {
+    let c = counts(2, &[&[1, 2, 1, 2]]);
+    let m = Model::new(&c).unwrap();
+    let cfg = ScoreConfig {
+        kind: ScoreKind::Stide,
+        window: 10,
+    };
+    let s = score_trace(&m, cfg, &trace(&[1, 2, 9]), Some(0.4)).unwrap();
+    assert!(close(s.score, 0.5));
+    assert_eq!(s.windows, 1);
+    assert!(s.first_alarm.is_some());
+    let none = score_trace(&m, cfg, &trace(&[1]), None).unwrap();
+    assert!(close(none.score, 0.0));
+    assert_eq!(none.ngrams, 0);
+}
+
+#[test]
+fn whole_trace_window() {
+    let c = counts(2, &[&[1, 2, 1, 2]]);
+    let m = Model::new(&c).unwrap();
+    let cfg = ScoreConfig {
+        kind: ScoreKind::Stide,
+        window: 0,
+    };
+    // n-grams (1,2) (2,9) (9,1) (1,2): half unseen.
+    let s = score_trace(&m, cfg, &trace(&[1, 2, 9, 1, 2]), Some(0.4)).unwrap();
+    assert!(close(s.score, 0.5));
+    // The running rate first exceeds 0.4 at the second n-gram (event 2).
+    assert_eq!(s.first_alarm.unwrap().position, 2);
+}
+
+#[test]
+fn arch_must_match() {
+    let c = counts(2, &[&[1, 2]]);
+    let m = Model::new(&c).unwrap();
+    let mut t = trace(&[1, 2]);
+    t.arch = Arch::X86_64;
+    assert!(matches!(
+        score_trace(&m, ScoreConfig::default(), &t, None),
+        Err(ScoreError::ArchMismatch { .. })
+    ));
+}
+
+#[test]
+fn calibration() {
+    let scores = [0.1, 0.5, 0.2, 0.9, 0.3, 0.4, 0.6, 0.7, 0.8, 1.0];
+    let max = calibrate(&scores, CalibrationMethod::MaxNormal).unwrap();
+    assert!(close(max.threshold, 1.0));
+    assert!(close(max.normal_alarm_rate, 0.0));
+    assert_eq!(max.normal, 10);
+    let far = calibrate(&scores, CalibrationMethod::FalseAlarmRate { rate: 0.2 }).unwrap();
+    assert!(close(far.threshold, 0.8));
+    assert!(close(far.normal_alarm_rate, 0.2));
+    let low = calibrate(&scores, CalibrationMethod::FalseAlarmRate { rate: 0.05 }).unwrap();
+    assert!(close(low.threshold, 1.0));
+    assert!(calibrate(&[], CalibrationMethod::MaxNormal).is_err());
+    assert!(calibrate(&scores, CalibrationMethod::FalseAlarmRate { rate: 1.5 }).is_err());
+}
+
+#[test]
+fn auc_with_ties() {
+    assert!(close(auc(&[1.0, 2.0, 3.0], &[2.0, 3.0, 4.0]), 7.0 / 9.0));
+    assert!(close(auc(&[1.0, 1.0], &[1.0, 1.0, 1.0]), 0.5));
+    assert!(close(auc(&[0.0, 0.1], &[0.2, 0.3]), 1.0));
+    assert!(close(auc(&[0.2, 0.3], &[0.0, 0.1]), 0.0));
+    assert!(close(auc(&[], &[1.0]), 0.5));
+}
+
+#[test]
+fn configs_serialize() {
+    let cfg = ScoreConfig {
+        kind: ScoreKind::Rare { max_p: 1e-3 },
+        window: 50,
+    };
+    let j = serde_json::to_string(&cfg).unwrap();
+    assert_eq!(j, r#"{"kind":{"kind":"rare","max_p":0.001},"window":50}"#);
+    assert_eq!(serde_json::from_str::<ScoreConfig>(&j).unwrap(), cfg);
+    let d: ScoreConfig = serde_json::from_str("{}").unwrap();
+    assert_eq!(d, ScoreConfig::default());
+    let e = EvalConfig::default();
+    let back: EvalConfig = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
+    assert_eq!(back, e);
+}
+
+#[test]
+fn evaluate_separates_obvious_attacks() {
+    let normal_pat: Vec<u16> = [3, 4, 5, 6].repeat(30);
+    let mut attack_pat = normal_pat.clone();
+    attack_pat.splice(40..40, [11, 12, 11, 12, 11, 12]);
+    let tr: Vec<Trace> = (0..4).map(|_| trace(&normal_pat)).collect();
+    let normal: Vec<Trace> = (0..6).map(|_| trace(&normal_pat)).collect();
+    let attack: Vec<Trace> = (0..3).map(|_| trace(&attack_pat)).collect();
+    let cfg = EvalConfig {
+        n: 3,
+        score: ScoreConfig {
+            kind: ScoreKind::MeanNll,
+            window: 10,
+        },
+        calibration: CalibrationMethod::MaxNormal,
+        baseline: Some(Default::default()),
+    };
+    let r = evaluate(&tr, &normal, &attack, &cfg).unwrap();
+    assert!(close(r.auc, 1.0));
+    assert!(close(r.detection_rate, 1.0));
+    assert!(close(r.false_alarm_rate, 0.0));
+    assert_eq!(r.n, 3);
+    assert_eq!(r.counts.calibration_traces, 3);
+    assert_eq!(r.counts.normal_test_traces, 3);
+    assert_eq!(r.consecutive_false_alarms, 0);
+    assert!(r
+        .attacks
+        .iter()
+        .all(|a| a.first_alarm.is_some_and(|p| p >= 40)));
+    let b = r.baseline.as_ref().unwrap();
+    assert_eq!(b.n, 6);
+    assert!(close(b.auc, 1.0));
+    let json = serde_json::to_value(&r).unwrap();
+    for key in [
+        "auc",
+        "detection_rate",
+        "false_alarm_rate",
+        "threshold",
+        "n",
+    ] {
+        assert!(json.get(key).is_some(), "{key}");
+    }
+    assert!(evaluate(&[], &normal, &attack, &cfg).is_err());
+    assert!(evaluate(&tr, &normal[..1], &attack, &cfg).is_err());
+    assert!(evaluate(&tr, &normal, &[], &cfg).is_err());
+}
+
+#[test]
+fn split_is_even_odd() {
+    let ts: Vec<Trace> = (1..=5).map(|k| trace(&vec![1; k])).collect();
+    let (c, t) = split_normal(&ts);
+    assert_eq!(c.len(), 3);
+    assert_eq!(t.len(), 2);
+    assert_eq!(c[1].events.len(), 3);
+    assert_eq!(t[0].events.len(), 2);
+    assert_eq!(train(&ts, 2).unwrap().total(), 10);
+}
+
+proptest! {
+    /// Over every continuation of a context (each training call plus one never seen), the
+    /// model's probabilities sum to 1 when the context was seen.
+    #[test]
+    fn conditional_probabilities_sum_to_one(
+        data in proptest::collection::vec(0u16..6, 20..300),
+        n in 1usize..5,
+    ) {
+        let c = counts(n, &[&data]);
+        let m = Model::new(&c).unwrap();
+        let conts = continuations(&c);
+        let mut contexts: Vec<Vec<u16>> = c.ngrams().into_iter().map(|(g, _)| g[..n - 1].to_vec()).collect();
+        contexts.dedup();
+        for ctx in contexts.iter().take(20) {
+            let total: f64 = conts.iter().map(|&w| {
+                let mut g = ctx.clone();
+                g.push(w);
+                m.prob(&g).unwrap().0
+            }).sum();
+            prop_assert!((total - 1.0).abs() < 1e-4, "ctx {:?}: {}", ctx, total);
+        }
+    }
+
+    /// Scores are never negative, and the STIDE rate is in [0, 1].
+    #[test]
+    fn scores_in_range(
+        tr in proptest::collection::vec(0u16..8, 10..200),
+        test in proptest::collection::vec((0u32..3, 0u16..10), 0..200),
+        w in 0usize..20,
+    ) {
+        let c = counts(3, &[&tr]);
+        let m = Model::new(&c).unwrap();
+        let t = Trace {
+            source: "p".into(),
+            arch: Arch::I386,
+            events: test.iter().map(|&(tid, nr)| ev(tid, nr)).collect(),
+        };
+        let st = score_trace(&m, ScoreConfig { kind: ScoreKind::Stide, window: w }, &t, Some(0.5)).unwrap();
+        prop_assert!((0.0..=1.0).contains(&st.score));
+        prop_assert!(st.unseen <= st.ngrams);
+        let ml = score_trace(&m, ScoreConfig { kind: ScoreKind::MeanNll, window: w }, &t, None).unwrap();
+        prop_assert!(ml.score >= 0.0 && ml.score.is_finite());
+    }
+}
