@@ -27,6 +27,10 @@ pub struct GlobalOpts {
     /// Log at debug level.
     #[arg(long, global = true)]
     pub debug: bool,
+    /// Detection mode for the containers this invocation creates (daemon.json `runtimeArgs`,
+    /// e.g. `--mode=train`). Parsed here so such runtimes work; the supervisor acts on it.
+    #[arg(long, global = true, value_enum)]
+    pub mode: Option<Mode>,
     /// Accepted for runc compatibility and ignored (rootless mode is detected, not forced).
     #[arg(long, global = true, value_name = "true|false|auto", hide = true)]
     pub rootless: Option<String>,
@@ -42,6 +46,17 @@ impl GlobalOpts {
             .clone()
             .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT))
     }
+}
+
+/// What the supervisor does with a container's system calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Learn: counts go into the image's profile.
+    Train,
+    /// Score and report anomalies.
+    Alert,
+    /// Score; block or stop on anomalies.
+    Enforce,
 }
 
 /// Format of the `--log` output.

@@ -156,3 +156,14 @@ fn default_root_is_used_without_flag() {
         std::path::PathBuf::from(ngram_runtime::cli::DEFAULT_ROOT)
     );
 }
+
+#[test]
+fn runtime_args_from_daemon_json_come_first() {
+    // daemon.json: "ngram-ids-train": {"runtimeArgs": ["--mode=train"]}
+    let c = parse(&format!(
+        "--mode=train --root /r --log /l --log-format json start {ID}"
+    ));
+    assert_eq!(c.global.mode, Some(ngram_runtime::cli::Mode::Train));
+    assert!(matches!(c.cmd, RuntimeCmd::Start(_)));
+    assert_eq!(parse(&format!("start {ID}")).global.mode, None);
+}
