@@ -92,8 +92,14 @@ fn exec_tty() {
         "test -t 0 && test -t 1 && echo is-a-tty; tty",
     ]);
     out.success();
-    assert!(out.stdout.starts_with("is-a-tty\r\n"), "no terminal: {out}");
-    assert!(out.stdout.contains("/dev/pts/"), "tty is not a pts: {out}");
+    assert!(
+        out.stdout.starts_with("is-a-tty\r\n/dev/pts/"),
+        "no terminal: {out}"
+    );
+    assert!(
+        out.stdout.ends_with("\r\n") && out.stdout.lines().count() == 2,
+        "{out}"
+    );
 }
 
 /// `docker exec -e` and `-w` and `-u` reach the process.

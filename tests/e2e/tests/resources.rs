@@ -163,3 +163,108 @@ fn stats_no_stream() {
         "two processes run in the container: {out}"
     );
 }
+
+/// `--cpus` and `--cpu-shares` reach the cpu controller, and `update --cpus` changes it.
+#[test]
+fn cpu_quota_and_shares() {
+    let Some(e) = setup("cpu_quota_and_shares") else {
+        return;
+    };
+    let c = e.container();
+    e.run_detached(
+        &c,
+        &[
+            "--cpus",
+            "0.5",
+            "--cpu-shares",
+            "512",
+            BUSYBOX,
+            "sleep",
+            "600",
+        ],
+    );
+    let pid = e.pid(&c);
+    let cpu_max = || {
+        if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            read_host_cgroup(pid, ("", ""), "cpu.max")
+        } else {
+            format!(
+                "{} {}",
+                read_host_cgroup(pid, ("cpu", "cpu.cfs_quota_us"), ""),
+                read_host_cgroup(pid, ("cpu", "cpu.cfs_period_us"), "")
+            )
+        }
+    };
+    assert_eq!(
+        cpu_max(),
+        "50000 100000",
+        "cpu quota and period for --cpus 0.5"
+    );
+    if !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        assert_eq!(read_host_cgroup(pid, ("cpu", "cpu.shares"), ""), "512");
+    }
+    e.docker(&["update", "--cpus", "1.5", &c.name]).success();
+    assert_eq!(
+        cpu_max(),
+        "150000 100000",
+        "cpu quota after update --cpus 1.5"
+    );
+}
+
+/// A container over its memory limit is killed by the kernel; Docker reports OOMKilled and 137.
+#[test]
+fn out_of_memory_kill_is_reported() {
+    let Some(e) = setup("out_of_memory_kill_is_reported") else {
+        return;
+    };
+    let c = e.container();
+    let out = e.run(
+        &c,
+        &[
+            "--memory",
+            "16m",
+            "--memory-swap",
+            "16m",
+            BUSYBOX,
+            "sh",
+            "-c",
+            "x=$(head -c 64m /dev/zero | tr '\\0' a); echo survived ${#x}",
+        ],
+    );
+    out.code_is(137);
+    assert!(!out.stdout.contains("survived"), "{out}");
+    assert_eq!(
+        e.inspect(&c, "{{.State.OOMKilled}} {{.State.ExitCode}}"),
+        "true 137"
+    );
+}
+
+/// `--oom-kill-disable` sets the memory controller's switch (cgroup v1 only; v2 has none).
+#[test]
+fn oom_kill_disable() {
+    let Some(e) = setup("oom_kill_disable") else {
+        return;
+    };
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        println!("skipping oom_kill_disable: cgroup v2 has no oom_kill_disable");
+        return;
+    }
+    let c = e.container();
+    e.run_detached(
+        &c,
+        &[
+            "--memory",
+            "32m",
+            "--oom-kill-disable",
+            BUSYBOX,
+            "sleep",
+            "600",
+        ],
+    );
+    assert_eq!(e.inspect(&c, "{{.HostConfig.OomKillDisable}}"), "true");
+    let control = read_host_cgroup(e.pid(&c), ("memory", "memory.oom_control"), "");
+    assert!(
+        control.lines().any(|l| l == "oom_kill_disable 1"),
+        "memory.oom_control of the container: {control}"
+    );
+}
