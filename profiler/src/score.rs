@@ -107,6 +107,17 @@ impl Default for ScoreConfig {
 /// Default n, chosen by the ADFA-LD evaluation (docs/evaluation.md).
 pub const DEFAULT_N: usize = 6;
 
+/// How much probability each context keeps for continuations never seen after it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Discount {
+    /// The same for every context of an order: Simple Good-Turing's P0 = N1/N of that order.
+    #[default]
+    SgtP0,
+    /// Witten-Bell: k(c) / (C(c) + k(c)) with k(c) distinct continuations seen after c.
+    WittenBell,
+}
+
 /// One order k of the backoff model.
 #[derive(Debug, Clone, Default)]
 struct Order {
@@ -183,8 +194,13 @@ fn escape(counts: &FxHashMap<u128, u64>) -> f64 {
 }
 
 impl Model {
-    /// Freeze `counts` into a scoring model.
+    /// Freeze `counts` into a scoring model with the default discount ([`Discount::SgtP0`]).
     pub fn new(counts: &NgramCounts) -> Result<Self, ScoreError> {
+        Self::with_discount(counts, Discount::default())
+    }
+
+    /// Freeze `counts` into a scoring model with the given discount.
+    pub fn with_discount(counts: &NgramCounts, discount: Discount) -> Result<Self, ScoreError> {
         let n = counts.n();
         let calls = counts.syscalls();
         let mut symbol = vec![0u16; calls.last().map_or(0, |&m| usize::from(m) + 1)];
@@ -231,21 +247,32 @@ impl Model {
         for (k0, table) in by_order.iter().enumerate() {
             let k = k0 + 1;
             let d = escape(table);
-            let mut ctx_count: FxHashMap<u128, u64> = FxHashMap::default();
+            // Per context: (count, distinct continuations).
+            let mut ctx_count: FxHashMap<u128, (u64, u64)> = FxHashMap::default();
             for (&id, &c) in table {
-                *ctx_count.entry(id >> bits).or_insert(0) += c;
+                let e = ctx_count.entry(id >> bits).or_insert((0, 0));
+                e.0 += c;
+                e.1 += 1;
             }
+            // The unseen mass after context c.
+            #[allow(clippy::cast_precision_loss)]
+            let escape_of = |cc: u64, kc: u64| match discount {
+                Discount::SgtP0 => d,
+                Discount::WittenBell => kc as f64 / (cc + kc) as f64,
+            };
             let mut seen =
                 FxHashMap::with_capacity_and_hasher(table.len(), FxBuildHasher::default());
             for (&id, &c) in table {
-                let cc = ctx_count.get(&(id >> bits)).copied().unwrap_or(c).max(1);
+                let (cc, kc) = ctx_count.get(&(id >> bits)).copied().unwrap_or((c, 1));
                 #[allow(clippy::cast_precision_loss)]
-                let p = (1.0 - d) * c as f64 / cc as f64;
+                let p = (1.0 - escape_of(cc, kc)) * c as f64 / cc.max(1) as f64;
                 seen.insert(id, to_fixed(-p.max(f64::MIN_POSITIVE).ln()));
             }
             let mut backoff = FxHashMap::default();
             if k == 1 {
-                unseen_symbol = to_fixed(-d.ln());
+                let (cc, kc) = ctx_count.get(&0).copied().unwrap_or((0, 0));
+                let e = if cc == 0 { 1.0 } else { escape_of(cc, kc) };
+                unseen_symbol = to_fixed(-e.ln());
             } else {
                 // alpha_k(c) = d / (1 - sum over seen w after c of P_{k-1}(w | c')).
                 let lower = &orders[k0 - 1];
@@ -256,7 +283,8 @@ impl Model {
                         (-from_fixed(u64::from(v))).exp();
                 }
                 for (ctx, mass) in lower_mass {
-                    let alpha = d / (1.0 - mass).max(1e-12);
+                    let (cc, kc) = ctx_count.get(&ctx).copied().unwrap_or((0, 0));
+                    let alpha = escape_of(cc, kc) / (1.0 - mass).max(1e-12);
                     backoff.insert(ctx, to_fixed_signed(-alpha.ln()));
                 }
             }

@@ -4,7 +4,8 @@
 use ngram_profiler::eval::{auc, evaluate, split_normal, train, EvalConfig};
 use ngram_profiler::ngram::NgramCounts;
 use ngram_profiler::score::{
-    calibrate, score_trace, CalibrationMethod, Model, ScoreConfig, ScoreError, ScoreKind, Scorer,
+    calibrate, score_trace, CalibrationMethod, Discount, Model, ScoreConfig, ScoreError, ScoreKind,
+    Scorer,
 };
 use ngram_profiler::syscalls::Arch;
 use ngram_profiler::trace::{Event, Trace};
@@ -71,6 +72,17 @@ fn probabilities_by_hand() {
     let (p, _) = m.prob(&[9, 9]).unwrap();
     assert!(close(p, 1.0 / 6.0), "{p}");
     assert!(m.prob(&[1]).is_none());
+}
+
+#[test]
+fn witten_bell_by_hand() {
+    // Context 1 is followed by 2 twice and 3 once: C = 3, k = 2 -> escape 2/5.
+    let c = counts(2, &[&[1, 2, 1, 3, 1, 2, 1]]);
+    let m = Model::with_discount(&c, Discount::WittenBell).unwrap();
+    let (p, _) = m.prob(&[1, 2]).unwrap();
+    assert!(close(p, 2.0 / 5.0), "{p}");
+    let (p, _) = m.prob(&[1, 3]).unwrap();
+    assert!(close(p, 1.0 / 5.0), "{p}");
 }
 
 #[test]
@@ -324,6 +336,7 @@ proptest! {
     ) {
         let c = counts(n, &[&data]);
         let m = Model::new(&c).unwrap();
+        let wb = Model::with_discount(&c, Discount::WittenBell).unwrap();
         let conts = continuations(&c);
         let mut contexts: Vec<Vec<u16>> = c.ngrams().into_iter().map(|(g, _)| g[..n - 1].to_vec()).collect();
         contexts.dedup();
@@ -334,6 +347,12 @@ proptest! {
                 m.prob(&g).unwrap().0
             }).sum();
             prop_assert!((total - 1.0).abs() < 1e-4, "ctx {:?}: {}", ctx, total);
+            let total_wb: f64 = conts.iter().map(|&w| {
+                let mut g = ctx.clone();
+                g.push(w);
+                wb.prob(&g).unwrap().0
+            }).sum();
+            prop_assert!((total_wb - 1.0).abs() < 1e-4, "wb ctx {:?}: {}", ctx, total_wb);
         }
     }
 
