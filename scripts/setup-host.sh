@@ -17,7 +17,7 @@ DOCKERD_TIMEOUT=${DOCKERD_TIMEOUT:-60}
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
 
 # Debian packages, and a command each provides that tells us whether it is installed.
-# bsdutils gives `script` (a pseudo-terminal for `docker run -it`), curl the HTTP checks.
+# bsdutils gives `script` (a pseudo-terminal for `docker run -it`).
 declare -A PKG_CMD=(
     [docker.io]=dockerd
     [libseccomp-dev]=""
@@ -27,7 +27,6 @@ declare -A PKG_CMD=(
     [wrk]=wrk
     [pkg-config]=pkg-config
     [bsdutils]=script
-    [curl]=curl
 )
 
 missing=()
