@@ -36,11 +36,29 @@ pub fn notify_fds(pid: u32) -> Result<Vec<RawFd>, TracerError> {
     Ok(found)
 }
 
-/// Wait (polling every millisecond) until `pid` holds a seccomp listener; return its number.
+/// The `Seccomp:` mode of `pid` from `/proc/PID/status` (0 none, 1 strict, 2 filter).
+pub fn seccomp_mode(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Seccomp:"))?;
+    line["Seccomp:".len()..].trim().parse().ok()
+}
+
+/// Wait (polling every millisecond) until `pid` runs under a seccomp filter and holds a
+/// listener; return its number. Waiting for the filter first matters: before loading it, a
+/// freshly forked child may still hold copies of its parent's descriptors, other tracers'
+/// listeners among them.
 pub fn wait_notify_fd(pid: u32, timeout: Duration) -> Result<RawFd, TracerError> {
     let start = Instant::now();
     loop {
-        if let Some(fd) = notify_fds(pid)?.first() {
+        let fds = if seccomp_mode(pid) == Some(2) {
+            notify_fds(pid)?
+        } else {
+            Vec::new()
+        };
+        if let Some(fd) = fds.first() {
+            if fds.len() > 1 {
+                tracing::warn!(pid, ?fds, "several seccomp listeners; taking the lowest");
+            }
             return Ok(*fd);
         }
         if start.elapsed() >= timeout {
@@ -90,6 +108,9 @@ pub fn wait_notify_fd_in_tree(root: u32, timeout: Duration) -> Result<(u32, RawF
     let start = Instant::now();
     loop {
         for pid in descendants(root) {
+            if seccomp_mode(pid) != Some(2) {
+                continue;
+            }
             // A process may exit between listing and scanning: not an error here.
             if let Ok(fds) = notify_fds(pid) {
                 if let Some(fd) = fds.first() {
@@ -127,6 +148,33 @@ pub fn read_tgid(tid: u32) -> Option<u32> {
         }
     }
     parse_tgid(&buf[..len])
+}
+
+/// Read a NUL-terminated string of at most `max` bytes at `addr` in the memory of thread `tid`
+/// (e.g. the path argument of `openat`). For tests and alert details, not the hot path. The
+/// caller must check the notification is still valid afterwards
+/// (`SECCOMP_IOCTL_NOTIF_ID_VALID`) before trusting it: the thread may have died and its tid
+/// been reused.
+pub fn read_c_string(tid: u32, addr: u64, max: usize) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(format!("/proc/{tid}/mem"))?;
+    let mut out = Vec::with_capacity(max.min(256));
+    let mut chunk = [0u8; 256];
+    let mut at = addr;
+    while out.len() < max {
+        let n = f.read_at(&mut chunk, at)?;
+        if n == 0 {
+            break;
+        }
+        if let Some(end) = chunk[..n].iter().position(|b| *b == 0) {
+            out.extend_from_slice(&chunk[..end]);
+            return Ok(out);
+        }
+        out.extend_from_slice(&chunk[..n]);
+        at += n as u64;
+    }
+    out.truncate(max);
+    Ok(out)
 }
 
 fn parse_tgid(status: &[u8]) -> Option<u32> {
@@ -181,6 +229,7 @@ mod tests {
         assert!(descendants(std::process::id()).contains(&child.id()));
         assert_eq!(read_stat_ppid(child.id()), Some(std::process::id()));
         assert!(notify_fds(child.id()).unwrap().is_empty());
+        assert_eq!(seccomp_mode(child.id()), Some(0));
         child.kill().unwrap();
         child.wait().unwrap();
     }

@@ -157,7 +157,8 @@ pub fn set_no_new_privs() -> Result<(), Errno> {
     Errno::result(ret).map(drop)
 }
 
-/// Fork a child that installs `prog` with `flags` (plus `no_new_privs` when asked) and then
+/// Fork a child that closes every descriptor above 2, installs `prog` with `flags` (plus
+/// `no_new_privs` when asked) and then
 /// `execve`s `path` with `argv`/`envp`. Returns the child's pid; the child `_exit`s with 126 if
 /// the filter cannot be installed and 127 if `execve` fails.
 ///
@@ -187,6 +188,13 @@ pub unsafe fn fork_exec_filtered(
         return Err(Errno::last());
     }
     if pid == 0 {
+        // Keep only stdio: a multi-threaded parent may hold other tracers' listeners, and the
+        // supervisor finds ours by scanning our descriptors.
+        // SAFETY: close_range takes integers only and is async-signal-safe.
+        if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) } < 0 {
+            // SAFETY: _exit is async-signal-safe and never returns.
+            unsafe { libc::_exit(126) };
+        }
         if no_new_privs && set_no_new_privs().is_err() {
             // SAFETY: _exit is async-signal-safe and never returns.
             unsafe { libc::_exit(126) };

@@ -378,3 +378,20 @@ pub const X86_64_SYSCALLS: &[(u32, &str)] = &[
     (461, "lsm_list_modules"),
     (462, "mseal"),
 ];
+
+/// The name of x86_64 system call `nr`, if we know it.
+pub fn name(nr: i32) -> Option<&'static str> {
+    let nr = u32::try_from(nr).ok()?;
+    X86_64_SYSCALLS
+        .binary_search_by_key(&nr, |(n, _)| *n)
+        .ok()
+        .map(|i| X86_64_SYSCALLS[i].1)
+}
+
+/// The number of x86_64 system call `name`, if we know it.
+pub fn number(name: &str) -> Option<i32> {
+    X86_64_SYSCALLS
+        .iter()
+        .find(|(_, n)| *n == name)
+        .and_then(|(nr, _)| i32::try_from(*nr).ok())
+}
