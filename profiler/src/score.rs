@@ -41,8 +41,6 @@
 //! of its n-grams (so short traces are scored too). Alarms fire when a score is strictly above
 //! the threshold.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::ngram::{FxBuildHasher, FxHashMap, GramKey, NgramCounts, MAX_N};
@@ -118,16 +116,178 @@ pub enum Discount {
     WittenBell,
 }
 
+/// Key of a [`FlatTable`]: a rolling n-gram id, in 64 bits when it fits (the common case:
+/// half the memory, so more of the table stays in cache) or 128.
+trait TableKey: Copy + Eq + Default + std::fmt::Debug {
+    /// Exact when the model's ids fit the key type (checked when the model is built).
+    fn from_id(id: u128) -> Self;
+    fn fold(self) -> u64;
+}
+
+impl TableKey for u64 {
+    #[inline]
+    fn from_id(id: u128) -> Self {
+        // Only used when every id fits in 64 bits.
+        #[allow(clippy::cast_possible_truncation)]
+        let k = id as u64;
+        k
+    }
+    #[inline]
+    fn fold(self) -> u64 {
+        self
+    }
+}
+
+impl TableKey for u128 {
+    #[inline]
+    fn from_id(id: u128) -> Self {
+        id
+    }
+    #[inline]
+    fn fold(self) -> u64 {
+        // The two halves, mixed.
+        #[allow(clippy::cast_possible_truncation)]
+        let x = (self as u64) ^ ((self >> 64) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        x
+    }
+}
+
+/// A frozen open-addressing hash table from rolling n-gram ids to values: power-of-two
+/// capacity at most half full, linear probing, Fibonacci hashing, key and value side by side
+/// (one cache line per probe). Key 0 marks an empty slot (a real key 0 is kept aside).
+#[derive(Debug, Clone)]
+struct FlatTable<K, V> {
+    slots: Vec<(K, V)>,
+    shift: u32,
+    mask: usize,
+    zero: Option<V>,
+}
+
+impl<K: TableKey, V: Copy + Default> FlatTable<K, V> {
+    fn from_map(map: &FxHashMap<u128, V>) -> Self {
+        let cap = (map.len() * 2).max(8).next_power_of_two();
+        let mut t = Self {
+            slots: vec![(K::default(), V::default()); cap],
+            shift: 64 - cap.trailing_zeros(),
+            mask: cap - 1,
+            zero: None,
+        };
+        // Insert in key order so the layout does not depend on the map's iteration order.
+        let mut entries: Vec<(u128, V)> = map.iter().map(|(&k, &v)| (k, v)).collect();
+        entries.sort_unstable_by_key(|e| e.0);
+        for (k, v) in entries {
+            if k == 0 {
+                t.zero = Some(v);
+                continue;
+            }
+            let key = K::from_id(k);
+            let mut i = t.slot(key);
+            while t.slots[i].0 != K::default() {
+                i = (i + 1) & t.mask;
+            }
+            t.slots[i] = (key, v);
+        }
+        t
+    }
+
+    #[inline]
+    fn slot(&self, key: K) -> usize {
+        // shift >= 1, so the result is below the capacity: fits usize.
+        #[allow(clippy::cast_possible_truncation)]
+        let i = (key.fold().wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize;
+        i
+    }
+
+    #[inline]
+    fn get(&self, id: u128) -> Option<V> {
+        if id == 0 {
+            return self.zero;
+        }
+        let key = K::from_id(id);
+        let mut i = self.slot(key);
+        loop {
+            let (k, v) = self.slots[i];
+            if k == key {
+                return Some(v);
+            }
+            if k == K::default() {
+                return None;
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<(K, V)>()
+    }
+}
+
 /// One order k of the backoff model.
-#[derive(Debug, Clone, Default)]
-struct Order {
+#[derive(Debug, Clone)]
+struct Order<K> {
     /// Rolling id of a seen k-gram -> -ln P_k(w | c), [`SCALE`] units.
-    seen: FxHashMap<u128, u32>,
+    seen: FlatTable<K, u32>,
     /// Rolling id of a seen (k-1)-gram context -> -ln alpha_k(c), [`SCALE`] units (alpha may
     /// be above 1, so this may be negative).
-    backoff: FxHashMap<u128, i32>,
+    backoff: FlatTable<K, i32>,
     /// Keeps the last k symbols of a rolling id.
     mask: u128,
+}
+
+/// The orders 1..=n (index k-1), keyed in 64 bits when n-gram ids fit.
+#[derive(Debug, Clone)]
+enum Tables {
+    Narrow(Vec<Order<u64>>),
+    Wide(Vec<Order<u128>>),
+}
+
+/// One order while building: seen, backoff, mask.
+type BuildOrder = (FxHashMap<u128, u32>, FxHashMap<u128, i32>, u128);
+
+fn freeze<K: TableKey>(orders: &[BuildOrder]) -> Vec<Order<K>> {
+    orders
+        .iter()
+        .map(|(seen, backoff, mask)| Order {
+            seen: FlatTable::from_map(seen),
+            backoff: FlatTable::from_map(backoff),
+            mask: *mask,
+        })
+        .collect()
+}
+
+/// -ln P (in [`SCALE`] units) and whether the top order has the n-gram.
+#[inline]
+fn lookup_in<K: TableKey>(
+    orders: &[Order<K>],
+    bits: u32,
+    unseen_symbol: u32,
+    id: u128,
+) -> (u32, bool) {
+    match orders.last().and_then(|o| o.seen.get(id)) {
+        Some(v) => (v, true),
+        None => (backoff_in(orders, bits, unseen_symbol, id), false),
+    }
+}
+
+/// -ln P of an n-gram not seen at the top order: back off order by order.
+#[cold]
+fn backoff_in<K: TableKey>(orders: &[Order<K>], bits: u32, unseen_symbol: u32, id: u128) -> u32 {
+    let mut acc: i64 = 0;
+    let mut hit = None;
+    for k in (1..orders.len()).rev() {
+        // Leaving order k + 1: multiply by alpha of its context (1 for an unseen context).
+        let upper = &orders[k];
+        let ctx = (id & upper.mask) >> bits;
+        acc += i64::from(upper.backoff.get(ctx).unwrap_or(0));
+        let lower = &orders[k - 1];
+        if let Some(v) = lower.seen.get(id & lower.mask) {
+            hit = Some(v);
+            break;
+        }
+    }
+    acc += i64::from(hit.unwrap_or(unseen_symbol));
+    // P <= 1, so the sum is >= 0 up to rounding; clamp into u32.
+    u32::try_from(acc.max(0)).unwrap_or(u32::MAX)
 }
 
 /// A frozen model: per-n-gram scores in hash tables keyed by the rolling n-gram id, with
@@ -140,10 +300,12 @@ pub struct Model {
     mask: u128,
     /// System-call number -> symbol (1..=V-1); 0 for calls never seen in training.
     symbol: Vec<u16>,
-    /// Orders 1..=n, index k-1.
-    orders: Vec<Order>,
+    /// Orders 1..=n.
+    tables: Tables,
     /// -ln P_1(a call never seen in training), [`SCALE`] units.
     unseen_symbol: u32,
+    /// Distinct n-grams at the top order.
+    distinct: usize,
     p0: f64,
     symbols: usize,
     total: u64,
@@ -242,7 +404,7 @@ impl Model {
             }
         }
 
-        let mut orders: Vec<Order> = Vec::with_capacity(n);
+        let mut orders: Vec<BuildOrder> = Vec::with_capacity(n);
         let mut unseen_symbol = 0;
         for (k0, table) in by_order.iter().enumerate() {
             let k = k0 + 1;
@@ -278,7 +440,7 @@ impl Model {
                 let lower = &orders[k0 - 1];
                 let mut lower_mass: FxHashMap<u128, f64> = FxHashMap::default();
                 for &id in table.keys() {
-                    let v = lower.seen.get(&(id & lower.mask)).copied().unwrap_or(0);
+                    let v = lower.0.get(&(id & lower.2)).copied().unwrap_or(0);
                     *lower_mass.entry(id >> bits).or_insert(0.0) +=
                         (-from_fixed(u64::from(v))).exp();
                 }
@@ -288,19 +450,22 @@ impl Model {
                     backoff.insert(ctx, to_fixed_signed(-alpha.ln()));
                 }
             }
-            orders.push(Order {
-                seen,
-                backoff,
-                mask: mask_of(k),
-            });
+            orders.push((seen, backoff, mask_of(k)));
         }
+        let distinct = orders.last().map_or(0, |o| o.0.len());
+        let tables = if width <= 64 {
+            Tables::Narrow(freeze(&orders))
+        } else {
+            Tables::Wide(freeze(&orders))
+        };
         Ok(Self {
             n,
             arch: counts.arch(),
             bits,
             mask: mask_of(n),
             symbol,
-            orders,
+            tables,
+            distinct,
             unseen_symbol,
             p0: counts.p0(),
             symbols,
@@ -326,7 +491,7 @@ impl Model {
     }
     /// Number of distinct n-grams in the model.
     pub fn distinct(&self) -> usize {
-        self.orders.last().map_or(0, |o| o.seen.len())
+        self.distinct
     }
     /// N of the training counts.
     pub fn total(&self) -> u64 {
@@ -335,16 +500,17 @@ impl Model {
 
     /// Approximate bytes of memory the model's tables take (entries and hash-table overhead).
     pub fn memory_bytes(&self) -> usize {
-        // hashbrown: capacity * (entry + 1 control byte).
-        fn table<K, V>(m: &HashMap<K, V, FxBuildHasher>) -> usize {
-            m.capacity() * (std::mem::size_of::<(K, V)>() + 1)
-        }
         std::mem::size_of::<Self>()
-            + self
-                .orders
-                .iter()
-                .map(|o| std::mem::size_of::<Order>() + table(&o.seen) + table(&o.backoff))
-                .sum::<usize>()
+            + match &self.tables {
+                Tables::Narrow(o) => o
+                    .iter()
+                    .map(|o| std::mem::size_of_val(o) + o.seen.bytes() + o.backoff.bytes())
+                    .sum::<usize>(),
+                Tables::Wide(o) => o
+                    .iter()
+                    .map(|o| std::mem::size_of_val(o) + o.seen.bytes() + o.backoff.bytes())
+                    .sum::<usize>(),
+            }
             + self.symbol.capacity() * 2
     }
 
@@ -361,31 +527,10 @@ impl Model {
     /// Score of the n-gram with rolling id `id`: (-ln P in [`SCALE`] units, seen in training).
     #[inline]
     fn lookup(&self, id: u128) -> (u32, bool) {
-        match self.orders.last().and_then(|o| o.seen.get(&id)) {
-            Some(&v) => (v, true),
-            None => (self.backoff_nll(id), false),
+        match &self.tables {
+            Tables::Narrow(o) => lookup_in(o, self.bits, self.unseen_symbol, id),
+            Tables::Wide(o) => lookup_in(o, self.bits, self.unseen_symbol, id),
         }
-    }
-
-    /// -ln P of an n-gram not seen at the top order: back off order by order.
-    #[cold]
-    fn backoff_nll(&self, id: u128) -> u32 {
-        let mut acc: i64 = 0;
-        let mut hit = None;
-        for k in (1..self.n).rev() {
-            // Leaving order k + 1: multiply by alpha of its context (1 for an unseen context).
-            let upper = &self.orders[k];
-            let ctx = (id & upper.mask) >> self.bits;
-            acc += i64::from(upper.backoff.get(&ctx).copied().unwrap_or(0));
-            let lower = &self.orders[k - 1];
-            if let Some(&v) = lower.seen.get(&(id & lower.mask)) {
-                hit = Some(v);
-                break;
-            }
-        }
-        acc += i64::from(hit.unwrap_or(self.unseen_symbol));
-        // P <= 1, so the sum is >= 0 up to rounding; clamp into u32.
-        u32::try_from(acc.max(0)).unwrap_or(u32::MAX)
     }
 
     /// Probability the model gives to `ngram` (n numbers), and whether it was seen in training.

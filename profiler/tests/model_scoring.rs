@@ -86,6 +86,30 @@ fn witten_bell_by_hand() {
 }
 
 #[test]
+fn wide_ids_score_like_narrow_ones() {
+    // 20 calls -> 5 bits a symbol; n = 14 needs 70 bits (128-bit keys), n = 12 needs 60.
+    let data: Vec<u16> = (0..400u16).map(|i| (i * 7 + i / 13) % 20).collect();
+    for n in [12usize, 14] {
+        let c = counts(n, &[&data]);
+        let m = Model::new(&c).unwrap();
+        for (g, _) in c.ngrams().iter().take(30) {
+            let (p, seen) = m.prob(g).unwrap();
+            assert!(seen);
+            assert!(p > 0.0 && p <= 1.0);
+        }
+        let mut odd = data[..n].to_vec();
+        odd[n - 1] = 19 - odd[n - 1];
+        let (p, seen) = m.prob(&odd).unwrap();
+        assert!(!seen || c.count(&odd) > 0);
+        assert!(p > 0.0 && p < 1.0);
+        let t = trace(&data[..100]);
+        let s = score_trace(&m, ScoreConfig::default(), &t, None).unwrap();
+        assert_eq!(s.unseen, 0);
+        assert!(m.memory_bytes() > 0);
+    }
+}
+
+#[test]
 fn too_wide() {
     let nrs: Vec<u16> = (0..300).collect();
     let c = counts(16, &[&nrs]);

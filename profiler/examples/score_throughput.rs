@@ -1,0 +1,104 @@
+//! Scoring and training throughput per core, measured in CPU time of this thread (so that it
+//! holds on a loaded machine), and the memory of a profile. Criterion's `benches/model.rs`
+//! measures the same loops in wall time.
+//!
+//! `cargo run --release -p ngram-profiler --example score_throughput -- /tmp/adfa/ADFA-LD`
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context;
+use ngram_profiler::eval::train;
+use ngram_profiler::score::{Model, ScoreConfig, ScoreKind, Scorer};
+use ngram_profiler::trace::{read_path, Event, Format};
+
+/// Nanoseconds this thread has run on a CPU (Linux schedstat).
+fn cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn measure(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
+    let mut best_cpu = u64::MAX;
+    let mut best_wall = f64::MAX;
+    for _ in 0..reps {
+        let (c0, w0) = (cpu_ns(), Instant::now());
+        f();
+        best_cpu = best_cpu.min(cpu_ns() - c0);
+        best_wall = best_wall.min(w0.elapsed().as_secs_f64());
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let cpu = best_cpu as f64 / 1e9;
+    (cpu, best_wall)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let root = Path::new(args.get(1).map_or("/tmp/adfa/ADFA-LD", String::as_str));
+    let read =
+        |d: &str| read_path(Format::Adfa, &root.join(d)).with_context(|| format!("reading {d}"));
+    let tr = read("Training_Data_Master")?;
+    // Score the validation traces (normal, held out: some n-grams unseen, which take the
+    // slower backoff path), or with SCORE_TRAINING=1 the training traces themselves (every
+    // n-gram seen: the hot loop's fast path only).
+    let events: Vec<Event> = if std::env::var("SCORE_TRAINING").is_ok() {
+        tr.iter().flat_map(|t| t.events.iter().copied()).collect()
+    } else {
+        read("Validation_Data_Master")?
+            .into_iter()
+            .flat_map(|t| t.events)
+            .collect()
+    };
+    let train_calls: usize = tr.iter().map(|t| t.events.len()).sum();
+    #[allow(clippy::cast_precision_loss)]
+    let (ev, tc) = (events.len() as f64, train_calls as f64);
+    println!("| n | scoring | window | M calls/s/core (CPU) | M calls/s (wall) |");
+    println!("|---|---|---|---|---|");
+    for n in [3usize, 6, 10] {
+        let counts = train(&tr, n)?;
+        let model = Model::new(&counts)?;
+        for (name, kind, window) in [
+            ("mean -ln P", ScoreKind::MeanNll, 0),
+            ("mean -ln P", ScoreKind::MeanNll, 100),
+            ("STIDE", ScoreKind::Stide, 100),
+        ] {
+            let cfg = ScoreConfig { kind, window };
+            let mut scorer = Scorer::new(&model, cfg)?;
+            let (cpu, wall) = measure(7, || {
+                let mut acc = 0.0;
+                for e in &events {
+                    if let Some(s) = scorer.feed(e.tid, e.nr) {
+                        acc += s;
+                    }
+                }
+                black_box(acc);
+                scorer.reset();
+            });
+            println!(
+                "| {n} | {name} | {window} | {:.1} | {:.1} |",
+                ev / cpu / 1e6,
+                ev / wall / 1e6
+            );
+        }
+        let (cpu, wall) = measure(3, || {
+            black_box(train(&tr, n).ok());
+        });
+        let (fcpu, _) = measure(3, || {
+            black_box(Model::new(&counts).ok());
+        });
+        let json = serde_json::to_vec(&counts)?;
+        println!(
+            "| {n} | training (count) | - | {:.1} | {:.1} |  freeze {:.1} ms; {} distinct; counts JSON {} B; model {} B",
+            tc / cpu / 1e6,
+            tc / wall / 1e6,
+            fcpu * 1e3,
+            counts.distinct(),
+            json.len(),
+            model.memory_bytes()
+        );
+    }
+    Ok(())
+}
