@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use ngram_e2e::{setup, TempDir, BUSYBOX};
+use ngram_e2e::{host_cgroup_file, read_host_cgroup, setup, TempDir, BUSYBOX};
 
 fn status_field(status: &str, field: &str) -> String {
     status
@@ -362,4 +362,58 @@ fn seccomp_profile_denies_what_docker_denies() {
         ],
     );
     out.success();
+}
+
+/// The cgroup hierarchies are mounted read-only inside: the container's root cannot raise its
+/// own limits or make sub-groups (runc mounts them `ro,nosuid,nodev,noexec`).
+#[test]
+fn container_cannot_raise_its_own_limits() {
+    let Some(e) = setup("container_cannot_raise_its_own_limits") else {
+        return;
+    };
+    let c = e.container();
+    e.run_detached(
+        &c,
+        &[
+            "--memory",
+            "48m",
+            "--pids-limit",
+            "33",
+            BUSYBOX,
+            "sleep",
+            "600",
+        ],
+    );
+    let raise = "cd /sys/fs/cgroup; \
+        if [ -e cgroup.controllers ]; then echo max > memory.max; echo max > pids.max; mkdir sub; \
+        else echo 2147483648 > memory/memory.memsw.limit_in_bytes; \
+        echo 1073741824 > memory/memory.limit_in_bytes; echo max > pids/pids.max; \
+        mkdir memory/sub; fi; true";
+    e.docker(&["exec", &c.name, "sh", "-c", raise]);
+    let pid = e.pid(&c);
+    assert_eq!(
+        read_host_cgroup(pid, ("memory", "memory.limit_in_bytes"), "memory.max"),
+        (48u64 << 20).to_string(),
+        "the container raised its own memory limit"
+    );
+    assert_eq!(
+        read_host_cgroup(pid, ("pids", "pids.max"), "pids.max"),
+        "33",
+        "the container raised its own pids limit"
+    );
+    let sub = host_cgroup_file(pid, ("memory", "sub"), "sub");
+    assert!(
+        !sub.exists(),
+        "the container made a sub-cgroup: {}",
+        sub.display()
+    );
+    let out = e.docker(&["exec", &c.name, "grep", " /sys/fs/cgroup/", "/proc/mounts"]);
+    out.success();
+    for mount in out.stdout.lines().filter(|l| l.starts_with("cgroup")) {
+        let opts = mount.split_whitespace().nth(3).unwrap_or_default();
+        assert!(
+            opts.split(',').any(|o| o == "ro"),
+            "cgroup mounted read-write in the container: {mount}"
+        );
+    }
 }

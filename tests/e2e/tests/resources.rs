@@ -268,3 +268,37 @@ fn oom_kill_disable() {
         "memory.oom_control of the container: {control}"
     );
 }
+
+/// The limits are visible inside the container at Docker's cgroup mount (what a JVM or a Go
+/// runtime reads to size itself).
+#[test]
+fn limits_are_visible_inside() {
+    let Some(e) = setup("limits_are_visible_inside") else {
+        return;
+    };
+    let (memory, pids) = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/pids.max")
+    } else {
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/pids/pids.max",
+        )
+    };
+    let c = e.container();
+    let out = e.run(
+        &c,
+        &[
+            "--rm",
+            "--memory",
+            "48m",
+            "--pids-limit",
+            "33",
+            BUSYBOX,
+            "cat",
+            memory,
+            pids,
+        ],
+    );
+    out.success();
+    assert_eq!(out.stdout, format!("{}\n33\n", 48 * MIB), "{out}");
+}
