@@ -129,8 +129,12 @@ pub fn kill(global: &GlobalOpts, id: &str, signal: &str, all: bool) -> Result<()
                 tracing::warn!("thawing container {id} after kill --all: {e}");
             }
         }
-        pids?;
-        return result;
+        match pids {
+            Ok(_) => return result,
+            // A stopped container whose cgroup is gone has nothing left to signal.
+            Err(_) if status == ContainerStatus::Stopped => return Ok(()),
+            Err(e) => return Err(e),
+        }
     }
     if !matches!(
         status,
