@@ -268,3 +268,30 @@ fn threads_are_distinct_and_nothing_is_lost_two_receivers() {
     }
     check_threads(2);
 }
+
+#[test]
+fn answer_to_a_killed_thread_counts_as_vanished() {
+    if !can_run() {
+        return;
+    }
+    // sleep's clock_nanosleep is held by the handler while the process is SIGKILLed from
+    // outside: the answer then finds no thread (ENOENT on SEND), and the run still ends cleanly
+    // when the filter loses its last user.
+    let victim = std::sync::atomic::AtomicU32::new(0);
+    let (events, stats, code) = trace("/bin/sleep", &["10"], NotifyConfig::default(), |e| {
+        if e.nr == nr("clock_nanosleep") {
+            victim.store(e.pid, std::sync::atomic::Ordering::SeqCst);
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(i32::try_from(e.pid).unwrap()),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Decision::Continue
+    });
+    assert_ne!(victim.into_inner(), 0, "{:?}", names(&events));
+    assert_eq!(stats.vanished, 1);
+    assert_eq!(code, 128 + libc::SIGKILL);
+    assert_eq!(names(&events).last(), Some(&"clock_nanosleep"));
+}
