@@ -39,6 +39,10 @@ pub struct NotifyConfig {
     pub sync_wake_up: bool,
     /// From which call on events reach the handler.
     pub record_from: RecordFrom,
+    /// `poll` for POLLIN/POLLHUP before each RECV, with a single receiver. `None`: only on
+    /// kernels older than 6.11, where a RECV blocked when the last traced process exits is
+    /// never woken. Costs one more system call per event.
+    pub poll_before_recv: Option<bool>,
 }
 
 impl Default for NotifyConfig {
@@ -47,6 +51,7 @@ impl Default for NotifyConfig {
             workers: 1,
             sync_wake_up: true,
             record_from: RecordFrom::Start,
+            poll_before_recv: None,
         }
     }
 }
@@ -57,6 +62,7 @@ pub struct NotifyTracer {
     fd: OwnedFd,
     config: NotifyConfig,
     sync_wake_up: bool,
+    poll_first: bool,
 }
 
 impl NotifyTracer {
@@ -76,10 +82,14 @@ impl NotifyTracer {
                 }
             }
         }
+        let poll_first = config
+            .poll_before_recv
+            .unwrap_or_else(|| kernel_version().is_some_and(|v| v < (6, 11)));
         Self {
             fd,
             config,
             sync_wake_up,
+            poll_first,
         }
     }
 
@@ -123,9 +133,14 @@ impl NotifyTracer {
 
 impl Tracer for NotifyTracer {
     fn run(&mut self, handler: &dyn Handler) -> Result<RunStats, TracerError> {
-        let workers = self.config.workers.max(1);
+        let workers = if self.poll_first {
+            1
+        } else {
+            self.config.workers.max(1)
+        };
         let shared = Shared {
             fd: self.fd.as_fd(),
+            poll_first: self.poll_first,
             recording: AtomicBool::new(self.config.record_from == RecordFrom::Start),
             tgids: Mutex::new(HashMap::with_capacity(256)),
         };
@@ -179,6 +194,7 @@ impl Tracer for NotifyTracer {
 /// State the receiver threads share.
 struct Shared<'fd> {
     fd: BorrowedFd<'fd>,
+    poll_first: bool,
     recording: AtomicBool,
     /// tid -> tgid; filled on a thread's first call, pruned on exit/exit_group/execve.
     tgids: Mutex<HashMap<u32, u32>>,
@@ -224,6 +240,41 @@ impl Shared<'_> {
     }
 }
 
+/// (major, minor) of the running kernel.
+fn kernel_version() -> Option<(u32, u32)> {
+    let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    parse_version(&rel)
+}
+
+fn parse_version(rel: &str) -> Option<(u32, u32)> {
+    let mut it = rel.trim().split(['.', '-']);
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+/// Block until a notification is pending (true) or the filter has no users left (false).
+fn wait_readable(fd: BorrowedFd<'_>) -> Result<bool, TracerError> {
+    loop {
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(source) => {
+                return Err(TracerError::Poll {
+                    fd: fd.as_raw_fd(),
+                    source,
+                })
+            }
+        }
+        let r = fds[0].revents().unwrap_or(PollFlags::empty());
+        if r.contains(PollFlags::POLLIN) {
+            return Ok(true);
+        }
+        if r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL) {
+            return Ok(false);
+        }
+    }
+}
+
 fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -262,6 +313,9 @@ fn worker(shared: &Shared<'_>, handler: &dyn Handler) -> Result<RunStats, Tracer
     let mut stats = RunStats::default();
     let mut req = sys::zeroed_notif();
     loop {
+        if shared.poll_first && !wait_readable(fd)? {
+            return Ok(stats);
+        }
         match sys::notif_recv(fd, &mut req) {
             Ok(()) => {}
             Err(Errno::EINTR) => continue,
@@ -360,6 +414,15 @@ fn worker(shared: &Shared<'_>, handler: &dyn Handler) -> Result<RunStats, Tracer
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_kernel_releases() {
+        assert_eq!(parse_version("6.18.44-fc-v657\n"), Some((6, 18)));
+        assert_eq!(parse_version("6.1.0-28-amd64"), Some((6, 1)));
+        assert_eq!(parse_version("5.10"), Some((5, 10)));
+        assert_eq!(parse_version("x"), None);
+        assert!(parse_version("6.10.0").unwrap() < (6, 11));
+    }
 
     #[test]
     fn numbers_match_libc() {

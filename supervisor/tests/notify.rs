@@ -204,11 +204,12 @@ fn helper_getppid_threads() {
     std::process::exit(0);
 }
 
-fn check_threads(workers: usize) {
+fn check_threads(workers: usize, poll_before_recv: Option<bool>) {
     const THREADS: usize = 4;
     const CALLS: usize = 2000;
     let config = NotifyConfig {
         workers,
+        poll_before_recv,
         ..NotifyConfig::default()
     };
     let exe = std::env::current_exe().unwrap();
@@ -258,7 +259,7 @@ fn threads_are_distinct_and_nothing_is_lost_one_receiver() {
     if !can_run() {
         return;
     }
-    check_threads(1);
+    check_threads(1, None);
 }
 
 #[test]
@@ -266,7 +267,16 @@ fn threads_are_distinct_and_nothing_is_lost_two_receivers() {
     if !can_run() {
         return;
     }
-    check_threads(2);
+    check_threads(2, None);
+}
+
+#[test]
+fn threads_are_distinct_and_nothing_is_lost_polling_first() {
+    if !can_run() {
+        return;
+    }
+    // The pre-6.11 mode: poll before each RECV, one receiver.
+    check_threads(1, Some(true));
 }
 
 #[test]
