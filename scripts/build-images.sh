@@ -34,8 +34,10 @@ cache=${NGRAM_IDS_IMAGE_CACHE:-/var/cache/ngram-ids-images}/$hash
 suite=${NGRAM_IDS_SUITE:-bookworm}
 label=ngram-ids.e2e.build
 mkdir -p "$cache"
-# Tarballs of older versions of this script are stale: drop them.
-find "$(dirname "$cache")" -mindepth 1 -maxdepth 1 -type d ! -name "$hash" -exec rm -rf {} +
+# Tarballs of older versions of this script are stale: drop them (only directories named
+# like a hash, in case the cache is pointed at a shared directory).
+find "$(dirname "$cache")" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended \
+    -regex '.*/[0-9a-f]{16}' ! -name "$hash" -exec rm -rf {} +
 
 work=$(mktemp -d /tmp/ngram-images.XXXXXX)
 trap 'rm -rf "$work"' EXIT
