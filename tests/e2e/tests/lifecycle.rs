@@ -233,7 +233,8 @@ fn kill_with_a_normal_signal() {
     assert_eq!(e.inspect(&c, "{{.State.Running}}"), "true");
 }
 
-/// `docker kill -s SIGRTMIN+3`: a real-time signal (37 in Docker's numbering) reaches the trap.
+/// `docker kill -s SIGRTMIN+3` (37 in Docker's numbering), `-s 40` and `-s SIGRTMAX` (64):
+/// real-time signals reach the container's traps.
 #[test]
 fn kill_with_a_realtime_signal() {
     let Some(e) = setup("kill_with_a_realtime_signal") else {
@@ -246,8 +247,8 @@ fn kill_with_a_realtime_signal() {
             BUSYBOX,
             "sh",
             "-c",
-            "trap 'echo got-rt37' 37; trap 'echo got-rt40' 40; echo ready; \
-             while :; do sleep 0.2; done",
+            "trap 'echo got-rt37' 37; trap 'echo got-rt40' 40; trap 'echo got-rt64' 64; \
+             echo ready; while :; do sleep 0.2; done",
         ],
     );
     e.wait_for_log(&c, "ready", Duration::from_secs(10));
@@ -256,6 +257,9 @@ fn kill_with_a_realtime_signal() {
     e.wait_for_log(&c, "got-rt37", Duration::from_secs(10));
     e.docker(&["kill", "--signal", "40", &c.name]).success();
     e.wait_for_log(&c, "got-rt40", Duration::from_secs(10));
+    e.docker(&["kill", "--signal", "SIGRTMAX", &c.name])
+        .success();
+    e.wait_for_log(&c, "got-rt64", Duration::from_secs(10));
     assert_eq!(e.inspect(&c, "{{.State.Running}}"), "true");
 }
 

@@ -71,3 +71,29 @@ fn run_interactive_tty() {
         "stdin/stdout are not a terminal: {out}"
     );
 }
+
+/// `docker exec -it` under a pseudo-terminal: an interactive shell in a running container
+/// reads commands, answers, and its exit code is passed through.
+#[test]
+fn exec_interactive_tty() {
+    let Some(e) = setup("exec_interactive_tty") else {
+        return;
+    };
+    let c = e.container();
+    e.run_detached(&c, &[BUSYBOX, "sleep", "600"]);
+    let cmd = shell_quote(&["docker", "exec", "-it", &c.name, "sh"]);
+    let mut script = Command::new("script");
+    script.args(["-qec", &cmd, "/dev/null"]);
+    let mut running = Running::spawn(script);
+    running.wait_for_stdout("# ", Duration::from_secs(30));
+    running.write_stdin(b"echo hi-$((6*7)); tty\r");
+    running.wait_for_stdout("hi-42", Duration::from_secs(10));
+    running.write_stdin(b"exit 3\r");
+    let out = running.wait(Duration::from_secs(30));
+    out.code_is(3);
+    assert!(
+        out.stdout.contains("/dev/pts/"),
+        "the shell has no terminal: {out}"
+    );
+    assert_eq!(e.inspect(&c, "{{.State.Running}}"), "true");
+}
