@@ -152,24 +152,37 @@ impl TableKey for u128 {
     }
 }
 
-/// A frozen open-addressing hash table from rolling n-gram ids to values: power-of-two
-/// capacity at most half full, linear probing, Fibonacci hashing, key and value side by side
-/// (one cache line per probe). Key 0 marks an empty slot (a real key 0 is kept aside).
+/// One slot of a [`FlatTable`]: key and value packed side by side (12 bytes for 64-bit keys
+/// and 32-bit values), read by value only.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, packed)]
+struct Slot<K: Copy, V: Copy> {
+    key: K,
+    val: V,
+}
+
+/// A frozen open-addressing hash table from rolling n-gram ids to values: linear probing at a
+/// load of at most 0.8, Fibonacci hashing mapped onto the capacity by a multiply-shift (so the
+/// capacity need not be a power of two), key and value packed in one slot. Small enough that a
+/// typical profile's top order stays in a core's L2 cache. Key 0 marks an empty slot (a real
+/// key 0 is kept aside).
 #[derive(Debug, Clone)]
-struct FlatTable<K, V> {
-    slots: Vec<(K, V)>,
-    shift: u32,
-    mask: usize,
+struct FlatTable<K: Copy, V: Copy> {
+    slots: Vec<Slot<K, V>>,
     zero: Option<V>,
 }
 
 impl<K: TableKey, V: Copy + Default> FlatTable<K, V> {
     fn from_map(map: &FxHashMap<u128, V>) -> Self {
-        let cap = (map.len() * 2).max(8).next_power_of_two();
+        let cap = (map.len() * 5 / 4 + 1).max(8);
         let mut t = Self {
-            slots: vec![(K::default(), V::default()); cap],
-            shift: 64 - cap.trailing_zeros(),
-            mask: cap - 1,
+            slots: vec![
+                Slot {
+                    key: K::default(),
+                    val: V::default(),
+                };
+                cap
+            ],
             zero: None,
         };
         // Insert in key order so the layout does not depend on the map's iteration order.
@@ -182,19 +195,26 @@ impl<K: TableKey, V: Copy + Default> FlatTable<K, V> {
             }
             let key = K::from_id(k);
             let mut i = t.slot(key);
-            while t.slots[i].0 != K::default() {
-                i = (i + 1) & t.mask;
+            while {
+                let Slot { key: k, .. } = t.slots[i];
+                k != K::default()
+            } {
+                i += 1;
+                if i == cap {
+                    i = 0;
+                }
             }
-            t.slots[i] = (key, v);
+            t.slots[i] = Slot { key, val: v };
         }
         t
     }
 
     #[inline]
     fn slot(&self, key: K) -> usize {
-        // shift >= 1, so the result is below the capacity: fits usize.
+        let h = key.fold().wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        // (h * cap) >> 64 < cap: fits usize.
         #[allow(clippy::cast_possible_truncation)]
-        let i = (key.fold().wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize;
+        let i = ((u128::from(h) * self.slots.len() as u128) >> 64) as usize;
         i
     }
 
@@ -206,25 +226,28 @@ impl<K: TableKey, V: Copy + Default> FlatTable<K, V> {
         let key = K::from_id(id);
         let mut i = self.slot(key);
         loop {
-            let (k, v) = self.slots[i];
+            let Slot { key: k, val: v } = self.slots[i];
             if k == key {
                 return Some(v);
             }
             if k == K::default() {
                 return None;
             }
-            i = (i + 1) & self.mask;
+            i += 1;
+            if i == self.slots.len() {
+                i = 0;
+            }
         }
     }
 
     fn bytes(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<(K, V)>()
+        self.slots.capacity() * std::mem::size_of::<Slot<K, V>>()
     }
 }
 
 /// One order k of the backoff model.
 #[derive(Debug, Clone)]
-struct Order<K> {
+struct Order<K: Copy> {
     /// Rolling id of a seen k-gram -> -ln P_k(w | c), [`SCALE`] units.
     seen: FlatTable<K, u32>,
     /// Rolling id of a seen (k-1)-gram context -> -ln alpha_k(c), [`SCALE`] units (alpha may
@@ -533,6 +556,24 @@ impl Model {
         }
     }
 
+    /// -ln P of a top-order n-gram if it was seen in training (the hot path).
+    #[inline]
+    fn lookup_seen(&self, id: u128) -> Option<u32> {
+        match &self.tables {
+            Tables::Narrow(o) => o.last().and_then(|o| o.seen.get(id)),
+            Tables::Wide(o) => o.last().and_then(|o| o.seen.get(id)),
+        }
+    }
+
+    /// -ln P of an n-gram not seen in training (the backoff path).
+    #[cold]
+    fn lookup_unseen(&self, id: u128) -> u32 {
+        match &self.tables {
+            Tables::Narrow(o) => backoff_in(o, self.bits, self.unseen_symbol, id),
+            Tables::Wide(o) => backoff_in(o, self.bits, self.unseen_symbol, id),
+        }
+    }
+
     /// Probability the model gives to `ngram` (n numbers), and whether it was seen in training.
     pub fn prob(&self, ngram: &[u16]) -> Option<(f64, bool)> {
         if ngram.len() != self.n {
@@ -685,6 +726,20 @@ pub struct Scorer<'m> {
     states: Vec<ThreadState>,
     index: FxHashMap<u32, usize>,
     last: Option<(u32, usize)>,
+    /// Direct-mapped memo of backoff scores of unseen n-grams: (rolling id, -ln P).
+    memo: Vec<(u128, u32)>,
+}
+
+/// Slots in [`Scorer`]'s memo of unseen n-grams.
+const MEMO: usize = 1024;
+
+#[inline]
+fn memo_slot(id: u128) -> usize {
+    let h = u128::fold(id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    // The top 10 bits: below MEMO.
+    #[allow(clippy::cast_possible_truncation)]
+    let i = (h >> 54) as usize;
+    i
 }
 
 impl<'m> Scorer<'m> {
@@ -706,6 +761,7 @@ impl<'m> Scorer<'m> {
             states: Vec::new(),
             index: FxHashMap::default(),
             last: None,
+            memo: vec![(0, 0); MEMO],
         })
     }
 
@@ -793,7 +849,23 @@ impl<'m> Scorer<'m> {
         if st.calls < model.n as u64 {
             return None;
         }
-        let (nll, seen) = model.lookup(st.id);
+        let (nll, seen) = match model.lookup_seen(st.id) {
+            Some(v) => (v, true),
+            // STIDE needs only the flag; the others the backoff probability, memoised because
+            // a novel n-gram tends to repeat.
+            None if kind == ScoreKind::Stide => (0, false),
+            None => {
+                let i = memo_slot(st.id);
+                let (k, v) = self.memo[i];
+                if k == st.id && k != 0 {
+                    (v, false)
+                } else {
+                    let v = model.lookup_unseen(st.id);
+                    self.memo[i] = (st.id, v);
+                    (v, false)
+                }
+            }
+        };
         st.last_seen = seen;
         let value = match kind {
             ScoreKind::MeanNll => nll,
