@@ -144,6 +144,44 @@ fn no_new_privileges_only_when_asked() {
         out.stdout, "NoNewPrivs:\t1\n",
         "--security-opt no-new-privileges: {out}"
     );
+
+    // The same for `docker exec` processes (root and not), which also get Docker's seccomp
+    // profile (see isolation.rs): the profile must not bring no_new_privs with it.
+    let c = e.container();
+    e.run_detached(&c, &[BUSYBOX, "sleep", "600"]);
+    for user in ["root", "nobody"] {
+        let out = e.docker(&[
+            "exec",
+            "-u",
+            user,
+            &c.name,
+            "grep",
+            "^NoNewPrivs:",
+            "/proc/self/status",
+        ]);
+        out.success();
+        assert_eq!(
+            out.stdout, "NoNewPrivs:\t0\n",
+            "docker exec -u {user}: {out}"
+        );
+    }
+    let c = e.container();
+    e.run_detached(
+        &c,
+        &[
+            "--security-opt",
+            "no-new-privileges",
+            BUSYBOX,
+            "sleep",
+            "600",
+        ],
+    );
+    let out = e.docker(&["exec", &c.name, "grep", "^NoNewPrivs:", "/proc/self/status"]);
+    out.success();
+    assert_eq!(
+        out.stdout, "NoNewPrivs:\t1\n",
+        "docker exec with no-new-privileges: {out}"
+    );
 }
 
 /// The container's processes get stdin, stdout and stderr and nothing else from the host
