@@ -1,1 +1,195 @@
 //! Profiles: what one image has learned (counts, n, metadata, mode, calibrated threshold).
+
+use serde::{Deserialize, Serialize};
+
+use crate::ngram::NgramCounts;
+
+/// What the runtime does with a container of this profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Learn: counts merge into the profile.
+    #[default]
+    Train,
+    /// Score and report anomalies.
+    Alert,
+    /// Score; answer anomalous calls with an error (or stop the container).
+    Enforce,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Train => "train",
+            Self::Alert => "alert",
+            Self::Enforce => "enforce",
+        })
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "train" => Ok(Self::Train),
+            "alert" => Ok(Self::Alert),
+            "enforce" => Ok(Self::Enforce),
+            other => Err(format!(
+                "unknown mode {other:?}: use train, alert or enforce"
+            )),
+        }
+    }
+}
+
+/// One point of the learning curve: after `calls` system calls, P0 was `p0`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct P0Point {
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+    /// System calls counted so far.
+    pub calls: u64,
+    /// Simple Good-Turing's unseen mass at that point.
+    pub p0: f64,
+}
+
+/// Everything about a profile except its counts: small, read by `profile list`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProfileMeta {
+    /// The store key: an image id (`sha256:…`) or a name given by the user.
+    pub key: String,
+    /// A name for people (the image's name, or the key).
+    pub name: String,
+    /// n of the n-grams.
+    pub n: usize,
+    /// Numbering of the stored system calls.
+    pub arch: crate::syscalls::Arch,
+    /// Stored mode (overrides the runtime's default, overridden by a container label).
+    pub mode: Mode,
+    /// Training runs merged (one per trace file or container run).
+    pub runs: u64,
+    /// System calls counted.
+    pub calls: u64,
+    /// N-grams counted (N).
+    pub ngrams: u64,
+    /// Distinct n-grams.
+    pub distinct: usize,
+    /// Current P0 (chance that the next n-gram is new).
+    pub p0: f64,
+    /// Seconds since the Unix epoch of the first and last training.
+    pub first_trained: Option<u64>,
+    pub last_trained: Option<u64>,
+    /// P0 after each training merge (the learning curve), oldest first.
+    pub p0_history: Vec<P0Point>,
+    /// How windows are scored against this profile.
+    #[serde(default)]
+    pub score: crate::score::ScoreConfig,
+    /// Calibrated anomaly threshold, if calibrated.
+    pub calibration: Option<crate::score::Calibration>,
+}
+
+/// A whole profile: metadata plus counts.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub meta: ProfileMeta,
+    pub counts: NgramCounts,
+}
+
+/// Longest P0 history kept per profile (oldest points are thinned out beyond this).
+pub const P0_HISTORY_MAX: usize = 256;
+
+impl Profile {
+    /// A new, empty profile.
+    pub fn new(key: &str, name: &str, counts: NgramCounts) -> Self {
+        let mut meta = ProfileMeta {
+            key: key.to_owned(),
+            name: name.to_owned(),
+            n: counts.n(),
+            arch: counts.arch(),
+            mode: Mode::Train,
+            runs: 0,
+            calls: 0,
+            ngrams: 0,
+            distinct: 0,
+            p0: 1.0,
+            first_trained: None,
+            last_trained: None,
+            p0_history: Vec::new(),
+            score: crate::score::ScoreConfig::default(),
+            calibration: None,
+        };
+        refresh_summary(&mut meta, &counts);
+        Self { meta, counts }
+    }
+
+    /// Merge `runs` training runs with these counts into the profile, at time `now`.
+    pub fn absorb(
+        &mut self,
+        counts: &NgramCounts,
+        runs: u64,
+        now: u64,
+    ) -> Result<(), crate::ngram::NgramError> {
+        self.counts.merge(counts)?;
+        self.meta.runs += runs;
+        self.meta.first_trained.get_or_insert(now);
+        self.meta.last_trained = Some(now);
+        refresh_summary(&mut self.meta, &self.counts);
+        self.meta.p0_history.push(P0Point {
+            at: now,
+            calls: self.meta.calls,
+            p0: self.meta.p0,
+        });
+        thin_history(&mut self.meta.p0_history);
+        Ok(())
+    }
+}
+
+fn refresh_summary(meta: &mut ProfileMeta, counts: &NgramCounts) {
+    meta.calls = counts.calls();
+    meta.ngrams = counts.total();
+    meta.distinct = counts.distinct();
+    meta.p0 = counts.p0();
+}
+
+/// Keep the history bounded: drop every other point of the older half, keep the newest.
+fn thin_history(h: &mut Vec<P0Point>) {
+    if h.len() <= P0_HISTORY_MAX {
+        return;
+    }
+    let half = h.len() / 2;
+    let mut i = 0;
+    h.retain(|_| {
+        let keep = i >= half || i % 2 == 0;
+        i += 1;
+        keep
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_stays_bounded_and_keeps_newest() {
+        let mut h: Vec<P0Point> = (0..1000)
+            .map(|i| P0Point {
+                at: i,
+                calls: i,
+                p0: 0.5,
+            })
+            .collect();
+        h.truncate(P0_HISTORY_MAX + 1);
+        thin_history(&mut h);
+        assert!(h.len() <= P0_HISTORY_MAX);
+        assert_eq!(h.last().map(|p| p.at), Some(P0_HISTORY_MAX as u64));
+        assert_eq!(h.first().map(|p| p.at), Some(0));
+        assert!(h.windows(2).all(|w| w[0].at < w[1].at));
+    }
+
+    #[test]
+    fn mode_round_trips() {
+        for m in [Mode::Train, Mode::Alert, Mode::Enforce] {
+            assert_eq!(m.to_string().parse::<Mode>(), Ok(m));
+        }
+        assert!("learn".parse::<Mode>().is_err());
+    }
+}

@@ -1,1 +1,448 @@
 //! The profile store: sled under `--db`, versioned schema, atomic merges across processes.
+//!
+//! Layout of the directory (created 0700; refused when group or others can write it):
+//! - `lock`: an advisory lock file; every process holds it exclusively while the store is open,
+//!   so processes take turns (sled itself admits one process at a time). Opening waits for it
+//!   up to a timeout instead of failing at once, so the CLI works while containers train.
+//! - `sled/`: the sled database, with trees `schema` (the schema version), `profiles` (key →
+//!   JSON [`ProfileMeta`]) and `counts` (key → JSON [`NgramCounts`]).
+//!
+//! Every change is one sled transaction over both trees followed by a flush: a crash leaves the
+//! profile as it was before or as it is after, never half-written.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+
+use crate::ngram::{NgramCounts, NgramError};
+use crate::profile::{Profile, ProfileMeta};
+
+/// The schema this code reads and writes.
+pub const SCHEMA: &str = "ngram-ids-profiles/1";
+const SCHEMA_KEY: &[u8] = b"schema";
+/// Default location of the store.
+pub const DEFAULT_DIR: &str = "/var/lib/ngram-ids";
+/// How long `open` waits for another process to release the store by default.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(60);
+
+/// Errors of the store; each names the database directory.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("profile database {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("profile database {path} is unsafe: mode {mode:o} lets group or others write it; run chmod 700 {path}")]
+    Unsafe { path: PathBuf, mode: u32 },
+    #[error("profile database {path} is busy: another ngram-ids process held it for {waited:?}; retry later")]
+    Busy { path: PathBuf, waited: Duration },
+    #[error("profile database {path} is corrupt or not an ngram-ids database ({source}); move it aside and re-train or import profiles")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("profile database {path} has schema {found:?}, this ngram-ids reads {SCHEMA:?}; use a matching ngram-ids version")]
+    Schema { path: PathBuf, found: String },
+    #[error("profile database {path} is not an ngram-ids database (it holds data but no schema marker); point --db elsewhere")]
+    Foreign { path: PathBuf },
+    #[error("profile database {path}: profile {key:?} is corrupt ({source}); remove it with `ngram-ids profile rm {key}`")]
+    Decode {
+        path: PathBuf,
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("profile database {path}: {source}")]
+    Db {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("no profile named {name:?} in {path}: see `ngram-ids profile list`")]
+    NotFound { path: PathBuf, name: String },
+    #[error("profile name {name:?} is ambiguous in {path}: it names {keys:?}; use the key")]
+    Ambiguous {
+        path: PathBuf,
+        name: String,
+        keys: Vec<String>,
+    },
+    #[error("profile {key:?}: {source}")]
+    Model {
+        key: String,
+        #[source]
+        source: NgramError,
+    },
+}
+
+/// An open profile store. Holds the store's lock until dropped: keep it open briefly.
+#[derive(Debug)]
+pub struct Store {
+    path: PathBuf,
+    db: sled::Db,
+    profiles: sled::Tree,
+    counts: sled::Tree,
+    // Dropped after `db` (fields drop in order): the lock outlives the database handle.
+    _lock: File,
+}
+
+/// Why a transaction body stopped.
+enum Abort {
+    Model(String, NgramError),
+    Decode(String, serde_json::Error),
+    NotFound(String),
+}
+
+impl Store {
+    /// Open (creating if needed) the store at `dir`, waiting up to [`DEFAULT_LOCK_WAIT`].
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_wait(dir, DEFAULT_LOCK_WAIT)
+    }
+
+    /// Open (creating if needed) the store at `dir`, waiting up to `wait` for its lock.
+    pub fn open_with_wait(dir: &Path, wait: Duration) -> Result<Self, StoreError> {
+        let io = |source| StoreError::Io {
+            path: dir.to_owned(),
+            source,
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io)?;
+        let mode = std::fs::metadata(dir).map_err(io)?.permissions().mode();
+        if mode & 0o022 != 0 {
+            return Err(StoreError::Unsafe {
+                path: dir.to_owned(),
+                mode: mode & 0o7777,
+            });
+        }
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(0)
+            .open(dir.join("lock"))
+            .map_err(io)?;
+        acquire(&lock, dir, wait)?;
+        let db =
+            sled::Config::new()
+                .path(dir.join("sled"))
+                .open()
+                .map_err(|source| match source {
+                    sled::Error::Io(source) => StoreError::Io {
+                        path: dir.to_owned(),
+                        source,
+                    },
+                    source => StoreError::Corrupt {
+                        path: dir.to_owned(),
+                        source,
+                    },
+                })?;
+        let dberr = |source| StoreError::Db {
+            path: dir.to_owned(),
+            source,
+        };
+        let schema = db.open_tree("schema").map_err(dberr)?;
+        match schema.get(SCHEMA_KEY).map_err(dberr)? {
+            Some(v) if v.as_ref() == SCHEMA.as_bytes() => {}
+            Some(v) => {
+                return Err(StoreError::Schema {
+                    path: dir.to_owned(),
+                    found: String::from_utf8_lossy(&v).into_owned(),
+                })
+            }
+            None => {
+                let foreign = db
+                    .tree_names()
+                    .iter()
+                    .any(|name| db.open_tree(name).map(|t| !t.is_empty()).unwrap_or(true));
+                if foreign || !db.is_empty() {
+                    return Err(StoreError::Foreign {
+                        path: dir.to_owned(),
+                    });
+                }
+                schema.insert(SCHEMA_KEY, SCHEMA).map_err(dberr)?;
+                db.flush().map_err(dberr)?;
+            }
+        }
+        let profiles = db.open_tree("profiles").map_err(dberr)?;
+        let counts = db.open_tree("counts").map_err(dberr)?;
+        Ok(Self {
+            path: dir.to_owned(),
+            db,
+            profiles,
+            counts,
+            _lock: lock,
+        })
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn dberr(&self, source: sled::Error) -> StoreError {
+        StoreError::Db {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn decode_meta(&self, key: &str, bytes: &[u8]) -> Result<ProfileMeta, StoreError> {
+        serde_json::from_slice(bytes).map_err(|source| StoreError::Decode {
+            path: self.path.clone(),
+            key: key.to_owned(),
+            source,
+        })
+    }
+
+    /// Metadata of every profile, sorted by key.
+    pub fn list(&self) -> Result<Vec<ProfileMeta>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.profiles.iter() {
+            let (k, v) = item.map_err(|e| self.dberr(e))?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            out.push(self.decode_meta(&key, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// The key of the profile that `name` names: a key itself, or the unique profile with that
+    /// name.
+    pub fn resolve(&self, name: &str) -> Result<String, StoreError> {
+        if self
+            .profiles
+            .contains_key(name.as_bytes())
+            .map_err(|e| self.dberr(e))?
+        {
+            return Ok(name.to_owned());
+        }
+        let keys: Vec<String> = self
+            .list()?
+            .into_iter()
+            .filter(|m| m.name == name)
+            .map(|m| m.key)
+            .collect();
+        match keys.len() {
+            0 => Err(StoreError::NotFound {
+                path: self.path.clone(),
+                name: name.to_owned(),
+            }),
+            1 => Ok(keys.into_iter().next().unwrap_or_default()),
+            _ => Err(StoreError::Ambiguous {
+                path: self.path.clone(),
+                name: name.to_owned(),
+                keys,
+            }),
+        }
+    }
+
+    /// The whole profile named `name` (see [`Store::resolve`]).
+    pub fn load(&self, name: &str) -> Result<Profile, StoreError> {
+        let key = self.resolve(name)?;
+        let not_found = || StoreError::NotFound {
+            path: self.path.clone(),
+            name: name.to_owned(),
+        };
+        let meta = self
+            .profiles
+            .get(key.as_bytes())
+            .map_err(|e| self.dberr(e))?
+            .ok_or_else(not_found)?;
+        let counts = self
+            .counts
+            .get(key.as_bytes())
+            .map_err(|e| self.dberr(e))?
+            .ok_or_else(not_found)?;
+        let meta = self.decode_meta(&key, &meta)?;
+        let counts = serde_json::from_slice(&counts).map_err(|source| StoreError::Decode {
+            path: self.path.clone(),
+            key: key.clone(),
+            source,
+        })?;
+        Ok(Profile { meta, counts })
+    }
+
+    /// Merge `counts` from `runs` training runs into profile `key` (created with `name` when
+    /// missing), atomically. Returns the profile's new metadata.
+    pub fn train(
+        &self,
+        key: &str,
+        name: &str,
+        counts: &NgramCounts,
+        runs: u64,
+        now: u64,
+    ) -> Result<ProfileMeta, StoreError> {
+        self.modify(key, true, |p| {
+            let mut p = match p {
+                Some(p) => p,
+                None => Profile::new(key, name, empty_like(key, counts)?),
+            };
+            p.absorb(counts, runs, now)
+                .map_err(|e| Abort::Model(key.to_owned(), e))?;
+            Ok(p)
+        })
+    }
+
+    /// Change a profile's metadata (mode, calibration) atomically.
+    pub fn update_meta(
+        &self,
+        name: &str,
+        f: impl Fn(&mut ProfileMeta),
+    ) -> Result<ProfileMeta, StoreError> {
+        let key = self.resolve(name)?;
+        self.modify(&key, false, |p| {
+            let mut p = p.ok_or_else(|| Abort::NotFound(key.clone()))?;
+            f(&mut p.meta);
+            Ok(p)
+        })
+    }
+
+    /// Merge profiles `srcs` into `dst` (created from the first source when missing).
+    pub fn merge(&self, dst: &str, srcs: &[String], now: u64) -> Result<ProfileMeta, StoreError> {
+        let sources = srcs
+            .iter()
+            .map(|s| self.load(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let dst_key = self.resolve(dst).unwrap_or_else(|_| dst.to_owned());
+        self.modify(&dst_key, true, |p| {
+            let mut iter = sources.iter();
+            let mut p = match p {
+                Some(p) => p,
+                None => {
+                    let Some(first) = iter.next() else {
+                        return Err(Abort::NotFound(dst_key.clone()));
+                    };
+                    let mut p =
+                        Profile::new(&dst_key, &dst_key, empty_like(&dst_key, &first.counts)?);
+                    p.absorb(&first.counts, first.meta.runs, now)
+                        .map_err(|e| Abort::Model(dst_key.clone(), e))?;
+                    p
+                }
+            };
+            for s in iter {
+                p.absorb(&s.counts, s.meta.runs, now)
+                    .map_err(|e| Abort::Model(s.meta.key.clone(), e))?;
+            }
+            Ok(p)
+        })
+    }
+
+    /// Store `profile` whole, replacing any profile with its key (import).
+    pub fn put(&self, profile: &Profile) -> Result<(), StoreError> {
+        self.modify(&profile.meta.key, true, |_| Ok(profile.clone()))
+            .map(|_| ())
+    }
+
+    /// Remove the profile `name`; returns its key.
+    pub fn remove(&self, name: &str) -> Result<String, StoreError> {
+        let key = self.resolve(name)?;
+        (&self.profiles, &self.counts)
+            .transaction(|(p, c)| {
+                p.remove(key.as_bytes())?;
+                c.remove(key.as_bytes())?;
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => self.dberr(e),
+                TransactionError::Abort(()) => {
+                    self.dberr(sled::Error::ReportableBug("remove aborted".to_owned()))
+                }
+            })?;
+        self.db.flush().map_err(|e| self.dberr(e))?;
+        Ok(key)
+    }
+
+    /// Read-modify-write one profile in one transaction over both trees, then flush.
+    fn modify(
+        &self,
+        key: &str,
+        create: bool,
+        f: impl Fn(Option<Profile>) -> Result<Profile, Abort>,
+    ) -> Result<ProfileMeta, StoreError> {
+        let res = (&self.profiles, &self.counts).transaction(|(pt, ct)| {
+            let abort = ConflictableTransactionError::Abort;
+            let current = match (pt.get(key.as_bytes())?, ct.get(key.as_bytes())?) {
+                (Some(m), Some(c)) => {
+                    let meta: ProfileMeta = serde_json::from_slice(&m)
+                        .map_err(|e| abort(Abort::Decode(key.to_owned(), e)))?;
+                    let counts: NgramCounts = serde_json::from_slice(&c)
+                        .map_err(|e| abort(Abort::Decode(key.to_owned(), e)))?;
+                    Some(Profile { meta, counts })
+                }
+                _ if !create => return Err(abort(Abort::NotFound(key.to_owned()))),
+                _ => None,
+            };
+            let p = f(current).map_err(abort)?;
+            let meta =
+                serde_json::to_vec(&p.meta).map_err(|e| abort(Abort::Decode(key.to_owned(), e)))?;
+            let counts = serde_json::to_vec(&p.counts)
+                .map_err(|e| abort(Abort::Decode(key.to_owned(), e)))?;
+            pt.insert(key.as_bytes(), meta)?;
+            ct.insert(key.as_bytes(), counts)?;
+            Ok(p.meta)
+        });
+        let meta = res.map_err(|e| match e {
+            TransactionError::Storage(e) => self.dberr(e),
+            TransactionError::Abort(Abort::Model(key, source)) => StoreError::Model { key, source },
+            TransactionError::Abort(Abort::Decode(key, source)) => StoreError::Decode {
+                path: self.path.clone(),
+                key,
+                source,
+            },
+            TransactionError::Abort(Abort::NotFound(name)) => StoreError::NotFound {
+                path: self.path.clone(),
+                name,
+            },
+        })?;
+        self.db.flush().map_err(|e| self.dberr(e))?;
+        Ok(meta)
+    }
+}
+
+/// Empty counts with the n and numbering of `c`.
+fn empty_like(key: &str, c: &NgramCounts) -> Result<NgramCounts, Abort> {
+    NgramCounts::new(c.n(), c.arch()).map_err(|e| Abort::Model(key.to_owned(), e))
+}
+
+/// Take the store's lock, polling until `wait` has passed.
+fn acquire(lock: &File, dir: &Path, wait: Duration) -> Result<(), StoreError> {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match lock.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                if start.elapsed() >= wait {
+                    return Err(StoreError::Busy {
+                        path: dir.to_owned(),
+                        waited: start.elapsed(),
+                    });
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(StoreError::Io {
+                    path: dir.to_owned(),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// Seconds since the Unix epoch now.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,267 @@
+//! The offline command line, run as a user would: train, list, show, calibrate, score, export,
+//! merge, promote, rm, eval; concurrent trainers; bad input gives one-line errors.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ngram-ids"))
+}
+
+fn run(db: &Path, args: &[&str]) -> Output {
+    bin().env("NGRAM_IDS_DB", db).args(args).output().unwrap()
+}
+
+fn ok(db: &Path, args: &[&str]) -> String {
+    let out = run(db, args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn err(db: &Path, args: &[&str]) -> String {
+    let out = run(db, args);
+    assert!(!out.status.success(), "{args:?} should fail");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// Write ADFA-style traces (i386 numbers) built from `pattern` repeated, one file each.
+fn traces(dir: &Path, name: &str, patterns: &[&[u16]], reps: usize) -> PathBuf {
+    let d = dir.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    for (i, p) in patterns.iter().enumerate() {
+        let mut s = String::new();
+        for r in 0..reps {
+            for (j, nr) in p.iter().enumerate() {
+                // vary a little so traces are not identical
+                let nr = if (r + j + i) % 17 == 0 { 4 } else { *nr };
+                s.push_str(&format!("{nr} "));
+            }
+        }
+        std::fs::write(d.join(format!("t{i:03}.txt")), s).unwrap();
+    }
+    d
+}
+
+const NORMAL: &[u16] = &[3, 4, 5, 6, 3, 4, 192, 91, 3, 4, 6];
+const ATTACK: &[u16] = &[11, 102, 102, 11, 54, 26, 11, 102, 5, 5, 11];
+
+#[test]
+fn train_list_show_export_rm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let t = traces(tmp.path(), "train", &[NORMAL, NORMAL, NORMAL], 20);
+    let ts = t.to_str().unwrap();
+    let out = ok(
+        &db,
+        &[
+            "profile", "train", "web", "--format", "adfa", "--n", "3", ts,
+        ],
+    );
+    assert!(out.contains("+3 runs"), "{out}");
+    let list = ok(&db, &["profile", "list"]);
+    assert!(list.lines().nth(1).unwrap().starts_with("web "), "{list}");
+    let show: Value =
+        serde_json::from_str(&ok(&db, &["profile", "show", "web", "--json"])).unwrap();
+    assert_eq!(show["runs"], 3);
+    assert_eq!(show["n"], 3);
+    assert_eq!(show["calls"], 3 * 20 * NORMAL.len());
+    assert!(show["p0"].as_f64().unwrap() < 0.5);
+    assert!(show["syscalls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s == "mmap2"));
+
+    // Training again without --n keeps the profile's n; a different --n is refused.
+    ok(&db, &["profile", "train", "web", "--format", "adfa", ts]);
+    let e = err(
+        &db,
+        &[
+            "profile", "train", "web", "--format", "adfa", "--n", "4", ts,
+        ],
+    );
+    assert!(e.contains("n = 3"), "{e}");
+
+    let out_file = tmp.path().join("web.json");
+    let of = out_file.to_str().unwrap();
+    ok(&db, &["profile", "export-seccomp", "web", "-o", of]);
+    let text = std::fs::read_to_string(&out_file).unwrap();
+    let j: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(j["syscalls"][0]["names"][0], "close");
+    assert_eq!(ok(&db, &["profile", "export-seccomp", "web"]), text);
+
+    ok(&db, &["profile", "promote", "web", "--to", "enforce"]);
+    assert!(ok(&db, &["profile", "show", "web"]).contains("mode         enforce"));
+    ok(&db, &["profile", "merge", "both", "web", "web"]);
+    let both: Value =
+        serde_json::from_str(&ok(&db, &["profile", "show", "both", "--json"])).unwrap();
+    assert_eq!(both["runs"], 12);
+    ok(&db, &["profile", "rm", "web"]);
+    let e = err(&db, &["profile", "show", "web"]);
+    assert!(e.contains("no profile named \"web\""), "{e}");
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+}
+
+#[test]
+fn calibrate_then_score_flags_attacks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let t = traces(tmp.path(), "train", &[NORMAL; 6], 30);
+    let normal = traces(tmp.path(), "normal", &[NORMAL; 4], 25);
+    let attack = traces(tmp.path(), "attack", &[ATTACK], 10);
+    let (t, normal, attack) = (
+        t.to_str().unwrap(),
+        normal.to_str().unwrap(),
+        attack.to_str().unwrap(),
+    );
+    ok(
+        &db,
+        &["profile", "train", "web", "--format", "adfa", "--n", "3", t],
+    );
+    // Uncalibrated: scores, says so, no anomaly verdict.
+    let out = run(&db, &["score", "web", "--format", "adfa", attack]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not calibrated"));
+    let cal = ok(
+        &db,
+        &[
+            "profile",
+            "calibrate",
+            "web",
+            "--format",
+            "adfa",
+            "--max-normal",
+            normal,
+        ],
+    );
+    assert!(cal.contains("from 4 normal traces"), "{cal}");
+    let out = run(
+        &db,
+        &["score", "web", "--format", "adfa", "--json", attack, normal],
+    );
+    assert_eq!(out.status.code(), Some(3), "anomalies exit with status 3");
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines[0]["anomalous"], true);
+    assert!(lines[0]["explanation"]
+        .as_str()
+        .unwrap()
+        .contains("socketcall"));
+    assert!(lines[1..].iter().all(|l| l["anomalous"] == false));
+    let out = run(&db, &["score", "web", "--format", "adfa", normal]);
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn eval_json_has_the_fixed_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let t = traces(tmp.path(), "train", &[NORMAL; 4], 30);
+    let normal = traces(tmp.path(), "normal", &[NORMAL; 6], 20);
+    let attack = traces(tmp.path(), "attack", &[ATTACK, ATTACK], 10);
+    let out = ok(
+        &db,
+        &[
+            "eval",
+            "--format",
+            "adfa",
+            "--n",
+            "3",
+            "--json",
+            "--train",
+            t.to_str().unwrap(),
+            "--normal",
+            normal.to_str().unwrap(),
+            "--attack",
+            attack.to_str().unwrap(),
+        ],
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    for k in [
+        "auc",
+        "detection_rate",
+        "false_alarm_rate",
+        "threshold",
+        "n",
+    ] {
+        assert!(v.get(k).is_some(), "missing {k} in {out}");
+    }
+    assert_eq!(v["n"], 3);
+    assert_eq!(v["auc"], 1.0);
+    assert_eq!(v["detection_rate"], 1.0);
+}
+
+#[test]
+fn concurrent_training_processes_lose_no_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let t = traces(tmp.path(), "train", &[NORMAL, NORMAL], 50);
+    let children: Vec<_> = (0..6)
+        .map(|_| {
+            bin()
+                .env("NGRAM_IDS_DB", &db)
+                .args(["profile", "train", "img", "--format", "adfa", "--n", "4"])
+                .arg(&t)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let v: Value = serde_json::from_str(&ok(&db, &["profile", "show", "img", "--json"])).unwrap();
+    assert_eq!(v["runs"], 12);
+    assert_eq!(v["calls"], 6 * 2 * 50 * NORMAL.len());
+}
+
+#[test]
+fn bad_input_gives_one_line_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let bad = tmp.path().join("bad.txt");
+    std::fs::write(&bad, "3 4 5\n6 open 7\n").unwrap();
+    let b = bad.to_str().unwrap();
+    let e = err(&db, &["profile", "train", "x", "--format", "adfa", b]);
+    assert!(e.contains(&format!("{b}:2:")), "{e}");
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+
+    let e = err(&db, &["profile", "train", "x", "--format", "nope", b]);
+    assert!(e.contains("nope"), "{e}");
+
+    let e = err(
+        &db,
+        &[
+            "profile",
+            "train",
+            "x",
+            "--format",
+            "adfa",
+            "/nonexistent/traces",
+        ],
+    );
+    assert!(e.contains("/nonexistent/traces"), "{e}");
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+
+    // A database directory that is not ours.
+    let foreign = tmp.path().join("foreign");
+    {
+        let other = sled::open(foreign.join("sled")).unwrap();
+        other.insert(b"k", b"v").unwrap();
+        other.flush().unwrap();
+    }
+    let e = err(&foreign, &["profile", "list"]);
+    assert!(e.contains("not an ngram-ids database"), "{e}");
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+}
