@@ -1,0 +1,43 @@
+# ngram-ids: the two commands of the README, and their parts.
+# Everything builds in the release profile only (CI builds one profile: libcontainer is slow to build).
+CARGO ?= cargo
+BIN := target/release/ngram-ids
+
+.PHONY: all setup build install demo test check unit e2e bench
+
+all: build
+
+## Debian packages (docker.io, libseccomp-dev, ...) and a running dockerd; idempotent.
+setup:
+	./scripts/setup-host.sh
+
+build: setup
+	$(CARGO) build --release -p ngram-ids
+
+## One command: set up the host (Docker, packages), build, install to /usr/local/bin,
+## register the runtimes with dockerd, build the local images, run a container under ngram-ids.
+install: build
+	./scripts/register.sh $(BIN)
+	./scripts/build-images.sh
+	$(MAKE) demo
+
+demo:
+	docker run --rm --runtime=ngram-ids ngram-busybox sh -c 'echo "hello from a container under ngram-ids"; grep Seccomp: /proc/self/status'
+
+## One command: every test (formatting, lints, unit and property tests, then the end-to-end
+## suite with the real dockerd, against plain runc and against ngram-ids).
+test: setup check unit install e2e
+
+check:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --release
+
+e2e:
+	./scripts/test-e2e.sh --runtime runc
+	./scripts/test-e2e.sh --runtime ngram-ids
+
+bench:
+	$(CARGO) bench -p ngram-profiler
