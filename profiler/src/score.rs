@@ -664,7 +664,9 @@ pub struct Alarm {
     pub prob: f64,
     /// Whether that n-gram was seen in training.
     pub seen: bool,
-    /// The least probable n-gram in the window, and its probability.
+    /// The least probable n-gram in the window, and its probability. The n-gram is empty when
+    /// it ended more than [`MAX_N`] - n calls before the alarm (only the last [`MAX_N`] calls of a
+    /// thread are kept); its probability is always given.
     pub worst_ngram: Vec<u16>,
     pub worst_prob: f64,
     pub window_score: f64,
@@ -941,8 +943,11 @@ impl<'m> Scorer<'m> {
                 }
             }
         }
-        let (worst_ngram, worst_prob) = if worst_back == 0 || worst_back + self.model.n > MAX_N {
+        let (worst_ngram, worst_prob) = if worst_back == 0 {
             (ngram.clone(), prob)
+        } else if worst_back + self.model.n > MAX_N {
+            // Older than the last MAX_N calls kept per thread: its calls are gone.
+            (Vec::new(), (-from_fixed(u64::from(worst_nll))).exp())
         } else {
             // Still in the raw ring: rebuild it.
             let st_calls = calls;

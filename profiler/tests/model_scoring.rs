@@ -208,6 +208,28 @@ fn alarms_explain_themselves() {
 }
 
 #[test]
+fn alarm_names_the_worst_ngram_of_the_window() {
+    let c = counts(2, &[&[1, 2, 1, 2, 1, 2]]);
+    let m = Model::new(&c).unwrap();
+    let cfg = ScoreConfig {
+        kind: ScoreKind::MeanNll,
+        window: 2,
+    };
+    let mut s = Scorer::new(&m, cfg).unwrap();
+    let mut last = None;
+    for nr in [1, 2, 1, 2, 11, 1] {
+        last = s.feed(3, nr);
+    }
+    let w = last.unwrap();
+    let a = s.alarm(3, w, 0.5);
+    assert_eq!(a.ngram, vec![11, 1]);
+    assert_eq!(a.worst_ngram, vec![2, 11]);
+    assert!(a.worst_prob < a.prob);
+    assert_eq!(a.position, 5);
+    assert_eq!(s.last_ngram(3), vec![11, 1]);
+}
+
+#[test]
 fn short_traces_get_partial_windows() {
     let c = counts(2, &[&[1, 2, 1, 2]]);
     let m = Model::new(&c).unwrap();
