@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use ngram_e2e::{run_cmd, setup, BUSYBOX};
+use ngram_e2e::{host_cgroup_file, run_cmd, setup, BUSYBOX};
 
 /// The suite really runs containers with the runtime under test: dockerd records it, and the
 /// runtime's own `state` command (with the `--root` dockerd gives it) knows the container,
@@ -423,4 +423,35 @@ fn create_start_and_remove() {
     e.docker(&["rm", &c.name]).success();
     let gone = e.docker(&["container", "inspect", &c.name]);
     assert_ne!(gone.code, Some(0), "still there after docker rm: {gone}");
+}
+
+/// `docker rm -f` of a running container kills it and the runtime deletes everything it
+/// made: the processes, the cgroups and its state directory.
+#[test]
+fn rm_force_cleans_up_processes_cgroups_and_state() {
+    let Some(e) = setup("rm_force_cleans_up_processes_cgroups_and_state") else {
+        return;
+    };
+    let c = e.container();
+    e.run_detached(&c, &[BUSYBOX, "sh", "-c", "sleep 600 & sleep 600"]);
+    let pid = e.pid(&c);
+    let id = e.inspect(&c, "{{.Id}}");
+    let memory_cgroup = host_cgroup_file(pid, ("memory", ""), "");
+    let pids_cgroup = host_cgroup_file(pid, ("pids", ""), "");
+    let state = [e.runtime(), "runc"]
+        .iter()
+        .map(|r| format!("/var/run/docker/runtime-{r}/moby/{id}"))
+        .find(|dir| Path::new(dir).exists())
+        .unwrap_or_else(|| panic!("no runtime state directory for {id}"));
+    assert!(memory_cgroup.exists(), "{}", memory_cgroup.display());
+    e.docker(&["rm", "--force", &c.name]).success();
+    e.wait_until("the init process is gone", Duration::from_secs(10), || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+    });
+    e.wait_until("the cgroups are removed", Duration::from_secs(10), || {
+        !memory_cgroup.exists() && !pids_cgroup.exists()
+    });
+    assert!(!Path::new(&state).exists(), "runtime state left at {state}");
+    let gone = e.docker(&["container", "inspect", &c.name]);
+    assert_ne!(gone.code, Some(0), "{gone}");
 }
