@@ -51,6 +51,18 @@ if [[ -n $stale ]]; then
     docker rm --force --volumes $stale >/dev/null || true
 fi
 
+# Runtime state directories and cgroups of containers dockerd no longer knows.
+orphans() {
+    local known path id
+    known=$(docker ps --all --quiet --no-trunc)
+    for path in /var/run/docker/runtime-*/moby/* /sys/fs/cgroup/*/docker/* /sys/fs/cgroup/docker/*; do
+        id=${path##*/}
+        [[ $id =~ ^[0-9a-f]{64}$ ]] || continue
+        grep -qx "$id" <<<"$known" || echo "$path"
+    done | sort -u
+}
+orphans_before=$(orphans)
+
 log "running the suite with --runtime=$runtime"
 start=$SECONDS
 cd "$repo"
@@ -58,4 +70,12 @@ status=0
 NGRAM_IDS_E2E=1 NGRAM_IDS_E2E_RUNTIME=$runtime \
     cargo test --release --no-fail-fast -p ngram-e2e -- --test-threads=1 "${filters[@]}" || status=$?
 log "suite finished in $((SECONDS - start))s with status $status (runtime $runtime)"
+
+sleep 1
+leaked=$(comm -13 <(echo "$orphans_before") <(orphans) | sed '/^$/d')
+if [[ -n $leaked ]]; then
+    echo "test-e2e: error: the run left runtime state or cgroups of removed containers:" >&2
+    while IFS= read -r path; do echo "  $path"; done <<<"$leaked" >&2
+    ((status != 0)) || status=1
+fi
 exit "$status"
