@@ -302,3 +302,41 @@ fn limits_are_visible_inside() {
     out.success();
     assert_eq!(out.stdout, format!("{}\n33\n", 48 * MIB), "{out}");
 }
+
+/// The container's init and its exec processes are in the container's cgroup in every
+/// hierarchy the host mounts (on cgroup v1 hybrid hosts that includes `name=systemd` and the
+/// unified `0::` one, which runc also uses), and no other container's.
+#[test]
+fn processes_are_in_the_containers_cgroup_in_every_hierarchy() {
+    let Some(e) = setup("processes_are_in_the_containers_cgroup_in_every_hierarchy") else {
+        return;
+    };
+    let c = e.container();
+    e.run_detached(&c, &[BUSYBOX, "sleep", "600"]);
+    let id = e.inspect(&c, "{{.Id}}");
+    let init = e.pid(&c);
+    e.docker(&["exec", "-d", &c.name, "sleep", "599"]).success();
+    let mut exec_pid = None;
+    e.wait_until(
+        "the exec process runs",
+        std::time::Duration::from_secs(10),
+        || {
+            exec_pid = e
+                .docker(&["top", &c.name, "-o", "pid,args"])
+                .stdout
+                .lines()
+                .find(|l| l.ends_with("sleep 599"))
+                .and_then(|l| l.split_whitespace().next().map(str::to_owned));
+            exec_pid.is_some()
+        },
+    );
+    let exec_pid = exec_pid.unwrap_or_default();
+    for (what, pid) in [("init", init.to_string()), ("exec process", exec_pid)] {
+        let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let outside: Vec<_> = cgroups.lines().filter(|l| !l.contains(&id)).collect();
+        assert!(
+            outside.is_empty(),
+            "{what} (pid {pid}) is outside the container's cgroup in: {outside:?}"
+        );
+    }
+}
