@@ -420,3 +420,108 @@ fn container_cannot_raise_its_own_limits() {
         );
     }
 }
+
+/// `--security-opt seccomp=FILE` (how an exported profile is used): a custom profile that
+/// denies mkdir with EPERM holds for the container's process and for `docker exec` processes.
+#[test]
+fn custom_seccomp_profile_applies_to_run_and_exec() {
+    let Some(e) = setup("custom_seccomp_profile_applies_to_run_and_exec") else {
+        return;
+    };
+    let dir = TempDir::new("seccomp");
+    let profile = dir.path().join("deny-mkdir.json");
+    fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let c = e.container();
+    let out = e.run(
+        &c,
+        &[
+            "--rm",
+            "--security-opt",
+            &opt,
+            BUSYBOX,
+            "sh",
+            "-c",
+            "touch /tmp/f && echo touched; mkdir /tmp/d",
+        ],
+    );
+    assert_ne!(
+        out.code,
+        Some(0),
+        "mkdir succeeded under a profile denying it: {out}"
+    );
+    assert_eq!(out.stdout, "touched\n", "{out}");
+    assert!(out.stderr.contains("Operation not permitted"), "{out}");
+
+    let c = e.container();
+    e.run_detached(&c, &["--security-opt", &opt, BUSYBOX, "sleep", "600"]);
+    let out = e.docker(&["exec", &c.name, "mkdir", "/tmp/d"]);
+    assert_ne!(
+        out.code,
+        Some(0),
+        "mkdir succeeded in docker exec under the profile: {out}"
+    );
+    assert!(
+        format!("{}{}", out.stdout, out.stderr).contains("Operation not permitted"),
+        "{out}"
+    );
+}
+
+/// `--cap-add` on top of `--cap-drop ALL` gives exactly those capabilities.
+#[test]
+fn cap_add_gives_exactly_the_added_capabilities() {
+    let Some(e) = setup("cap_add_gives_exactly_the_added_capabilities") else {
+        return;
+    };
+    let c = e.container();
+    let out = e.run(
+        &c,
+        &[
+            "--rm",
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "CHOWN",
+            "--cap-add",
+            "NET_ADMIN",
+            BUSYBOX,
+            "cat",
+            "/proc/self/status",
+        ],
+    );
+    out.success();
+    // CAP_CHOWN is bit 0, CAP_NET_ADMIN bit 12.
+    assert_eq!(status_field(&out.stdout, "CapEff"), "0000000000001001");
+    assert_eq!(status_field(&out.stdout, "CapBnd"), "0000000000001001");
+}
+
+/// `--group-add` gives supplementary groups to a non-root user.
+#[test]
+fn group_add_sets_supplementary_groups() {
+    let Some(e) = setup("group_add_sets_supplementary_groups") else {
+        return;
+    };
+    let c = e.container();
+    let out = e.run(
+        &c,
+        &[
+            "--rm",
+            "--user",
+            "1000:1000",
+            "--group-add",
+            "123",
+            "--group-add",
+            "456",
+            BUSYBOX,
+            "id",
+            "-G",
+        ],
+    );
+    out.success();
+    assert_eq!(out.stdout, "1000 123 456\n", "{out}");
+}

@@ -455,3 +455,41 @@ fn rm_force_cleans_up_processes_cgroups_and_state() {
     let gone = e.docker(&["container", "inspect", &c.name]);
     assert_ne!(gone.code, Some(0), "{gone}");
 }
+
+/// `docker run -i` (no terminal) passes stdin through to its end.
+#[test]
+fn run_interactive_stdin() {
+    let Some(e) = setup("run_interactive_stdin") else {
+        return;
+    };
+    let c = e.container();
+    let mut args = e.run_args(&c);
+    args.extend_from_slice(&[
+        "--rm",
+        "-i",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "read first; echo got:$first; cat",
+    ]);
+    let out = e.docker_stdin(&args, b"one\ntwo\nthree\n");
+    out.success();
+    assert_eq!(out.stdout, "got:one\ntwo\nthree\n", "{out}");
+}
+
+/// Output written just before the container exits is not lost (a 589 KB stream).
+#[test]
+fn run_output_is_complete() {
+    let Some(e) = setup("run_output_is_complete") else {
+        return;
+    };
+    let c = e.container();
+    let out = e.run(&c, &["--rm", BUSYBOX, "seq", "1", "100000"]);
+    out.success();
+    let expected: String = (1..=100_000).map(|i| format!("{i}\n")).collect();
+    assert_eq!(out.stdout.len(), expected.len(), "bytes of output");
+    assert!(
+        out.stdout == expected,
+        "the output differs from seq 1 100000"
+    );
+}

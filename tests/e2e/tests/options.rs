@@ -249,3 +249,28 @@ fn runtime_state_is_root_only() {
         assert_eq!(mode & forbidden, 0, "{dir} has mode {mode:o}");
     }
 }
+
+/// `--sysctl` with namespaced sysctls Docker allows (net.*, kernel.shm*).
+#[test]
+fn sysctl_sets_namespaced_sysctls() {
+    let Some(e) = setup("sysctl_sets_namespaced_sysctls") else {
+        return;
+    };
+    let c = e.container();
+    let out = e.run(
+        &c,
+        &[
+            "--rm",
+            "--sysctl",
+            "net.ipv4.ip_forward=1",
+            "--sysctl",
+            "kernel.shmmax=123456789",
+            BUSYBOX,
+            "cat",
+            "/proc/sys/net/ipv4/ip_forward",
+            "/proc/sys/kernel/shmmax",
+        ],
+    );
+    out.success();
+    assert_eq!(out.stdout, "1\n123456789\n", "{out}");
+}
