@@ -2,7 +2,9 @@
 //! NotifyTracer answering CONTINUE to everything, with and without SYNC_WAKE_UP and with one or
 //! two receiver threads. Root only.
 //!
-//!   cargo run --release -p ngram-supervisor --example notify_bench [-- COUNT THREADS CALLS]
+//!   cargo run --release -p ngram-supervisor --example notify_bench [-- COUNT THREADS CALLS REPS]
+//!
+//! Each configuration runs REPS times (default 3); the best and the median are reported.
 //!
 //! Workloads: `dd if=/dev/zero of=/dev/null bs=1 count=COUNT` (default 200000, ~2 calls per
 //! byte), and the `getppid_threads` example with THREADS threads of CALLS calls each (default
@@ -67,12 +69,36 @@ fn traced(path: &Path, args: &[&str], config: NotifyConfig) -> (f64, u64, bool) 
     (secs, calls.load(Ordering::Relaxed), sync)
 }
 
-fn row(label: &str, secs: f64, calls: u64, base: f64) {
-    let rate = if secs > 0.0 { calls as f64 / secs } else { 0.0 };
+fn row(label: &str, runs: &mut [f64], calls: u64, base: f64) {
+    runs.sort_by(f64::total_cmp);
+    let best = runs.first().copied().unwrap_or(0.0);
+    let median = runs.get(runs.len() / 2).copied().unwrap_or(0.0);
+    let rate = if best > 0.0 { calls as f64 / best } else { 0.0 };
     println!(
-        "{label:<44} {secs:>7.3} s  {calls:>8} calls  {rate:>10.0} calls/s  {:>5.2}x untraced",
-        secs / base
+        "{label:<52} best {best:>7.3} s  median {median:>7.3} s  {calls:>7} calls  {rate:>7.0} calls/s  {:>6.2}x",
+        best / base
     );
+}
+
+fn best_untraced(path: &Path, args: &[&str], reps: usize) -> Vec<f64> {
+    (0..reps).map(|_| untraced(path, args)).collect()
+}
+
+fn traced_runs(
+    path: &Path,
+    args: &[&str],
+    cfg: NotifyConfig,
+    reps: usize,
+) -> (Vec<f64>, u64, bool) {
+    let mut runs = Vec::with_capacity(reps);
+    let (mut calls, mut sync) = (0, false);
+    for _ in 0..reps {
+        let (secs, c, s) = traced(path, args, cfg);
+        runs.push(secs);
+        calls = c;
+        sync = s;
+    }
+    (runs, calls, sync)
 }
 
 fn main() {
@@ -80,6 +106,7 @@ fn main() {
     let count: u64 = a.next().and_then(|s| s.parse().ok()).unwrap_or(200_000);
     let threads: u64 = a.next().and_then(|s| s.parse().ok()).unwrap_or(2);
     let per: u64 = a.next().and_then(|s| s.parse().ok()).unwrap_or(50_000);
+    let reps: usize = a.next().and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
     println!(
         "kernel {}, {} CPUs",
         std::fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -91,18 +118,19 @@ fn main() {
     let dd = PathBuf::from("/bin/dd");
     let count_arg = format!("count={count}");
     let dd_args = ["if=/dev/zero", "of=/dev/null", "bs=1", count_arg.as_str()];
-    let base = untraced(&dd, &dd_args);
-    println!("\ndd bs=1 count={count}");
-    row("untraced", base, 0, base);
+    let mut base_runs = best_untraced(&dd, &dd_args, reps);
+    let base = base_runs.iter().copied().fold(f64::INFINITY, f64::min);
+    println!("\ndd bs=1 count={count}, {reps} runs each; the ratio is best / best untraced");
+    row("untraced", &mut base_runs, 0, base);
     for (sync, workers) in [(false, 1), (true, 1), (true, 2)] {
         let cfg = NotifyConfig {
             workers,
             sync_wake_up: sync,
             ..NotifyConfig::default()
         };
-        let (secs, calls, got_sync) = traced(&dd, &dd_args, cfg);
+        let (mut runs, calls, got_sync) = traced_runs(&dd, &dd_args, cfg, reps);
         let label = format!("notify CONTINUE, sync_wake_up={got_sync}, {workers} receiver(s)");
-        row(&label, secs, calls, base);
+        row(&label, &mut runs, calls, base);
     }
 
     let helper = std::env::current_exe()
@@ -115,17 +143,18 @@ fn main() {
     let t_arg = threads.to_string();
     let p_arg = per.to_string();
     let h_args = [t_arg.as_str(), p_arg.as_str()];
-    let base = untraced(&helper, &h_args);
-    println!("\n{threads} threads x {per} getppid");
-    row("untraced", base, 0, base);
+    let mut base_runs = best_untraced(&helper, &h_args, reps);
+    let base = base_runs.iter().copied().fold(f64::INFINITY, f64::min);
+    println!("\n{threads} threads x {per} getppid, {reps} runs each");
+    row("untraced", &mut base_runs, 0, base);
     for (sync, workers) in [(false, 1), (false, 2), (true, 1), (true, 2)] {
         let cfg = NotifyConfig {
             workers,
             sync_wake_up: sync,
             ..NotifyConfig::default()
         };
-        let (secs, calls, got_sync) = traced(&helper, &h_args, cfg);
+        let (mut runs, calls, got_sync) = traced_runs(&helper, &h_args, cfg, reps);
         let label = format!("notify CONTINUE, sync_wake_up={got_sync}, {workers} receiver(s)");
-        row(&label, secs, calls, base);
+        row(&label, &mut runs, calls, base);
     }
 }
