@@ -18,6 +18,6 @@ pub mod syscalls;
 pub mod tracer;
 
 pub use error::TracerError;
-pub use notify::{NotifyConfig, NotifyTracer};
+pub use notify::{IdValidator, NotifyConfig, NotifyTracer};
 pub use replay::ReplayTracer;
 pub use tracer::{Decision, Event, Handler, RecordFrom, RunStats, Tracer};

@@ -129,6 +129,29 @@ impl NotifyTracer {
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
+
+    /// A checker for handlers that read the caller's memory (`/proc/TID/mem`, e.g. a path
+    /// argument): after reading, [`IdValidator::is_valid`] on the event's `id` confirms the
+    /// thread is still blocked in that very call, so what was read belongs to it
+    /// (seccomp_unotify(2)'s TOCTOU rule).
+    pub fn validator(&self) -> std::io::Result<IdValidator> {
+        Ok(IdValidator {
+            fd: self.fd.try_clone()?,
+        })
+    }
+}
+
+/// Checks that a notification is still pending (`SECCOMP_IOCTL_NOTIF_ID_VALID`).
+#[derive(Debug)]
+pub struct IdValidator {
+    fd: OwnedFd,
+}
+
+impl IdValidator {
+    /// Is notification `id` still pending (its thread alive and blocked in that call)?
+    pub fn is_valid(&self, id: u64) -> bool {
+        sys::notif_id_valid(self.fd.as_fd(), id).is_ok()
+    }
 }
 
 impl Tracer for NotifyTracer {

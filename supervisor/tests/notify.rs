@@ -127,13 +127,33 @@ fn denying_cats_openat_fails_it_with_eperm() {
     }
     let errfile = PathBuf::from(format!("/tmp/ngram-sup-deny-{}.err", std::process::id()));
     let script = format!("cat /etc/hostname 2>{} >/dev/null", errfile.display());
-    let (events, stats, code) = trace("/bin/sh", &["-c", &script], NotifyConfig::default(), |e| {
-        if e.nr == nr("openat") && path_arg(e) == b"/etc/hostname" {
+    let pid = spawn_traced(
+        Path::new("/bin/sh"),
+        &["-c", &script],
+        ENV,
+        &FilterSpec::notify_all(),
+    )
+    .unwrap();
+    let mut tracer =
+        NotifyTracer::attach(pid, Duration::from_secs(10), NotifyConfig::default()).unwrap();
+    let valid = tracer.validator().unwrap();
+    let seen = Mutex::new(Vec::new());
+    let handler = |e: &Event| {
+        seen.lock().unwrap().push(*e);
+        // Read the path, then check the call is still pending before trusting it.
+        if e.nr == nr("openat") && path_arg(e) == b"/etc/hostname" && valid.is_valid(e.id) {
             Decision::Deny(libc::EPERM)
         } else {
             Decision::Continue
         }
-    });
+    };
+    let stats = tracer.run(&handler).unwrap();
+    let code = wait_exit(pid).unwrap();
+    let events = seen.into_inner().unwrap();
+    assert!(
+        !valid.is_valid(events[0].id),
+        "answered calls are no longer pending"
+    );
     let err = std::fs::read_to_string(&errfile).unwrap();
     let _ = std::fs::remove_file(&errfile);
     assert_eq!(stats.denied, 1, "{:?}", names(&events));
