@@ -1,7 +1,11 @@
 //! Errors of the runtime reach the user through dockerd (containerd reads them from the
 //! runtime's `--log`), naming what failed, and the container is not left behind half made.
 
-use ngram_e2e::{setup, BUSYBOX};
+use ngram_e2e::{setup, Output, BUSYBOX};
+
+fn all_output(out: &Output) -> String {
+    format!("{}{}", out.stdout, out.stderr)
+}
 
 /// A sysctl the kernel does not have (Docker lets any `net.*` through): `docker run` fails
 /// with the runtime's error, which names the sysctl.
@@ -52,4 +56,45 @@ fn start_error_reaches_the_user() {
     let all = format!("{}{}", out.stdout, out.stderr);
     assert!(all.contains("executable file not found"), "{out}");
     assert_eq!(e.inspect(&c, "{{.State.Running}}"), "false");
+}
+
+/// `docker exec -w` of a missing directory: 126, and the error names the directory.
+#[test]
+fn exec_error_names_the_missing_workdir() {
+    let Some(e) = setup("exec_error_names_the_missing_workdir") else {
+        return;
+    };
+    let c = e.container();
+    e.run_detached(&c, &[BUSYBOX, "sleep", "600"]);
+    let out = e.docker(&["exec", "-w", "/ngram-nonexistent", &c.name, "pwd"]);
+    out.code_is(126);
+    assert!(
+        all_output(&out).contains("/ngram-nonexistent"),
+        "the error does not name the working directory: {out}"
+    );
+    assert_eq!(e.inspect(&c, "{{.State.Running}}"), "true");
+}
+
+/// With a terminal (`-t`, the console-socket path), a start error still reaches the user
+/// with runc's wording and exit code.
+#[test]
+fn tty_start_error_reaches_the_user() {
+    let Some(e) = setup("tty_start_error_reaches_the_user") else {
+        return;
+    };
+    let c = e.container();
+    let out = e.run(&c, &["--rm", "-t", BUSYBOX, "no-such-binary"]);
+    out.code_is(127);
+    assert!(
+        all_output(&out).contains("executable file not found"),
+        "{out}"
+    );
+    let c = e.container();
+    e.run_detached(&c, &[BUSYBOX, "sleep", "600"]);
+    let out = e.docker(&["exec", "-t", &c.name, "no-such-binary"]);
+    out.code_is(126);
+    assert!(
+        all_output(&out).contains("executable file not found"),
+        "{out}"
+    );
 }
