@@ -4,8 +4,9 @@
 //! # The probability of an n-gram
 //!
 //! A [`Model`] is frozen from [`NgramCounts`]. It is a backoff model over the orders
-//! k = 1..=n, with the k-gram counts taken as the k-suffixes of the counted n-grams (so each
-//! k-gram occurrence counts except in the first n-k calls of a stream). At each order, with
+//! k = 1..=n, with the k-gram counts for k >= 2 taken as the k-suffixes of the counted n-grams
+//! (so each k-gram occurrence counts except in the first n-k calls of a stream) and the unigram
+//! counts from every call counted. At each order, with
 //! d_k = N1/N of the order's counts (Simple Good-Turing's P0, at least 1/N) and c = w1..w(k-1):
 //!
 //! - a seen k-gram: `P_k(wk | c) = (1 - d_k) C(c wk) / C(c)` (conditional MLE, discounted by
@@ -418,13 +419,17 @@ impl Model {
             })
         };
 
-        // k-gram counts for every order, as suffixes of the n-grams.
+        // k-gram counts for every order k >= 2, as suffixes of the n-grams; order 1 from the
+        // per-call counts, so that every call of the vocabulary has a unigram probability.
         let mut by_order: Vec<FxHashMap<u128, u64>> = vec![FxHashMap::default(); n];
         for (gram, c) in counts.iter() {
             let id = encode(gram);
-            for (k, table) in by_order.iter_mut().enumerate() {
+            for (k, table) in by_order.iter_mut().enumerate().skip(1) {
                 *table.entry(id & mask_of(k + 1)).or_insert(0) += c;
             }
+        }
+        for (nr, c) in counts.syscall_counts() {
+            *by_order[0].entry(encode(&[nr])).or_insert(0) += c;
         }
 
         let mut orders: Vec<BuildOrder> = Vec::with_capacity(n);

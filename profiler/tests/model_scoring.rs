@@ -60,17 +60,17 @@ fn probabilities_by_hand() {
     assert!(close(p, (2.0 / 3.0) * (2.0 / 3.0)), "{p}");
     let (p, _) = m.prob(&[2, 1]).unwrap();
     assert!(close(p, 2.0 / 3.0));
-    // Unseen (2,3): backs off to P1(3). Unigram counts are the bigram suffixes:
-    // 2 x2, 1 x3, 3 x1 (N = 6, N1 = 1 -> d1 = 1/6); P1(3) = (5/6)(1/6).
-    // alpha(2) = d2 / (1 - P1(1)) with P1(1) = (5/6)(3/6).
-    let p1_3 = (5.0 / 6.0) * (1.0 / 6.0);
-    let alpha = (1.0 / 3.0) / (1.0 - (5.0 / 6.0) * 0.5);
+    // Unseen (2,3): backs off to P1(3). Unigram counts are the calls: 1 x4, 2 x2, 3 x1
+    // (N = 7, N1 = 1 -> d1 = 1/7); P1(3) = (6/7)(1/7).
+    // alpha(2) = d2 / (1 - P1(1)) with P1(1) = (6/7)(4/7).
+    let p1_3 = (6.0 / 7.0) * (1.0 / 7.0);
+    let alpha = (1.0 / 3.0) / (1.0 - (6.0 / 7.0) * (4.0 / 7.0));
     let (p, seen) = m.prob(&[2, 3]).unwrap();
     assert!(!seen);
     assert!(close(p, alpha * p1_3), "{p} vs {}", alpha * p1_3);
     // Never-seen call after a never-seen context: P1(other) = d1.
     let (p, _) = m.prob(&[9, 9]).unwrap();
-    assert!(close(p, 1.0 / 6.0), "{p}");
+    assert!(close(p, 1.0 / 7.0), "{p}");
     assert!(m.prob(&[1]).is_none());
 }
 
@@ -185,7 +185,7 @@ fn alarms_explain_themselves() {
         window: 2,
     };
     let t = trace(&[1, 2, 1, 2, 11, 1, 2]);
-    // -ln P: (1,2) and (2,1) 0.223; (2,11) 2.83 (backoff); (11,1) 1.14 (unseen context).
+    // -ln P: (1,2) and (2,1) 0.223; (2,11) 2.86 (backoff); (11,1) 0.875 (unseen context).
     let threshold = 1.0;
     let s = score_trace(&m, cfg, &t, Some(threshold)).unwrap();
     let a = s.first_alarm.expect("an alarm");
@@ -196,7 +196,7 @@ fn alarms_explain_themselves() {
     assert!(a.window_score > threshold);
     assert!((a.threshold - threshold).abs() < f64::EPSILON);
     assert_eq!(a.worst_ngram, vec![2, 11]);
-    assert!(close(a.prob, 0.2 / 0.68 * 0.2), "{}", a.prob);
+    assert!(close(a.prob, 0.2 / (7.0 / 12.0) / 6.0), "{}", a.prob);
     // Windows: (1,2)(2,1) | (2,1)(1,2) | (1,2)(2,11) | (2,11)(11,1) | (11,1)(1,2): the 3rd and
     // 4th alarm, one run.
     assert_eq!(s.windows, 5);
