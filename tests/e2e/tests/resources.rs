@@ -340,3 +340,61 @@ fn processes_are_in_the_containers_cgroup_in_every_hierarchy() {
         );
     }
 }
+
+/// `--cpuset-cpus`, `--memory-reservation`, `--memory-swappiness` and their `docker update`
+/// (with `--pids-limit`), as cgroup v1 files.
+#[test]
+fn cpuset_reservation_swappiness_and_their_updates() {
+    let Some(e) = setup("cpuset_reservation_swappiness_and_their_updates") else {
+        return;
+    };
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        println!("skipping cpuset_reservation_swappiness_and_their_updates: cgroup v1 files");
+        return;
+    }
+    let c = e.container();
+    e.run_detached(
+        &c,
+        &[
+            "--cpuset-cpus",
+            "1",
+            "--memory",
+            "64m",
+            "--memory-reservation",
+            "32m",
+            "--memory-swappiness",
+            "0",
+            "--pids-limit",
+            "50",
+            BUSYBOX,
+            "sleep",
+            "600",
+        ],
+    );
+    let pid = e.pid(&c);
+    let read = |controller: &str, file: &str| read_host_cgroup(pid, (controller, file), "");
+    assert_eq!(read("cpuset", "cpuset.cpus"), "1");
+    assert_eq!(
+        read("memory", "memory.soft_limit_in_bytes"),
+        (32 * MIB).to_string()
+    );
+    assert_eq!(read("memory", "memory.swappiness"), "0");
+    e.docker(&[
+        "update",
+        "--cpuset-cpus",
+        "0",
+        "--pids-limit",
+        "60",
+        "--memory-reservation",
+        "16m",
+        &c.name,
+    ])
+    .success();
+    assert_eq!(read("cpuset", "cpuset.cpus"), "0", "after update");
+    assert_eq!(read("pids", "pids.max"), "60", "after update");
+    assert_eq!(
+        read("memory", "memory.soft_limit_in_bytes"),
+        (16 * MIB).to_string(),
+        "after update"
+    );
+}
