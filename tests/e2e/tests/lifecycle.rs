@@ -493,3 +493,31 @@ fn run_output_is_complete() {
         "the output differs from seq 1 100000"
     );
 }
+
+/// Eight `docker run`s at once (concurrent create/start/delete under the same `--root`) all
+/// succeed with their own output.
+#[test]
+fn parallel_runs() {
+    let Some(e) = setup("parallel_runs") else {
+        return;
+    };
+    let containers: Vec<_> = (0..8).map(|_| e.container()).collect();
+    let outputs: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = containers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let e = &e;
+                scope.spawn(move || {
+                    let word = format!("container-{i}");
+                    (word.clone(), e.run(c, &["--rm", BUSYBOX, "echo", &word]))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (word, out) in outputs {
+        out.success();
+        assert_eq!(out.stdout, format!("{word}\n"), "{out}");
+    }
+}
