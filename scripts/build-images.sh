@@ -7,6 +7,7 @@
 # $NGRAM_IDS_IMAGE_CACHE/<hash>/ so CI can keep them between runs.
 #
 # Usage: scripts/build-images.sh [--force]
+#   --force  rebuild the tarballs and re-import both images
 # Env:   NGRAM_IDS_IMAGE_CACHE (default /var/cache/ngram-ids-images)
 #        NGRAM_IDS_SUITE (default bookworm)
 set -euo pipefail
@@ -34,6 +35,9 @@ cache=${NGRAM_IDS_IMAGE_CACHE:-/var/cache/ngram-ids-images}/$hash
 suite=${NGRAM_IDS_SUITE:-bookworm}
 label=ngram-ids.e2e.build
 mkdir -p "$cache"
+if ((force)); then
+    rm -f "$cache"/*.tar
+fi
 # Tarballs of older versions of this script are stale: drop them (only directories named
 # like a hash, in case the cache is pointed at a shared directory).
 find "$(dirname "$cache")" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended \
