@@ -65,9 +65,12 @@ fn spec(seccomp: LinuxSeccomp) -> Res<Spec> {
         .build()?;
     // As Docker writes it without --security-opt no-new-privileges: absent. (oci-spec's
     // default is Some(true); Some(false) would also send libcontainer down the late path.)
-    if std::env::var_os("NNP").is_none() {
-        process.set_no_new_privileges(None);
-    }
+    // NNP=true / NNP=false in the environment set it explicitly, to compare.
+    match std::env::var("NNP").as_deref() {
+        Ok("true") => process.set_no_new_privileges(Some(true)),
+        Ok("false") => process.set_no_new_privileges(Some(false)),
+        _ => process.set_no_new_privileges(None),
+    };
     spec.set_process(Some(process));
     let mut linux = spec.linux().clone().unwrap_or_default();
     linux.set_seccomp(Some(seccomp));
@@ -172,7 +175,12 @@ fn main() -> Res<()> {
             .as_init(&bundle)
             .with_systemd(false)
             .with_detach(true)
-            .build()?;
+            .build()
+            .unwrap_or_else(|e| {
+                // The supervisor and listener threads would wait for an init that is gone.
+                println!("container build failed: {e}");
+                std::process::exit(1);
+            });
         println!("created after {:?}", t0.elapsed());
         container.start()?;
         let pid = container.pid().ok_or("no init pid")?;
