@@ -24,12 +24,6 @@ timeout_s=${REGISTER_TIMEOUT:-30}
 
 [[ -f $bin && -x $bin ]] || die "no executable at $bin (build it: cargo build --release -p ngram-ids)"
 
-# Copy then rename, so a running container's runtime binary is never half-written.
-install -d -m 0755 "$(dirname "$dest")"
-install -m 0755 -o root -g root "$bin" "$dest.new"
-mv -f "$dest.new" "$dest"
-log "installed $bin -> $dest"
-
 mkdir -p "$(dirname "$daemon_json")"
 current='{}'
 if [[ -s $daemon_json ]]; then
@@ -37,6 +31,12 @@ if [[ -s $daemon_json ]]; then
     jq -e 'type == "object"' <<<"$current" >/dev/null 2>&1 \
         || die "$daemon_json is not a JSON object; fix it by hand"
 fi
+# Copy then rename, so a running container's runtime binary is never half-written.
+install -d -m 0755 "$(dirname "$dest")"
+install -m 0755 -o root -g root "$bin" "$dest.new"
+mv -f "$dest.new" "$dest"
+log "installed $bin -> $dest"
+
 merged=$(jq --arg path "$dest" '
     .runtimes = ((.runtimes // {}) + {
         "ngram-ids": {"path": $path},
