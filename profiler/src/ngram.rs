@@ -17,7 +17,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
-use crate::sgt::FreqOfFreqs;
+use crate::sgt::{simple_good_turing, FreqOfFreqs, Sgt};
 use crate::syscalls::Arch;
 use crate::trace::Event;
 
@@ -398,6 +398,12 @@ impl NgramCounts {
         FreqOfFreqs::from_counts(self.grams.values().copied())
     }
 
+    /// Simple Good-Turing over these counts' frequencies of frequencies: P0, the estimate for
+    /// each count and whether the log-linear fit was used or why not (for `profile show`).
+    pub fn sgt(&self) -> Sgt {
+        simple_good_turing(&self.freq_of_freqs())
+    }
+
     /// Simple Good-Turing's P0 over these counts: the chance that the next n-gram is new
     /// (N1 / N; 1 when nothing was counted).
     pub fn p0(&self) -> f64 {
@@ -517,6 +523,10 @@ mod tests {
         assert_eq!(c.mle(&[9, 1]), None);
         // N1 = 2 ((1,3), (3,1)), N = 6
         assert!((c.p0() - 2.0 / 6.0).abs() < 1e-12);
+        let sgt = c.sgt();
+        assert!((sgt.p0 - c.p0()).abs() < 1e-12);
+        assert!(!sgt.is_fitted()); // two distinct r only
+        assert!((sgt.total_mass() - 1.0).abs() < 1e-12);
     }
 
     #[test]
