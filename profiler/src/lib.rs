@@ -3,6 +3,7 @@
 //! evaluation, the profile store and the seccomp export. No `unsafe` anywhere in this crate.
 #![forbid(unsafe_code)]
 
+pub mod alert;
 pub mod eval;
 pub mod export;
 pub mod ngram;

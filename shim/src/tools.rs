@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use ngram_profiler::alert;
 use ngram_profiler::eval::{self, EvalConfig, EvalReport};
 use ngram_profiler::export;
 use ngram_profiler::ngram::NgramCounts;
@@ -26,6 +27,24 @@ pub enum ToolCmd {
     Eval(EvalArgs),
     /// Score traces against a stored profile; exit status 3 when any trace is anomalous.
     Score(ScoreArgs),
+    /// Show the alerts supervisors wrote, explained.
+    Alerts(AlertsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AlertsArgs {
+    /// The alert log.
+    #[arg(long, env = "NGRAM_IDS_ALERTS", default_value = alert::DEFAULT_LOG)]
+    pub file: PathBuf,
+    /// Keep printing alerts as they are written.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only this container (id prefix or name).
+    #[arg(long)]
+    pub container: Option<String>,
+    /// The raw JSON lines (Falco's shape).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Exit status of `score` when a trace is over the profile's threshold.
@@ -218,7 +237,77 @@ pub fn run(cmd: ToolCmd) -> Result<ExitCode> {
         ToolCmd::Profile(args) => profile(&args.db.db, args.cmd),
         ToolCmd::Eval(args) => run_eval(&args),
         ToolCmd::Score(args) => run_score(&args),
+        ToolCmd::Alerts(args) => run_alerts(&args),
     }
+}
+
+fn run_alerts(args: &AlertsArgs) -> Result<ExitCode> {
+    use std::io::{BufRead, Seek};
+    use std::os::unix::fs::MetadataExt;
+
+    let open = || {
+        std::fs::File::open(&args.file)
+            .with_context(|| format!("cannot read alert log {}", args.file.display()))
+    };
+    let mut file = match open() {
+        Ok(f) => f,
+        // Following a log nobody wrote yet: wait for it.
+        Err(_) if args.follow && !args.file.exists() => loop {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            if let Ok(f) = open() {
+                break f;
+            }
+        },
+        Err(e) => return Err(e),
+    };
+    let mut reader = std::io::BufReader::new(file.try_clone()?);
+    let mut lineno = 0usize;
+    let mut pending = String::new();
+    let mut out = std::io::stdout().lock();
+    loop {
+        let mut buf = String::new();
+        let n = reader.read_line(&mut buf)?;
+        if n > 0 {
+            pending.push_str(&buf);
+            if !pending.ends_with('\n') {
+                // A line still being written: wait for the rest.
+                if !args.follow {
+                    break;
+                }
+                continue;
+            }
+            lineno += 1;
+            let line = std::mem::take(&mut pending);
+            let a = alert::parse_line(&args.file, lineno, line.trim_end())?;
+            let wanted = args
+                .container
+                .as_deref()
+                .is_none_or(|c| a.container_id.starts_with(c) || a.container_name == c);
+            if wanted {
+                if args.json {
+                    out.write_all(line.as_bytes())?;
+                } else {
+                    writeln!(out, "{}", a.summary())?;
+                }
+                out.flush()?;
+            }
+            continue;
+        }
+        if !args.follow {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        // Rotated or truncated: start over on the new file.
+        let pos = reader.stream_position()?;
+        let (old, new) = (file.metadata()?, std::fs::metadata(&args.file).ok());
+        if new.is_some_and(|m| m.ino() != old.ino() || m.len() < pos) {
+            file = open()?;
+            reader = std::io::BufReader::new(file.try_clone()?);
+            lineno = 0;
+            pending.clear();
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_eval(args: &EvalArgs) -> Result<ExitCode> {
@@ -544,27 +633,8 @@ fn print_show(m: &ProfileMeta, syscalls: &[String]) {
     println!("syscalls     {} {}", syscalls.len(), syscalls.join(" "));
 }
 
-/// Seconds since the epoch as UTC `YYYY-MM-DD hh:mm:ss`.
 fn fmt_time(secs: u64) -> String {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    alert::civil(secs)
 }
 
 /// Write `bytes` to `path` through a temporary file in the same directory and a rename.
@@ -581,16 +651,4 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     tmp.persist(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_times_in_utc() {
-        assert_eq!(fmt_time(0), "1970-01-01 00:00:00");
-        assert_eq!(fmt_time(951_782_400), "2000-02-29 00:00:00");
-        assert_eq!(fmt_time(1_795_442_096), "2026-11-23 13:54:56");
-    }
 }

@@ -265,3 +265,62 @@ fn bad_input_gives_one_line_errors() {
     assert!(e.contains("not an ngram-ids database"), "{e}");
     assert_eq!(e.trim_end().lines().count(), 1, "{e}");
 }
+
+#[test]
+fn alerts_prints_filters_and_follows() {
+    use ngram_profiler::alert::{Action, Alert, AlertLog};
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("alerts.jsonl");
+    let mk = |id: &str, name: &str, call: &str| Alert {
+        time_ns: 1_795_442_096_000_000_000,
+        latency_ns: 1000,
+        container_id: id.to_owned(),
+        container_name: name.to_owned(),
+        image: "ngram-nginx".to_owned(),
+        profile: "p".to_owned(),
+        pid: 10,
+        tid: 11,
+        exe: "/usr/sbin/nginx".to_owned(),
+        ngram: vec!["read".to_owned(), call.to_owned()],
+        probability: 1e-6,
+        seen: false,
+        window_score: 5.0,
+        threshold: 2.0,
+        action: Action::Alerted,
+        errno: None,
+    };
+    let mut log = AlertLog::open(&path).unwrap();
+    log.write(&mk("aaaaaaaaaaaaaaaa", "web", "execve")).unwrap();
+    log.write(&mk("bbbbbbbbbbbbbbbb", "db", "ptrace")).unwrap();
+    let p = path.to_str().unwrap();
+    let all = ok(tmp.path(), &["alerts", "--file", p]);
+    assert_eq!(all.lines().count(), 2, "{all}");
+    assert!(all.contains("[read execve]") && all.contains("[read ptrace]"));
+    let one = ok(tmp.path(), &["alerts", "--file", p, "--container", "bbbb"]);
+    assert_eq!(one.lines().count(), 1);
+    assert!(one.contains("container db"));
+    let json = ok(
+        tmp.path(),
+        &["alerts", "--file", p, "--json", "--container", "web"],
+    );
+    let v: Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v["rule"], ngram_profiler::alert::RULE);
+
+    // --follow prints lines written after it started.
+    let mut child = bin()
+        .args(["alerts", "--follow", "--file", p, "--container", "late"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    log.write(&mk("cccccccccccccccc", "late", "mount")).unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        line.contains("container late") && line.contains("[read mount]"),
+        "{line}"
+    );
+}
