@@ -64,6 +64,8 @@ pub enum ScoreError {
         trace: Arch,
         model: Arch,
     },
+    #[error("cannot build a model from counts with no n-grams (n = {n}): train it first")]
+    NoNgrams { n: usize },
     #[error("cannot calibrate on zero normal traces")]
     NoNormalScores,
     #[error("target false-alarm rate {rate} is not in [0, 1]")]
@@ -391,6 +393,9 @@ impl Model {
     /// Freeze `counts` into a scoring model with the given discount.
     pub fn with_discount(counts: &NgramCounts, discount: Discount) -> Result<Self, ScoreError> {
         let n = counts.n();
+        if counts.total() == 0 {
+            return Err(ScoreError::NoNgrams { n });
+        }
         let calls = counts.syscalls();
         let mut symbol = vec![0u16; calls.last().map_or(0, |&m| usize::from(m) + 1)];
         for (i, &nr) in calls.iter().enumerate() {

@@ -110,6 +110,12 @@ fn wide_ids_score_like_narrow_ones() {
 }
 
 #[test]
+fn empty_counts_are_refused() {
+    let c = counts(3, &[&[1, 2]]);
+    assert!(matches!(Model::new(&c), Err(ScoreError::NoNgrams { n: 3 })));
+}
+
+#[test]
 fn too_wide() {
     let nrs: Vec<u16> = (0..300).collect();
     let c = counts(16, &[&nrs]);
