@@ -1,0 +1,256 @@
+//! The binary's runc command line end to end, without Docker: create/start/state/exec/kill/
+//! delete on a busybox bundle. Needs root and the built binary: runs only when
+//! `NGRAM_IDS_BIN` names it (e.g. `NGRAM_IDS_BIN=target/debug/ngram-ids cargo test -p
+//! ngram-runtime --test root_lifecycle`); skips with a message otherwise, so plain `cargo test`
+//! passes without root.
+
+// Test helpers outside #[test] functions: a failed setup step should panic.
+#![allow(clippy::unwrap_used)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+struct Env {
+    bin: PathBuf,
+    root: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+fn setup(name: &str) -> Option<Env> {
+    let Some(bin) = std::env::var_os("NGRAM_IDS_BIN") else {
+        eprintln!("skipping {name}: set NGRAM_IDS_BIN to the ngram-ids binary (needs root)");
+        return None;
+    };
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipping {name}: needs root");
+        return None;
+    }
+    if !Path::new("/bin/busybox").exists() {
+        eprintln!("skipping {name}: needs /bin/busybox (busybox-static)");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("state");
+    Some(Env {
+        bin: PathBuf::from(bin),
+        root,
+        dir,
+    })
+}
+
+impl Env {
+    fn bundle(&self, id: &str, args: &[&str], uid: Value) -> PathBuf {
+        let b = self.dir.path().join(id);
+        let bin = b.join("rootfs/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        for d in ["proc", "dev", "tmp"] {
+            std::fs::create_dir_all(b.join("rootfs").join(d)).unwrap();
+        }
+        std::fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
+        for l in ["sh", "sleep", "cat", "grep", "ls", "mkdir", "true"] {
+            std::os::unix::fs::symlink("busybox", bin.join(l)).unwrap();
+        }
+        let caps = json!(["CAP_KILL", "CAP_CHOWN", "CAP_SETUID", "CAP_SETGID"]);
+        let config = json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "hostname": "t",
+            "process": {
+                "args": args, "cwd": "/", "env": ["PATH=/bin"],
+                "user": {"uid": uid, "gid": 0},
+                "capabilities": {"bounding": caps, "effective": caps, "permitted": caps}
+            },
+            "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+            "hooks": {"poststop": [{"path": "/bin/false"}]},
+            "linux": {
+                "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"},
+                               {"type": "uts"}, {"type": "network"}],
+                "cgroupsPath": format!("/ngram-rt-test/{id}"),
+                "seccomp": {
+                    "defaultAction": "SCMP_ACT_ALLOW",
+                    "architectures": ["SCMP_ARCH_X86_64"],
+                    "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                                  "errnoRet": 1}]
+                }
+            }
+        });
+        std::fs::write(b.join("config.json"), config.to_string()).unwrap();
+        b
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut c = Command::new(&self.bin);
+        c.arg("--root").arg(&self.root).args(args);
+        c.stdin(Stdio::null());
+        c.output().unwrap()
+    }
+
+    /// For create: the container inherits stdout/stderr, so they are files, not pipes that
+    /// would stay open while it runs. Returns (success, stdout + stderr).
+    fn create(&self, args: &[&str]) -> (bool, String) {
+        let path = self.dir.path().join("create-stdio");
+        let f = std::fs::File::create(&path).unwrap();
+        let mut c = Command::new(&self.bin);
+        c.arg("--root").arg(&self.root).args(args);
+        c.stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f);
+        let ok = c.status().unwrap().success();
+        (ok, std::fs::read_to_string(&path).unwrap())
+    }
+
+    fn state(&self, id: &str) -> Value {
+        let out = self.run(&["state", id]);
+        assert!(out.status.success(), "state {id}: {out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn wait_status(&self, id: &str, want: &str) {
+        let t = Instant::now();
+        while self.state(id)["status"] != want {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "{id} never became {want}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn last_error(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap();
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("\"level\":\"error\""))
+        .unwrap_or_else(|| panic!("no error line in {text}"));
+    let v: Value = serde_json::from_str(line).unwrap();
+    assert!(v["time"].is_string());
+    v["msg"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn lifecycle_exec_seccomp_signals_and_hooks() {
+    let Some(e) = setup("lifecycle_exec_seccomp_signals_and_hooks") else {
+        return;
+    };
+    let id = format!("ngram-rt-{}", std::process::id());
+    // pid 1 of a pid namespace only gets signals it has a handler for: trap SIGRTMIN+3.
+    let b = e.bundle(
+        &id,
+        &["sh", "-c", "trap 'exit 7' 37; while :; do sleep 0.1; done"],
+        json!(0),
+    );
+    let log = e.dir.path().join("log.json");
+    let logs = log.to_str().unwrap();
+    let bs = b.to_str().unwrap();
+
+    let (ok, printed) = e.create(&[
+        "--log",
+        logs,
+        "--log-format",
+        "json",
+        "create",
+        "--bundle",
+        bs,
+        &id,
+    ]);
+    assert!(ok, "{printed}");
+    assert!(printed.is_empty(), "create printed: {printed}");
+    assert_eq!(e.state(&id)["status"], "created");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&e.root), 0o700);
+    assert_eq!(mode(&e.root.join(&id)), 0o700);
+
+    assert!(e.run(&["start", &id]).status.success());
+    assert_eq!(e.state(&id)["status"], "running");
+
+    // exec as Docker does it (--process), without --detach to get the exit code.
+    let caps = json!(["CAP_KILL", "CAP_CHOWN"]);
+    let process = json!({
+        "args": ["sh", "-c",
+                 "grep -E '^(Seccomp|NoNewPrivs|CapEff):' /proc/self/status; ls /proc/self/fd; mkdir /tmp/x"],
+        "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0},
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps}
+    });
+    let pj = e.dir.path().join("process.json");
+    std::fs::write(&pj, process.to_string()).unwrap();
+    let out = e.run(&["exec", "--process", pj.to_str().unwrap(), &id]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Seccomp:\t2"), "{out:?}");
+    assert!(text.contains("NoNewPrivs:\t0"), "{out:?}");
+    // CAP_KILL|CAP_CHOWN only: the lent CAP_SYS_ADMIN is gone.
+    assert!(text.contains("CapEff:\t0000000000000021"), "{out:?}");
+    let fds: Vec<&str> = text.lines().filter(|l| l.parse::<u32>().is_ok()).collect();
+    assert_eq!(fds, ["0", "1", "2", "3"], "fds in the exec process: {text}"); // 3 = ls's dir
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "mkdir must be denied by seccomp: {out:?}"
+    );
+
+    // A real-time signal (37 = SIGRTMIN+3) reaches the trap.
+    assert!(e.run(&["kill", &id, "SIGRTMIN+3"]).status.success());
+    e.wait_status(&id, "stopped");
+    assert_eq!(e.state(&id)["pid"], 0);
+
+    // The poststop hook (/bin/false) fails, and the state is removed anyway.
+    let out = e.run(&["delete", &id]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!e.root.join(&id).exists());
+    assert!(e.run(&["delete", "--force", &id]).status.success());
+    let out = e.run(&["state", &id]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}
+
+#[test]
+fn create_errors_go_to_the_log_only() {
+    let Some(e) = setup("create_errors_go_to_the_log_only") else {
+        return;
+    };
+    let log = e.dir.path().join("log.json");
+    let logs = log.to_str().unwrap();
+
+    let id = format!("ngram-rt-bad-{}", std::process::id());
+    let b = e.bundle(&id, &["sleep", "1"], json!("root"));
+    let (ok, printed) = e.create(&[
+        "--log",
+        logs,
+        "--log-format",
+        "json",
+        "create",
+        "--bundle",
+        b.to_str().unwrap(),
+        &id,
+    ]);
+    assert!(!ok);
+    assert!(printed.is_empty(), "create printed: {printed}");
+    let msg = last_error(&log);
+    assert!(msg.contains("process.user.uid"), "{msg}");
+
+    let id = format!("ngram-rt-missing-{}", std::process::id());
+    let b = e.bundle(&id, &["nosuchcmd"], json!(0));
+    let (ok, printed) = e.create(&[
+        "--log",
+        logs,
+        "--log-format",
+        "json",
+        "create",
+        "--bundle",
+        b.to_str().unwrap(),
+        &id,
+    ]);
+    assert!(!ok);
+    assert!(printed.is_empty(), "create printed: {printed}");
+    let msg = last_error(&log);
+    assert!(
+        msg.contains("exec: \"nosuchcmd\": executable file not found in $PATH"),
+        "{msg}"
+    );
+    let _ = e.run(&["delete", "--force", &id]);
+}
