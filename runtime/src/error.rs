@@ -63,6 +63,8 @@ pub enum RuntimeError {
     Hook { id: String, message: String },
     #[error("{0}")]
     Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    Mount(#[from] crate::mounts::MountError),
 }
 
 impl RuntimeError {

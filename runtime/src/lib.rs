@@ -11,6 +11,7 @@ pub mod commands;
 pub mod error;
 pub mod executor;
 pub mod logfmt;
+pub mod mounts;
 pub mod seal;
 pub mod signal;
 mod sys;

@@ -15,3 +15,39 @@ pub(crate) fn kill_raw(pid: i32, sig: i32) -> Result<(), Errno> {
         Err(Errno::last())
     }
 }
+
+/// Run `f` in a forked child that has joined the mount namespace `ns` (a process must be
+/// single-threaded to join a mount namespace, so the runtime itself cannot). Returns the
+/// child's error, if any. `f` must not allocate or take locks: prepare its data before.
+pub(crate) fn in_mount_namespace(
+    ns: std::os::fd::BorrowedFd<'_>,
+    f: impl FnOnce() -> Result<(), Errno>,
+) -> Result<(), Errno> {
+    use nix::sched::{setns, CloneFlags};
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::unistd::ForkResult;
+
+    // SAFETY: the child only calls setns(2), the caller's `f` (mount(2) calls on data prepared
+    // before the fork, no allocation or locking) and _exit(2), all async-signal-safe, so it
+    // cannot deadlock on a lock another thread held at fork time.
+    match unsafe { nix::unistd::fork() }? {
+        ForkResult::Child => {
+            let code = match setns(ns, CloneFlags::CLONE_NEWNS).and_then(|()| f()) {
+                Ok(()) => 0,
+                Err(e) => e as i32,
+            };
+            // SAFETY: _exit(2) ends the child at once, without running the parent's atexit
+            // handlers or destructors on state the child shares with it.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => loop {
+            match waitpid(child, None) {
+                Ok(WaitStatus::Exited(_, 0)) => return Ok(()),
+                Ok(WaitStatus::Exited(_, code)) => return Err(Errno::from_raw(code)),
+                Ok(WaitStatus::Signaled(..)) => return Err(Errno::EINTR),
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e),
+            }
+        },
+    }
+}

@@ -217,3 +217,29 @@ fn exec_spec_borrows_cap_sys_admin_only_in_effective_and_permitted() {
     assert!(!add_sys_admin(&mut p));
     assert!(!add_sys_admin(&mut serde_json::json!({"args":["sh"]})));
 }
+
+#[test]
+fn cgroup_v1_mount_points_and_spec_flags() {
+    use ngram_runtime::mounts::{cgroup_mount_flags, cgroup_mount_points};
+    use nix::mount::MsFlags;
+    let info = "116 115 0:58 / /sys/fs/cgroup rw,nosuid - tmpfs tmpfs rw,mode=755\n\
+        117 116 0:29 /docker/x /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n\
+        120 116 0:32 /docker/x /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n\
+        130 100 0:40 / /proc rw - proc proc rw\n";
+    assert_eq!(
+        cgroup_mount_points(info, Path::new("/sys/fs/cgroup")),
+        ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup/memory"]
+    );
+    let spec = GOOD.replace(
+        r#""linux":{}"#,
+        r#""linux":{},"mounts":[{"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup","options":["ro","nosuid","noexec","nodev","relatime"]}]"#,
+    );
+    let spec = parse_spec(Path::new("/b"), &spec).unwrap();
+    let (dest, flags) = cgroup_mount_flags(&spec).unwrap();
+    assert_eq!(dest, Path::new("/sys/fs/cgroup"));
+    assert_eq!(
+        flags,
+        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV
+    );
+    assert!(cgroup_mount_flags(&parse_spec(Path::new("/b"), GOOD).unwrap()).is_none());
+}

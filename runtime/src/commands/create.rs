@@ -95,6 +95,7 @@ pub fn create(
             .pid()
             .map(|p| p.as_raw())
             .ok_or_else(|| RuntimeError::NotRunning { id: id.clone() })?;
+        crate::mounts::harden_cgroup_mounts(pid, &spec)?;
         let created = Created {
             id: id.clone(),
             pid,
