@@ -79,6 +79,28 @@ impl RuntimeError {
         }
     }
 
+    /// Like [`RuntimeError::lib`], naming the cause found by a check (`hint`) the way runc
+    /// words it, with libcontainer's own chain after it in parentheses.
+    pub fn lib_hint(
+        id: &str,
+        op: &'static str,
+        source: libcontainer::error::LibcontainerError,
+        hint: Option<String>,
+    ) -> Self {
+        match hint {
+            None => Self::lib(id, op, source),
+            Some(hint) => RuntimeError::Libcontainer {
+                id: id.to_owned(),
+                op,
+                message: format!(
+                    "unable to start container process: {hint} ({})",
+                    chain(&source)
+                ),
+                source: Box::new(source),
+            },
+        }
+    }
+
     /// The one-line message for containerd's log: this error and all its sources, each text
     /// once (transparent wrappers repeat their source's text).
     pub fn one_line(&self) -> String {

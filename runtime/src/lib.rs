@@ -8,6 +8,7 @@
 pub mod bundle;
 pub mod cli;
 pub mod commands;
+pub mod diagnose;
 pub mod error;
 pub mod executor;
 pub mod logfmt;

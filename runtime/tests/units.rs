@@ -243,3 +243,24 @@ fn cgroup_v1_mount_points_and_spec_flags() {
     );
     assert!(cgroup_mount_flags(&parse_spec(Path::new("/b"), GOOD).unwrap()).is_none());
 }
+
+#[test]
+fn failed_starts_name_the_missing_sysctl() {
+    use ngram_runtime::diagnose::{missing_sysctls, sysctl_path};
+    assert_eq!(
+        sysctl_path("net.ipv4.ip_forward"),
+        Path::new("net/ipv4/ip_forward")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("net/ipv4")).unwrap();
+    std::fs::write(dir.path().join("net/ipv4/ip_forward"), "0").unwrap();
+    let spec = GOOD.replace(
+        r#""linux":{}"#,
+        r#""linux":{"sysctl":{"net.ipv4.ip_forward":"1","net.ngram.nonexistent":"1"}}"#,
+    );
+    let spec = parse_spec(Path::new("/b"), &spec).unwrap();
+    assert_eq!(
+        missing_sysctls(&spec, dir.path()),
+        ["net.ngram.nonexistent"]
+    );
+}

@@ -85,7 +85,9 @@ pub fn create(
         .with_detach(true)
         .with_no_pivot(args.no_pivot)
         .build()
-        .map_err(lib("create"))?;
+        .map_err(|e| {
+            RuntimeError::lib_hint(&id, "create", e, crate::diagnose::create_hint(&spec))
+        })?;
 
     let state_dir = root.join(&id);
     let created = (|| {

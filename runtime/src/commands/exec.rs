@@ -63,7 +63,12 @@ pub fn exec(global: &GlobalOpts, args: &liboci_cli::Exec) -> Result<i32, Runtime
         .with_process_label(args.process_label.clone())
         .with_apparmor(args.apparmor.clone())
         .build()
-        .map_err(lib("exec"));
+        .map_err(|e| {
+            let hint = exec_cwd(args)
+                .zip(container.pid())
+                .and_then(|(cwd, pid)| crate::diagnose::exec_hint(pid.as_raw(), &cwd));
+            RuntimeError::lib_hint(id, "exec", e, hint)
+        });
     if let Some(l) = &lent {
         let _ = std::fs::remove_file(&l.path);
     }
@@ -156,4 +161,14 @@ pub fn add_sys_admin(process: &mut Value) -> bool {
         }
     }
     true
+}
+
+/// The working directory asked for: `--cwd`, or `cwd` of the `--process` file.
+fn exec_cwd(args: &liboci_cli::Exec) -> Option<PathBuf> {
+    if let Some(cwd) = &args.cwd {
+        return Some(cwd.clone());
+    }
+    let text = std::fs::read_to_string(args.process.as_ref()?).ok()?;
+    let v: Value = serde_json::from_str(&text).ok()?;
+    v.get("cwd")?.as_str().map(PathBuf::from)
 }
