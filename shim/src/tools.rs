@@ -14,6 +14,7 @@ use ngram_profiler::export;
 use ngram_profiler::ngram::NgramCounts;
 use ngram_profiler::profile::{Mode, ProfileMeta};
 use ngram_profiler::score::{self, CalibrationMethod, Model, ScoreConfig, ScoreKind};
+use ngram_profiler::sgt::SgtFit;
 use ngram_profiler::store::{self, Store};
 use ngram_profiler::trace::{self, Format, Trace};
 
@@ -450,12 +451,19 @@ fn profile(db: &Path, cmd: ProfileCmd) -> Result<ExitCode> {
                 .into_iter()
                 .map(|nr| p.meta.arch.display(nr))
                 .collect();
+            let fit = match p.counts.sgt().fit {
+                SgtFit::LogLinear { a, b, switch_r } => format!(
+                    "log-linear fit log Z_r = {a:.4} {b:+.4} log r, Turing estimates below r = {switch_r}"
+                ),
+                SgtFit::Fallback(why) => format!("no usable fit ({why}): P0 = N1/N, the rest by MLE"),
+            };
             if json {
                 let mut v = serde_json::to_value(&p.meta)?;
                 v["syscalls"] = serde_json::json!(syscalls);
+                v["sgt"] = serde_json::json!(fit);
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                print_show(&p.meta, &syscalls);
+                print_show(&p.meta, &syscalls, &fit);
             }
         }
         ProfileCmd::Rm { name } => {
@@ -596,7 +604,7 @@ fn print_list(list: &[ProfileMeta]) {
     }
 }
 
-fn print_show(m: &ProfileMeta, syscalls: &[String]) {
+fn print_show(m: &ProfileMeta, syscalls: &[String], fit: &str) {
     println!("profile      {}", m.name);
     println!("key          {}", m.key);
     println!("mode         {}", m.mode);
@@ -609,6 +617,7 @@ fn print_show(m: &ProfileMeta, syscalls: &[String]) {
         "P0           {:.6}  (chance that the next n-gram is new)",
         m.p0
     );
+    println!("smoothing    Simple Good-Turing, {fit}");
     if let Some(c) = &m.calibration {
         println!("threshold    {:.6}", c.threshold);
     } else {
