@@ -65,6 +65,8 @@ pub enum RuntimeError {
     Json(#[from] serde_json::Error),
     #[error("{0}")]
     Mount(#[from] crate::mounts::MountError),
+    #[error("{0}")]
+    Hybrid(#[from] crate::hybrid::HybridError),
 }
 
 impl RuntimeError {

@@ -11,6 +11,7 @@ pub mod commands;
 pub mod diagnose;
 pub mod error;
 pub mod executor;
+pub mod hybrid;
 pub mod logfmt;
 pub mod mounts;
 pub mod seal;

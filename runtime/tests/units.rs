@@ -264,3 +264,21 @@ fn failed_starts_name_the_missing_sysctl() {
         ["net.ngram.nonexistent"]
     );
 }
+
+#[test]
+fn hybrid_hosts_have_named_and_unified_extra_hierarchies() {
+    use ngram_runtime::hybrid::extra_hierarchies;
+    let hybrid = "31 25 0:26 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd\n\
+        32 25 0:27 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+        41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n\
+        50 25 0:40 / /proc rw - proc proc rw\n";
+    assert_eq!(
+        extra_hierarchies(hybrid),
+        [
+            Path::new("/sys/fs/cgroup/systemd"),
+            Path::new("/sys/fs/cgroup/unified")
+        ]
+    );
+    let v2_only = "41 1 0:38 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+    assert!(extra_hierarchies(v2_only).is_empty());
+}

@@ -98,6 +98,11 @@ pub fn create(
             .map(|p| p.as_raw())
             .ok_or_else(|| RuntimeError::NotRunning { id: id.clone() })?;
         crate::mounts::harden_cgroup_mounts(pid, &spec)?;
+        if !global.systemd_cgroup {
+            if let Some(path) = crate::hybrid::cgroupfs_path(&spec) {
+                crate::hybrid::join(pid, &path)?;
+            }
+        }
         let created = Created {
             id: id.clone(),
             pid,

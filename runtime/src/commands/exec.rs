@@ -73,6 +73,13 @@ pub fn exec(global: &GlobalOpts, args: &liboci_cli::Exec) -> Result<i32, Runtime
         let _ = std::fs::remove_file(&l.path);
     }
     let pid = built?;
+    if !global.systemd_cgroup {
+        if let Some(path) = crate::hybrid::cgroupfs_path(&spec) {
+            if let Err(e) = crate::hybrid::join(pid.as_raw(), &path) {
+                tracing::warn!("exec process {pid} of {id}: {e}");
+            }
+        }
+    }
 
     if args.detach {
         return Ok(0);

@@ -196,6 +196,23 @@ pub fn delete(global: &GlobalOpts, id: &str, force: bool) -> Result<(), RuntimeE
             status: status_name(c.status()).to_owned(),
         });
     }
+    let extra = (!global.systemd_cgroup)
+        .then(|| crate::bundle::load_spec(c.bundle()).ok())
+        .flatten()
+        .and_then(|s| crate::hybrid::cgroupfs_path(&s));
+    let res = delete_state(&mut c, id, force, &dir);
+    if let Some(path) = extra {
+        crate::hybrid::remove(&path);
+    }
+    res
+}
+
+fn delete_state(
+    c: &mut libcontainer::container::Container,
+    id: &str,
+    force: bool,
+    dir: &std::path::Path,
+) -> Result<(), RuntimeError> {
     match c.delete(force) {
         Ok(()) => Ok(()),
         Err(LibcontainerError::Hook(e)) => {
@@ -203,7 +220,10 @@ pub fn delete(global: &GlobalOpts, id: &str, force: bool) -> Result<(), RuntimeE
                 "container {id}: poststop hook failed: {}; state removed anyway",
                 crate::error::chain(&e)
             );
-            std::fs::remove_dir_all(&dir).map_err(|source| RuntimeError::Io { path: dir, source })
+            std::fs::remove_dir_all(dir).map_err(|source| RuntimeError::Io {
+                path: dir.to_owned(),
+                source,
+            })
         }
         Err(e) => Err(RuntimeError::lib(id, "delete", e)),
     }
