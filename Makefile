@@ -1,7 +1,8 @@
 # ngram-ids: the two commands of the README, and their parts.
 # Everything builds in the release profile only (CI builds one profile: libcontainer is slow to build).
 CARGO ?= cargo
-BIN := target/release/ngram-ids
+# Honour CARGO_TARGET_DIR as cargo does.
+BIN := $(or $(CARGO_TARGET_DIR),target)/release/ngram-ids
 
 .PHONY: all setup build install demo test check unit e2e bench
 
