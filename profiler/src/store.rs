@@ -131,21 +131,9 @@ impl Store {
             .custom_flags(0)
             .open(dir.join("lock"))
             .map_err(io)?;
+        let start = Instant::now();
         acquire(&lock, dir, wait)?;
-        let db =
-            sled::Config::new()
-                .path(dir.join("sled"))
-                .open()
-                .map_err(|source| match source {
-                    sled::Error::Io(source) => StoreError::Io {
-                        path: dir.to_owned(),
-                        source,
-                    },
-                    source => StoreError::Corrupt {
-                        path: dir.to_owned(),
-                        source,
-                    },
-                })?;
+        let db = open_sled(dir, wait.saturating_sub(start.elapsed()))?;
         let dberr = |source| StoreError::Db {
             path: dir.to_owned(),
             source,
@@ -411,6 +399,40 @@ impl Store {
 /// Empty counts with the n and numbering of `c`.
 fn empty_like(key: &str, c: &NgramCounts) -> Result<NgramCounts, Abort> {
     NgramCounts::new(c.n(), c.arch()).map_err(|e| Abort::Model(key.to_owned(), e))
+}
+
+/// Open the sled database of `dir`. sled takes its own lock on its files, and a handle that was
+/// just dropped (by the process that held our lock before us, or by this one) keeps it until
+/// sled's background flusher notices: holding our lock means nobody uses the database, so a
+/// sled lock still held is one about to go, and we retry for a while.
+fn open_sled(dir: &Path, wait: Duration) -> Result<sled::Db, StoreError> {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match sled::Config::new().path(dir.join("sled")).open() {
+            Ok(db) => return Ok(db),
+            // sled 0.34 reports its lock as an `Other` I/O error with this text.
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && start.elapsed() < wait.max(Duration::from_secs(5)) =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            Err(sled::Error::Io(source)) => {
+                return Err(StoreError::Io {
+                    path: dir.to_owned(),
+                    source,
+                })
+            }
+            Err(source) => {
+                return Err(StoreError::Corrupt {
+                    path: dir.to_owned(),
+                    source,
+                })
+            }
+        }
+    }
 }
 
 /// Take the store's lock, polling until `wait` has passed.
