@@ -11,6 +11,7 @@ pub mod child;
 pub mod discover;
 mod error;
 pub mod filter;
+pub mod identity;
 pub mod notify;
 pub mod replay;
 pub mod sys;

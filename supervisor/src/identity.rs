@@ -1,0 +1,331 @@
+//! Which container this is, which profile it learns or is checked against, and in which mode.
+//!
+//! Docker keeps a container's labels and image in `config.v2.json` beside its other files
+//! (`<docker root>/containers/<id>/`); `create` must read them from disk, because dockerd holds
+//! the container's lock while it runs the runtime (calling the Docker API would deadlock). The
+//! directory is found from the bundle's own spec: Docker bind-mounts
+//! `<docker root>/containers/<id>/hostname` at `/etc/hostname`, so a non-default data root works
+//! too. Callers other than Docker (containerd, podman) pass OCI annotations instead.
+//!
+//! Precedence of the mode: the runtime's default (daemon.json `runtimeArgs`) < the profile's
+//! stored mode < the label or annotation `ngram-ids.mode`. The profile: the label or annotation
+//! `ngram-ids.profile`, else the image ID (named by the image's name for people).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ngram_profiler::profile::Mode;
+use oci_spec::runtime::Spec;
+use serde::Deserialize;
+
+/// Label / annotation that chooses the mode.
+pub const MODE_LABEL: &str = "ngram-ids.mode";
+/// Label / annotation that chooses the profile.
+pub const PROFILE_LABEL: &str = "ngram-ids.profile";
+
+/// Errors of identity resolution; each names the file or label.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a Docker container config ({source})")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{path} is for container {found}, not {expected}")]
+    WrongContainer {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("{from} {MODE_LABEL}={value:?} of container {id}: use train, alert or enforce")]
+    BadMode {
+        id: String,
+        from: &'static str,
+        value: String,
+    },
+    #[error("container {id}: no image id and no {PROFILE_LABEL} label or annotation: set {PROFILE_LABEL}=NAME")]
+    NoProfile { id: String },
+}
+
+/// What we know of a container before it starts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Identity {
+    pub id: String,
+    /// Docker's name without the leading `/` (empty when unknown).
+    pub name: String,
+    /// `sha256:…` image ID, when Docker told us.
+    pub image_id: Option<String>,
+    /// The image as the user named it (`nginx:latest`).
+    pub image_name: Option<String>,
+    /// Docker labels, or OCI annotations for other callers.
+    pub labels: BTreeMap<String, String>,
+    /// Where the labels came from: `label` or `annotation` (for error messages).
+    pub source: &'static str,
+}
+
+/// The decision for one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub mode: Mode,
+    /// Store key of the profile.
+    pub profile_key: String,
+    /// Its name for people.
+    pub profile_name: String,
+}
+
+#[derive(Deserialize)]
+struct DockerConfig {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(rename = "Name", default)]
+    name: String,
+    #[serde(rename = "Image", default)]
+    image: String,
+    #[serde(rename = "Config")]
+    config: DockerInnerConfig,
+}
+
+#[derive(Deserialize)]
+struct DockerInnerConfig {
+    #[serde(rename = "Image", default)]
+    image: String,
+    #[serde(rename = "Labels", default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+/// The `config.v2.json` of the Docker container whose bundle spec is `spec`, if Docker made it.
+pub fn docker_config_path(spec: &Spec) -> Option<PathBuf> {
+    spec.mounts().as_ref()?.iter().find_map(|m| {
+        if m.destination() != Path::new("/etc/hostname") {
+            return None;
+        }
+        let source = m.source().as_ref()?;
+        let dir = source.parent()?;
+        (dir.parent()?.file_name()? == "containers").then(|| dir.join("config.v2.json"))
+    })
+}
+
+/// Identity from Docker's `config.v2.json` text (read from `path`, for messages).
+pub fn from_docker_config(id: &str, path: &Path, text: &str) -> Result<Identity, IdentityError> {
+    let c: DockerConfig = serde_json::from_str(text).map_err(|source| IdentityError::Parse {
+        path: path.to_owned(),
+        source,
+    })?;
+    if c.id != id {
+        return Err(IdentityError::WrongContainer {
+            path: path.to_owned(),
+            found: c.id,
+            expected: id.to_owned(),
+        });
+    }
+    Ok(Identity {
+        id: c.id,
+        name: c.name.trim_start_matches('/').to_owned(),
+        image_id: Some(c.image).filter(|s| !s.is_empty()),
+        image_name: Some(c.config.image).filter(|s| !s.is_empty()),
+        labels: c.config.labels.unwrap_or_default(),
+        source: "label",
+    })
+}
+
+/// Identity from the spec's OCI annotations (non-Docker callers).
+pub fn from_annotations(id: &str, spec: &Spec) -> Identity {
+    let labels: BTreeMap<String, String> = spec
+        .annotations()
+        .as_ref()
+        .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    let image_name = [
+        "org.opencontainers.image.ref.name",
+        "io.kubernetes.cri.image-name",
+    ]
+    .iter()
+    .find_map(|k| labels.get(*k).cloned());
+    Identity {
+        id: id.to_owned(),
+        image_name,
+        labels,
+        source: "annotation",
+        ..Identity::default()
+    }
+}
+
+/// Identity of container `id` with bundle spec `spec`: Docker's config when there is one,
+/// else the annotations.
+pub fn identify(id: &str, spec: &Spec) -> Result<Identity, IdentityError> {
+    match docker_config_path(spec) {
+        Some(path) if path.exists() => {
+            let text = std::fs::read_to_string(&path).map_err(|source| IdentityError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            from_docker_config(id, &path, &text)
+        }
+        _ => Ok(from_annotations(id, spec)),
+    }
+}
+
+impl Identity {
+    /// The profile this container uses (label, else image ID).
+    pub fn profile(&self) -> Result<(String, String), IdentityError> {
+        if let Some(p) = self.labels.get(PROFILE_LABEL).filter(|p| !p.is_empty()) {
+            return Ok((p.clone(), p.clone()));
+        }
+        match &self.image_id {
+            Some(image) => Ok((
+                image.clone(),
+                self.image_name.clone().unwrap_or_else(|| image.clone()),
+            )),
+            None => Err(IdentityError::NoProfile {
+                id: self.id.clone(),
+            }),
+        }
+    }
+
+    /// The mode: `runtime_default` < `stored` (the profile's) < the label.
+    pub fn resolve(
+        &self,
+        runtime_default: Mode,
+        stored: Option<Mode>,
+    ) -> Result<Resolved, IdentityError> {
+        let mut mode = stored.unwrap_or(runtime_default);
+        if let Some(v) = self.labels.get(MODE_LABEL) {
+            mode = v.parse().map_err(|_| IdentityError::BadMode {
+                id: self.id.clone(),
+                from: self.source,
+                value: v.clone(),
+            })?;
+        }
+        let (profile_key, profile_name) = self.profile()?;
+        Ok(Resolved {
+            mode,
+            profile_key,
+            profile_name,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "5c8e8e1c2f3b4a5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5";
+
+    /// The fields of a real dockerd 20.10 `config.v2.json` that we read (others trimmed).
+    fn config(labels: &str) -> String {
+        format!(
+            r#"{{"StreamConfig":{{}},"State":{{"Running":false}},"ID":"{ID}","Created":"2026-11-23T15:50:00Z","Managed":false,"Path":"true","Args":[],"Config":{{"Hostname":"5c8e8e1c2f3b","Image":"ngram-nginx","Labels":{labels},"Cmd":["true"]}},"Image":"sha256:38d1ac35c1f8ab76e154322920c53eed2618341844ca95dafbb05a6cd1d1f769","Name":"/web-1","Driver":"overlay2","RestartCount":0}}"#
+        )
+    }
+
+    fn ident(labels: &str) -> Identity {
+        from_docker_config(ID, Path::new("/x/config.v2.json"), &config(labels)).unwrap()
+    }
+
+    #[test]
+    fn reads_docker_config() {
+        let i = ident(r#"{"a":"b"}"#);
+        assert_eq!(i.name, "web-1");
+        assert_eq!(
+            i.image_id.as_deref(),
+            Some("sha256:38d1ac35c1f8ab76e154322920c53eed2618341844ca95dafbb05a6cd1d1f769")
+        );
+        assert_eq!(i.image_name.as_deref(), Some("ngram-nginx"));
+        assert_eq!(i.labels.get("a").map(String::as_str), Some("b"));
+        // Docker writes "Labels": null for a container without labels.
+        assert!(ident("null").labels.is_empty());
+    }
+
+    #[test]
+    fn mode_precedence() {
+        let plain = ident("null");
+        let r = plain.resolve(Mode::Alert, None).unwrap();
+        assert_eq!(r.mode, Mode::Alert);
+        assert_eq!(r.profile_name, "ngram-nginx");
+        assert!(r.profile_key.starts_with("sha256:"));
+        assert_eq!(
+            plain
+                .resolve(Mode::Alert, Some(Mode::Enforce))
+                .unwrap()
+                .mode,
+            Mode::Enforce
+        );
+        let labelled = ident(r#"{"ngram-ids.mode":"train"}"#);
+        assert_eq!(
+            labelled
+                .resolve(Mode::Alert, Some(Mode::Enforce))
+                .unwrap()
+                .mode,
+            Mode::Train
+        );
+    }
+
+    #[test]
+    fn profile_label_overrides_image() {
+        let r = ident(r#"{"ngram-ids.profile":"shop"}"#)
+            .resolve(Mode::Alert, None)
+            .unwrap();
+        assert_eq!(
+            (r.profile_key.as_str(), r.profile_name.as_str()),
+            ("shop", "shop")
+        );
+    }
+
+    #[test]
+    fn bad_label_and_other_container_are_errors() {
+        let e = ident(r#"{"ngram-ids.mode":"block"}"#)
+            .resolve(Mode::Alert, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("label ngram-ids.mode=\"block\""), "{e}");
+        let e = from_docker_config("other", Path::new("/x/config.v2.json"), &config("null"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not other"), "{e}");
+        let e = from_docker_config(ID, Path::new("/x/config.v2.json"), "{")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/x/config.v2.json: not a Docker container config"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn finds_config_from_the_hostname_mount() {
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/etc/hostname", "type": "bind",
+                 "source": format!("/srv/docker/containers/{ID}/hostname"), "options": ["rbind"]}
+            ],
+            "annotations": {"ngram-ids.profile": "p", "org.opencontainers.image.ref.name": "img"}
+        }))
+        .unwrap();
+        assert_eq!(
+            docker_config_path(&spec),
+            Some(PathBuf::from(format!(
+                "/srv/docker/containers/{ID}/config.v2.json"
+            )))
+        );
+        // Not on disk: fall back to the annotations.
+        let i = identify(ID, &spec).unwrap();
+        assert_eq!(i.source, "annotation");
+        assert_eq!(i.image_name.as_deref(), Some("img"));
+        let r = i.resolve(Mode::Train, None).unwrap();
+        assert_eq!(r.profile_key, "p");
+        // Neither image nor profile: a clear error.
+        let bare = from_annotations(ID, &Spec::default());
+        let e = bare.resolve(Mode::Train, None).unwrap_err().to_string();
+        assert!(e.contains("set ngram-ids.profile=NAME"), "{e}");
+    }
+}
