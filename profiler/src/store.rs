@@ -233,30 +233,33 @@ impl Store {
         }
     }
 
+    /// The metadata of the profile named `name` (see [`Store::resolve`]), without its counts.
+    pub fn meta(&self, name: &str) -> Result<ProfileMeta, StoreError> {
+        let key = self.resolve(name)?;
+        let meta = self.get(&self.profiles, &key, name)?;
+        self.decode_meta(&key, &meta)
+    }
+
     /// The whole profile named `name` (see [`Store::resolve`]).
     pub fn load(&self, name: &str) -> Result<Profile, StoreError> {
-        let key = self.resolve(name)?;
-        let not_found = || StoreError::NotFound {
-            path: self.path.clone(),
-            name: name.to_owned(),
-        };
-        let meta = self
-            .profiles
-            .get(key.as_bytes())
-            .map_err(|e| self.dberr(e))?
-            .ok_or_else(not_found)?;
-        let counts = self
-            .counts
-            .get(key.as_bytes())
-            .map_err(|e| self.dberr(e))?
-            .ok_or_else(not_found)?;
-        let meta = self.decode_meta(&key, &meta)?;
+        let meta = self.meta(name)?;
+        let counts = self.get(&self.counts, &meta.key, name)?;
         let counts = serde_json::from_slice(&counts).map_err(|source| StoreError::Decode {
             path: self.path.clone(),
-            key: key.clone(),
+            key: meta.key.clone(),
             source,
         })?;
         Ok(Profile { meta, counts })
+    }
+
+    /// The value of `key` in `tree`; a missing one is "no profile named `name`".
+    fn get(&self, tree: &sled::Tree, key: &str, name: &str) -> Result<sled::IVec, StoreError> {
+        tree.get(key.as_bytes())
+            .map_err(|e| self.dberr(e))?
+            .ok_or_else(|| StoreError::NotFound {
+                path: self.path.clone(),
+                name: name.to_owned(),
+            })
     }
 
     /// Merge `counts` from `runs` training runs into profile `key` (created with `name` when
@@ -406,58 +409,60 @@ fn empty_like(key: &str, c: &NgramCounts) -> Result<NgramCounts, Abort> {
 /// sled's background flusher notices: holding our lock means nobody uses the database, so a
 /// sled lock still held is one about to go, and we retry for a while.
 fn open_sled(dir: &Path, wait: Duration) -> Result<sled::Db, StoreError> {
-    let start = Instant::now();
-    let mut pause = Duration::from_millis(5);
-    loop {
-        match sled::Config::new().path(dir.join("sled")).open() {
-            Ok(db) => return Ok(db),
-            // sled 0.34 reports its lock as an `Other` I/O error with this text.
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock")
-                    && start.elapsed() < wait.max(Duration::from_secs(5)) =>
-            {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(100));
-            }
-            Err(sled::Error::Io(source)) => {
-                return Err(StoreError::Io {
-                    path: dir.to_owned(),
-                    source,
-                })
-            }
-            Err(source) => {
-                return Err(StoreError::Corrupt {
-                    path: dir.to_owned(),
-                    source,
-                })
-            }
-        }
-    }
+    let open = || sled::Config::new().path(dir.join("sled")).open();
+    // sled 0.34 reports its lock as an `Other` I/O error with this text.
+    let locked = |e: &sled::Error| matches!(e, sled::Error::Io(e) if e.to_string().contains("could not acquire lock"));
+    with_backoff(
+        wait.max(Duration::from_secs(5)),
+        Duration::from_millis(100),
+        open,
+        locked,
+    )
+    .map_err(|e| match e {
+        sled::Error::Io(source) => StoreError::Io {
+            path: dir.to_owned(),
+            source,
+        },
+        source => StoreError::Corrupt {
+            path: dir.to_owned(),
+            source,
+        },
+    })
 }
 
 /// Take the store's lock, polling until `wait` has passed.
 fn acquire(lock: &File, dir: &Path, wait: Duration) -> Result<(), StoreError> {
     let start = Instant::now();
+    let busy = |e: &std::fs::TryLockError| matches!(e, std::fs::TryLockError::WouldBlock);
+    with_backoff(wait, Duration::from_millis(200), || lock.try_lock(), busy).map_err(|e| match e {
+        std::fs::TryLockError::WouldBlock => StoreError::Busy {
+            path: dir.to_owned(),
+            waited: start.elapsed(),
+        },
+        std::fs::TryLockError::Error(source) => StoreError::Io {
+            path: dir.to_owned(),
+            source,
+        },
+    })
+}
+
+/// Call `attempt` until it succeeds, fails with an error that is not `busy`, or `wait` has
+/// passed (then its last error), sleeping 5 ms, 10 ms, … up to `max_pause` between tries.
+fn with_backoff<T, E>(
+    wait: Duration,
+    max_pause: Duration,
+    mut attempt: impl FnMut() -> Result<T, E>,
+    busy: impl Fn(&E) -> bool,
+) -> Result<T, E> {
+    let start = Instant::now();
     let mut pause = Duration::from_millis(5);
     loop {
-        match lock.try_lock() {
-            Ok(()) => return Ok(()),
-            Err(std::fs::TryLockError::WouldBlock) => {
-                if start.elapsed() >= wait {
-                    return Err(StoreError::Busy {
-                        path: dir.to_owned(),
-                        waited: start.elapsed(),
-                    });
-                }
+        match attempt() {
+            Err(e) if busy(&e) && start.elapsed() < wait => {
                 std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(200));
+                pause = (pause * 2).min(max_pause);
             }
-            Err(std::fs::TryLockError::Error(source)) => {
-                return Err(StoreError::Io {
-                    path: dir.to_owned(),
-                    source,
-                })
-            }
+            done => return done,
         }
     }
 }

@@ -376,7 +376,8 @@ fn run_score(args: &ScoreArgs) -> Result<ExitCode> {
     let mut anomalies = 0usize;
     for t in &traces {
         let s = score::score_trace(&model, p.meta.score, t, threshold)?;
-        let anomalous = threshold.is_some_and(|th| s.score > th);
+        // score_trace's own rule: some window (or thread mean) over the threshold.
+        let anomalous = s.alarm_windows > 0;
         anomalies += usize::from(anomalous);
         if args.json {
             let mut v = serde_json::to_value(&s)?;
@@ -422,7 +423,7 @@ fn profile(db: &Path, cmd: ProfileCmd) -> Result<ExitCode> {
             n,
             paths,
         } => {
-            let existing = Store::open(db)?.load(&name).ok().map(|p| p.meta.n);
+            let existing = Store::open(db)?.meta(&name).ok().map(|m| m.n);
             let n = match (n, existing) {
                 (Some(n), Some(e)) if n != e => {
                     bail!("profile {name} has n = {e}, not {n}: train another profile or drop --n")
