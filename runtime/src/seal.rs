@@ -26,9 +26,15 @@ pub enum SealError {
     Exec(#[source] nix::Error),
 }
 
-/// The seals a copy must carry to count as sealed.
+/// The seals a copy must carry to count as sealed. `F_SEAL_FUTURE_WRITE` (Linux 5.1) forbids
+/// every later write and writable mapping; unlike `F_SEAL_WRITE` it does not wait for the
+/// kernel to release transient page references, which made sealing fail now and then with
+/// EBUSY (seen in CI). `F_SEAL_WRITE` is still added when the kernel grants it at once.
 fn required_seals() -> SealFlag {
-    SealFlag::F_SEAL_SEAL | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_WRITE
+    SealFlag::F_SEAL_SEAL
+        | SealFlag::F_SEAL_SHRINK
+        | SealFlag::F_SEAL_GROW
+        | SealFlag::F_SEAL_FUTURE_WRITE
 }
 
 /// Whether this process already runs from a sealed copy.
@@ -39,6 +45,21 @@ pub fn is_sealed() -> bool {
     match fcntl(exe.as_raw_fd(), FcntlArg::F_GET_SEALS) {
         Ok(bits) => SealFlag::from_bits_truncate(bits).contains(required_seals()),
         Err(_) => false,
+    }
+}
+
+/// Copy with plain `read`/`write`: `std::io::copy` splices pages between the files, which
+/// leaves page references behind that `F_SEAL_WRITE` has to wait for.
+fn copy_plain(from: &mut File, to: &mut File) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => to.write_all(&buf[..n])?,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -56,8 +77,14 @@ pub fn ensure_sealed() -> Result<(), SealError> {
     )
     .map_err(SealError::Memfd)?;
     let mut copy = File::from(fd);
-    std::io::copy(&mut exe, &mut copy).map_err(SealError::Copy)?;
-    fcntl(copy.as_raw_fd(), FcntlArg::F_ADD_SEALS(required_seals())).map_err(SealError::Seal)?;
+    copy_plain(&mut exe, &mut copy).map_err(SealError::Copy)?;
+    let fd = copy.as_raw_fd();
+    let grow_shrink_write =
+        SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_FUTURE_WRITE;
+    fcntl(fd, FcntlArg::F_ADD_SEALS(grow_shrink_write)).map_err(SealError::Seal)?;
+    // Best effort: EBUSY here only means a page is still referenced for a moment.
+    let _ = fcntl(fd, FcntlArg::F_ADD_SEALS(SealFlag::F_SEAL_WRITE));
+    fcntl(fd, FcntlArg::F_ADD_SEALS(SealFlag::F_SEAL_SEAL)).map_err(SealError::Seal)?;
 
     let args = std::env::args_os()
         .map(|a| CString::new(a.into_encoded_bytes()))
