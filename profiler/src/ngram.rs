@@ -193,6 +193,41 @@ struct Stream {
     len: usize,
 }
 
+/// The last calls of one thread, for counting a live stream call by call with
+/// [`NgramCounts::push`] (a supervisor keeps one per traced thread).
+#[derive(Clone, Copy)]
+pub struct ThreadWindow(Stream);
+
+impl Default for ThreadWindow {
+    fn default() -> Self {
+        Self(Stream {
+            window: [0; MAX_N],
+            len: 0,
+        })
+    }
+}
+
+impl std::fmt::Debug for ThreadWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadWindow")
+            .field("len", &self.0.len)
+            .finish()
+    }
+}
+
+/// Append `nr` to a thread's window; the completed n-gram once the window holds n calls.
+#[inline]
+fn slide(s: &mut Stream, n: usize, nr: u16) -> Option<GramKey> {
+    s.window.copy_within(1..n, 0);
+    s.window[n - 1] = nr;
+    if s.len + 1 < n {
+        s.len += 1;
+        return None;
+    }
+    s.len = n;
+    Some(s.window)
+}
+
 impl NgramCounts {
     /// Empty counts for n-grams of length `n` over numbering `arch`.
     pub fn new(n: usize, arch: Arch) -> Result<Self, NgramError> {
@@ -234,6 +269,30 @@ impl NgramCounts {
         self.total += count;
     }
 
+    /// Count one call of a live thread whose recent calls are in `window`: the same counts as
+    /// [`NgramCounts::add_events`] over the whole stream, one call at a time. O(1).
+    #[inline]
+    pub fn push(&mut self, window: &mut ThreadWindow, nr: u16) {
+        *self.syscalls.entry(nr).or_insert(0) += 1;
+        if let Some(key) = slide(&mut window.0, self.n, nr) {
+            self.add_gram(key, 1);
+        }
+    }
+
+    /// Take the counts gathered so far, leaving empty counts of the same shape (the thread
+    /// windows stay valid: a periodic flush loses no n-gram).
+    pub fn take(&mut self) -> Self {
+        let empty = Self {
+            n: self.n,
+            arch: self.arch,
+            grams: FxHashMap::default(),
+            contexts: FxHashMap::default(),
+            syscalls: BTreeMap::new(),
+            total: 0,
+        };
+        std::mem::replace(self, empty)
+    }
+
     /// Count one trace's events (any order of threads; n-grams formed per tid).
     pub fn add_events<'a>(&mut self, events: impl IntoIterator<Item = &'a Event>) {
         let n = self.n;
@@ -268,16 +327,9 @@ impl NgramCounts {
                     slot
                 }
             };
-            let s = &mut streams[slot];
-            s.window.copy_within(1..n, 0);
-            s.window[n - 1] = ev.nr;
-            if s.len + 1 < n {
-                s.len += 1;
-                continue;
+            if let Some(key) = slide(&mut streams[slot], n, ev.nr) {
+                self.add_gram(key, 1);
             }
-            s.len = n;
-            let key = s.window;
-            self.add_gram(key, 1);
         }
         if let Some((nr, c)) = last_nr {
             *calls.entry(nr).or_insert(0) += c;
@@ -593,6 +645,30 @@ mod tests {
         use super::*;
 
         proptest! {
+            #[test]
+            fn live_push_counts_like_a_whole_trace(
+                a in proptest::collection::vec((0u32..4, 0u16..6), 0..300),
+                n in 1usize..6,
+                flush_every in 1usize..50,
+            ) {
+                let events: Vec<Event> = a.iter().map(|&(t, s)| ev(t, s)).collect();
+                let mut whole = NgramCounts::new(n, Arch::X86_64).unwrap();
+                whole.add_events(&events);
+                // Call by call, with periodic flushes into a store-side total.
+                let mut live = NgramCounts::new(n, Arch::X86_64).unwrap();
+                let mut flushed = NgramCounts::new(n, Arch::X86_64).unwrap();
+                let mut windows: BTreeMap<u32, ThreadWindow> = BTreeMap::new();
+                for (i, e) in events.iter().enumerate() {
+                    live.push(windows.entry(e.tid).or_default(), e.nr);
+                    if i % flush_every == 0 {
+                        flushed.merge(&live.take()).unwrap();
+                        prop_assert_eq!(live.total(), 0);
+                    }
+                }
+                flushed.merge(&live).unwrap();
+                prop_assert_eq!(flushed, whole);
+            }
+
             #[test]
             fn totals_and_merge(
                 a in proptest::collection::vec((0u32..3, 0u16..6), 0..200),

@@ -108,6 +108,26 @@ impl Default for ScoreConfig {
     }
 }
 
+impl ScoreConfig {
+    /// What a live supervisor scores with when the profile was never calibrated: the share of
+    /// never-seen n-grams among a thread's last 10 (see docs/decisions.md). A new process of an
+    /// attack (a shell, a tool) produces runs of unseen n-grams from its first calls; the normal
+    /// workload of a trained profile produces them one at a time.
+    pub fn live() -> Self {
+        Self {
+            kind: ScoreKind::Stide,
+            window: LIVE_WINDOW,
+        }
+    }
+}
+
+/// Window of [`ScoreConfig::live`], in n-grams.
+pub const LIVE_WINDOW: usize = 10;
+
+/// Threshold used with [`ScoreConfig::live`] until the profile is calibrated: an alarm when 3
+/// or more of the last 10 n-grams were never seen in training.
+pub const LIVE_THRESHOLD: f64 = 0.25;
+
 /// Default n, chosen by the ADFA-LD evaluation (docs/evaluation.md).
 pub const DEFAULT_N: usize = 6;
 
@@ -941,6 +961,20 @@ impl<'m> Scorer<'m> {
         }
         #[allow(clippy::cast_precision_loss)]
         Some(from_fixed(st.sum) / st.filled as f64)
+    }
+
+    /// A thread's window score with the n-grams it does not have yet counted as seen and
+    /// certain (score 0): the sum over its window divided by W. Equals what [`Scorer::feed`]
+    /// returns once the window is full; lets a live supervisor judge a thread from its first
+    /// n-gram on. `None` with W = 0 or for an unknown thread.
+    pub fn padded_score(&self, tid: u32) -> Option<f64> {
+        let st = self.state(tid)?;
+        let w = self.cfg.window;
+        if w == 0 {
+            return None;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        Some(from_fixed(st.sum) / w as f64)
     }
 
     /// The last n calls of a thread, oldest first (fewer at the start of a stream).

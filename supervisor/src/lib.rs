@@ -14,6 +14,7 @@ pub mod filter;
 pub mod identity;
 pub mod notify;
 pub mod replay;
+pub mod session;
 pub mod sys;
 pub mod syscalls;
 pub mod tracer;

@@ -1,0 +1,516 @@
+//! One container's brain: the [`Handler`] that learns (train), scores and reports (alert), or
+//! scores and blocks (enforce) every call the tracers deliver, and optionally records them.
+//!
+//! All per-call work happens under one mutex (the tracers of a container deliver a few tens of
+//! thousands of calls a second at most, each a few hundred nanoseconds of work here), with no
+//! allocation except for a thread's first call. Alerts leave the critical path through a
+//! channel; a writer thread puts them in the log.
+
+use std::io::Write;
+use std::sync::mpsc::Sender;
+use std::sync::Mutex;
+
+use ngram_profiler::alert::{Action, Alert};
+use ngram_profiler::ngram::{FxHashMap, NgramCounts, ThreadWindow};
+use ngram_profiler::profile::Mode;
+use ngram_profiler::score::{Model, Scorer};
+use ngram_profiler::syscalls::Arch;
+use ngram_profiler::trace::Event as TraceEvent;
+use ngram_profiler::trace::NativeWriter;
+
+use crate::notify::nr;
+use crate::sys::AUDIT_ARCH_X86_64;
+use crate::tracer::{Decision, Event, Handler};
+
+/// What enforce mode does with an anomalous call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EnforceAction {
+    /// Fail the call with EPERM before it runs; the container goes on.
+    #[default]
+    Deny,
+    /// Fail the call and stop the whole container.
+    Stop,
+}
+
+impl std::str::FromStr for EnforceAction {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "deny" => Ok(Self::Deny),
+            "stop" => Ok(Self::Stop),
+            other => Err(format!(
+                "unknown enforce action {other:?}: use deny or stop"
+            )),
+        }
+    }
+}
+
+/// Who is traced, for alerts.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub profile: String,
+}
+
+/// The scoring side of alert and enforce modes.
+#[derive(Debug)]
+pub struct Detector<'m> {
+    pub scorer: Scorer<'m>,
+    pub threshold: f64,
+    pub arch: Arch,
+}
+
+/// What [`Session`] counts, for the supervisor's log and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    pub events: u64,
+    pub other_arch: u64,
+    pub anomalies: u64,
+    pub alerts: u64,
+    pub suppressed: u64,
+    pub denied: u64,
+    pub record_errors: u64,
+}
+
+struct Inner<'m> {
+    counts: Option<NgramCounts>,
+    windows: FxHashMap<u32, ThreadWindow>,
+    detector: Option<Detector<'m>>,
+    /// Threads whose score is above the threshold now: one alert per such episode.
+    in_episode: FxHashMap<u32, ()>,
+    recorder: Option<NativeWriter<Box<dyn Write + Send>>>,
+    alerts_this_second: (u64, u32),
+    stats: SessionStats,
+}
+
+/// At most this many alerts per second per container reach the log; the rest are counted.
+const ALERTS_PER_SECOND: u32 = 50;
+
+/// The handler of one container.
+pub struct Session<'m> {
+    mode: Mode,
+    enforce: EnforceAction,
+    info: ContainerInfo,
+    inner: Mutex<Inner<'m>>,
+    alerts: Option<Sender<Alert>>,
+    stop: Box<dyn Fn() + Sync + Send + 'm>,
+}
+
+impl std::fmt::Debug for Session<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("mode", &self.mode)
+            .field("enforce", &self.enforce)
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'m> Session<'m> {
+    /// A training session that adds to `counts` (empty counts of the profile's n and arch).
+    pub fn train(info: ContainerInfo, counts: NgramCounts) -> Self {
+        Self::build(Mode::Train, EnforceAction::Deny, info, Some(counts), None)
+    }
+
+    /// An alert or enforce session scoring with `detector`.
+    pub fn detect(
+        mode: Mode,
+        enforce: EnforceAction,
+        info: ContainerInfo,
+        detector: Detector<'m>,
+    ) -> Self {
+        Self::build(mode, enforce, info, None, Some(detector))
+    }
+
+    fn build(
+        mode: Mode,
+        enforce: EnforceAction,
+        info: ContainerInfo,
+        counts: Option<NgramCounts>,
+        detector: Option<Detector<'m>>,
+    ) -> Self {
+        Self {
+            mode,
+            enforce,
+            info,
+            inner: Mutex::new(Inner {
+                counts,
+                windows: FxHashMap::default(),
+                detector,
+                in_episode: FxHashMap::default(),
+                recorder: None,
+                alerts_this_second: (0, 0),
+                stats: SessionStats::default(),
+            }),
+            alerts: None,
+            stop: Box::new(|| {}),
+        }
+    }
+
+    /// Send alerts to `tx` (a writer thread owns the log).
+    pub fn with_alerts(mut self, tx: Sender<Alert>) -> Self {
+        self.alerts = Some(tx);
+        self
+    }
+
+    /// Record every event into `writer` as well.
+    pub fn with_recorder(self, writer: NativeWriter<Box<dyn Write + Send>>) -> Self {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.recorder = Some(writer);
+        }
+        self
+    }
+
+    /// What enforce mode's `stop` action calls (kills the container).
+    pub fn with_stop(mut self, stop: impl Fn() + Sync + Send + 'm) -> Self {
+        self.stop = Box::new(stop);
+        self
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Take the training counts gathered since the last call (None outside train mode).
+    pub fn take_counts(&self) -> Option<NgramCounts> {
+        let mut inner = self.inner.lock().ok()?;
+        inner.counts.as_mut().map(NgramCounts::take)
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> SessionStats {
+        self.inner.lock().map(|i| i.stats).unwrap_or_default()
+    }
+
+    /// Finish the recording (if any), flushing it.
+    pub fn finish_recording(&self) -> std::io::Result<u64> {
+        let Ok(mut inner) = self.inner.lock() else {
+            return Ok(0);
+        };
+        match inner.recorder.take() {
+            Some(w) => {
+                let n = w.count();
+                let mut out = w.finish()?;
+                out.flush()?;
+                Ok(n)
+            }
+            None => Ok(0),
+        }
+    }
+
+    fn decide(&self, inner: &mut Inner<'m>, ev: &Event, nr: u16) -> Decision {
+        let Some(det) = inner.detector.as_mut() else {
+            return Decision::Continue;
+        };
+        let full = det.scorer.feed(ev.tid, nr);
+        let score = full
+            .or_else(|| det.scorer.padded_score(ev.tid))
+            .unwrap_or(0.0);
+        if score <= det.threshold {
+            inner.in_episode.remove(&ev.tid);
+            return Decision::Continue;
+        }
+        inner.stats.anomalies += 1;
+        let decision = match (self.mode, self.enforce) {
+            (Mode::Enforce, _) => Decision::Deny(libc::EPERM),
+            _ => Decision::Continue,
+        };
+        if decision != Decision::Continue {
+            inner.stats.denied += 1;
+        }
+        let first = inner.in_episode.insert(ev.tid, ()).is_none();
+        let stop = self.mode == Mode::Enforce && self.enforce == EnforceAction::Stop;
+        if first {
+            let sec = ev.ts_ns / 1_000_000_000;
+            if inner.alerts_this_second.0 != sec {
+                inner.alerts_this_second = (sec, 0);
+            }
+            if inner.alerts_this_second.1 < ALERTS_PER_SECOND {
+                inner.alerts_this_second.1 += 1;
+                inner.stats.alerts += 1;
+                let alarm = det.scorer.alarm(ev.tid, score, det.threshold);
+                let arch = det.arch;
+                let name = |nr: u16| {
+                    arch.name(nr)
+                        .map_or_else(|| format!("#{nr}"), str::to_owned)
+                };
+                let action = match (self.mode, stop) {
+                    (Mode::Enforce, true) => Action::Stopped,
+                    (Mode::Enforce, false) => Action::Denied,
+                    _ => Action::Alerted,
+                };
+                let alert = Alert {
+                    time_ns: ev.ts_ns,
+                    latency_ns: now_ns().saturating_sub(ev.ts_ns),
+                    container_id: self.info.id.clone(),
+                    container_name: self.info.name.clone(),
+                    image: self.info.image.clone(),
+                    profile: self.info.profile.clone(),
+                    pid: ev.pid,
+                    tid: ev.tid,
+                    exe: exe_of(ev.pid),
+                    ngram: alarm.ngram.iter().map(|&n| name(n)).collect(),
+                    probability: alarm.prob,
+                    seen: alarm.seen,
+                    window_score: score,
+                    threshold: det.threshold,
+                    action,
+                    errno: matches!(action, Action::Denied | Action::Stopped)
+                        .then_some(libc::EPERM),
+                };
+                if let Some(tx) = &self.alerts {
+                    let _ = tx.send(alert);
+                }
+            } else {
+                inner.stats.suppressed += 1;
+            }
+        }
+        if stop {
+            (self.stop)();
+        }
+        decision
+    }
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The executable of a process, for alerts (empty when it is gone).
+fn exe_of(pid: u32) -> String {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+impl Handler for Session<'_> {
+    fn on_event(&self, ev: &Event) -> Decision {
+        let Ok(mut guard) = self.inner.lock() else {
+            // A panic under the lock: fail closed.
+            return Decision::Kill;
+        };
+        let inner = &mut *guard;
+        inner.stats.events += 1;
+        // The model is x86_64; i386 calls (int 0x80) have other numbers: they are not
+        // modelled, and in enforce mode they are refused.
+        let nr = match u16::try_from(ev.nr) {
+            Ok(nr) if ev.arch == AUDIT_ARCH_X86_64 => nr,
+            _ => {
+                inner.stats.other_arch += 1;
+                return if self.mode == Mode::Enforce {
+                    Decision::Deny(libc::EPERM)
+                } else {
+                    Decision::Continue
+                };
+            }
+        };
+        if let Some(rec) = inner.recorder.as_mut() {
+            let te = TraceEvent {
+                tid: ev.tid,
+                nr,
+                ts_ns: Some(ev.ts_ns),
+            };
+            if rec.write_event(&te).is_err() {
+                inner.stats.record_errors += 1;
+            }
+        }
+        if let Some(counts) = inner.counts.as_mut() {
+            let w = inner.windows.entry(ev.tid).or_default();
+            counts.push(w, nr);
+        }
+        let decision = self.decide(inner, ev, nr);
+        // A thread that exits starts a new stream if its tid is reused.
+        if ev.nr == nr::EXIT || ev.nr == nr::EXIT_GROUP {
+            inner.windows.remove(&ev.tid);
+            inner.in_episode.remove(&ev.tid);
+            if let Some(det) = inner.detector.as_mut() {
+                det.scorer.end_thread(ev.tid);
+            }
+        }
+        decision
+    }
+}
+
+/// Build a detector over `model` with the profile's stored scoring, or the live default when
+/// the profile was never calibrated.
+pub fn detector<'m>(
+    model: &'m Model,
+    meta: &ngram_profiler::profile::ProfileMeta,
+) -> Result<Detector<'m>, ngram_profiler::score::ScoreError> {
+    use ngram_profiler::score::{ScoreConfig, LIVE_THRESHOLD};
+    let (cfg, threshold) = match &meta.calibration {
+        Some(c) if meta.score.window > 0 => (meta.score, c.threshold),
+        _ => (ScoreConfig::live(), LIVE_THRESHOLD),
+    };
+    Ok(Detector {
+        scorer: Scorer::new(model, cfg)?,
+        threshold,
+        arch: meta.arch,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    fn ev(tid: u32, nr: i32) -> Event {
+        Event::new(tid, tid, nr, 1)
+    }
+
+    fn trained(seq: &[i32], n: usize) -> NgramCounts {
+        let s = Session::train(
+            ContainerInfo::default(),
+            NgramCounts::new(n, Arch::X86_64).unwrap(),
+        );
+        for &nr in seq {
+            assert_eq!(s.on_event(&ev(7, nr)), Decision::Continue);
+        }
+        s.take_counts().unwrap()
+    }
+
+    #[test]
+    fn train_counts_per_thread_like_a_trace() {
+        let seq = [0, 1, 2, 3, 0, 1, 2, 3, 0, 1];
+        let c = trained(&seq, 3);
+        assert_eq!(c.calls(), 10);
+        assert_eq!(c.total(), 8);
+        // Interleaving a second thread adds its own n-grams and none across threads.
+        let s = Session::train(
+            ContainerInfo::default(),
+            NgramCounts::new(3, Arch::X86_64).unwrap(),
+        );
+        for &nr in &seq {
+            s.on_event(&ev(1, nr));
+            s.on_event(&ev(2, nr));
+        }
+        let c2 = s.take_counts().unwrap();
+        assert_eq!(c2.total(), 16);
+        assert_eq!(c2.distinct(), c.distinct());
+    }
+
+    fn meta_for(c: &NgramCounts) -> ngram_profiler::profile::ProfileMeta {
+        ngram_profiler::profile::Profile::new("k", "k", c.clone()).meta
+    }
+
+    #[test]
+    fn alert_mode_reports_an_unseen_run_once_and_lets_it_run() {
+        let normal: Vec<i32> = (0..200).map(|i| i % 4).collect();
+        let c = trained(&normal, 3);
+        let model = Model::new(&c).unwrap();
+        let det = detector(&model, &meta_for(&c)).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let s = Session::detect(
+            Mode::Alert,
+            EnforceAction::Deny,
+            ContainerInfo::default(),
+            det,
+        )
+        .with_alerts(tx);
+        for &nr in &normal {
+            assert_eq!(s.on_event(&ev(9, nr)), Decision::Continue);
+        }
+        assert!(rx.try_recv().is_err(), "normal sequence alerted");
+        // An attack: calls never seen in a row.
+        for nr in [59, 57, 61, 59, 57, 61, 59] {
+            assert_eq!(s.on_event(&ev(9, nr)), Decision::Continue);
+        }
+        let a = rx.try_recv().expect("no alert for the unseen run");
+        assert_eq!(a.action, Action::Alerted);
+        assert!(a.window_score > a.threshold);
+        assert!(!a.seen);
+        assert!(rx.try_recv().is_err(), "one alert per episode");
+        assert!(s.stats().anomalies >= 2);
+    }
+
+    #[test]
+    fn enforce_mode_denies_anomalous_calls_only() {
+        let normal: Vec<i32> = (0..200).map(|i| i % 4).collect();
+        let c = trained(&normal, 3);
+        let model = Model::new(&c).unwrap();
+        let det = detector(&model, &meta_for(&c)).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let s = Session::detect(
+            Mode::Enforce,
+            EnforceAction::Deny,
+            ContainerInfo::default(),
+            det,
+        )
+        .with_alerts(tx);
+        for &nr in &normal {
+            assert_eq!(s.on_event(&ev(3, nr)), Decision::Continue);
+        }
+        // A fresh thread running something else entirely is refused from its third unseen
+        // n-gram on (3 of the last 10 n-grams unseen > 0.25).
+        let ds: Vec<Decision> = [100, 101, 102, 103, 104, 105, 106]
+            .iter()
+            .map(|&nr| s.on_event(&ev(4, nr)))
+            .collect();
+        assert_eq!(ds[..4], [Decision::Continue; 4]);
+        assert_eq!(ds[4], Decision::Deny(libc::EPERM));
+        assert_eq!(rx.try_recv().unwrap().action, Action::Denied);
+        // The normal thread is unaffected.
+        assert_eq!(s.on_event(&ev(3, 0)), Decision::Continue);
+    }
+
+    #[test]
+    fn enforce_stop_calls_the_stop_action() {
+        let normal: Vec<i32> = (0..100).map(|i| i % 3).collect();
+        let c = trained(&normal, 2);
+        let model = Model::new(&c).unwrap();
+        let det = detector(&model, &meta_for(&c)).unwrap();
+        let stopped = std::sync::atomic::AtomicU32::new(0);
+        let s = Session::detect(
+            Mode::Enforce,
+            EnforceAction::Stop,
+            ContainerInfo::default(),
+            det,
+        )
+        .with_stop(|| {
+            stopped.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
+        for nr in [200, 201, 202, 203, 204] {
+            s.on_event(&ev(5, nr));
+        }
+        assert!(stopped.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    }
+
+    #[test]
+    fn records_what_it_sees() {
+        let buf = std::sync::Arc::new(Mutex::new(Vec::new()));
+        struct Shared(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let w = NativeWriter::new(
+            Box::new(Shared(buf.clone())) as Box<dyn Write + Send>,
+            Arch::X86_64,
+            0,
+        );
+        let s = Session::train(
+            ContainerInfo::default(),
+            NgramCounts::new(2, Arch::X86_64).unwrap(),
+        )
+        .with_recorder(w);
+        for (tid, nr) in [(1, 0), (2, 1), (1, 2)] {
+            s.on_event(&ev(tid, nr));
+        }
+        assert_eq!(s.finish_recording().unwrap(), 3);
+        let data = buf.lock().unwrap().clone();
+        let t = ngram_profiler::trace::parse_native(std::path::Path::new("x"), &data).unwrap();
+        let got: Vec<(u32, u16)> = t.events.iter().map(|e| (e.tid, e.nr)).collect();
+        assert_eq!(got, vec![(1, 0), (2, 1), (1, 2)]);
+    }
+}
