@@ -220,14 +220,19 @@ impl AlertLog {
 
     /// Append one alert.
     pub fn write(&mut self, alert: &Alert) -> Result<(), AlertError> {
+        let line = alert.to_falco(&self.hostname);
+        self.write_line(&line)
+    }
+
+    /// Append one line in Falco's shape (e.g. an event that is not an anomaly).
+    pub fn write_line(&mut self, line: &FalcoLine) -> Result<(), AlertError> {
         let io = |source| AlertError::Io {
             path: self.path.clone(),
             source,
         };
-        let mut line =
-            serde_json::to_vec(&alert.to_falco(&self.hostname)).map_err(|e| io(e.into()))?;
-        line.push(b'\n');
-        self.file.write_all(&line).map_err(io)
+        let mut bytes = serde_json::to_vec(line).map_err(|e| io(e.into()))?;
+        bytes.push(b'\n');
+        self.file.write_all(&bytes).map_err(io)
     }
 }
 

@@ -272,10 +272,28 @@ impl Store {
         runs: u64,
         now: u64,
     ) -> Result<ProfileMeta, StoreError> {
+        self.train_with(key, name, counts, runs, now, |_| {})
+    }
+
+    /// [`Store::train`], with `init` applied to the metadata of a profile this call creates
+    /// (e.g. the scoring a live supervisor uses).
+    pub fn train_with(
+        &self,
+        key: &str,
+        name: &str,
+        counts: &NgramCounts,
+        runs: u64,
+        now: u64,
+        init: impl Fn(&mut ProfileMeta),
+    ) -> Result<ProfileMeta, StoreError> {
         self.modify(key, true, |p| {
             let mut p = match p {
                 Some(p) => p,
-                None => Profile::new(key, name, empty_like(key, counts)?),
+                None => {
+                    let mut p = Profile::new(key, name, empty_like(key, counts)?);
+                    init(&mut p.meta);
+                    p
+                }
             };
             p.absorb(counts, runs, now)
                 .map_err(|e| Abort::Model(key.to_owned(), e))?;

@@ -28,9 +28,45 @@ pub struct GlobalOpts {
     #[arg(long, global = true)]
     pub debug: bool,
     /// Detection mode for the containers this invocation creates (daemon.json `runtimeArgs`,
-    /// e.g. `--mode=train`). Parsed here so such runtimes work; the supervisor acts on it.
+    /// e.g. `--mode=train`); default alert. A profile's stored mode overrides it, the
+    /// container label `ngram-ids.mode` overrides both.
     #[arg(long, global = true, value_enum)]
     pub mode: Option<Mode>,
+    /// What enforce mode does with an anomalous call: `deny` fails it with EPERM, `stop` also
+    /// kills the container (label `ngram-ids.enforce` overrides).
+    #[arg(long, global = true, value_enum, default_value_t = EnforceAction::Deny)]
+    pub enforce_action: EnforceAction,
+    /// A container in alert or enforce mode whose profile does not exist is refused, or
+    /// trained (`train`).
+    #[arg(long, global = true, value_enum, default_value_t = Unprofiled::Refuse)]
+    pub unprofiled: Unprofiled,
+    /// Profile database of the supervisors.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/var/lib/ngram-ids"
+    )]
+    pub store: PathBuf,
+    /// Alert log of the supervisors (JSON lines, Falco's shape).
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        default_value = "/var/log/ngram-ids/alerts.jsonl"
+    )]
+    pub alerts: PathBuf,
+    /// Record every traced call of every container into DIR/<profile>/<container id>.ntrc
+    /// (the label `ngram-ids.record=1` records one container into STORE/records).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+    /// Promote a profile from train to alert mode once P0 (the chance that the next n-gram
+    /// is new) stayed below this at its last three merges, after --promote-after calls.
+    #[arg(long, global = true, value_name = "P0")]
+    pub promote_below: Option<f64>,
+    /// Minimum number of training calls before automatic promotion.
+    #[arg(long, global = true, value_name = "CALLS", default_value_t = 1_000_000)]
+    pub promote_after: u64,
     /// Accepted for runc compatibility and ignored (rootless mode is detected, not forced).
     #[arg(long, global = true, value_name = "true|false|auto", hide = true)]
     pub rootless: Option<String>,
@@ -57,6 +93,20 @@ pub enum Mode {
     Alert,
     /// Score; block or stop on anomalies.
     Enforce,
+}
+
+/// See [`GlobalOpts::enforce_action`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EnforceAction {
+    Deny,
+    Stop,
+}
+
+/// See [`GlobalOpts::unprofiled`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Unprofiled {
+    Refuse,
+    Train,
 }
 
 /// Format of the `--log` output.

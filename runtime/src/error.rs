@@ -39,6 +39,8 @@ pub enum RuntimeError {
         #[source]
         source: nix::Error,
     },
+    #[error("container \"{id}\": supervisor: {message}")]
+    Supervisor { id: String, message: String },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -22,20 +22,27 @@ pub struct NgramExecutor {
     /// CAP_SYS_ADMIN was lent to the process only to install `seccomp` without
     /// `no_new_privs`: drop it from the effective and permitted sets right after.
     pub drop_sys_admin: bool,
+    /// Load the tracing filter (notify every call) last, so the supervisor sees the workload
+    /// from its `execve` on.
+    pub trace: bool,
 }
 
 impl NgramExecutor {
     /// Executor for a container's init process.
-    pub fn for_init() -> Self {
-        Self::default()
+    pub fn for_init(trace: bool) -> Self {
+        Self {
+            trace,
+            ..Self::default()
+        }
     }
 
     /// Executor for an `exec` process of a container whose profile is `seccomp`;
     /// `drop_sys_admin` when CAP_SYS_ADMIN was added to the process only for the filter.
-    pub fn for_exec(seccomp: Option<LinuxSeccomp>, drop_sys_admin: bool) -> Self {
+    pub fn for_exec(seccomp: Option<LinuxSeccomp>, drop_sys_admin: bool, trace: bool) -> Self {
         Self {
             seccomp,
             drop_sys_admin,
+            trace,
         }
     }
 }
@@ -145,6 +152,43 @@ fn install_seccomp(seccomp: &LinuxSeccomp) -> Result<(), ExecutorError> {
     Ok(())
 }
 
+/// Load the tracing filter: every system call of this process and its future children is
+/// notified to a listener that the container's supervisor takes from the host side with
+/// `pidfd_getfd` (the kernel makes it close-on-exec, so the workload never holds it). Docker's
+/// filter, loaded before, keeps its denials: the kernel applies the strictest answer of all
+/// filters, and an errno outranks a notification.
+///
+/// From here on every call blocks until the supervisor answers: it attaches while this
+/// process waits in its next call.
+fn install_trace_filter() -> Result<(), ExecutorError> {
+    use ngram_supervisor::{bpf, sys};
+    let prog = bpf::notify_all_program(&[])
+        .map_err(|e| ExecutorError::Other(format!("building the tracing filter: {e}")))?;
+    if !has_cap_sys_admin() {
+        nix::sys::prctl::set_no_new_privs().map_err(|e| {
+            ExecutorError::Other(format!("setting no_new_privs for the tracing filter: {e}"))
+        })?;
+    }
+    let base = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
+    // WAIT_KILLABLE_RECV (Linux 5.19): a received call is not restarted by signals, so it is
+    // never notified twice.
+    let installed =
+        match sys::install_filter(&prog, base | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV) {
+            Err(nix::errno::Errno::EINVAL) => sys::install_filter(&prog, base),
+            other => other,
+        };
+    match installed {
+        // Keep the listener open: the supervisor takes it; execve closes our copy.
+        Ok(Some(_fd)) => Ok(()),
+        Ok(None) => Err(ExecutorError::Other(
+            "the tracing filter has no listener".to_owned(),
+        )),
+        Err(e) => Err(ExecutorError::Other(format!(
+            "loading the tracing filter (seccomp user notification): {e}"
+        ))),
+    }
+}
+
 impl Executor for NgramExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
         let args = spec
@@ -160,6 +204,9 @@ impl Executor for NgramExecutor {
             .map_err(|_| ExecutorError::InvalidArg)?;
         if let Some(seccomp) = &self.seccomp {
             install_seccomp(seccomp)?;
+        }
+        if self.trace {
+            install_trace_filter()?;
         }
         if self.drop_sys_admin {
             for set in [caps::CapSet::Effective, caps::CapSet::Permitted] {

@@ -1,4 +1,5 @@
 //! The `ngram-ids` command line: the offline tools (profiles, evaluation, scoring) and the
 //! dispatch to the runc-compatible runtime. `main` only parses and dispatches to this.
 
+pub mod supervisor;
 pub mod tools;

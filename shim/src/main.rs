@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use clap::{Parser, Subcommand};
+use ngram_ids::supervisor::SupervisorHook;
 use ngram_ids::tools;
 use ngram_runtime::logfmt::RuncFormat;
-use ngram_runtime::{GlobalOpts, NoHook, RuntimeCmd};
+use ngram_runtime::{GlobalOpts, RuntimeCmd};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -32,10 +33,13 @@ enum Command {
 }
 
 /// Send tracing to `--log` (or stderr) in runc's text or json format.
-fn init_logging(global: &GlobalOpts) -> anyhow::Result<()> {
+fn init_logging(global: &GlobalOpts, supervisor: bool) -> anyhow::Result<()> {
     // libcgroups warns about every v1 controller this kernel lacks: keep that out of the log.
     let filter = if global.debug {
         EnvFilter::new("debug")
+    } else if supervisor {
+        // A supervisor's log is its own file: say what it did.
+        EnvFilter::new("info")
     } else {
         EnvFilter::new("warn,libcgroups=error")
     };
@@ -66,7 +70,11 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let cli = Cli::parse();
-    if let Err(e) = init_logging(&cli.global) {
+    let supervisor = matches!(
+        cli.cmd,
+        Command::Tool(tools::ToolCmd::Supervise(_) | tools::ToolCmd::Guard(_))
+    );
+    if let Err(e) = init_logging(&cli.global, supervisor) {
         eprintln!("ngram-ids: {e:#}");
         return ExitCode::FAILURE;
     }
@@ -74,7 +82,7 @@ fn main() -> ExitCode {
         Command::Runtime(cmd) => {
             // create/exec share their stdio with the container: errors go to --log only.
             let quiet = cmd.stdio_is_container() && cli.global.log.is_some();
-            match ngram_runtime::run(&cli.global, *cmd, &NoHook) {
+            match ngram_runtime::run(&cli.global, *cmd, &SupervisorHook) {
                 Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
                 Err(e) => {
                     let msg = e.one_line();

@@ -30,6 +30,12 @@ pub enum ToolCmd {
     Score(ScoreArgs),
     /// Show the alerts supervisors wrote, explained.
     Alerts(AlertsArgs),
+    /// Internal: the supervisor of one container (started by `create`).
+    #[command(name = "__supervise", hide = true)]
+    Supervise(crate::supervisor::SuperviseArgs),
+    /// Internal: the guard that stops a container whose supervisor died.
+    #[command(name = "__guard", hide = true)]
+    Guard(crate::supervisor::GuardArgs),
 }
 
 #[derive(Debug, Args)]
@@ -239,6 +245,10 @@ pub fn run(cmd: ToolCmd) -> Result<ExitCode> {
         ToolCmd::Eval(args) => run_eval(&args),
         ToolCmd::Score(args) => run_score(&args),
         ToolCmd::Alerts(args) => run_alerts(&args),
+        ToolCmd::Supervise(args) => {
+            crate::supervisor::run_supervise(&args).map(|()| ExitCode::SUCCESS)
+        }
+        ToolCmd::Guard(args) => crate::supervisor::run_guard(&args).map(|()| ExitCode::SUCCESS),
     }
 }
 
@@ -279,16 +289,36 @@ fn run_alerts(args: &AlertsArgs) -> Result<ExitCode> {
             }
             lineno += 1;
             let line = std::mem::take(&mut pending);
-            let a = alert::parse_line(&args.file, lineno, line.trim_end())?;
+            let (id, name, text) = match alert::parse_line(&args.file, lineno, line.trim_end()) {
+                Ok(a) => (
+                    a.container_id.clone(),
+                    a.container_name.clone(),
+                    a.summary(),
+                ),
+                // Events that are not anomalies (a supervisor that died) have their own rule.
+                Err(e) => match serde_json::from_str::<alert::FalcoLine>(line.trim_end()) {
+                    Ok(f) if f.source == "ngram-ids" => {
+                        let field = |k: &str| {
+                            f.output_fields
+                                .get(k)
+                                .and_then(|v| v.as_str())
+                                .unwrap_or("")
+                                .to_owned()
+                        };
+                        (field("container.id"), field("container.name"), f.output)
+                    }
+                    _ => return Err(e.into()),
+                },
+            };
             let wanted = args
                 .container
                 .as_deref()
-                .is_none_or(|c| a.container_id.starts_with(c) || a.container_name == c);
+                .is_none_or(|c| id.starts_with(c) || name == c);
             if wanted {
                 if args.json {
                     out.write_all(line.as_bytes())?;
                 } else {
-                    writeln!(out, "{}", a.summary())?;
+                    writeln!(out, "{text}")?;
                 }
                 out.flush()?;
             }

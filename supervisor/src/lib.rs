@@ -15,6 +15,7 @@ pub mod identity;
 pub mod notify;
 pub mod replay;
 pub mod session;
+pub mod supervise;
 pub mod sys;
 pub mod syscalls;
 pub mod tracer;

@@ -105,6 +105,22 @@ pub fn notif_set_flags(fd: BorrowedFd<'_>, flags: u64) -> Result<(), Errno> {
     Errno::result(ret).map(drop)
 }
 
+/// `pidfd_send_signal(pidfd, sig, NULL, 0)`: signal the process behind a pidfd (never a
+/// recycled pid).
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> Result<(), Errno> {
+    // SAFETY: integers and a NULL siginfo pointer, which the kernel accepts.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
 /// `tgkill(tgid, tid, sig)`: signal one thread, checked to belong to `tgid`.
 pub fn tgkill(tgid: u32, tid: u32, sig: libc::c_int) -> Result<(), Errno> {
     let tgid = libc::pid_t::try_from(tgid).map_err(|_| Errno::EINVAL)?;

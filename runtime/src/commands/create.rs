@@ -34,6 +34,12 @@ pub struct Created {
 /// Called by `create` after the container exists and before `create` returns (so before
 /// `start`). An error makes `create` fail and the container is deleted again.
 pub trait CreateHook {
+    /// Whether the containers get the tracing filter (then this hook must start the
+    /// supervisor that answers it, or the workload waits forever in its first call).
+    fn traces(&self) -> bool {
+        true
+    }
+
     /// Attach to the freshly created container.
     fn after_create(
         &self,
@@ -46,6 +52,10 @@ pub trait CreateHook {
 pub struct NoHook;
 
 impl CreateHook for NoHook {
+    fn traces(&self) -> bool {
+        false
+    }
+
     fn after_create(
         &self,
         _created: &Created,
@@ -71,7 +81,7 @@ pub fn create(
     ensure_private_dir(&root)?;
 
     let mut container = ContainerBuilder::new(id.clone(), SyscallType::default())
-        .with_executor(NgramExecutor::for_init())
+        .with_executor(NgramExecutor::for_init(hook.traces()))
         .with_pid_file(args.pid_file.as_ref())
         .map_err(lib("create"))?
         .with_console_socket(args.console_socket.as_ref())

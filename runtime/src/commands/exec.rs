@@ -35,7 +35,22 @@ pub fn exec(global: &GlobalOpts, args: &liboci_cli::Exec) -> Result<i32, Runtime
         .as_ref()
         .map(|l| l.path.clone())
         .or(args.process.clone());
-    let executor = NgramExecutor::for_exec(seccomp, lent.as_ref().is_some_and(|l| l.lent));
+    // A container created with a supervisor has every exec process traced too.
+    let dir = container_dir(global, id);
+    let traced = dir.join(ngram_supervisor::supervise::PID_FILE).exists();
+    let executor = NgramExecutor::for_exec(seccomp, lent.as_ref().is_some_and(|l| l.lent), traced);
+    // The process waits in its first call after loading the filter, and libcontainer waits
+    // for its execve: the supervisor must be told before, and attaches on its own.
+    let announced = if traced {
+        Some(
+            announce_exec(&dir).map_err(|message| RuntimeError::Supervisor {
+                id: id.to_owned(),
+                message,
+            })?,
+        )
+    } else {
+        None
+    };
 
     let built = ContainerBuilder::new(id.to_owned(), SyscallType::default())
         .with_executor(executor)
@@ -73,6 +88,17 @@ pub fn exec(global: &GlobalOpts, args: &liboci_cli::Exec) -> Result<i32, Runtime
         let _ = std::fs::remove_file(&l.path);
     }
     let pid = built?;
+    if let Some(stream) = announced {
+        // The supervisor killed the process if it could not take its listener.
+        if let Err(message) = exec_answer(stream) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+            return Err(RuntimeError::Supervisor {
+                id: id.to_owned(),
+                message,
+            });
+        }
+    }
     if !global.systemd_cgroup {
         if let Some(path) = crate::hybrid::cgroupfs_path(&spec) {
             if let Err(e) = crate::hybrid::join(pid.as_raw(), &path) {
@@ -98,6 +124,40 @@ pub fn exec(global: &GlobalOpts, args: &liboci_cli::Exec) -> Result<i32, Runtime
                 })
             }
         }
+    }
+}
+
+/// Ask the container's supervisor to trace the exec process this runtime is about to start
+/// (it finds it among our descendants). Returns the connection to read the answer from.
+fn announce_exec(dir: &Path) -> Result<std::os::unix::net::UnixStream, String> {
+    use std::os::unix::net::UnixStream;
+    let sock = dir.join(ngram_supervisor::supervise::SOCKET);
+    let (_dir, short) = ngram_supervisor::supervise::socket_path(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut stream = UnixStream::connect(&short).map_err(|e| {
+        format!(
+            "cannot reach it at {} ({e}); the container is not watched, refusing to exec",
+            sock.display()
+        )
+    })?;
+    writeln!(stream, "attach-tree {}", std::process::id())
+        .map_err(|e| format!("writing to {}: {e}", sock.display()))?;
+    Ok(stream)
+}
+
+/// The supervisor's answer to [`announce_exec`].
+fn exec_answer(stream: std::os::unix::net::UnixStream) -> Result<(), String> {
+    use std::io::{BufRead, BufReader};
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(40)))
+        .map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut line)
+        .map_err(|e| format!("no answer: {e}"))?;
+    match line.trim() {
+        "ok" => Ok(()),
+        other => Err(other.strip_prefix("error ").unwrap_or(other).to_owned()),
     }
 }
 

@@ -1,0 +1,316 @@
+//! Joining the runtime and the supervisor: the [`SupervisorHook`] that `create` calls, and the
+//! hidden subcommands that run a container's supervisor and its guard.
+//!
+//! `create` decides the plan (identity, mode, profile), starts `ngram-ids __supervise` from
+//! its own sealed binary, waits until the supervisor says it is ready (profile loaded, socket
+//! bound) or why it cannot be, then starts `ngram-ids __guard`, which stops the container if
+//! the supervisor ever dies before it.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use ngram_profiler::alert::{self, AlertLog, FalcoLine};
+use ngram_profiler::profile::Mode;
+use ngram_profiler::store::{Store, StoreError};
+use ngram_runtime::cli::{EnforceAction, Unprofiled};
+use ngram_runtime::{CreateHook, Created};
+use ngram_supervisor::identity::{self, Identity};
+use ngram_supervisor::supervise::{self, Plan};
+
+/// Label that records a container's calls (into the store's `records` directory).
+pub const RECORD_LABEL: &str = "ngram-ids.record";
+/// Label that chooses enforce mode's action (`deny` or `stop`).
+pub const ENFORCE_LABEL: &str = "ngram-ids.enforce";
+
+/// How long `create` waits for the supervisor to be ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Starts one supervisor per container.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SupervisorHook;
+
+type HookError = Box<dyn std::error::Error + Send + Sync>;
+
+impl CreateHook for SupervisorHook {
+    fn after_create(&self, created: &Created) -> Result<(), HookError> {
+        let plan = plan(created)?;
+        let sup_pid = spawn_supervisor(&plan)?;
+        spawn_guard(&plan, sup_pid)?;
+        Ok(())
+    }
+}
+
+fn runtime_mode(m: Option<ngram_runtime::cli::Mode>) -> Mode {
+    match m {
+        Some(ngram_runtime::cli::Mode::Train) => Mode::Train,
+        Some(ngram_runtime::cli::Mode::Enforce) => Mode::Enforce,
+        Some(ngram_runtime::cli::Mode::Alert) | None => Mode::Alert,
+    }
+}
+
+/// Decide what the supervisor of `created` does.
+fn plan(created: &Created) -> Result<Plan, HookError> {
+    let g = &created.global;
+    let ident: Identity = identity::identify(&created.id, &created.spec)?;
+    let (key, _) = ident.profile()?;
+    let stored = match Store::open(&g.store).and_then(|s| s.meta(&key)) {
+        Ok(m) => Some(m.mode),
+        Err(StoreError::NotFound { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let resolved = ident.resolve(runtime_mode(g.mode), stored)?;
+    let mut mode = resolved.mode;
+    if stored.is_none() && mode != Mode::Train && g.unprofiled == Unprofiled::Train {
+        mode = Mode::Train;
+    }
+    let enforce_stop = match ident.labels.get(ENFORCE_LABEL).map(String::as_str) {
+        Some("stop") => true,
+        Some("deny") => false,
+        Some(other) => {
+            return Err(format!(
+                "container {}: {} {ENFORCE_LABEL}={other:?}: use deny or stop",
+                created.id, ident.source
+            )
+            .into())
+        }
+        None => g.enforce_action == EnforceAction::Stop,
+    };
+    let record_dir = match ident.labels.get(RECORD_LABEL).map(String::as_str) {
+        Some("1" | "true" | "yes") => Some(g.store.join("records")),
+        Some("0" | "false" | "no" | "") | None => g.record.clone(),
+        Some(other) => {
+            return Err(format!(
+                "container {}: {} {RECORD_LABEL}={other:?}: use 1 or 0",
+                created.id, ident.source
+            )
+            .into())
+        }
+    };
+    let record = record_dir.map(|d| {
+        d.join(safe_component(&resolved.profile_name))
+            .join(format!("{}.ntrc", created.id))
+    });
+    Ok(Plan {
+        id: created.id.clone(),
+        init_pid: u32::try_from(created.pid)?,
+        state_dir: created.state_dir.clone(),
+        mode,
+        enforce_stop,
+        profile_key: resolved.profile_key,
+        profile_name: resolved.profile_name.clone(),
+        container_name: ident.name.clone(),
+        image: ident
+            .image_name
+            .clone()
+            .or(ident.image_id.clone())
+            .unwrap_or_default(),
+        db: g.store.clone(),
+        alerts: g.alerts.clone(),
+        record,
+        auto_promote: g.promote_below.map(|p| (p, g.promote_after)),
+        flush_secs: 60,
+    })
+}
+
+/// A profile name as one path component (`/` and leading dots replaced).
+fn safe_component(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| if c == '/' || c == '\0' { '_' } else { c })
+        .collect();
+    let s = s.trim_start_matches('.').to_owned();
+    if s.is_empty() {
+        "_".to_owned()
+    } else {
+        s
+    }
+}
+
+/// The log file of the supervisor and guard, root-only, in the container's state directory.
+fn log_file(plan: &Plan) -> Result<std::fs::File, HookError> {
+    let path = plan.state_dir.join(supervise::LOG_FILE);
+    Ok(std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?)
+}
+
+/// Our own binary: the sealed copy we run from.
+fn self_exe() -> PathBuf {
+    PathBuf::from("/proc/self/exe")
+}
+
+fn spawn_supervisor(plan: &Plan) -> Result<u32, HookError> {
+    let json = serde_json::to_string(plan)?;
+    let mut child = Command::new(self_exe())
+        .args(["__supervise", "--plan", &json])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log_file(plan)?)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("starting the supervisor: {e}"))?;
+    let pid = child.id();
+    let Some(out) = child.stdout.take() else {
+        return Err("the supervisor has no stdout".into());
+    };
+    // Read its one line in a thread, so a supervisor that hangs cannot hang `create`.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let r = BufReader::new(out).read_line(&mut line).map(|_| line);
+        let _ = tx.send(r);
+    });
+    let answer = rx.recv_timeout(READY_TIMEOUT);
+    let fail = |child: &mut std::process::Child, msg: String| -> Result<u32, HookError> {
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(msg.into())
+    };
+    match answer {
+        Ok(Ok(line)) if line.trim() == "ready" => {
+            // Reaped by whoever inherits it (containerd's shim is a subreaper).
+            drop(child);
+            Ok(pid)
+        }
+        Ok(Ok(line)) if line.starts_with("error: ") => {
+            let _ = child.wait();
+            Err(line.trim()["error: ".len()..].to_owned().into())
+        }
+        Ok(Ok(line)) => {
+            let tail = std::fs::read_to_string(plan.state_dir.join(supervise::LOG_FILE))
+                .unwrap_or_default();
+            let last = tail.lines().last().unwrap_or("").to_owned();
+            fail(
+                &mut child,
+                format!(
+                    "the supervisor exited before it was ready ({:?}; {last})",
+                    line.trim()
+                ),
+            )
+        }
+        Ok(Err(e)) => fail(&mut child, format!("reading the supervisor's answer: {e}")),
+        Err(_) => fail(
+            &mut child,
+            format!("the supervisor was not ready within {READY_TIMEOUT:?}"),
+        ),
+    }
+}
+
+fn spawn_guard(plan: &Plan, sup_pid: u32) -> Result<(), HookError> {
+    let child = Command::new(self_exe())
+        .args([
+            "__guard",
+            "--supervisor",
+            &sup_pid.to_string(),
+            "--init",
+            &plan.init_pid.to_string(),
+            "--id",
+            &plan.id,
+            "--name",
+            &plan.container_name,
+            "--alerts",
+        ])
+        .arg(&plan.alerts)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file(plan)?)
+        .process_group(0)
+        .spawn();
+    match child {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            // Without a guard the container would not be stopped if the supervisor died.
+            supervise::kill_container(plan.init_pid);
+            Err(format!("starting the guard: {e}").into())
+        }
+    }
+}
+
+/// `ngram-ids __supervise --plan JSON` (started by `create`).
+#[derive(Debug, Args)]
+pub struct SuperviseArgs {
+    #[arg(long)]
+    pub plan: String,
+}
+
+/// Run a supervisor: "ready" or "error: …" on stdout, then trace until the container is done.
+pub fn run_supervise(args: &SuperviseArgs) -> Result<()> {
+    let plan: Plan = serde_json::from_str(&args.plan).context("bad --plan")?;
+    let result = supervise::run(&plan, |r| {
+        let mut out = std::io::stdout().lock();
+        let _ = match r {
+            Ok(()) => writeln!(out, "ready"),
+            Err(e) => writeln!(out, "error: {e}"),
+        };
+        let _ = out.flush();
+    });
+    result.with_context(|| format!("supervisor of container {}", plan.id))
+}
+
+/// `ngram-ids __guard` (started by `create` after the supervisor).
+#[derive(Debug, Args)]
+pub struct GuardArgs {
+    #[arg(long)]
+    pub supervisor: u32,
+    #[arg(long)]
+    pub init: u32,
+    #[arg(long)]
+    pub id: String,
+    #[arg(long, default_value = "")]
+    pub name: String,
+    #[arg(long)]
+    pub alerts: PathBuf,
+}
+
+/// Watch the supervisor; stop the container and report if it dies first.
+pub fn run_guard(args: &GuardArgs) -> Result<()> {
+    supervise::guard(args.supervisor, args.init, || {
+        let msg = format!(
+            "supervisor (pid {}) of container {} died while the container ran: container stopped (fail closed)",
+            args.supervisor,
+            alert::short_id(&args.id)
+        );
+        tracing::error!("{msg}");
+        if let Err(e) = report(&args.alerts, &msg, args) {
+            tracing::error!("{e}");
+        }
+    });
+    Ok(())
+}
+
+fn report(path: &Path, msg: &str, args: &GuardArgs) -> Result<()> {
+    let mut log = AlertLog::open(path)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    let mut fields = serde_json::Map::new();
+    fields.insert("container.id".into(), args.id.clone().into());
+    fields.insert("container.name".into(), args.name.clone().into());
+    fields.insert("ngram.action".into(), "stopped".into());
+    fields.insert("proc.pid".into(), args.supervisor.into());
+    let line = FalcoLine {
+        output: format!("{} {msg}", alert::rfc3339_ns(now)),
+        priority: "Critical".into(),
+        rule: "ngram-ids supervisor died".into(),
+        time: alert::rfc3339_ns(now),
+        source: "ngram-ids".into(),
+        tags: vec!["ngram-ids".into(), "supervisor".into()],
+        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default(),
+        output_fields: fields,
+    };
+    log.write_line(&line)?;
+    Ok(())
+}
