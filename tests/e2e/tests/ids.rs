@@ -129,23 +129,21 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Runs `step`, catching its panic: the message, if it failed.
+/// Runs `step`, catching its panic (the panic hook has printed the whole message): the first
+/// line of the message, if it failed.
 fn step(name: &str, f: impl FnOnce()) -> Option<String> {
     println!("--- step: {name}");
     let started = Instant::now();
     let result = catch_unwind(AssertUnwindSafe(f));
-    println!(
-        "--- step {name}: {} after {:.0?}",
-        if result.is_ok() { "ok" } else { "FAILED" },
-        started.elapsed()
-    );
+    let verdict = if result.is_ok() { "ok" } else { "FAILED" };
+    println!("--- step {name}: {verdict} after {:.0?}", started.elapsed());
     result.err().map(|panic| {
         let msg = panic
             .downcast_ref::<String>()
             .cloned()
             .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
             .unwrap_or_default();
-        format!("{name}: {msg}")
+        format!("{name}: {}", msg.lines().next().unwrap_or_default())
     })
 }
 
@@ -154,7 +152,7 @@ fn step(name: &str, f: impl FnOnce()) -> Option<String> {
 /// step runs even when an earlier one failed, and the test fails listing the failed steps.
 #[test]
 fn nginx_profile_train_alert_enforce_export_record() {
-    let Some(e) = setup_ids("nginx_profile") else {
+    let Some(e) = setup_ids("nginx_profile_train_alert_enforce_export_record") else {
         return;
     };
     let profile = Profile::new("nginx");
@@ -169,7 +167,11 @@ fn nginx_profile_train_alert_enforce_export_record() {
     for f in &figures {
         println!("{f}");
     }
-    assert!(failed.is_empty(), "failed steps:\n{}", failed.join("\n\n"));
+    assert!(
+        failed.is_empty(),
+        "failed steps (the whole messages are above):\n{}",
+        failed.join("\n")
+    );
 }
 
 /// Two training runs of one container with static-page load, each ended by `docker stop` so
@@ -195,8 +197,8 @@ fn train(e: &E2e, profile: &Profile, figures: &mut Vec<String>) {
     }
 }
 
-/// Alert mode: normal load raises no alert; each attack raises one, within 100 ms of the call,
-/// and is not stopped.
+/// Alert mode: normal load raises no alert; each attack raises alerts (`alerted`), the first
+/// within 100 ms of its call, and is not stopped.
 fn alert_mode(e: &E2e, profile: &Profile, figures: &mut Vec<String>) {
     let nginx = start_nginx(e, ALERT, &["--label", &profile.label]);
     let l = load(nginx.port, "/", NORMAL_LOAD_SECS, CLIENTS);
@@ -242,9 +244,12 @@ fn alert_mode(e: &E2e, profile: &Profile, figures: &mut Vec<String>) {
             ms(latency),
             found.len()
         ));
-        if latency >= MAX_LATENCY {
+        // The detection latency is the first alert's (later ones of the same attack are
+        // printed, not judged).
+        if first.latency() >= MAX_LATENCY {
             problems.push(format!(
-                "{attack:?}: an alert took {latency:?} (limit {MAX_LATENCY:?})"
+                "{attack:?}: detected after {:?} (limit {MAX_LATENCY:?}): {first}",
+                first.latency()
             ));
         }
         if let Some(a) = found.iter().find(|a| a.action != "alerted") {
