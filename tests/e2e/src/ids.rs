@@ -335,10 +335,17 @@ pub fn alerts(id: &str) -> Vec<Alert> {
     out.success();
     out.stdout
         .lines()
-        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !l.trim().is_empty() && !is_event(l))
         .map(|l| Alert::parse(l).unwrap_or_else(|| panic!("not an alert: {l:?}")))
         .filter(|a| a.container_id == id)
         .collect()
+}
+
+/// A line of the log that is not an anomaly (Falco's shape with another `source` than
+/// `syscall`, e.g. a supervisor that died).
+fn is_event(line: &str) -> bool {
+    serde_json::from_str::<Value>(line)
+        .is_ok_and(|v| v.get("output_fields").is_some() && v["source"].as_str() != Some("syscall"))
 }
 
 /// The container's alerts of calls made at or after `since_ns` (see [`now_ns`]).
@@ -499,5 +506,9 @@ mod tests {
             (5, "alerted", None)
         );
         assert!(Alert::parse("not json").is_none());
+        assert!(!is_event(falco) && !is_event(flat));
+        assert!(is_event(
+            r#"{"output":"supervisor died","source":"ngram-ids","output_fields":{}}"#
+        ));
     }
 }
