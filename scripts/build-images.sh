@@ -2,12 +2,16 @@
 # Build the local images the end-to-end tests use (no registry is needed):
 #   ngram-busybox  busybox-static with its applet symlinks, /etc/passwd (root, nobody); CMD sh
 #   ngram-nginx    Debian bookworm minbase + nginx-light (mmdebstrap); CMD nginx -g 'daemon off;'
+#   ngram-nginx-cgi  the same + fcgiwrap and spawn-fcgi, serving the same index and a
+#                  DELIBERATELY VULNERABLE /cgi-bin/run?CMD (runs the URL-decoded query with
+#                  sh -c, output as text/plain; an attack target for the IDS tests); CMD starts
+#                  fcgiwrap as www-data on /run/fcgiwrap.socket, then nginx -g 'daemon off;'
 # Each image carries the label ngram-ids.e2e.build=<hash of this script>: an image with the
 # current hash is kept, otherwise it is rebuilt. Root filesystem tarballs are cached under
 # $NGRAM_IDS_IMAGE_CACHE/<hash>/ so CI can keep them between runs.
 #
 # Usage: scripts/build-images.sh [--force]
-#   --force  rebuild the tarballs and re-import both images
+#   --force  rebuild the tarballs and re-import all images
 # Env:   NGRAM_IDS_IMAGE_CACHE (default /var/cache/ngram-ids-images)
 #        NGRAM_IDS_SUITE (default bookworm)
 set -euo pipefail
@@ -109,28 +113,88 @@ apt_sources() {
     fi
 }
 
+# debian_tarball TARBALL PACKAGES [MMDEBSTRAP-OPTION...]: Debian $suite minbase with PACKAGES
+# (comma-separated) and the index page of the nginx images, as a tarball, unless it is cached.
+debian_tarball() {
+    local tarball=$1 packages=$2
+    shift 2
+    [[ -s $tarball ]] && return 0
+    local sources
+    sources=$(apt_sources)
+    log "mmdebstrap $suite + $packages (mirror from $sources; about a minute)"
+    # shellcheck disable=SC2016 # the hooks expand $1 (the chroot) themselves
+    mmdebstrap --verbose --format=tar --variant=minbase --include="$packages" \
+        --dpkgopt='path-exclude=/usr/share/doc/*' \
+        --dpkgopt='path-exclude=/usr/share/man/*' \
+        --dpkgopt='path-exclude=/usr/share/locale/*' \
+        --customize-hook='echo "ngram-ids e2e nginx" > "$1/var/www/html/index.html"' \
+        "$@" \
+        --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
+        "$suite" "$tarball.tmp" "$sources" </dev/null >"$work/mmdebstrap.log" 2>&1 \
+        || die "mmdebstrap failed (is the Debian mirror in the apt sources reachable?): $(tail -n 3 "$work/mmdebstrap.log" | tr '\n' ' ')"
+    mv -f "$tarball.tmp" "$tarball"
+    log "built $tarball"
+}
+
 build_nginx() {
-    local tarball=$cache/ngram-nginx.tar
-    if [[ ! -s $tarball ]]; then
-        local sources
-        sources=$(apt_sources)
-        log "mmdebstrap $suite + nginx-light (mirror from $sources; about a minute)"
-        # shellcheck disable=SC2016 # the hooks expand $1 (the chroot) themselves
-        mmdebstrap --verbose --format=tar --variant=minbase --include=nginx-light \
-            --dpkgopt='path-exclude=/usr/share/doc/*' \
-            --dpkgopt='path-exclude=/usr/share/man/*' \
-            --dpkgopt='path-exclude=/usr/share/locale/*' \
-            --customize-hook='echo "ngram-ids e2e nginx" > "$1/var/www/html/index.html"' \
-            --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
-            "$suite" "$tarball.tmp" "$sources" </dev/null >"$work/mmdebstrap.log" 2>&1 \
-            || die "mmdebstrap failed (is the Debian mirror in the apt sources reachable?): $(tail -n 3 "$work/mmdebstrap.log" | tr '\n' ' ')"
-        mv -f "$tarball.tmp" "$tarball"
-        log "built $tarball"
-    fi
-    import "$tarball" ngram-nginx 'CMD ["nginx", "-g", "daemon off;"]' 'EXPOSE 80'
+    debian_tarball "$cache/ngram-nginx.tar" nginx-light
+    import "$cache/ngram-nginx.tar" ngram-nginx 'CMD ["nginx", "-g", "daemon off;"]' 'EXPOSE 80'
+}
+
+# The files ngram-nginx-cgi adds to Debian's nginx-light, fcgiwrap and spawn-fcgi, in DIR.
+cgi_files() {
+    local dir=$1
+    mkdir -p "$dir/etc/nginx/sites-available" "$dir/usr/lib/cgi-bin" "$dir/usr/local/sbin"
+    cat >"$dir/etc/nginx/sites-available/default" <<'NGINX'
+# ngram-nginx-cgi: the static index, and /cgi-bin/NAME run by fcgiwrap from /usr/lib/cgi-bin.
+server {
+    listen 80 default_server;
+    root /var/www/html;
+    index index.html;
+    location / {
+        try_files $uri $uri/ =404;
+    }
+    location /cgi-bin/ {
+        gzip off;
+        include fastcgi_params;
+        fastcgi_param SCRIPT_FILENAME /usr/lib$fastcgi_script_name;
+        fastcgi_pass unix:/run/fcgiwrap.socket;
+    }
+}
+NGINX
+    cat >"$dir/usr/lib/cgi-bin/run" <<'CGI'
+#!/bin/bash
+# DELIBERATELY VULNERABLE (an attack target for the ngram-ids end-to-end tests; never deploy):
+# /cgi-bin/run?CMD runs the URL-decoded query string with sh -c and returns what it prints.
+q=${QUERY_STRING//+/ }
+printf 'Content-Type: text/plain\r\n\r\n'
+sh -c "$(printf '%b' "${q//%/\\x}")" 2>&1
+CGI
+    cat >"$dir/usr/local/sbin/ngram-nginx-cgi" <<'ENTRY'
+#!/bin/sh
+# CMD of ngram-nginx-cgi: fcgiwrap as www-data on /run/fcgiwrap.socket (spawn-fcgi creates the
+# socket as root, hands it to www-data and runs fcgiwrap in the background), then nginx.
+set -e
+rm -f /run/fcgiwrap.socket
+spawn-fcgi -s /run/fcgiwrap.socket -M 0660 -u www-data -g www-data -U www-data -G www-data \
+    -- /usr/sbin/fcgiwrap >/dev/null
+exec nginx -g 'daemon off;'
+ENTRY
+    chmod 0755 "$dir/usr/lib/cgi-bin/run" "$dir/usr/local/sbin/ngram-nginx-cgi"
+}
+
+build_nginx_cgi() {
+    local files=$work/cgi-files
+    cgi_files "$files"
+    # spawn-fcgi: fcgiwrap cannot drop privileges itself, and www-data cannot create a socket
+    # in /run.
+    debian_tarball "$cache/ngram-nginx-cgi.tar" nginx-light,fcgiwrap,spawn-fcgi \
+        --customize-hook="sync-in $files /"
+    import "$cache/ngram-nginx-cgi.tar" ngram-nginx-cgi 'CMD ["/usr/local/sbin/ngram-nginx-cgi"]' 'EXPOSE 80'
 }
 
 start=$SECONDS
 if current ngram-busybox; then log "ngram-busybox is current"; else build_busybox; fi
 if current ngram-nginx; then log "ngram-nginx is current"; else build_nginx; fi
+if current ngram-nginx-cgi; then log "ngram-nginx-cgi is current"; else build_nginx_cgi; fi
 log "done in $((SECONDS - start))s (cache: $cache)"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Install the ngram-ids binary and register it with dockerd as two runtimes:
-#   ngram-ids        {"path": "/usr/local/bin/ngram-ids"}
-#   ngram-ids-train  {"path": "/usr/local/bin/ngram-ids", "runtimeArgs": ["--mode=train"]}
+# Install the ngram-ids binary and register it with dockerd as three runtimes:
+#   ngram-ids          {"path": "/usr/local/bin/ngram-ids"}  (default mode: alert)
+#   ngram-ids-train    {"path": "/usr/local/bin/ngram-ids", "runtimeArgs": ["--mode=train"]}
+#   ngram-ids-enforce  {"path": "/usr/local/bin/ngram-ids", "runtimeArgs": ["--mode=enforce"]}
 # Other keys of /etc/docker/daemon.json are kept. dockerd is reloaded with SIGHUP.
 #
 # Usage: scripts/register.sh [BIN]
@@ -40,7 +41,8 @@ log "installed $bin -> $dest"
 merged=$(jq --arg path "$dest" '
     .runtimes = ((.runtimes // {}) + {
         "ngram-ids": {"path": $path},
-        "ngram-ids-train": {"path": $path, "runtimeArgs": ["--mode=train"]}
+        "ngram-ids-train": {"path": $path, "runtimeArgs": ["--mode=train"]},
+        "ngram-ids-enforce": {"path": $path, "runtimeArgs": ["--mode=enforce"]}
     })' <<<"$current")
 if [[ $merged != "$(jq . <<<"$current")" ]]; then
     tmp=$(mktemp "$daemon_json.XXXXXX")
@@ -61,7 +63,8 @@ deadline=$((SECONDS + timeout_s))
 while :; do
     runtimes=$(timeout 10 docker info --format '{{json .Runtimes}}' 2>/dev/null || true)
     if jq -e --arg path "$dest" '
-        .["ngram-ids"].path == $path and .["ngram-ids-train"].path == $path' \
+        .["ngram-ids"].path == $path and .["ngram-ids-train"].path == $path
+        and .["ngram-ids-enforce"].path == $path' \
         <<<"${runtimes:-null}" >/dev/null 2>&1; then
         break
     fi

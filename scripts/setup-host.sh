@@ -18,6 +18,11 @@ DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
 
 # Debian packages, and a command each provides that tells us whether it is installed.
 # bsdutils gives `script` (a pseudo-terminal for `docker run -it`).
+# apache2-utils gives `ab`, the load generator of the IDS tests (tests/e2e/tests/ids.rs): unlike
+# wrk it counts failed requests itself (connect, read, length and non-2xx), it opens a new
+# connection per request by default (accept/close is part of the server behaviour learned and
+# checked) and it uses one thread, leaving the second core of small hosts to the container.
+# wrk stays for ad-hoc throughput runs.
 declare -A PKG_CMD=(
     [docker.io]=dockerd
     [libseccomp-dev]=""
@@ -25,6 +30,7 @@ declare -A PKG_CMD=(
     [mmdebstrap]=mmdebstrap
     [jq]=jq
     [wrk]=wrk
+    [apache2-utils]=ab
     [pkg-config]=pkg-config
     [bsdutils]=script
 )

@@ -4,8 +4,11 @@
 # ngram-ids runtime (the default) the binary must already be built and registered:
 #   cargo build --release -p ngram-ids && scripts/register.sh
 #
-# Usage: scripts/test-e2e.sh [--runtime ngram-ids|runc] [TEST-FILTER...]
-#   --runtime runc checks the suite itself against Docker's default runtime.
+# Usage: scripts/test-e2e.sh [--runtime ngram-ids|ngram-ids-train|ngram-ids-enforce|runc]
+#                            [TEST-FILTER...]
+#   --runtime runc checks the suite itself against Docker's default runtime. The IDS tests
+#   (tests/e2e/tests/ids.rs) run with any ngram-ids* runtime and pick the three registrations
+#   themselves; they are skipped with runc.
 #   TEST-FILTER... is passed to the test binaries (e.g. `pause` or `--exact run::run_exit_code`).
 # Env:   CARGO_TARGET_DIR is honoured.
 set -euo pipefail
@@ -17,16 +20,16 @@ runtime=ngram-ids
 filters=()
 while (($#)); do
     case $1 in
-        --runtime) [[ $# -ge 2 ]] || die "--runtime needs a value (ngram-ids or runc)"; runtime=$2; shift 2 ;;
+        --runtime) [[ $# -ge 2 ]] || die "--runtime needs a value (ngram-ids, ngram-ids-train, ngram-ids-enforce or runc)"; runtime=$2; shift 2 ;;
         --runtime=*) runtime=${1#--runtime=}; shift ;;
-        -h|--help) sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         --) shift; filters+=("$@"); break ;;
         *) filters+=("$1"); shift ;;
     esac
 done
 case $runtime in
-    ngram-ids|ngram-ids-train|runc) ;;
-    *) die "unknown runtime '$runtime' (ngram-ids, ngram-ids-train or runc)" ;;
+    ngram-ids|ngram-ids-train|ngram-ids-enforce|runc) ;;
+    *) die "unknown runtime '$runtime' (ngram-ids, ngram-ids-train, ngram-ids-enforce or runc)" ;;
 esac
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (the suite drives dockerd)"

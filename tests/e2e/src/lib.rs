@@ -8,6 +8,8 @@
 //! Every container gets a unique name and the label `ngram-ids.e2e=1`, and is removed by the
 //! [`Container`] guard when the test ends, whether it passed or panicked.
 
+pub mod ids;
+
 use std::fmt;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -22,6 +24,9 @@ use std::time::{Duration, Instant};
 pub const BUSYBOX: &str = "ngram-busybox";
 /// The nginx image built by `scripts/build-images.sh`; serves [`NGINX_INDEX`] on port 80.
 pub const NGINX: &str = "ngram-nginx";
+/// [`NGINX`] plus fcgiwrap and a deliberately vulnerable `/cgi-bin/run?CMD` (runs the
+/// URL-decoded query string with `sh -c`, as www-data); the attack target of the IDS tests.
+pub const NGINX_CGI: &str = "ngram-nginx-cgi";
 /// The index page of [`NGINX`].
 pub const NGINX_INDEX: &str = "ngram-ids e2e nginx";
 /// Label put on every container the suite creates.
@@ -276,10 +281,15 @@ impl E2e {
 
     /// The arguments of `docker run` up to the options: runtime, name and label.
     pub fn run_args<'a>(&'a self, c: &'a Container) -> Vec<&'a str> {
+        self.run_args_with(&self.runtime, c)
+    }
+
+    /// [`E2e::run_args`] with another runtime than the one under test.
+    pub fn run_args_with<'a>(&'a self, runtime: &'a str, c: &'a Container) -> Vec<&'a str> {
         vec![
             "run",
             "--runtime",
-            &self.runtime,
+            runtime,
             "--name",
             &c.name,
             "--label",
@@ -290,7 +300,13 @@ impl E2e {
     /// `docker run --runtime R --name C --label L ARGS` (ARGS: options, image, command).
     #[track_caller]
     pub fn run(&self, c: &Container, args: &[&str]) -> Output {
-        let mut all = self.run_args(c);
+        self.run_with(&self.runtime, c, args)
+    }
+
+    /// [`E2e::run`] with another runtime than the one under test.
+    #[track_caller]
+    pub fn run_with(&self, runtime: &str, c: &Container, args: &[&str]) -> Output {
+        let mut all = self.run_args_with(runtime, c);
         all.extend_from_slice(args);
         self.docker(&all)
     }
@@ -298,17 +314,31 @@ impl E2e {
     /// `docker run -d ...` that must succeed; waits until the container is running.
     #[track_caller]
     pub fn run_detached(&self, c: &Container, args: &[&str]) {
+        self.run_detached_with(&self.runtime, c, args);
+    }
+
+    /// [`E2e::run_detached`] with another runtime than the one under test.
+    #[track_caller]
+    pub fn run_detached_with(&self, runtime: &str, c: &Container, args: &[&str]) {
         let mut all = vec!["-d"];
         all.extend_from_slice(args);
-        self.run(c, &all).success();
+        self.run_with(runtime, c, &all).success();
         self.wait_until(&format!("{c} is running"), Duration::from_secs(30), || {
             self.inspect(c, "{{.State.Running}}") == "true"
         });
         assert_eq!(
             self.inspect(c, "{{.HostConfig.Runtime}}"),
-            self.runtime,
+            runtime,
             "{c} runs with another runtime"
         );
+    }
+
+    /// The full (64 hex digits) id of the container.
+    #[track_caller]
+    pub fn container_id(&self, c: &Container) -> String {
+        let id = self.inspect(c, "{{.Id}}");
+        assert_eq!(id.len(), 64, "odd container id {id:?} of {c}");
+        id
     }
 
     /// `docker inspect --format FORMAT C`, trimmed; panics if the container does not exist.
@@ -462,12 +492,18 @@ pub fn free_port() -> u16 {
 
 /// `GET /` over HTTP/1.0 on 127.0.0.1:PORT: (status line, body), or the error.
 pub fn http_get(port: u16) -> Result<(String, String), String> {
+    http_get_path(port, "/")
+}
+
+/// `GET PATH` (with its query string, already URL-encoded) over HTTP/1.0 on 127.0.0.1:PORT:
+/// (status line, body), or the error.
+pub fn http_get_path(port: u16, path: &str) -> Result<(String, String), String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(|e| e.to_string())?;
     stream
-        .write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
         .map_err(|e| e.to_string())?;
     let mut response = String::new();
     stream
