@@ -38,7 +38,7 @@ unit:
 
 e2e:
 	./scripts/test-e2e.sh --runtime runc
-	./scripts/test-e2e.sh --runtime ngram-ids
+	./scripts/test-e2e.sh --runtime ngram-ids-train
 
 bench:
 	$(CARGO) bench -p ngram-profiler

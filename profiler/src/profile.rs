@@ -85,6 +85,24 @@ pub struct ProfileMeta {
     pub score: crate::score::ScoreConfig,
     /// Calibrated anomaly threshold, if calibrated.
     pub calibration: Option<crate::score::Calibration>,
+    /// `mode` was set on purpose (`profile promote`, or automatic promotion): only then does it
+    /// override the runtime's default mode. A profile that merely learned says `train` here
+    /// without forcing containers of a runtime in alert mode back into training.
+    #[serde(default)]
+    pub mode_pinned: bool,
+}
+
+impl ProfileMeta {
+    /// The mode this profile imposes on its containers, if it was set on purpose.
+    pub fn pinned_mode(&self) -> Option<Mode> {
+        self.mode_pinned.then_some(self.mode)
+    }
+
+    /// Set the mode on purpose.
+    pub fn pin_mode(&mut self, mode: Mode) {
+        self.mode = mode;
+        self.mode_pinned = true;
+    }
 }
 
 /// A whole profile: metadata plus counts.
@@ -116,6 +134,7 @@ impl Profile {
             p0_history: Vec::new(),
             score: crate::score::ScoreConfig::default(),
             calibration: None,
+            mode_pinned: false,
         };
         refresh_summary(&mut meta, &counts);
         Self { meta, counts }

@@ -28,10 +28,12 @@ pub struct NgramExecutor {
 }
 
 impl NgramExecutor {
-    /// Executor for a container's init process.
-    pub fn for_init(trace: bool) -> Self {
+    /// Executor for a container's init process; `drop_sys_admin` when CAP_SYS_ADMIN was lent
+    /// to it only for the tracing filter.
+    pub fn for_init(trace: bool, drop_sys_admin: bool) -> Self {
         Self {
             trace,
+            drop_sys_admin,
             ..Self::default()
         }
     }

@@ -61,11 +61,12 @@ fn plan(created: &Created) -> Result<Plan, HookError> {
     let ident: Identity = identity::identify(&created.id, &created.spec)?;
     let (key, _) = ident.profile()?;
     let stored = match Store::open(&g.store).and_then(|s| s.meta(&key)) {
-        Ok(m) => Some(m.mode),
+        Ok(m) => Some(m),
         Err(StoreError::NotFound { .. }) => None,
         Err(e) => return Err(e.into()),
     };
-    let resolved = ident.resolve(runtime_mode(g.mode), stored)?;
+    let pinned = stored.as_ref().and_then(|m| m.pinned_mode());
+    let resolved = ident.resolve(runtime_mode(g.mode), pinned)?;
     let mut mode = resolved.mode;
     if stored.is_none() && mode != Mode::Train && g.unprofiled == Unprofiled::Train {
         mode = Mode::Train;

@@ -535,7 +535,7 @@ fn profile(db: &Path, cmd: ProfileCmd) -> Result<ExitCode> {
             );
         }
         ProfileCmd::Promote { name, to } => {
-            let meta = Store::open(db)?.update_meta(&name, |m| m.mode = to)?;
+            let meta = Store::open(db)?.update_meta(&name, |m| m.pin_mode(to))?;
             println!("profile {}: mode {}", meta.name, meta.mode);
         }
         ProfileCmd::ExportSeccomp { name, output } => {

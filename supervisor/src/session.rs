@@ -79,7 +79,7 @@ struct Inner<'m> {
     windows: FxHashMap<u32, ThreadWindow>,
     detector: Option<Detector<'m>>,
     /// Threads whose score is above the threshold now: one alert per such episode.
-    in_episode: FxHashMap<u32, ()>,
+    in_episode: FxHashMap<u32, Episode>,
     recorder: Option<NativeWriter<Box<dyn Write + Send>>>,
     alerts_this_second: (u64, u32),
     stats: SessionStats,
@@ -96,6 +96,7 @@ pub struct Session<'m> {
     inner: Mutex<Inner<'m>>,
     alerts: Option<Sender<Alert>>,
     stop: Box<dyn Fn() + Sync + Send + 'm>,
+    harmful: SyscallSet,
 }
 
 impl std::fmt::Debug for Session<'_> {
@@ -146,6 +147,7 @@ impl<'m> Session<'m> {
             }),
             alerts: None,
             stop: Box::new(|| {}),
+            harmful: SyscallSet::of(HARMFUL),
         }
     }
 
@@ -214,16 +216,20 @@ impl<'m> Session<'m> {
             return Decision::Continue;
         }
         inner.stats.anomalies += 1;
-        let decision = match (self.mode, self.enforce) {
-            (Mode::Enforce, _) => Decision::Deny(libc::EPERM),
-            _ => Decision::Continue,
-        };
-        if decision != Decision::Continue {
+        let stop = self.mode == Mode::Enforce && self.enforce == EnforceAction::Stop;
+        // Enforce: inside an anomalous stretch, refuse the calls that can do harm; let the
+        // others run, so a process whose anomaly was refused can handle the error and go
+        // back to normal (refusing its epoll_wait or write would trap it in error paths).
+        let deny = self.mode == Mode::Enforce && (stop || self.harmful.contains(nr));
+        let ep = inner.in_episode.entry(ev.tid).or_default();
+        // One alert when the stretch starts, and one more at its first refusal.
+        let report = !ep.alerted || (deny && !ep.denied);
+        ep.alerted = true;
+        if deny {
+            ep.denied = true;
             inner.stats.denied += 1;
         }
-        let first = inner.in_episode.insert(ev.tid, ()).is_none();
-        let stop = self.mode == Mode::Enforce && self.enforce == EnforceAction::Stop;
-        if first {
+        if report {
             let sec = ev.ts_ns / 1_000_000_000;
             if inner.alerts_this_second.0 != sec {
                 inner.alerts_this_second = (sec, 0);
@@ -237,9 +243,9 @@ impl<'m> Session<'m> {
                     arch.name(nr)
                         .map_or_else(|| format!("#{nr}"), str::to_owned)
                 };
-                let action = match (self.mode, stop) {
-                    (Mode::Enforce, true) => Action::Stopped,
-                    (Mode::Enforce, false) => Action::Denied,
+                let action = match (deny, stop) {
+                    (true, true) => Action::Stopped,
+                    (true, false) => Action::Denied,
                     _ => Action::Alerted,
                 };
                 let alert = Alert {
@@ -258,8 +264,7 @@ impl<'m> Session<'m> {
                     window_score: score,
                     threshold: det.threshold,
                     action,
-                    errno: matches!(action, Action::Denied | Action::Stopped)
-                        .then_some(libc::EPERM),
+                    errno: deny.then_some(libc::EPERM),
                 };
                 if let Some(tx) = &self.alerts {
                     let _ = tx.send(alert);
@@ -271,8 +276,134 @@ impl<'m> Session<'m> {
         if stop {
             (self.stop)();
         }
-        decision
+        if deny {
+            Decision::Deny(libc::EPERM)
+        } else {
+            Decision::Continue
+        }
     }
+}
+
+/// x86_64 calls that enforce mode refuses inside an anomalous stretch: starting programs and
+/// processes, opening and changing files, network connections, privileges, namespaces and
+/// mounts, tracing other processes, kernel modules and BPF, signals to other processes.
+pub const HARMFUL: &[&str] = &[
+    "execve",
+    "execveat",
+    "fork",
+    "vfork",
+    "clone",
+    "clone3",
+    "open",
+    "openat",
+    "openat2",
+    "creat",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "truncate",
+    "rename",
+    "renameat",
+    "renameat2",
+    "mkdir",
+    "mkdirat",
+    "rmdir",
+    "link",
+    "linkat",
+    "unlink",
+    "unlinkat",
+    "symlink",
+    "symlinkat",
+    "mknod",
+    "mknodat",
+    "chmod",
+    "fchmod",
+    "fchmodat",
+    "chown",
+    "fchown",
+    "lchown",
+    "fchownat",
+    "socket",
+    "connect",
+    "bind",
+    "listen",
+    "setuid",
+    "setgid",
+    "setreuid",
+    "setregid",
+    "setresuid",
+    "setresgid",
+    "setgroups",
+    "setfsuid",
+    "setfsgid",
+    "capset",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "unshare",
+    "setns",
+    "fsopen",
+    "fsmount",
+    "fsconfig",
+    "move_mount",
+    "open_tree",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "pidfd_getfd",
+    "kill",
+    "tkill",
+    "tgkill",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "bpf",
+    "perf_event_open",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "memfd_create",
+    "userfaultfd",
+    "reboot",
+    "sethostname",
+    "setdomainname",
+    "swapon",
+    "swapoff",
+    "kexec_load",
+    "kexec_file_load",
+    "iopl",
+    "ioperm",
+];
+
+/// A set of x86_64 system-call numbers.
+#[derive(Debug, Clone)]
+pub struct SyscallSet(Vec<bool>);
+
+impl SyscallSet {
+    /// The set of the named calls (unknown names are ignored).
+    pub fn of(names: &[&str]) -> Self {
+        let mut v = vec![false; 512];
+        for n in names {
+            if let Some(i) = Arch::X86_64.number(n).map(usize::from) {
+                if let Some(slot) = v.get_mut(i) {
+                    *slot = true;
+                }
+            }
+        }
+        Self(v)
+    }
+
+    /// Is `nr` in the set?
+    pub fn contains(&self, nr: u16) -> bool {
+        self.0.get(usize::from(nr)).copied().unwrap_or(false)
+    }
+}
+
+/// Per-thread state of an anomalous stretch.
+#[derive(Debug, Clone, Copy, Default)]
+struct Episode {
+    alerted: bool,
+    denied: bool,
 }
 
 fn now_ns() -> u64 {
@@ -446,17 +577,33 @@ mod tests {
         for &nr in &normal {
             assert_eq!(s.on_event(&ev(3, nr)), Decision::Continue);
         }
-        // A fresh thread running something else entirely is refused from its third unseen
-        // n-gram on (3 of the last 10 n-grams unseen > 0.25).
-        let ds: Vec<Decision> = [100, 101, 102, 103, 104, 105, 106]
+        // A fresh thread running something else entirely: from its third unseen n-gram on it
+        // is anomalous; the harmless getpid still runs, the execve is refused.
+        let ds: Vec<Decision> = [100, 102, 103, 104, 39, 59]
             .iter()
             .map(|&nr| s.on_event(&ev(4, nr)))
             .collect();
-        assert_eq!(ds[..4], [Decision::Continue; 4]);
-        assert_eq!(ds[4], Decision::Deny(libc::EPERM));
-        assert_eq!(rx.try_recv().unwrap().action, Action::Denied);
+        assert_eq!(ds[..5], [Decision::Continue; 5]);
+        assert_eq!(ds[5], Decision::Deny(libc::EPERM));
+        let first = rx.try_recv().unwrap();
+        assert_eq!((first.action, first.errno), (Action::Alerted, None));
+        let second = rx.try_recv().unwrap();
+        assert_eq!(
+            (second.action, second.errno),
+            (Action::Denied, Some(libc::EPERM))
+        );
+        assert!(rx.try_recv().is_err());
         // The normal thread is unaffected.
         assert_eq!(s.on_event(&ev(3, 0)), Decision::Continue);
+    }
+
+    #[test]
+    fn every_harmful_name_is_a_syscall() {
+        for n in HARMFUL {
+            assert!(Arch::X86_64.number(n).is_some(), "{n}");
+        }
+        let set = SyscallSet::of(HARMFUL);
+        assert!(set.contains(59) && set.contains(165) && !set.contains(0) && !set.contains(232));
     }
 
     #[test]

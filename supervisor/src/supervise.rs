@@ -498,7 +498,7 @@ fn flush(plan: &Plan, session: &Session<'_>, runs: u64) -> Result<(), SuperviseE
     );
     if let Some((max_p0, min_calls)) = plan.auto_promote {
         if meta.mode == Mode::Train && should_promote(&meta, max_p0, min_calls) {
-            st.update_meta(&meta.key, |m| m.mode = Mode::Alert)?;
+            st.update_meta(&meta.key, |m| m.pin_mode(Mode::Alert))?;
             tracing::warn!(profile = %plan.profile_name, p0 = meta.p0, calls = meta.calls, "profile promoted to alert mode: P0 stayed below {max_p0} over {min_calls} calls");
         }
     }

@@ -2,7 +2,7 @@
 //! (disableOOMKiller, state permissions), then call the [`CreateHook`] before returning, so
 //! that a supervisor can attach between creation and `start`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use libcgroups::common::{CgroupManager, ControllerOpt};
 use libcontainer::container::builder::ContainerBuilder;
@@ -80,8 +80,18 @@ pub fn create(
     let root = global.root_dir();
     ensure_private_dir(&root)?;
 
+    // The tracing filter goes in right before execve, after libcontainer dropped the
+    // capabilities; without CAP_SYS_ADMIN the kernel would demand no_new_privs. Lend the
+    // capability to the init process through a private copy of the bundle's config.json.
+    let traces = hook.traces();
+    let lent = if traces {
+        lend_bundle(&root, &id, &bundle)?
+    } else {
+        None
+    };
+    let init_bundle = lent.clone().unwrap_or_else(|| bundle.clone());
     let mut container = ContainerBuilder::new(id.clone(), SyscallType::default())
-        .with_executor(NgramExecutor::for_init(hook.traces()))
+        .with_executor(NgramExecutor::for_init(traces, lent.is_some()))
         .with_pid_file(args.pid_file.as_ref())
         .map_err(lib("create"))?
         .with_console_socket(args.console_socket.as_ref())
@@ -90,12 +100,13 @@ pub fn create(
         .with_preserved_fds(args.preserve_fds)
         .validate_id()
         .map_err(lib("create"))?
-        .as_init(&bundle)
+        .as_init(&init_bundle)
         .with_systemd(global.systemd_cgroup)
         .with_detach(true)
         .with_no_pivot(args.no_pivot)
         .build()
         .map_err(|e| {
+            remove_lent_bundle(&root, &id);
             RuntimeError::lib_hint(&id, "create", e, crate::diagnose::create_hint(&spec))
         })?;
 
@@ -132,8 +143,71 @@ pub fn create(
         if let Err(e) = container.delete(true) {
             tracing::warn!("cleaning up container {id} after a failed create: {e}");
         }
+        remove_lent_bundle(&root, &id);
     }
     created
+}
+
+/// Where the private bundle copies live: `<root>/.lent-bundles/<id>` (0700, root's).
+fn lent_bundle_dir(root: &Path, id: &str) -> PathBuf {
+    root.join(".lent-bundles").join(id)
+}
+
+/// Remove the private bundle copy of container `id`, if any (by `delete`).
+pub fn remove_lent_bundle(root: &Path, id: &str) {
+    let dir = lent_bundle_dir(root, id);
+    if dir.exists() {
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!("removing {}: {e}", dir.display());
+        }
+    }
+}
+
+/// Copy `bundle`'s config.json into a private bundle with CAP_SYS_ADMIN added to the init
+/// process's effective and permitted sets (never the bounding set, so it cannot survive
+/// `execve`; the executor drops it right after loading the tracing filter) and `root.path`
+/// made absolute. `None` when the process has the capability anyway.
+fn lend_bundle(root: &Path, id: &str, bundle: &Path) -> Result<Option<PathBuf>, RuntimeError> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let io = |p: &Path| {
+        let p = p.to_owned();
+        move |source| RuntimeError::Io { path: p, source }
+    };
+    let src = bundle.join("config.json");
+    let text = std::fs::read_to_string(&src).map_err(io(&src))?;
+    let mut v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|source| RuntimeError::Resources {
+            path: src.clone(),
+            source,
+        })?;
+    let Some(process) = v.get_mut("process") else {
+        return Ok(None);
+    };
+    if !super::add_sys_admin(process) {
+        return Ok(None);
+    }
+    if let Some(path) = v.pointer_mut("/root/path") {
+        if let Some(p) = path.as_str().filter(|p| !p.starts_with('/')) {
+            *path = serde_json::Value::String(bundle.join(p).to_string_lossy().into_owned());
+        }
+    }
+    let dir = lent_bundle_dir(root, id);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(io(&dir))?;
+    let dst = dir.join("config.json");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&dst)
+        .map_err(io(&dst))?;
+    f.write_all(v.to_string().as_bytes()).map_err(io(&dst))?;
+    Ok(Some(dir))
 }
 
 /// libcontainer 0.7 always passes `disable_oom_killer: false` to the cgroup manager; apply the

@@ -176,6 +176,7 @@ pub fn delete(global: &GlobalOpts, id: &str, force: bool) -> Result<(), RuntimeE
             if dir.exists() {
                 let _ = std::fs::remove_dir_all(&dir);
             }
+            super::create::remove_lent_bundle(&global.root_dir(), id);
             return if force {
                 Ok(())
             } else {
@@ -203,6 +204,9 @@ pub fn delete(global: &GlobalOpts, id: &str, force: bool) -> Result<(), RuntimeE
     let res = delete_state(&mut c, id, force, &dir);
     if let Some(path) = extra {
         crate::hybrid::remove(&path);
+    }
+    if res.is_ok() {
+        super::create::remove_lent_bundle(&global.root_dir(), id);
     }
     res
 }

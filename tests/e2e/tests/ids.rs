@@ -300,13 +300,23 @@ fn enforce_mode(e: &E2e, profile: &Profile, figures: &mut Vec<String>) {
             if found.is_empty() {
                 problems.push(format!("no alert for {attack:?} within {ALERT_TIMEOUT:?}"));
             }
-            for a in found
+            // Enforce refuses the harmful calls of an anomalous stretch (and reports the
+            // first refusal); the stretch's first alert may be a harmless call let through.
+            if !found
                 .iter()
-                .filter(|a| a.action != "denied" || a.errno != Some(1))
+                .any(|a| a.action == "denied" && a.errno == Some(1))
             {
                 problems.push(format!(
-                    "{attack:?}: an alert that is not `denied` with EPERM: {a}"
+                    "{attack:?}: no alert says `denied` with EPERM: {}",
+                    found
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 ));
+            }
+            for a in found.iter().filter(|a| a.action == "stopped") {
+                problems.push(format!("{attack:?}: stopped, but the action is deny: {a}"));
             }
         }
         background.join().expect("load thread")
