@@ -963,6 +963,13 @@ impl<'m> Scorer<'m> {
         Some(from_fixed(st.sum) / st.filled as f64)
     }
 
+    /// Whether the thread's newest n-gram was seen in training (`None` before its first
+    /// n-gram, or for an unknown thread).
+    pub fn last_seen(&self, tid: u32) -> Option<bool> {
+        let st = self.state(tid)?;
+        (st.calls >= self.model.n as u64).then_some(st.last_seen)
+    }
+
     /// A thread's window score with the n-grams it does not have yet counted as seen and
     /// certain (score 0): the sum over its window divided by W. Equals what [`Scorer::feed`]
     /// returns once the window is full; lets a live supervisor judge a thread from its first

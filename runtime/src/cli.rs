@@ -64,6 +64,10 @@ pub struct GlobalOpts {
     /// is new) stayed below this at its last three merges, after --promote-after calls.
     #[arg(long, global = true, value_name = "P0")]
     pub promote_below: Option<f64>,
+    /// Benchmarks only: trace every call but answer CONTINUE without learning or scoring
+    /// (the floor of the notify design). Implies train mode; nothing is stored.
+    #[arg(long, global = true, hide = true)]
+    pub bench_null_handler: bool,
     /// Minimum number of training calls before automatic promotion.
     #[arg(long, global = true, value_name = "CALLS", default_value_t = 1_000_000)]
     pub promote_after: u64,

@@ -68,6 +68,9 @@ fn plan(created: &Created) -> Result<Plan, HookError> {
     let pinned = stored.as_ref().and_then(|m| m.pinned_mode());
     let resolved = ident.resolve(runtime_mode(g.mode), pinned)?;
     let mut mode = resolved.mode;
+    if g.bench_null_handler {
+        mode = Mode::Train;
+    }
     if stored.is_none() && mode != Mode::Train && g.unprofiled == Unprofiled::Train {
         mode = Mode::Train;
     }
@@ -117,6 +120,7 @@ fn plan(created: &Created) -> Result<Plan, HookError> {
         record,
         auto_promote: g.promote_below.map(|p| (p, g.promote_after)),
         flush_secs: 60,
+        null_handler: g.bench_null_handler,
     })
 }
 

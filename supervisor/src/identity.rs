@@ -100,15 +100,22 @@ struct DockerInnerConfig {
     labels: Option<BTreeMap<String, String>>,
 }
 
-/// The `config.v2.json` of the Docker container whose bundle spec is `spec`, if Docker made it.
-pub fn docker_config_path(spec: &Spec) -> Option<PathBuf> {
+/// The `config.v2.json` of Docker container `id` whose bundle spec is `spec`, if Docker made
+/// it. The `/etc/hostname` mount names Docker's `containers` directory; it may be another
+/// container's (`--network container:X` shares its hostname file), so only the directory is
+/// taken from it.
+pub fn docker_config_path(id: &str, spec: &Spec) -> Option<PathBuf> {
+    if id.is_empty() || id.contains('/') || id.starts_with('.') {
+        return None;
+    }
     spec.mounts().as_ref()?.iter().find_map(|m| {
         if m.destination() != Path::new("/etc/hostname") {
             return None;
         }
         let source = m.source().as_ref()?;
-        let dir = source.parent()?;
-        (dir.parent()?.file_name()? == "containers").then(|| dir.join("config.v2.json"))
+        let containers = source.parent()?.parent()?;
+        (containers.file_name()? == "containers")
+            .then(|| containers.join(id).join("config.v2.json"))
     })
 }
 
@@ -160,7 +167,7 @@ pub fn from_annotations(id: &str, spec: &Spec) -> Identity {
 /// Identity of container `id` with bundle spec `spec`: Docker's config when there is one,
 /// else the annotations.
 pub fn identify(id: &str, spec: &Spec) -> Result<Identity, IdentityError> {
-    match docker_config_path(spec) {
+    match docker_config_path(id, spec) {
         Some(path) if path.exists() => {
             let text = std::fs::read_to_string(&path).map_err(|source| IdentityError::Io {
                 path: path.clone(),
@@ -312,11 +319,19 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(
-            docker_config_path(&spec),
+            docker_config_path(ID, &spec),
             Some(PathBuf::from(format!(
                 "/srv/docker/containers/{ID}/config.v2.json"
             )))
         );
+        // --network container:OTHER: the hostname file is the other container's.
+        assert_eq!(
+            docker_config_path("0379cc4c", &spec),
+            Some(PathBuf::from(
+                "/srv/docker/containers/0379cc4c/config.v2.json"
+            ))
+        );
+        assert_eq!(docker_config_path("../x", &spec), None);
         // Not on disk: fall back to the annotations.
         let i = identify(ID, &spec).unwrap();
         assert_eq!(i.source, "annotation");

@@ -97,6 +97,7 @@ pub struct Session<'m> {
     alerts: Option<Sender<Alert>>,
     stop: Box<dyn Fn() + Sync + Send + 'm>,
     harmful: SyscallSet,
+    null: bool,
 }
 
 impl std::fmt::Debug for Session<'_> {
@@ -148,6 +149,7 @@ impl<'m> Session<'m> {
             alerts: None,
             stop: Box::new(|| {}),
             harmful: SyscallSet::of(HARMFUL),
+            null: false,
         }
     }
 
@@ -162,6 +164,13 @@ impl<'m> Session<'m> {
         if let Ok(mut inner) = self.inner.lock() {
             inner.recorder = Some(writer);
         }
+        self
+    }
+
+    /// Answer every call CONTINUE and do nothing else: the floor of the notify design, for
+    /// benchmarks only.
+    pub fn null(mut self) -> Self {
+        self.null = true;
         self
     }
 
@@ -217,10 +226,12 @@ impl<'m> Session<'m> {
         }
         inner.stats.anomalies += 1;
         let stop = self.mode == Mode::Enforce && self.enforce == EnforceAction::Stop;
-        // Enforce: inside an anomalous stretch, refuse the calls that can do harm; let the
-        // others run, so a process whose anomaly was refused can handle the error and go
-        // back to normal (refusing its epoll_wait or write would trap it in error paths).
-        let deny = self.mode == Mode::Enforce && (stop || self.harmful.contains(nr));
+        // Enforce: inside an anomalous stretch, refuse the calls that can do harm and whose
+        // own n-gram was never seen; let the others run, so a process whose anomaly was
+        // refused can handle the error and go back to normal (refusing its epoll_wait or
+        // write, or the open of its next ordinary request, trapped nginx in error paths).
+        let novel = det.scorer.last_seen(ev.tid) != Some(true);
+        let deny = self.mode == Mode::Enforce && (stop || (novel && self.harmful.contains(nr)));
         let ep = inner.in_episode.entry(ev.tid).or_default();
         // One alert when the stretch starts, and one more at its first refusal.
         let report = !ep.alerted || (deny && !ep.denied);
@@ -422,6 +433,9 @@ fn exe_of(pid: u32) -> String {
 
 impl Handler for Session<'_> {
     fn on_event(&self, ev: &Event) -> Decision {
+        if self.null {
+            return Decision::Continue;
+        }
         let Ok(mut guard) = self.inner.lock() else {
             // A panic under the lock: fail closed.
             return Decision::Kill;

@@ -56,6 +56,9 @@ pub struct Plan {
     /// Seconds between flushes of training counts into the store (0: only at the end).
     #[serde(default = "default_flush")]
     pub flush_secs: u64,
+    /// Benchmarks only: answer every call CONTINUE, learn and score nothing.
+    #[serde(default)]
+    pub null_handler: bool,
 }
 
 fn default_flush() -> u64 {
@@ -180,7 +183,10 @@ pub fn run(plan: &Plan, ready: impl FnOnce(Result<(), String>)) -> Result<(), Su
                 profile: plan.profile_name.clone(),
                 message: e.to_string(),
             })?;
-            let s = Session::train(info, counts).with_alerts(tx);
+            let mut s = Session::train(info, counts).with_alerts(tx);
+            if plan.null_handler {
+                s = s.null();
+            }
             let s = with_recorder(plan, s)?;
             serve(plan, &s, init_pidfd, &listener)
         }
@@ -476,6 +482,9 @@ fn periodic_flush(plan: &Plan, session: &Session<'_>, done: &AtomicBool) {
 
 /// Merge the counts gathered since the last flush into the store (`runs` more runs).
 fn flush(plan: &Plan, session: &Session<'_>, runs: u64) -> Result<(), SuperviseError> {
+    if plan.null_handler {
+        return Ok(());
+    }
     let Some(counts) = session.take_counts() else {
         return Ok(());
     };

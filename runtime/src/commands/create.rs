@@ -143,6 +143,11 @@ pub fn create(
         if let Err(e) = container.delete(true) {
             tracing::warn!("cleaning up container {id} after a failed create: {e}");
         }
+        if !global.systemd_cgroup {
+            if let Some(path) = crate::hybrid::cgroupfs_path(&spec) {
+                crate::hybrid::remove(&path);
+            }
+        }
         remove_lent_bundle(&root, &id);
     }
     created

@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# The overhead of tracing, measured in one run against plain runc (issue 5). Bounded in time
+# (about 6 minutes with the defaults), traffic only to the benchmark's own containers.
+#
+# For each runtime: nginx requests/s and latency under `ab` load (sent to the container's own
+# network namespace, not through docker-proxy, which would cap both sides), a syscall-bound
+# loop (`dd bs=1`) in a running container, container start time (`docker run --rm busybox
+# true`), and the supervisor's CPU time and peak memory during the nginx load.
+#
+# Runtimes: runc; ngram-ids-floor (the notify route answering CONTINUE and nothing else: the
+# floor of this design); ngram-ids-train; ngram-ids (alert); ngram-ids-enforce.
+# ngram-ids-floor is registered by this script in /etc/docker/daemon.json (runtimeArgs
+# --bench-null-handler) and left there (it is harmless: it traces, learns nothing).
+#
+# Usage: bench/run.sh [--quick] [--out FILE]
+#   --quick   5 s of load and 3 starts per runtime (for a smoke test)
+#   --out     write the Markdown table to FILE too (default bench/results/<date>.md)
+# Needs: root, a running dockerd with the ngram-ids runtimes (make install), ab (setup-host.sh).
+set -euo pipefail
+
+die() { echo "bench: error: $*" >&2; exit 1; }
+log() { echo "bench: $*" >&2; }
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+load_s=20
+starts=10
+dd_count=200000
+out=""
+while (($#)); do
+    case $1 in
+        --quick) load_s=5; starts=3; dd_count=50000; shift ;;
+        --out) [[ $# -ge 2 ]] || die "--out needs a file"; out=$2; shift 2 ;;
+        -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument '$1' (see --help)" ;;
+    esac
+done
+[[ $(id -u) -eq 0 ]] || die "must run as root"
+for cmd in docker ab jq awk ngram-ids; do
+    command -v "$cmd" >/dev/null || die "$cmd is missing (make install; scripts/setup-host.sh)"
+done
+out=${out:-$repo/bench/results/$(date -u +%Y-%m-%dT%H%M%SZ).md}
+mkdir -p "$(dirname "$out")"
+
+# Register the floor runtime next to the others.
+daemon_json=/etc/docker/daemon.json
+bin=$(jq -r '.runtimes["ngram-ids"].path // empty' "$daemon_json" 2>/dev/null || true)
+[[ -n $bin ]] || die "ngram-ids is not registered in $daemon_json (make install)"
+if ! jq -e '.runtimes["ngram-ids-floor"]' "$daemon_json" >/dev/null 2>&1; then
+    tmp=$(mktemp "$daemon_json.XXXXXX")
+    jq --arg p "$bin" '.runtimes["ngram-ids-floor"] = {"path": $p, "runtimeArgs": ["--bench-null-handler"]}' \
+        "$daemon_json" >"$tmp"
+    chmod 0644 "$tmp"
+    mv -f "$tmp" "$daemon_json"
+    kill -HUP "$(pidof dockerd)"
+    for _ in $(seq 30); do
+        docker info --format '{{json .Runtimes}}' | jq -e 'has("ngram-ids-floor")' >/dev/null && break
+        sleep 1
+    done
+fi
+"$repo/scripts/build-images.sh" >&2
+
+profile=bench-nginx-$$
+bb_profile=bench-busybox-$$
+names=()
+cleanup() {
+    for n in "${names[@]}"; do docker rm -f "$n" >/dev/null 2>&1 || true; done
+    ngram-ids profile rm "$profile" >/dev/null 2>&1 || true
+    ngram-ids profile rm "$bb_profile" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+runtimes=(runc ngram-ids-floor ngram-ids-train ngram-ids ngram-ids-enforce)
+declare -A rps lat p99 failed ddt startt supcpu supmem
+
+# Median of the numbers on stdin.
+median() { sort -n | awk '{a[NR]=$1} END {if (NR == 0) print "nan"; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+now_ms() { date +%s%3N; }
+
+supervisor_pid() {
+    local id
+    id=$(docker inspect -f '{{.Id}}' "$1")
+    cat "/var/run/docker/runtime-runc/moby/$id/supervisor.pid" 2>/dev/null || true
+}
+# utime+stime of a pid, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+run_nginx() {
+    local rt=$1 name=bench-nginx-$$-$rt
+    names+=("$name")
+    docker run -d --name "$name" --runtime "$rt" --label "ngram-ids.profile=$profile" \
+        ngram-nginx >/dev/null
+    local ip
+    ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$name")
+    for _ in $(seq 100); do
+        curl -fsS -o /dev/null "http://$ip/" 2>/dev/null && break
+        sleep 0.1
+    done
+    ab -q -t 2 -c 4 "http://$ip/" >/dev/null 2>&1 || true # warm-up
+    local sup t0 c0
+    sup=$(supervisor_pid "$name")
+    [[ -n $sup ]] && c0=$(cpu_ticks "$sup") || c0=0
+    t0=$(now_ms)
+    local res
+    res=$(ab -q -t "$load_s" -n 100000000 -c 4 "http://$ip/" 2>&1 || true)
+    local t1 c1
+    t1=$(now_ms)
+    rps[$rt]=$(awk '/^Requests per second/ {print $4}' <<<"$res")
+    lat[$rt]=$(awk '/^Time per request/ && !/across/ {print $4; exit}' <<<"$res")
+    p99[$rt]=$(awk '$1 == "99%" {print $2}' <<<"$res")
+    failed[$rt]=$(awk '/^Failed requests/ {print $3}' <<<"$res")
+    if [[ -n $sup ]]; then
+        c1=$(cpu_ticks "$sup")
+        supcpu[$rt]=$(awk -v c=$((c1 - c0)) -v ms=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" \
+            'BEGIN {printf "%.0f", 100 * c / hz / (ms / 1000)}')
+        supmem[$rt]=$(awk '/^VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$sup/status" 2>/dev/null || echo "?")
+    else
+        supcpu[$rt]="-"; supmem[$rt]="-"
+    fi
+    docker stop -t 5 "$name" >/dev/null
+    docker rm "$name" >/dev/null
+    log "$rt: nginx ${rps[$rt]} req/s, mean ${lat[$rt]} ms, p99 ${p99[$rt]} ms, failed ${failed[$rt]}, supervisor ${supcpu[$rt]}% CPU ${supmem[$rt]} MiB"
+}
+
+run_dd() {
+    local rt=$1 name=bench-dd-$$-$rt
+    names+=("$name")
+    docker run -d --name "$name" --runtime "$rt" --label "ngram-ids.profile=$bb_profile" \
+        ngram-busybox sleep 600 >/dev/null
+    local base=() i t0 t1
+    for i in 1 2 3; do
+        t0=$(now_ms); docker exec "$name" true; t1=$(now_ms); base+=($((t1 - t0)))
+    done
+    local b
+    b=$(printf '%s\n' "${base[@]}" | median)
+    t0=$(now_ms)
+    docker exec "$name" dd if=/dev/zero of=/dev/null bs=1 count="$dd_count" 2>/dev/null
+    t1=$(now_ms)
+    ddt[$rt]=$(awk -v t=$((t1 - t0)) -v b="$b" 'BEGIN {printf "%.0f", t - b}')
+    docker rm -f "$name" >/dev/null
+    log "$rt: dd bs=1 count=$dd_count: ${ddt[$rt]} ms (exec overhead $b ms subtracted)"
+}
+
+run_start() {
+    local rt=$1 i t0 t1 times=()
+    for i in $(seq "$starts"); do
+        t0=$(now_ms)
+        docker run --rm --runtime "$rt" --label "ngram-ids.profile=$bb_profile" ngram-busybox true
+        t1=$(now_ms)
+        times+=($((t1 - t0)))
+    done
+    startt[$rt]=$(printf '%s\n' "${times[@]}" | median)
+    log "$rt: docker run --rm busybox true: median ${startt[$rt]} ms over $starts"
+}
+
+started=$SECONDS
+# Train first so that alert and enforce have profiles (the train run's figures count too).
+for rt in runc ngram-ids-floor ngram-ids-train; do
+    run_nginx "$rt"; run_start "$rt"; run_dd "$rt"
+done
+# Wait for the training flushes, then measure the scoring modes.
+for _ in $(seq 60); do
+    ngram-ids profile show "$profile" >/dev/null 2>&1 && ngram-ids profile show "$bb_profile" >/dev/null 2>&1 && break
+    sleep 0.5
+done
+for rt in ngram-ids ngram-ids-enforce; do
+    run_nginx "$rt"; run_start "$rt"; run_dd "$rt"
+done
+alerts=$(ngram-ids alerts --json 2>/dev/null | grep -c "$profile" || true)
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b == 0 || a == "" || b == "") print "-"; else printf "%.2f", a / b}'; }
+{
+    echo "### Benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo
+    echo "Machine: $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r), $(docker version --format 'dockerd {{.Server.Version}}'), ngram-ids $(ngram-ids --version | awk '{print $2}')."
+    echo "Load: ab -c 4 for ${load_s} s against nginx in its own network namespace; dd bs=1 count=$dd_count via docker exec; $starts starts per runtime. Ratios are against runc in this same run."
+    echo
+    echo "| runtime | nginx req/s | ratio | mean ms | p99 ms | failed | dd ms | ratio | start ms | +ms | supervisor CPU % | supervisor peak MiB |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    for rt in "${runtimes[@]}"; do
+        echo "| $rt | ${rps[$rt]} | $(ratio "${rps[$rt]}" "${rps[runc]}") | ${lat[$rt]} | ${p99[$rt]} | ${failed[$rt]} | ${ddt[$rt]} | $(ratio "${ddt[$rt]}" "${ddt[runc]}") | ${startt[$rt]} | $((startt[$rt] - startt[runc])) | ${supcpu[$rt]} | ${supmem[$rt]} |"
+    done
+    echo
+    echo "Alert mode vs the floor: $(ratio "${rps[ngram-ids]}" "${rps[ngram-ids-floor]}") of the floor's requests/s; train mode: $(ratio "${rps[ngram-ids-train]}" "${rps[ngram-ids-floor]}"). Alerts written during the run: $alerts. Duration: $((SECONDS - started)) s."
+} | tee "$out"
+log "results in $out"
