@@ -23,7 +23,11 @@ install: build
 	$(MAKE) demo
 
 demo:
-	docker run --rm --runtime=ngram-ids ngram-busybox sh -c 'echo "hello from a container under ngram-ids"; grep Seccomp: /proc/self/status'
+	docker run --rm --runtime=ngram-ids-train --label ngram-ids.profile=demo-busybox ngram-busybox sh -c 'echo "hello from a container traced by ngram-ids (train mode)"; grep Seccomp /proc/self/status'
+	sleep 1
+	ngram-ids profile show demo-busybox
+	docker run --rm --runtime=ngram-ids --label ngram-ids.profile=demo-busybox ngram-busybox sh -c 'echo "hello again, now in alert mode"'
+	ngram-ids alerts | tail -n 3 || true
 
 ## One command: every test (formatting, lints, unit and property tests, then the end-to-end
 ## suite with the real dockerd, against plain runc and against ngram-ids).
@@ -40,5 +44,8 @@ e2e:
 	./scripts/test-e2e.sh --runtime runc
 	./scripts/test-e2e.sh --runtime ngram-ids-train
 
+## Benchmarks: the model's speed (cargo bench), then tracing overhead against runc with the
+## real dockerd (bench/run.sh; needs `make install` first; about 6 minutes).
 bench:
 	$(CARGO) bench -p ngram-profiler
+	./bench/run.sh

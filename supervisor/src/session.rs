@@ -80,6 +80,15 @@ struct Inner<'m> {
     detector: Option<Detector<'m>>,
     /// Threads whose score is above the threshold now: one alert per such episode.
     in_episode: FxHashMap<u32, Episode>,
+    /// Calls seen per thread (for "anomalous from its start").
+    thread_calls: FxHashMap<u32, u64>,
+    /// Processes (tgids) judged intruders: anomalous within their first calls, or children
+    /// of such a process. Enforce refuses their harmful calls for the rest of their life.
+    suspects: FxHashMap<u32, ()>,
+    /// Processes seen so far (a new one inherits suspicion from its parent).
+    known_pids: FxHashMap<u32, ()>,
+    /// Threads whose first refusal was reported.
+    denial_reported: FxHashMap<u32, ()>,
     recorder: Option<NativeWriter<Box<dyn Write + Send>>>,
     alerts_this_second: (u64, u32),
     stats: SessionStats,
@@ -142,6 +151,10 @@ impl<'m> Session<'m> {
                 windows: FxHashMap::default(),
                 detector,
                 in_episode: FxHashMap::default(),
+                thread_calls: FxHashMap::default(),
+                suspects: FxHashMap::default(),
+                known_pids: FxHashMap::default(),
+                denial_reported: FxHashMap::default(),
                 recorder: None,
                 alerts_this_second: (0, 0),
                 stats: SessionStats::default(),
@@ -216,31 +229,58 @@ impl<'m> Session<'m> {
         let Some(det) = inner.detector.as_mut() else {
             return Decision::Continue;
         };
+        let enforce = self.mode == Mode::Enforce;
         let full = det.scorer.feed(ev.tid, nr);
         let score = full
             .or_else(|| det.scorer.padded_score(ev.tid))
             .unwrap_or(0.0);
-        if score <= det.threshold {
+        let calls = {
+            let c = inner.thread_calls.entry(ev.tid).or_insert(0);
+            *c += 1;
+            *c
+        };
+        // A process we have not seen yet inherits its parent's suspicion.
+        if enforce && ev.pid != 0 && inner.known_pids.insert(ev.pid, ()).is_none() {
+            if let Some(ppid) = parent_of(ev.pid) {
+                if inner.suspects.contains_key(&ppid) {
+                    inner.suspects.insert(ev.pid, ());
+                }
+            }
+        }
+        let anomalous = score > det.threshold;
+        if !anomalous {
             inner.in_episode.remove(&ev.tid);
+        } else {
+            inner.stats.anomalies += 1;
+            // Anomalous from (almost) its first call: not a normal process that strayed,
+            // but something new running in the container.
+            if calls <= YOUNG_CALLS && ev.pid != 0 {
+                inner.suspects.insert(ev.pid, ());
+            }
+        }
+        let stop = enforce && anomalous && self.enforce == EnforceAction::Stop;
+        // Enforce refuses the calls that can do harm: every one of a suspect process, and
+        // of other processes those inside an anomalous stretch whose own n-gram was never
+        // seen. Harmless calls always run, and so do seen ones of a process that strayed
+        // (refusing more trapped nginx in its error paths after a refused CGI call: it then
+        // answered 500 to every request).
+        let harmful = self.harmful.contains(nr);
+        let novel = det.scorer.last_seen(ev.tid) != Some(true);
+        let suspect = inner.suspects.contains_key(&ev.pid);
+        let deny = enforce && (stop || (harmful && (suspect || (anomalous && novel))));
+        if !anomalous && !deny {
             return Decision::Continue;
         }
-        inner.stats.anomalies += 1;
-        let stop = self.mode == Mode::Enforce && self.enforce == EnforceAction::Stop;
-        // Enforce: inside an anomalous stretch, refuse the calls that can do harm and whose
-        // own n-gram was never seen; let the others run, so a process whose anomaly was
-        // refused can handle the error and go back to normal (refusing its epoll_wait or
-        // write, or the open of its next ordinary request, trapped nginx in error paths).
-        let novel = det.scorer.last_seen(ev.tid) != Some(true);
-        let deny = self.mode == Mode::Enforce && (stop || (novel && self.harmful.contains(nr)));
-        let ep = inner.in_episode.entry(ev.tid).or_default();
-        // One alert when the stretch starts, and one more at its first refusal.
-        let report = !ep.alerted || (deny && !ep.denied);
-        ep.alerted = true;
+        let first_of_stretch = anomalous && {
+            let ep = inner.in_episode.entry(ev.tid).or_default();
+            !std::mem::replace(&mut ep.alerted, true)
+        };
+        let first_denial = deny && inner.denial_reported.insert(ev.tid, ()).is_none();
         if deny {
-            ep.denied = true;
             inner.stats.denied += 1;
         }
-        if report {
+        // One alert when an anomalous stretch starts, and one at a thread's first refusal.
+        if first_of_stretch || first_denial {
             let sec = ev.ts_ns / 1_000_000_000;
             if inner.alerts_this_second.0 != sec {
                 inner.alerts_this_second = (sec, 0);
@@ -293,6 +333,16 @@ impl<'m> Session<'m> {
             Decision::Continue
         }
     }
+}
+
+/// A thread anomalous within this many of its first calls makes its process a suspect.
+pub const YOUNG_CALLS: u64 = 200;
+
+/// The parent pid of process `pid` (from `/proc/PID/stat`).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// x86_64 calls that enforce mode refuses inside an anomalous stretch: starting programs and
@@ -414,7 +464,6 @@ impl SyscallSet {
 #[derive(Debug, Clone, Copy, Default)]
 struct Episode {
     alerted: bool,
-    denied: bool,
 }
 
 fn now_ns() -> u64 {
@@ -474,6 +523,12 @@ impl Handler for Session<'_> {
         if ev.nr == nr::EXIT || ev.nr == nr::EXIT_GROUP {
             inner.windows.remove(&ev.tid);
             inner.in_episode.remove(&ev.tid);
+            inner.thread_calls.remove(&ev.tid);
+            inner.denial_reported.remove(&ev.tid);
+            if ev.nr == nr::EXIT_GROUP || ev.pid == ev.tid {
+                inner.suspects.remove(&ev.pid);
+                inner.known_pids.remove(&ev.pid);
+            }
             if let Some(det) = inner.detector.as_mut() {
                 det.scorer.end_thread(ev.tid);
             }
@@ -609,6 +664,39 @@ mod tests {
         assert!(rx.try_recv().is_err());
         // The normal thread is unaffected.
         assert_eq!(s.on_event(&ev(3, 0)), Decision::Continue);
+    }
+
+    #[test]
+    fn enforce_lets_a_strayed_process_recover() {
+        // A long-lived thread (past YOUNG_CALLS) strays: its harmful calls are refused only
+        // when their own n-gram is new; seen ones (its ordinary work) go on.
+        let normal: Vec<i32> = (0..400).map(|i| [0, 1, 2, 257][i % 4]).collect();
+        let c = trained(&normal, 3);
+        let model = Model::new(&c).unwrap();
+        let det = detector(&model, &meta_for(&c)).unwrap();
+        let s = Session::detect(
+            Mode::Enforce,
+            EnforceAction::Deny,
+            ContainerInfo::default(),
+            det,
+        );
+        for &nr in &normal {
+            assert_eq!(s.on_event(&ev(6, nr)), Decision::Continue);
+        }
+        // Three unseen n-grams, then a novel socket (41): refused.
+        let ds: Vec<Decision> = [39, 39, 39, 41]
+            .iter()
+            .map(|&nr| s.on_event(&ev(6, nr)))
+            .collect();
+        assert_eq!(ds[3], Decision::Deny(libc::EPERM));
+        // Back to its ordinary sequence while the window is still anomalous: the openat (257)
+        // whose n-gram was seen runs.
+        let ds: Vec<Decision> = [0, 1, 2, 257]
+            .iter()
+            .map(|&nr| s.on_event(&ev(6, nr)))
+            .collect();
+        assert_eq!(ds, [Decision::Continue; 4]);
+        assert!(s.stats().anomalies >= 4);
     }
 
     #[test]

@@ -558,3 +558,73 @@ pub fn guard(supervisor_pid: u32, init_pid: u32, on_failure: impl FnOnce()) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ngram_profiler::profile::{P0Point, Profile};
+
+    fn meta(calls: u64, p0s: &[f64]) -> ProfileMeta {
+        let mut m = Profile::new("k", "k", NgramCounts::new(2, Arch::X86_64).unwrap()).meta;
+        m.calls = calls;
+        m.p0_history = p0s
+            .iter()
+            .enumerate()
+            .map(|(i, &p0)| P0Point {
+                at: i as u64,
+                calls: i as u64,
+                p0,
+            })
+            .collect();
+        m
+    }
+
+    #[test]
+    fn promotion_needs_calls_and_a_streak_of_low_p0() {
+        assert!(should_promote(
+            &meta(2000, &[0.5, 0.0095, 0.009, 0.008]),
+            0.01,
+            1000
+        ));
+        // One merge above the level in the last three: not yet.
+        assert!(!should_promote(
+            &meta(2000, &[0.005, 0.02, 0.009, 0.008]),
+            0.01,
+            1000
+        ));
+        // Too few calls.
+        assert!(!should_promote(
+            &meta(999, &[0.001, 0.001, 0.001]),
+            0.01,
+            1000
+        ));
+        // Too few merges.
+        assert!(!should_promote(&meta(5000, &[0.001, 0.001]), 0.01, 1000));
+    }
+
+    #[test]
+    fn plan_round_trips_and_defaults() {
+        let p: Plan = serde_json::from_str(
+            r#"{"id":"c","init_pid":1,"state_dir":"/x","mode":"alert","profile_key":"k",
+                "profile_name":"n","container_name":"","image":"","db":"/d","alerts":"/a",
+                "record":null,"auto_promote":null}"#,
+        )
+        .unwrap();
+        assert_eq!(p.flush_secs, 60);
+        assert!(!p.enforce_stop && !p.null_handler);
+        let back: Plan = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back.mode, Mode::Alert);
+    }
+
+    #[test]
+    fn socket_address_fits() {
+        let long = std::env::temp_dir().join("a".repeat(150));
+        std::fs::create_dir_all(&long).unwrap();
+        let (_dir, path) = socket_path(&long).unwrap();
+        assert!(path.as_os_str().len() < 60, "{}", path.display());
+        let l = UnixListener::bind(&path).unwrap();
+        assert!(long.join(SOCKET).exists());
+        drop(l);
+        std::fs::remove_dir_all(&long).unwrap();
+    }
+}
