@@ -481,3 +481,54 @@ fn notify_and_ptrace_see_the_same_calls() {
         assert_eq!(fds(&p_events), fds(&n_events), "{path}");
     }
 }
+
+const EXEC_ENV: &str = "NGRAM_PTRACE_EXEC_HELPER";
+
+/// Re-executed as the workload: a non-main thread executes /bin/true while the main thread
+/// sleeps.
+#[test]
+fn helper_exec_from_a_thread() {
+    if std::env::var(EXEC_ENV).is_err() {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    std::thread::spawn(|| {
+        let e = Command::new("/bin/true").exec();
+        panic!("exec failed: {e}");
+    });
+    std::thread::sleep(Duration::from_secs(10));
+    std::process::exit(3);
+}
+
+#[test]
+fn exec_from_a_non_leader_thread_takes_the_leaders_tid() {
+    if !can_run() {
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let env = [(EXEC_ENV, "1")];
+    let args = [
+        "--exact",
+        "helper_exec_from_a_thread",
+        "--test-threads=1",
+        "-q",
+    ];
+    let (events, stats, code) = ptrace_run(&exe, &args, &env, PtraceConfig::default(), |_| {
+        Decision::Continue
+    });
+    assert_eq!(code, 0, "/bin/true's status");
+    assert_eq!(stats.vanished, 0);
+    let pid = events[0].pid;
+    let exec = events.iter().rposition(|e| e.nr == nr("execve")).unwrap();
+    let execer = events[exec].tid;
+    assert_ne!(execer, pid, "the execve came from a non-leader thread");
+    assert_eq!(events[exec].pid, pid);
+    // Everything after it is /bin/true, running under the leader's tid.
+    let after: Vec<&Event> = events[exec + 1..]
+        .iter()
+        .filter(|e| e.pid == pid && e.tid == pid)
+        .collect();
+    assert!(!after.is_empty());
+    assert!(events[exec + 1..].iter().all(|e| e.tid != execer));
+    assert_eq!(name(events.last().unwrap().nr), Some("exit_group"));
+}
