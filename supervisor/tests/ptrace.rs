@@ -445,7 +445,7 @@ fn notify_and_ptrace_see_the_same_calls() {
             "/bin/dd",
             &["if=/etc/hostname", "of=/dev/null", "bs=1", "status=none"],
         ),
-        ("/bin/cat", &["/etc/hostname", "/etc/os-release"]),
+        ("/bin/cp", &["/etc/os-release", "/dev/null"]),
     ];
     for (path, args) in programs {
         let (p_events, _, p_code) =
