@@ -1,6 +1,7 @@
-//! The classic-BPF seccomp program of the "notify everything" route: every system call of the
-//! traced process returns `SECCOMP_RET_USER_NOTIF`, except a short list of x86_64 calls that
-//! are let through unnotified. Pure: builds instructions, installs nothing.
+//! The classic-BPF seccomp programs of the "trace everything" routes: every system call of the
+//! traced process returns `SECCOMP_RET_USER_NOTIF` (the notify backend) or `SECCOMP_RET_TRACE`
+//! (the ptrace backend), except a short list of x86_64 calls that are let through untraced.
+//! Pure: builds instructions, installs nothing.
 
 use crate::sys::AUDIT_ARCH_X86_64;
 
@@ -50,7 +51,21 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
 /// allow:  ret #SECCOMP_RET_ALLOW
 /// ```
 pub fn notify_all_program(allow_unnotified: &[u32]) -> Result<Vec<libc::sock_filter>, BpfError> {
-    let mut excl: Vec<u32> = allow_unnotified.to_vec();
+    all_program(libc::SECCOMP_RET_USER_NOTIF, allow_unnotified)
+}
+
+/// The same program for the ptrace backend: every call returns `SECCOMP_RET_TRACE` (data 0),
+/// except the x86_64 numbers in `allow_untraced`, which return `SECCOMP_RET_ALLOW`.
+///
+/// With no tracer attached, the kernel fails `SECCOMP_RET_TRACE` calls with `ENOSYS`: load it
+/// only in a process that is already ptraced (see [`crate::child::spawn_ptraced`]).
+pub fn trace_all_program(allow_untraced: &[u32]) -> Result<Vec<libc::sock_filter>, BpfError> {
+    all_program(libc::SECCOMP_RET_TRACE, allow_untraced)
+}
+
+/// `ret #action` for every call except the x86_64 exclusions, which `ret #SECCOMP_RET_ALLOW`.
+fn all_program(action: u32, allow: &[u32]) -> Result<Vec<libc::sock_filter>, BpfError> {
+    let mut excl: Vec<u32> = allow.to_vec();
     excl.sort_unstable();
     excl.dedup();
     if excl.len() > MAX_EXCLUSIONS {
@@ -62,12 +77,12 @@ pub fn notify_all_program(allow_unnotified: &[u32]) -> Result<Vec<libc::sock_fil
     let n = excl.len();
     let mut prog = Vec::with_capacity(n + 5);
     prog.push(stmt(BPF_LD_W_ABS, OFF_ARCH));
-    // Not x86_64: skip the nr load and the exclusions, straight to notify.
-    let to_notify = u8::try_from(n + 1).map_err(|_| BpfError::TooManyExclusions {
+    // Not x86_64: skip the nr load and the exclusions, straight to the action.
+    let to_action = u8::try_from(n + 1).map_err(|_| BpfError::TooManyExclusions {
         count: n,
         max: MAX_EXCLUSIONS,
     })?;
-    prog.push(jump(BPF_JEQ_K, AUDIT_ARCH_X86_64, 0, to_notify));
+    prog.push(jump(BPF_JEQ_K, AUDIT_ARCH_X86_64, 0, to_action));
     prog.push(stmt(BPF_LD_W_ABS, OFF_NR));
     for (i, nr) in excl.iter().enumerate() {
         // From instruction i of the table, the ALLOW is (n - i - 1) + 1 instructions ahead.
@@ -77,12 +92,12 @@ pub fn notify_all_program(allow_unnotified: &[u32]) -> Result<Vec<libc::sock_fil
         })?;
         prog.push(jump(BPF_JEQ_K, *nr, to_allow, 0));
     }
-    prog.push(stmt(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF));
+    prog.push(stmt(BPF_RET_K, action));
     prog.push(stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW));
     Ok(prog)
 }
 
-/// Run a program built by [`notify_all_program`] over one (arch, nr) pair: a tiny interpreter
+/// Run a program built by [`notify_all_program`] or [`trace_all_program`] over one (arch, nr) pair: a tiny interpreter
 /// of the four instructions it uses, so the program's logic is tested without a kernel.
 pub fn evaluate(prog: &[libc::sock_filter], arch: u32, nr: u32) -> Option<u32> {
     let mut acc: u32 = 0;
@@ -157,6 +172,30 @@ mod tests {
                 Some(libc::SECCOMP_RET_USER_NOTIF)
             );
         }
+    }
+
+    #[test]
+    fn trace_program_traces_all_but_the_exclusions() {
+        let p = trace_all_program(&[60, 231]).unwrap();
+        for nr in 0..500 {
+            let want = if nr == 60 || nr == 231 {
+                libc::SECCOMP_RET_ALLOW
+            } else {
+                libc::SECCOMP_RET_TRACE
+            };
+            assert_eq!(evaluate(&p, AUDIT_ARCH_X86_64, nr), Some(want), "nr {nr}");
+        }
+        assert_eq!(
+            evaluate(&p, 0x4000_0003, 1),
+            Some(libc::SECCOMP_RET_TRACE),
+            "i386 calls are traced"
+        );
+        let p = trace_all_program(&[]).unwrap();
+        assert_eq!(p.len(), 5);
+        assert_eq!(
+            evaluate(&p, AUDIT_ARCH_X86_64, 59),
+            Some(libc::SECCOMP_RET_TRACE)
+        );
     }
 
     #[test]

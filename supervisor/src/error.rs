@@ -68,4 +68,23 @@ pub enum TracerError {
     },
     #[error("receiver thread {index} for notify fd {fd} panicked")]
     WorkerPanicked { fd: i32, index: usize },
+    #[error("PTRACE_SEIZE of pid {pid} failed")]
+    Seize {
+        pid: u32,
+        #[source]
+        source: Errno,
+    },
+    #[error("{op} on traced tid {tid} failed")]
+    Ptrace {
+        tid: u32,
+        op: &'static str,
+        #[source]
+        source: Errno,
+    },
+    #[error("waitpid for the tracees of tracer thread {tracer} failed")]
+    Wait {
+        tracer: u32,
+        #[source]
+        source: Errno,
+    },
 }

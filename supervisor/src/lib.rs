@@ -1,7 +1,8 @@
 //! ngram-supervisor: the tracing core of ngram-ids. A [`Tracer`] delivers every system call of
 //! a container's processes to a [`Handler`] and applies its [`Decision`]; [`NotifyTracer`] does
 //! it with seccomp user notification on a listener taken from the traced process with
-//! `pidfd_getfd`, [`ReplayTracer`] with a recorded sequence. [`filter`] rewrites a container's
+//! `pidfd_getfd`, [`PtraceTracer`] with ptrace and a `SECCOMP_RET_TRACE` filter,
+//! [`ReplayTracer`] with a recorded sequence. [`filter`] rewrites a container's
 //! OCI seccomp section so that every call it allows is notified.
 //!
 //! All `unsafe` code is in [`sys`].
@@ -13,6 +14,7 @@ mod error;
 pub mod filter;
 pub mod identity;
 pub mod notify;
+pub mod ptrace;
 pub mod replay;
 pub mod session;
 pub mod supervise;
@@ -22,5 +24,6 @@ pub mod tracer;
 
 pub use error::TracerError;
 pub use notify::{IdValidator, NotifyConfig, NotifyTracer};
+pub use ptrace::{PtraceConfig, PtraceTracer};
 pub use replay::ReplayTracer;
 pub use tracer::{Decision, Event, Handler, RecordFrom, RunStats, Tracer};

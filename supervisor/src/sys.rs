@@ -1,6 +1,8 @@
 //! Every `unsafe` call of the crate: seccomp(2), the seccomp-notify ioctls, `pidfd_open`,
-//! `pidfd_getfd`, `tgkill` and the fork/exec of a traced child. Each wrapper is small, returns
-//! `nix::Errno` and states the invariant it relies on.
+//! `pidfd_getfd`, `tgkill`, the ptrace requests nix 0.29 lacks (`PTRACE_LISTEN`,
+//! `PTRACE_GET_SYSCALL_INFO`, `PTRACE_CONT` with any signal number), a raw `waitpid` (nix's
+//! cannot decode real-time stop signals) and the fork/exec of a traced child. Each wrapper is
+//! small, returns `nix::Errno` and states the invariant it relies on.
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -12,6 +14,13 @@ pub const SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: u64 = 1;
 
 /// `AUDIT_ARCH_X86_64`: `EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE`.
 pub const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+
+/// `AUDIT_ARCH_I386`: `EM_386 | __AUDIT_ARCH_LE` (an `int 0x80` call of an x86_64 process).
+pub const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+
+/// `PTRACE_EVENT_STOP` (group-stop, `PTRACE_INTERRUPT` or a new tracee's first stop under
+/// `PTRACE_SEIZE`); not in the libc crate for glibc targets.
+pub const PTRACE_EVENT_STOP: libc::c_int = 128;
 
 /// An all-zero notification, the buffer `SECCOMP_IOCTL_NOTIF_RECV` demands.
 pub fn zeroed_notif() -> libc::seccomp_notif {
@@ -130,6 +139,105 @@ pub fn tgkill(tgid: u32, tid: u32, sig: libc::c_int) -> Result<(), Errno> {
     Errno::result(ret).map(drop)
 }
 
+/// Convert a tid to the kernel's `pid_t`.
+fn pid_t(tid: u32) -> Result<libc::pid_t, Errno> {
+    libc::pid_t::try_from(tid).map_err(|_| Errno::EINVAL)
+}
+
+/// `PTRACE_CONT` with a raw signal number to deliver (0: none). nix's `cont` takes only the
+/// named signals, and a tracee's real-time signals (glibc's SIGCANCEL/SIGSETXID among them)
+/// must be passed back too.
+pub fn ptrace_cont(tid: u32, sig: libc::c_int) -> Result<(), Errno> {
+    let pid = pid_t(tid)?;
+    // SAFETY: PTRACE_CONT reads `addr` not at all and `data` as a signal number passed by
+    // value; no memory of ours is touched.
+    let ret = unsafe {
+        libc::ptrace(
+            libc::PTRACE_CONT,
+            pid,
+            std::ptr::null_mut::<libc::c_void>(),
+            libc::c_long::from(sig),
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// `PTRACE_LISTEN`: leave a tracee in group-stop, but let `SIGCONT` (or a new signal) wake it
+/// and report it (seized tracees only).
+pub fn ptrace_listen(tid: u32) -> Result<(), Errno> {
+    let pid = pid_t(tid)?;
+    // SAFETY: PTRACE_LISTEN ignores `addr` and `data`; no memory is passed.
+    let ret = unsafe {
+        libc::ptrace(
+            libc::PTRACE_LISTEN,
+            pid,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_void>(),
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// What `PTRACE_GET_SYSCALL_INFO` says about a tracee stopped in a seccomp stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeccompInfo {
+    /// `AUDIT_ARCH_*` of the call.
+    pub arch: u32,
+    /// Number in `arch`'s numbering.
+    pub nr: u64,
+    pub args: [u64; 6],
+}
+
+/// `PTRACE_GET_SYSCALL_INFO` (Linux >= 5.3) of a tracee in a `PTRACE_EVENT_SECCOMP` stop.
+/// `Ok(None)` when the stop is not a seccomp stop (the kernel reports another `op`).
+pub fn ptrace_seccomp_info(tid: u32) -> Result<Option<SeccompInfo>, Errno> {
+    let pid = pid_t(tid)?;
+    // SAFETY: `ptrace_syscall_info` is plain integers and a union of plain integers: the
+    // all-zero bit pattern is a valid value.
+    let mut info: libc::ptrace_syscall_info = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::ptrace_syscall_info>();
+    // SAFETY: the kernel writes at most `size` bytes (the `addr` argument) into `info`, a live,
+    // exclusively borrowed local of exactly that size.
+    let ret = unsafe {
+        libc::ptrace(
+            libc::PTRACE_GET_SYSCALL_INFO,
+            pid,
+            size as *mut libc::c_void,
+            &mut info as *mut libc::ptrace_syscall_info,
+        )
+    };
+    Errno::result(ret)?;
+    if info.op != libc::PTRACE_SYSCALL_INFO_SECCOMP {
+        return Ok(None);
+    }
+    // SAFETY: with `op == PTRACE_SYSCALL_INFO_SECCOMP` the kernel filled the `seccomp` member
+    // of the union (and any bit pattern of its integers is valid anyway).
+    let sc = unsafe { info.u.seccomp };
+    Ok(Some(SeccompInfo {
+        arch: info.arch,
+        nr: sc.nr,
+        args: sc.args,
+    }))
+}
+
+/// `waitpid(-1, &status, __WALL | __WNOTHREAD)`: the next state change of a child or tracee of
+/// the *calling thread* (not of other threads of this process: a test runner's other tests or
+/// another tracer thread keep theirs). Returns (tid, raw status); `EINTR` is retried.
+pub fn wait_thread_children() -> Result<(u32, libc::c_int), Errno> {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: the kernel writes one int into `status`, a live local.
+        let ret = unsafe { libc::waitpid(-1, &mut status, libc::__WALL | libc::__WNOTHREAD) };
+        if ret < 0 {
+            match Errno::last() {
+                Errno::EINTR => continue,
+                e => return Err(e),
+            }
+        }
+        return Ok((u32::try_from(ret).map_err(|_| Errno::ECHILD)?, status));
+    }
+}
+
 /// `seccomp(SECCOMP_SET_MODE_FILTER, flags, prog)` on the calling thread. Returns the listener
 /// descriptor when `flags` has `SECCOMP_FILTER_FLAG_NEW_LISTENER` (the kernel sets `O_CLOEXEC`
 /// on it), otherwise `None`.
@@ -193,12 +301,107 @@ pub unsafe fn fork_exec_filtered(
     flags: libc::c_ulong,
     no_new_privs: bool,
 ) -> Result<u32, Errno> {
+    // SAFETY: the caller's guarantee is passed on unchanged.
+    unsafe { fork_exec(path, argv, envp, prog, flags, no_new_privs, None) }
+}
+
+/// Like [`fork_exec_filtered`], but the child first waits (polling `/proc/self/status` every
+/// millisecond, at most `wait_tracer_ms` times) until a tracer has attached to it
+/// (`TracerPid` non-zero), and only then installs `prog` (a `SECCOMP_RET_TRACE` program: with
+/// no tracer those calls would fail with `ENOSYS`) and executes. The child `_exit`s with 125
+/// when no tracer came.
+///
+/// # Safety
+/// As for [`fork_exec_filtered`].
+pub unsafe fn fork_exec_after_tracer(
+    path: &CStr,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    prog: &[libc::sock_filter],
+    no_new_privs: bool,
+    wait_tracer_ms: u32,
+) -> Result<u32, Errno> {
+    // SAFETY: the caller's guarantee is passed on unchanged.
+    unsafe {
+        fork_exec(
+            path,
+            argv,
+            envp,
+            prog,
+            0,
+            no_new_privs,
+            Some(wait_tracer_ms),
+        )
+    }
+}
+
+/// In a forked child: is `TracerPid:` in `/proc/self/status` non-zero? Async-signal-safe:
+/// open/read/close on a stack buffer, no allocation.
+fn tracer_attached_in_child() -> bool {
+    let mut buf = [0u8; 4096];
+    // SAFETY: a NUL-terminated literal path; open returns a descriptor or -1.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/status".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return false;
+    }
+    let mut len = 0usize;
+    while len < buf.len() {
+        let rest = &mut buf[len..];
+        // SAFETY: the kernel writes at most `rest.len()` bytes into `rest`, which we own.
+        let n = unsafe { libc::read(fd, rest.as_mut_ptr().cast(), rest.len()) };
+        match usize::try_from(n) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => len += n,
+        }
+    }
+    // SAFETY: closes the descriptor opened above, which nothing else uses.
+    unsafe { libc::close(fd) };
+    tracer_pid_nonzero(&buf[..len])
+}
+
+/// Does a `/proc/PID/status` text say `TracerPid:` is non-zero? (Pure, no allocation.)
+pub fn tracer_pid_nonzero(status: &[u8]) -> bool {
+    const KEY: &[u8] = b"TracerPid:";
+    let Some(at) = status.windows(KEY.len()).position(|w| w == KEY) else {
+        return false;
+    };
+    let value = status[at + KEY.len()..]
+        .iter()
+        .skip_while(|b| **b == b' ' || **b == b'\t');
+    for b in value {
+        match b {
+            b'0' => continue,
+            b'1'..=b'9' => return true,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// The fork/exec behind [`fork_exec_filtered`] and [`fork_exec_after_tracer`].
+///
+/// # Safety
+/// As for [`fork_exec_filtered`].
+unsafe fn fork_exec(
+    path: &CStr,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    prog: &[libc::sock_filter],
+    flags: libc::c_ulong,
+    no_new_privs: bool,
+    wait_tracer_ms: Option<u32>,
+) -> Result<u32, Errno> {
     if argv.last().is_some_and(|p| !p.is_null()) || envp.last().is_some_and(|p| !p.is_null()) {
         return Err(Errno::EINVAL);
     }
-    // SAFETY: the child below calls only async-signal-safe functions (prctl, seccomp, execve,
-    // _exit) on memory prepared before the fork, as POSIX requires after fork in a
-    // multi-threaded process.
+    // SAFETY: the child below calls only async-signal-safe functions (close_range, open, read,
+    // close, nanosleep, prctl, seccomp, execve, _exit) on memory prepared before the fork, as
+    // POSIX requires after fork in a multi-threaded process.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(Errno::last());
@@ -210,6 +413,22 @@ pub unsafe fn fork_exec_filtered(
         if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) } < 0 {
             // SAFETY: _exit is async-signal-safe and never returns.
             unsafe { libc::_exit(126) };
+        }
+        if let Some(ms) = wait_tracer_ms {
+            let mut waited = 0u32;
+            while !tracer_attached_in_child() {
+                if waited >= ms {
+                    // SAFETY: as above.
+                    unsafe { libc::_exit(125) };
+                }
+                let one_ms = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 1_000_000,
+                };
+                // SAFETY: nanosleep reads the local timespec; the remainder pointer is NULL.
+                unsafe { libc::nanosleep(&one_ms, std::ptr::null_mut()) };
+                waited += 1;
+            }
         }
         if no_new_privs && set_no_new_privs().is_err() {
             // SAFETY: _exit is async-signal-safe and never returns.
@@ -226,4 +445,25 @@ pub unsafe fn fork_exec_filtered(
         unsafe { libc::_exit(127) };
     }
     u32::try_from(pid).map_err(|_| Errno::ECHILD)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_tracer_pid() {
+        let st = b"Name:\tsh\nTgid:\t5\nTracerPid:\t0\nUid:\t0\n";
+        assert!(!tracer_pid_nonzero(st));
+        assert!(tracer_pid_nonzero(b"State:\tR\nTracerPid:\t1234\n"));
+        assert!(tracer_pid_nonzero(b"TracerPid:\t10"));
+        assert!(!tracer_pid_nonzero(b"TracerPid:\t"));
+        assert!(!tracer_pid_nonzero(b"Name: x\n"));
+    }
+
+    #[test]
+    fn constants_match_the_uapi() {
+        assert_eq!(libc::PTRACE_SYSCALL_INFO_SECCOMP, 3);
+        assert_eq!(libc::PTRACE_EVENT_SECCOMP, 7);
+    }
 }
