@@ -177,7 +177,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b == 0 || a == "" || b == "") prin
     echo "| runtime | nginx req/s | ratio | mean ms | p99 ms | failed | dd ms | ratio | start ms | +ms | supervisor CPU % | supervisor peak MiB |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
     for rt in "${runtimes[@]}"; do
-        echo "| $rt | ${rps[$rt]} | $(ratio "${rps[$rt]}" "${rps[runc]}") | ${lat[$rt]} | ${p99[$rt]} | ${failed[$rt]} | ${ddt[$rt]} | $(ratio "${ddt[$rt]}" "${ddt[runc]}") | ${startt[$rt]} | $((startt[$rt] - startt[runc])) | ${supcpu[$rt]} | ${supmem[$rt]} |"
+        echo "| $rt | ${rps[$rt]} | $(ratio "${rps[$rt]}" "${rps[runc]}") | ${lat[$rt]} | ${p99[$rt]} | ${failed[$rt]} | ${ddt[$rt]} | $(ratio "${ddt[$rt]}" "${ddt[runc]}") | ${startt[$rt]} | $(awk -v a="${startt[$rt]}" -v b="${startt[runc]}" 'BEGIN {printf "%+.0f", a - b}') | ${supcpu[$rt]} | ${supmem[$rt]} |"
     done
     echo
     echo "Alert mode vs the floor: $(ratio "${rps[ngram-ids]}" "${rps[ngram-ids-floor]}") of the floor's requests/s; train mode: $(ratio "${rps[ngram-ids-train]}" "${rps[ngram-ids-floor]}"). Alerts written during the run: $alerts. Duration: $((SECONDS - started)) s."

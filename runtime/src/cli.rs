@@ -64,6 +64,10 @@ pub struct GlobalOpts {
     /// is new) stayed below this at its last three merges, after --promote-after calls.
     #[arg(long, global = true, value_name = "P0")]
     pub promote_below: Option<f64>,
+    /// Tracing backend: seccomp user notification (default) or ptrace with a
+    /// SECCOMP_RET_TRACE filter (label `ngram-ids.tracer` overrides).
+    #[arg(long, global = true, value_enum, default_value_t = TracerArg::Notify)]
+    pub tracer: TracerArg,
     /// Benchmarks only: trace every call but answer CONTINUE without learning or scoring
     /// (the floor of the notify design). Implies train mode; nothing is stored.
     #[arg(long, global = true, hide = true)]
@@ -104,6 +108,22 @@ pub enum Mode {
 pub enum EnforceAction {
     Deny,
     Stop,
+}
+
+/// See [`GlobalOpts::tracer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TracerArg {
+    Notify,
+    Ptrace,
+}
+
+impl From<TracerArg> for ngram_supervisor::supervise::TracerKind {
+    fn from(t: TracerArg) -> Self {
+        match t {
+            TracerArg::Notify => Self::Notify,
+            TracerArg::Ptrace => Self::Ptrace,
+        }
+    }
 }
 
 /// See [`GlobalOpts::unprofiled`].

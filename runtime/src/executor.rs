@@ -10,6 +10,7 @@ use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
+use ngram_supervisor::supervise::TracerKind;
 use nix::unistd::{access, AccessFlags};
 use oci_spec::runtime::{LinuxSeccomp, Spec};
 
@@ -22,15 +23,15 @@ pub struct NgramExecutor {
     /// CAP_SYS_ADMIN was lent to the process only to install `seccomp` without
     /// `no_new_privs`: drop it from the effective and permitted sets right after.
     pub drop_sys_admin: bool,
-    /// Load the tracing filter (notify every call) last, so the supervisor sees the workload
-    /// from its `execve` on.
-    pub trace: bool,
+    /// Load the tracing filter last, so the supervisor sees the workload from its `execve`
+    /// on: notify every call, or (ptrace backend) wait to be seized, then trace every call.
+    pub trace: Option<TracerKind>,
 }
 
 impl NgramExecutor {
     /// Executor for a container's init process; `drop_sys_admin` when CAP_SYS_ADMIN was lent
     /// to it only for the tracing filter.
-    pub fn for_init(trace: bool, drop_sys_admin: bool) -> Self {
+    pub fn for_init(trace: Option<TracerKind>, drop_sys_admin: bool) -> Self {
         Self {
             trace,
             drop_sys_admin,
@@ -40,7 +41,11 @@ impl NgramExecutor {
 
     /// Executor for an `exec` process of a container whose profile is `seccomp`;
     /// `drop_sys_admin` when CAP_SYS_ADMIN was added to the process only for the filter.
-    pub fn for_exec(seccomp: Option<LinuxSeccomp>, drop_sys_admin: bool, trace: bool) -> Self {
+    pub fn for_exec(
+        seccomp: Option<LinuxSeccomp>,
+        drop_sys_admin: bool,
+        trace: Option<TracerKind>,
+    ) -> Self {
         Self {
             seccomp,
             drop_sys_admin,
@@ -162,8 +167,11 @@ fn install_seccomp(seccomp: &LinuxSeccomp) -> Result<(), ExecutorError> {
 ///
 /// From here on every call blocks until the supervisor answers: it attaches while this
 /// process waits in its next call.
-fn install_trace_filter() -> Result<(), ExecutorError> {
+fn install_trace_filter(kind: TracerKind) -> Result<(), ExecutorError> {
     use ngram_supervisor::{bpf, sys};
+    if kind == TracerKind::Ptrace {
+        return install_ptrace_filter();
+    }
     let prog = bpf::notify_all_program(&[])
         .map_err(|e| ExecutorError::Other(format!("building the tracing filter: {e}")))?;
     if !has_cap_sys_admin() {
@@ -191,6 +199,49 @@ fn install_trace_filter() -> Result<(), ExecutorError> {
     }
 }
 
+/// The ptrace backend: a `SECCOMP_RET_TRACE` filter fails every call with ENOSYS while no
+/// tracer is attached, so first wait until the supervisor has seized this process. A tracer
+/// outside the container's pid namespace shows as `TracerPid: 0` in here, so the supervisor
+/// says it: it sends SIGCONT once it holds the process and sees it waiting under the name
+/// [`ngram_supervisor::supervise::WAIT_COMM`]. SIGALRM ends the wait after 30 s (the process
+/// dies: it must not run untraced).
+fn install_ptrace_filter() -> Result<(), ExecutorError> {
+    use ngram_supervisor::{bpf, supervise, sys};
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    let other = |what: &str, e: nix::Error| ExecutorError::Other(format!("{what}: {e}"));
+    let mut cont = SigSet::empty();
+    cont.add(Signal::SIGCONT);
+    let old = cont
+        .thread_swap_mask(SigmaskHow::SIG_BLOCK)
+        .map_err(|e| other("blocking SIGCONT", e))?;
+    let name = std::ffi::CString::new(supervise::WAIT_COMM)
+        .map_err(|_| ExecutorError::Other("bad process name".to_owned()))?;
+    nix::sys::prctl::set_name(&name).map_err(|e| other("naming the process", e))?;
+    nix::unistd::alarm::set(30);
+    loop {
+        match cont.wait() {
+            Ok(Signal::SIGCONT) => break,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(other("waiting for the supervisor (ptrace)", e)),
+        }
+    }
+    nix::unistd::alarm::cancel();
+    old.thread_set_mask()
+        .map_err(|e| other("restoring the signal mask", e))?;
+    let prog = bpf::trace_all_program(&[])
+        .map_err(|e| ExecutorError::Other(format!("building the tracing filter: {e}")))?;
+    if !has_cap_sys_admin() {
+        nix::sys::prctl::set_no_new_privs().map_err(|e| {
+            ExecutorError::Other(format!("setting no_new_privs for the tracing filter: {e}"))
+        })?;
+    }
+    sys::install_filter(&prog, 0).map(drop).map_err(|e| {
+        ExecutorError::Other(format!(
+            "loading the tracing filter (SECCOMP_RET_TRACE): {e}"
+        ))
+    })
+}
+
 impl Executor for NgramExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
         let args = spec
@@ -207,8 +258,8 @@ impl Executor for NgramExecutor {
         if let Some(seccomp) = &self.seccomp {
             install_seccomp(seccomp)?;
         }
-        if self.trace {
-            install_trace_filter()?;
+        if let Some(kind) = self.trace {
+            install_trace_filter(kind)?;
         }
         if self.drop_sys_admin {
             for set in [caps::CapSet::Effective, caps::CapSet::Permitted] {

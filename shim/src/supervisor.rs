@@ -97,6 +97,14 @@ fn plan(created: &Created) -> Result<Plan, HookError> {
             .into())
         }
     };
+    let tracer = supervise::tracer_for(&ident.labels, g.tracer.into()).map_err(|e| {
+        format!(
+            "container {}: {} {}: {e}",
+            created.id,
+            ident.source,
+            supervise::TRACER_LABEL
+        )
+    })?;
     let record = record_dir.map(|d| {
         d.join(safe_component(&resolved.profile_name))
             .join(format!("{}.ntrc", created.id))
@@ -121,6 +129,7 @@ fn plan(created: &Created) -> Result<Plan, HookError> {
         auto_promote: g.promote_below.map(|p| (p, g.promote_after)),
         flush_secs: 60,
         null_handler: g.bench_null_handler,
+        tracer,
     })
 }
 

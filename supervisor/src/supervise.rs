@@ -25,6 +25,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use serde::{Deserialize, Serialize};
 
 use crate::discover;
+use crate::ptrace::{PtraceConfig, PtraceTracer};
 use crate::session::{self, ContainerInfo, EnforceAction, Session};
 use crate::sys;
 use crate::{NotifyConfig, NotifyTracer, RecordFrom, Tracer, TracerError};
@@ -33,6 +34,62 @@ use crate::{NotifyConfig, NotifyTracer, RecordFrom, Tracer, TracerError};
 pub const SOCKET: &str = "supervisor.sock";
 pub const PID_FILE: &str = "supervisor.pid";
 pub const LOG_FILE: &str = "supervisor.log";
+/// Holds the tracer backend of the container (`notify` or `ptrace`), for `exec`.
+pub const TRACER_FILE: &str = "supervisor.tracer";
+/// Label / annotation that chooses the tracer backend.
+pub const TRACER_LABEL: &str = "ngram-ids.tracer";
+/// The name (`comm`) an exec process takes while it waits to be seized by the ptrace backend.
+pub const WAIT_COMM: &str = "ngram-ids-wait";
+
+/// How a container's calls reach the supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TracerKind {
+    /// seccomp user notification (the default).
+    #[default]
+    Notify,
+    /// ptrace with a `SECCOMP_RET_TRACE` filter.
+    Ptrace,
+}
+
+impl std::str::FromStr for TracerKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "notify" => Ok(Self::Notify),
+            "ptrace" => Ok(Self::Ptrace),
+            other => Err(format!("unknown tracer {other:?}: use notify or ptrace")),
+        }
+    }
+}
+
+impl std::fmt::Display for TracerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Notify => "notify",
+            Self::Ptrace => "ptrace",
+        })
+    }
+}
+
+/// The tracer of a container: its label or annotation `ngram-ids.tracer`, else the runtime's.
+pub fn tracer_for(
+    labels: &std::collections::BTreeMap<String, String>,
+    runtime: TracerKind,
+) -> Result<TracerKind, String> {
+    match labels.get(TRACER_LABEL) {
+        Some(v) => v.parse(),
+        None => Ok(runtime),
+    }
+}
+
+/// The tracer recorded in a container's state directory (notify when absent).
+pub fn recorded_tracer(state_dir: &Path) -> TracerKind {
+    std::fs::read_to_string(state_dir.join(TRACER_FILE))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or_default()
+}
 
 /// Everything the supervisor needs, decided by `create` (serialized on its command line).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,6 +116,9 @@ pub struct Plan {
     /// Benchmarks only: answer every call CONTINUE, learn and score nothing.
     #[serde(default)]
     pub null_handler: bool,
+    /// The tracer backend.
+    #[serde(default)]
+    pub tracer: TracerKind,
 }
 
 fn default_flush() -> u64 {
@@ -226,6 +286,10 @@ fn prepare(plan: &Plan) -> Result<(Loaded, OwnedFd, UnixListener, AlertLog), Sup
     let listener = UnixListener::bind(&short).map_err(io(&sock))?;
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).map_err(io(&sock))?;
     listener.set_nonblocking(true).map_err(io(&sock))?;
+    write_private(
+        &plan.state_dir.join(TRACER_FILE),
+        format!("{}\n", plan.tracer).as_bytes(),
+    )?;
     let pid_file = plan.state_dir.join(PID_FILE);
     write_private(&pid_file, format!("{}\n", std::process::id()).as_bytes())?;
     Ok((loaded, init_pidfd, listener, alert_log))
@@ -347,6 +411,12 @@ fn wait_for_listener(plan: &Plan, pidfd: &OwnedFd) -> Result<Option<i32>, Superv
     }
 }
 
+fn ptrace_config() -> PtraceConfig {
+    PtraceConfig {
+        record_from: RecordFrom::FirstExecve,
+    }
+}
+
 fn notify_config() -> NotifyConfig {
     NotifyConfig {
         record_from: RecordFrom::FirstExecve,
@@ -360,16 +430,35 @@ fn serve(
     init_pidfd: OwnedFd,
     listener: &UnixListener,
 ) -> Result<(), SuperviseError> {
-    let Some(fd) = wait_for_listener(plan, &init_pidfd)? else {
-        tracing::info!(id = %plan.id, "init exited before its workload started");
-        return Ok(());
+    let mut tracer: Box<dyn Tracer + Send> = match plan.tracer {
+        TracerKind::Notify => {
+            let Some(fd) = wait_for_listener(plan, &init_pidfd)? else {
+                tracing::info!(id = %plan.id, "init exited before its workload started");
+                return Ok(());
+            };
+            let t = NotifyTracer::take_fd(plan.init_pid, fd, notify_config())?;
+            tracing::info!(id = %plan.id, pid = plan.init_pid, mode = %plan.mode, sync_wake_up = t.sync_wake_up(), "tracing (notify)");
+            Box::new(t)
+        }
+        TracerKind::Ptrace => {
+            // Seized when `run` starts, on the thread that runs it; init waits for a tracer
+            // before it loads its filter.
+            tracing::info!(id = %plan.id, pid = plan.init_pid, mode = %plan.mode, "tracing (ptrace)");
+            Box::new(PtraceTracer::new(&[plan.init_pid], ptrace_config()))
+        }
     };
-    let mut tracer = NotifyTracer::take_fd(plan.init_pid, fd, notify_config())?;
-    tracing::info!(id = %plan.id, pid = plan.init_pid, mode = %plan.mode, sync_wake_up = tracer.sync_wake_up(), "tracing");
     let done = AtomicBool::new(false);
     let result = std::thread::scope(|s| {
         let done = &done;
         s.spawn(move || accept_execs(plan, session, listener, done));
+        if plan.tracer == TracerKind::Ptrace {
+            let pidfd = &init_pidfd;
+            s.spawn(move || {
+                wake_when_seized(plan.init_pid, |_| {
+                    exited(pidfd) || done.load(Ordering::SeqCst)
+                })
+            });
+        }
         if session.mode() == Mode::Train && plan.flush_secs > 0 {
             s.spawn(move || periodic_flush(plan, session, done));
         }
@@ -403,7 +492,7 @@ fn accept_execs(plan: &Plan, session: &Session<'_>, listener: &UnixListener, don
         while !done.load(Ordering::SeqCst) {
             match listener.accept() {
                 Ok((stream, _)) => {
-                    s.spawn(move || match attach_exec(stream) {
+                    s.spawn(move || match attach_exec(stream, plan.tracer) {
                         Ok(Some(mut tracer)) => {
                             if let Err(e) = tracer.run(session) {
                                 tracing::error!(id = %plan.id, "exec tracer failed: {e}");
@@ -435,7 +524,10 @@ const EXEC_ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
 /// PID's descendants. Answers `ok\n` once the listener is taken, or `error MSG\n`; on failure
 /// the descendants holding a listener are killed (they must not run untraced, and they would
 /// wait forever).
-fn attach_exec(stream: UnixStream) -> std::io::Result<Option<NotifyTracer>> {
+fn attach_exec(
+    stream: UnixStream,
+    kind: TracerKind,
+) -> std::io::Result<Option<Box<dyn Tracer + Send>>> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut line = String::new();
@@ -449,11 +541,29 @@ fn attach_exec(stream: UnixStream) -> std::io::Result<Option<NotifyTracer>> {
         writeln!(out, "error bad request {:?}", line.trim())?;
         return Ok(None);
     };
+    if kind == TracerKind::Ptrace {
+        // The exec process names itself WAIT_COMM and waits for a tracer before it loads its
+        // filter: find it; the caller's thread seizes it when it runs the tracer.
+        return match wait_for_comm(root, WAIT_COMM, EXEC_ATTACH_TIMEOUT) {
+            Some(pid) => {
+                tracing::info!(runtime = root, pid, "tracing exec process (ptrace)");
+                std::thread::spawn(move || {
+                    wake_when_seized(pid, |waited| waited > EXEC_ATTACH_TIMEOUT)
+                });
+                writeln!(out, "ok")?;
+                Ok(Some(Box::new(PtraceTracer::new(&[pid], ptrace_config()))))
+            }
+            None => {
+                writeln!(out, "error no exec process of runtime {root} waited for a tracer within {EXEC_ATTACH_TIMEOUT:?}")?;
+                Ok(None)
+            }
+        };
+    }
     match NotifyTracer::attach_in_tree(root, EXEC_ATTACH_TIMEOUT, notify_config()) {
         Ok((t, pid)) => {
             tracing::info!(runtime = root, pid, "tracing exec process");
             writeln!(out, "ok")?;
-            Ok(Some(t))
+            Ok(Some(Box::new(t)))
         }
         Err(e) => {
             for pid in discover::descendants(root) {
@@ -465,6 +575,64 @@ fn attach_exec(stream: UnixStream) -> std::io::Result<Option<NotifyTracer>> {
             Ok(None)
         }
     }
+}
+
+/// The ptrace backend's hand-shake: once `pid` is seized by this process and waits under
+/// [`WAIT_COMM`] (it cannot see its tracer from inside its pid namespace), send it SIGCONT.
+/// Polls every millisecond for 5 s, then every 10 ms, until `give_up` says so.
+pub fn wake_when_seized(pid: u32, give_up: impl Fn(Duration) -> bool) {
+    let start = Instant::now();
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        if status.is_empty() {
+            return; // gone
+        }
+        // TracerPid names the tracer thread: one of ours.
+        let ours = status
+            .lines()
+            .find_map(|l| l.strip_prefix("TracerPid:"))
+            .map(str::trim)
+            .is_some_and(|t| t != "0" && Path::new("/proc/self/task").join(t).exists());
+        let comm = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Name:"))
+            .map(str::trim)
+            .unwrap_or("");
+        if ours && comm == WAIT_COMM {
+            if let Err(e) = sys::tgkill(pid, pid, libc::SIGCONT) {
+                tracing::error!(pid, "waking the seized process: {e}");
+            }
+            return;
+        }
+        let waited = start.elapsed();
+        if give_up(waited) {
+            tracing::error!(
+                pid,
+                "the process never waited to be traced; giving up after {waited:?}"
+            );
+            return;
+        }
+        std::thread::sleep(if waited < Duration::from_secs(5) {
+            Duration::from_millis(1)
+        } else {
+            Duration::from_millis(10)
+        });
+    }
+}
+
+/// Poll `root`'s descendants for a process named `comm`.
+fn wait_for_comm(root: u32, comm: &str, timeout: Duration) -> Option<u32> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        for pid in discover::descendants(root) {
+            let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if name.trim_end() == comm {
+                return Some(pid);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    None
 }
 
 fn periodic_flush(plan: &Plan, session: &Session<'_>, done: &AtomicBool) {

@@ -83,8 +83,21 @@ pub fn create(
     // The tracing filter goes in right before execve, after libcontainer dropped the
     // capabilities; without CAP_SYS_ADMIN the kernel would demand no_new_privs. Lend the
     // capability to the init process through a private copy of the bundle's config.json.
-    let traces = hook.traces();
-    let lent = if traces {
+    let traces = if hook.traces() {
+        let labels = ngram_supervisor::identity::identify(&id, &spec)
+            .map(|i| i.labels)
+            .unwrap_or_default();
+        let kind = ngram_supervisor::supervise::tracer_for(&labels, global.tracer.into()).map_err(
+            |message| RuntimeError::Hook {
+                id: id.clone(),
+                message,
+            },
+        )?;
+        Some(kind)
+    } else {
+        None
+    };
+    let lent = if traces.is_some() {
         lend_bundle(&root, &id, &bundle)?
     } else {
         None

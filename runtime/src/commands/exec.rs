@@ -38,7 +38,8 @@ pub fn exec(global: &GlobalOpts, args: &liboci_cli::Exec) -> Result<i32, Runtime
     // A container created with a supervisor has every exec process traced too.
     let dir = container_dir(global, id);
     let traced = dir.join(ngram_supervisor::supervise::PID_FILE).exists();
-    let executor = NgramExecutor::for_exec(seccomp, lent.as_ref().is_some_and(|l| l.lent), traced);
+    let kind = traced.then(|| ngram_supervisor::supervise::recorded_tracer(&dir));
+    let executor = NgramExecutor::for_exec(seccomp, lent.as_ref().is_some_and(|l| l.lent), kind);
     // The process waits in its first call after loading the filter, and libcontainer waits
     // for its execve: the supervisor must be told before, and attaches on its own.
     let announced = if traced {
