@@ -43,6 +43,7 @@ unit:
 e2e:
 	./scripts/test-e2e.sh --runtime runc
 	./scripts/test-e2e.sh --runtime ngram-ids-train
+	./scripts/test-e2e.sh --runtime ngram-ids-train --tracer ptrace --suite ids
 
 ## Benchmarks: the model's speed (cargo bench), then tracing overhead against runc with the
 ## real dockerd (bench/run.sh; needs `make install` first; about 6 minutes).

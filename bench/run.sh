@@ -7,8 +7,9 @@
 # loop (`dd bs=1`) in a running container, container start time (`docker run --rm busybox
 # true`), and the supervisor's CPU time and peak memory during the nginx load.
 #
-# Runtimes: runc; ngram-ids-floor (the notify route answering CONTINUE and nothing else: the
-# floor of this design); ngram-ids-train; ngram-ids (alert); ngram-ids-enforce.
+# Configurations: runc; floor (runtime ngram-ids-floor: the notify route answering CONTINUE
+# and nothing else, the floor of this design); train, alert, enforce (notify); and the same
+# three with the ptrace tracer (label ngram-ids.tracer=ptrace).
 # ngram-ids-floor is registered by this script in /etc/docker/daemon.json (runtimeArgs
 # --bench-null-handler) and left there (it is harmless: it traces, learns nothing).
 #
@@ -69,7 +70,21 @@ cleanup() {
 }
 trap cleanup EXIT
 
-runtimes=(runc ngram-ids-floor ngram-ids-train ngram-ids ngram-ids-enforce)
+# name -> "runtime [label]"
+runtimes=(runc floor train alert enforce train-ptrace alert-ptrace enforce-ptrace)
+declare -A how=(
+    [runc]="runc" [floor]="ngram-ids-floor" [train]="ngram-ids-train" [alert]="ngram-ids"
+    [enforce]="ngram-ids-enforce"
+    [train-ptrace]="ngram-ids-train ngram-ids.tracer=ptrace"
+    [alert-ptrace]="ngram-ids ngram-ids.tracer=ptrace"
+    [enforce-ptrace]="ngram-ids-enforce ngram-ids.tracer=ptrace"
+)
+# docker run options of a configuration
+opts() {
+    local rt label
+    read -r rt label <<<"${how[$1]}"
+    echo "--runtime $rt${label:+ --label $label}"
+}
 declare -A rps lat p99 failed ddt startt supcpu supmem
 
 # Median of the numbers on stdin.
@@ -87,7 +102,8 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 run_nginx() {
     local rt=$1 name=bench-nginx-$$-$rt
     names+=("$name")
-    docker run -d --name "$name" --runtime "$rt" --label "ngram-ids.profile=$profile" \
+    # shellcheck disable=SC2046 # opts gives separate words on purpose
+    docker run -d --name "$name" $(opts "$rt") --label "ngram-ids.profile=$profile" \
         ngram-nginx >/dev/null
     local ip
     ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$name")
@@ -124,7 +140,8 @@ run_nginx() {
 run_dd() {
     local rt=$1 name=bench-dd-$$-$rt
     names+=("$name")
-    docker run -d --name "$name" --runtime "$rt" --label "ngram-ids.profile=$bb_profile" \
+    # shellcheck disable=SC2046
+    docker run -d --name "$name" $(opts "$rt") --label "ngram-ids.profile=$bb_profile" \
         ngram-busybox sleep 600 >/dev/null
     local base=() i t0 t1
     for i in 1 2 3; do
@@ -144,7 +161,8 @@ run_start() {
     local rt=$1 i t0 t1 times=()
     for i in $(seq "$starts"); do
         t0=$(now_ms)
-        docker run --rm --runtime "$rt" --label "ngram-ids.profile=$bb_profile" ngram-busybox true
+        # shellcheck disable=SC2046
+        docker run --rm $(opts "$rt") --label "ngram-ids.profile=$bb_profile" ngram-busybox true
         t1=$(now_ms)
         times+=($((t1 - t0)))
     done
@@ -154,7 +172,7 @@ run_start() {
 
 started=$SECONDS
 # Train first so that alert and enforce have profiles (the train run's figures count too).
-for rt in runc ngram-ids-floor ngram-ids-train; do
+for rt in runc floor train; do
     run_nginx "$rt"; run_start "$rt"; run_dd "$rt"
 done
 # Wait for the training flushes, then measure the scoring modes.
@@ -162,7 +180,7 @@ for _ in $(seq 60); do
     ngram-ids profile show "$profile" >/dev/null 2>&1 && ngram-ids profile show "$bb_profile" >/dev/null 2>&1 && break
     sleep 0.5
 done
-for rt in ngram-ids ngram-ids-enforce; do
+for rt in alert enforce train-ptrace alert-ptrace enforce-ptrace; do
     run_nginx "$rt"; run_start "$rt"; run_dd "$rt"
 done
 alerts=$(ngram-ids alerts --json 2>/dev/null | grep -c "$profile" || true)
@@ -180,6 +198,6 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b == 0 || a == "" || b == "") prin
         echo "| $rt | ${rps[$rt]} | $(ratio "${rps[$rt]}" "${rps[runc]}") | ${lat[$rt]} | ${p99[$rt]} | ${failed[$rt]} | ${ddt[$rt]} | $(ratio "${ddt[$rt]}" "${ddt[runc]}") | ${startt[$rt]} | $(awk -v a="${startt[$rt]}" -v b="${startt[runc]}" 'BEGIN {printf "%+.0f", a - b}') | ${supcpu[$rt]} | ${supmem[$rt]} |"
     done
     echo
-    echo "Alert mode vs the floor: $(ratio "${rps[ngram-ids]}" "${rps[ngram-ids-floor]}") of the floor's requests/s; train mode: $(ratio "${rps[ngram-ids-train]}" "${rps[ngram-ids-floor]}"). Alerts written during the run: $alerts. Duration: $((SECONDS - started)) s."
+    echo "Against the floor (notify, CONTINUE only): alert $(ratio "${rps[alert]}" "${rps[floor]}"), train $(ratio "${rps[train]}" "${rps[floor]}") of its requests/s; dd: alert $(ratio "${ddt[floor]}" "${ddt[alert]}"), train $(ratio "${ddt[floor]}" "${ddt[train]}") of its speed. Alerts written during the run: $alerts. Duration: $((SECONDS - started)) s."
 } | tee "$out"
 log "results in $out"

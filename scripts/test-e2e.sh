@@ -5,7 +5,9 @@
 #   cargo build --release -p ngram-ids && scripts/register.sh
 #
 # Usage: scripts/test-e2e.sh [--runtime ngram-ids|ngram-ids-train|ngram-ids-enforce|runc]
-#                            [TEST-FILTER...]
+#                            [--tracer notify|ptrace] [--suite FILE] [TEST-FILTER...]
+#   --tracer  label every ngram-ids container with ngram-ids.tracer=T (default: the runtime's,
+#             notify); --suite runs one test file only (e.g. `--suite ids`).
 #   --runtime runc checks the suite itself against Docker's default runtime. The IDS tests
 #   (tests/e2e/tests/ids.rs) run with any ngram-ids* runtime and pick the three registrations
 #   themselves; they are skipped with runc.
@@ -18,11 +20,15 @@ log() { echo "test-e2e: $*" >&2; }
 
 runtime=ngram-ids
 filters=()
+suite=()
+tracer=""
 while (($#)); do
     case $1 in
         --runtime) [[ $# -ge 2 ]] || die "--runtime needs a value (ngram-ids, ngram-ids-train, ngram-ids-enforce or runc)"; runtime=$2; shift 2 ;;
         --runtime=*) runtime=${1#--runtime=}; shift ;;
-        -h|--help) sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --tracer) [[ $# -ge 2 ]] || die "--tracer needs a value (notify or ptrace)"; tracer=$2; shift 2 ;;
+        --suite) [[ $# -ge 2 ]] || die "--suite needs a test file name (e.g. ids)"; suite=(--test "$2"); shift 2 ;;
+        -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         --) shift; filters+=("$@"); break ;;
         *) filters+=("$1"); shift ;;
     esac
@@ -70,9 +76,9 @@ log "running the suite with --runtime=$runtime"
 start=$SECONDS
 cd "$repo"
 status=0
-NGRAM_IDS_E2E=1 NGRAM_IDS_E2E_RUNTIME=$runtime \
-    cargo test --release --no-fail-fast -p ngram-e2e -- --test-threads=1 "${filters[@]}" || status=$?
-log "suite finished in $((SECONDS - start))s with status $status (runtime $runtime)"
+NGRAM_IDS_E2E=1 NGRAM_IDS_E2E_RUNTIME=$runtime NGRAM_IDS_E2E_TRACER=$tracer \
+    cargo test --release --no-fail-fast -p ngram-e2e "${suite[@]}" -- --test-threads=1 "${filters[@]}" || status=$?
+log "suite finished in $((SECONDS - start))s with status $status (runtime $runtime${tracer:+, tracer $tracer})"
 
 sleep 1
 leaked=$(comm -13 <(echo "$orphans_before") <(orphans) | sed '/^$/d')

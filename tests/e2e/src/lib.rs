@@ -228,6 +228,9 @@ pub fn run_cmd(cmd: Command, stdin: &[u8], timeout: Duration) -> Output {
 pub struct E2e {
     runtime: String,
     test: String,
+    /// `ngram-ids.tracer=…` for containers of the ngram-ids runtimes, from
+    /// `NGRAM_IDS_E2E_TRACER` (notify or ptrace; unset: the runtime's default, notify).
+    tracer_label: Option<String>,
 }
 
 /// Returns the context when the e2e tests are enabled; otherwise prints why `test` is skipped.
@@ -240,10 +243,21 @@ pub fn setup(test: &str) -> Option<E2e> {
         return None;
     }
     let runtime = std::env::var("NGRAM_IDS_E2E_RUNTIME").unwrap_or_else(|_| "ngram-ids".to_owned());
-    eprintln!("e2e test {test} with --runtime={runtime}");
+    let tracer_label = std::env::var("NGRAM_IDS_E2E_TRACER")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .map(|t| format!("ngram-ids.tracer={t}"));
+    eprintln!(
+        "e2e test {test} with --runtime={runtime}{}",
+        tracer_label
+            .as_deref()
+            .map(|l| format!(" --label {l}"))
+            .unwrap_or_default()
+    );
     Some(E2e {
         runtime,
         test: test.to_owned(),
+        tracer_label,
     })
 }
 
@@ -286,7 +300,7 @@ impl E2e {
 
     /// [`E2e::run_args`] with another runtime than the one under test.
     pub fn run_args_with<'a>(&'a self, runtime: &'a str, c: &'a Container) -> Vec<&'a str> {
-        vec![
+        let mut args = vec![
             "run",
             "--runtime",
             runtime,
@@ -294,7 +308,13 @@ impl E2e {
             &c.name,
             "--label",
             LABEL,
-        ]
+        ];
+        if let Some(l) = self.tracer_label.as_deref() {
+            if runtime.starts_with("ngram-ids") {
+                args.extend_from_slice(&["--label", l]);
+            }
+        }
+        args
     }
 
     /// `docker run --runtime R --name C --label L ARGS` (ARGS: options, image, command).
