@@ -110,7 +110,7 @@ impl Default for ScoreConfig {
 
 impl ScoreConfig {
     /// What a live supervisor scores with when the profile was never calibrated: the share of
-    /// never-seen n-grams among a thread's last 20 (see docs/decisions.md). A new process of an
+    /// never-seen n-grams among a thread's last 10 (see docs/decisions.md). A new process of an
     /// attack (a shell, a tool) produces runs of unseen n-grams from its first calls; the normal
     /// workload of a trained profile produces them one at a time.
     pub fn live() -> Self {
@@ -122,13 +122,12 @@ impl ScoreConfig {
 }
 
 /// Window of [`ScoreConfig::live`], in n-grams.
-pub const LIVE_WINDOW: usize = 20;
+pub const LIVE_WINDOW: usize = 10;
 
-/// Threshold used with [`ScoreConfig::live`] until the profile is calibrated: an alarm when 8
-/// or more of the last 20 n-grams were never seen in training. One call inserted into a
-/// known sequence (a signal handler's `rt_sigreturn`, a restarted call) makes at most n = 6
-/// unseen n-grams, and such a pair at most 7: neither alarms; a new program does.
-pub const LIVE_THRESHOLD: f64 = 0.375;
+/// Threshold used with [`ScoreConfig::live`] until the profile is calibrated: an alarm when 3
+/// or more of the last 10 n-grams were never seen in training. (8 of 20 was tried: a shell
+/// writing a file then had its `openat` run before the alarm.)
+pub const LIVE_THRESHOLD: f64 = 0.25;
 
 /// Default n, chosen by the ADFA-LD evaluation (docs/evaluation.md).
 pub const DEFAULT_N: usize = 6;

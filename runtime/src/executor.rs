@@ -172,13 +172,7 @@ fn install_trace_filter(kind: TracerKind) -> Result<(), ExecutorError> {
     if kind == TracerKind::Ptrace {
         return install_ptrace_filter();
     }
-    let prog = bpf::notify_all_program(&[])
-        .map_err(|e| ExecutorError::Other(format!("building the tracing filter: {e}")))?;
-    if !has_cap_sys_admin() {
-        nix::sys::prctl::set_no_new_privs().map_err(|e| {
-            ExecutorError::Other(format!("setting no_new_privs for the tracing filter: {e}"))
-        })?;
-    }
+    let prog = tracing_program(bpf::notify_all_program(&[]))?;
     let base = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
     // WAIT_KILLABLE_RECV (Linux 5.19): a received call is not restarted by signals, so it is
     // never notified twice.
@@ -197,6 +191,21 @@ fn install_trace_filter(kind: TracerKind) -> Result<(), ExecutorError> {
             "loading the tracing filter (seccomp user notification): {e}"
         ))),
     }
+}
+
+/// The built tracing program, with what the kernel needs to accept it: without CAP_SYS_ADMIN
+/// (not lent), `no_new_privs`.
+fn tracing_program(
+    built: Result<Vec<libc::sock_filter>, ngram_supervisor::bpf::BpfError>,
+) -> Result<Vec<libc::sock_filter>, ExecutorError> {
+    let prog =
+        built.map_err(|e| ExecutorError::Other(format!("building the tracing filter: {e}")))?;
+    if !has_cap_sys_admin() {
+        nix::sys::prctl::set_no_new_privs().map_err(|e| {
+            ExecutorError::Other(format!("setting no_new_privs for the tracing filter: {e}"))
+        })?;
+    }
+    Ok(prog)
 }
 
 /// The ptrace backend: a `SECCOMP_RET_TRACE` filter fails every call with ENOSYS while no
@@ -228,13 +237,7 @@ fn install_ptrace_filter() -> Result<(), ExecutorError> {
     nix::unistd::alarm::cancel();
     old.thread_set_mask()
         .map_err(|e| other("restoring the signal mask", e))?;
-    let prog = bpf::trace_all_program(&[])
-        .map_err(|e| ExecutorError::Other(format!("building the tracing filter: {e}")))?;
-    if !has_cap_sys_admin() {
-        nix::sys::prctl::set_no_new_privs().map_err(|e| {
-            ExecutorError::Other(format!("setting no_new_privs for the tracing filter: {e}"))
-        })?;
-    }
+    let prog = tracing_program(bpf::trace_all_program(&[]))?;
     sys::install_filter(&prog, 0).map(drop).map_err(|e| {
         ExecutorError::Other(format!(
             "loading the tracing filter (SECCOMP_RET_TRACE): {e}"

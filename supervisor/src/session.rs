@@ -335,6 +335,9 @@ impl<'m> Session<'m> {
     }
 }
 
+/// x86_64 `rt_sigreturn` and `restart_syscall`: recorded, never learned or scored.
+pub const SIGNAL_NOISE: [i32; 2] = [15, 219];
+
 /// A thread anomalous within this many of its first calls makes its process a suspect.
 pub const YOUNG_CALLS: u64 = 200;
 
@@ -514,6 +517,12 @@ impl Handler for Session<'_> {
                 inner.stats.record_errors += 1;
             }
         }
+        // Signal noise: a handler's `rt_sigreturn` and a `restart_syscall` land wherever the
+        // signal happened to arrive; they are neither learned nor scored (a false alarm in a
+        // shell that reaped a child was made of them).
+        if SIGNAL_NOISE.contains(&ev.nr) {
+            return Decision::Continue;
+        }
         if let Some(counts) = inner.counts.as_mut() {
             let w = inner.windows.entry(ev.tid).or_default();
             counts.push(w, nr);
@@ -599,76 +608,75 @@ mod tests {
         ngram_profiler::profile::Profile::new("k", "k", c.clone()).meta
     }
 
+    /// Train on `normal` (one thread, n = `n`), then run `test` on a session of `mode`
+    /// over that profile, with its alerts.
+    fn with_session(
+        normal: &[i32],
+        n: usize,
+        mode: Mode,
+        action: EnforceAction,
+        test: impl FnOnce(&Session<'_>, &mpsc::Receiver<Alert>),
+    ) {
+        let c = trained(normal, n);
+        let model = Model::new(&c).unwrap();
+        let det = detector(&model, &meta_for(&c)).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let s = Session::detect(mode, action, ContainerInfo::default(), det).with_alerts(tx);
+        test(&s, &rx);
+    }
+
     /// Harmless calls the tests' training never has: with n <= 3 they make at least 9 unseen
-    /// n-grams in a row, past the live threshold (8 of 20).
+    /// n-grams in a row, well past the live threshold (3 of 10).
     const NOVEL: [i32; 12] = [8, 12, 13, 14, 16, 17, 18, 19, 20, 21, 24, 28];
 
     #[test]
     fn alert_mode_reports_an_unseen_run_once_and_lets_it_run() {
         let normal: Vec<i32> = (0..200).map(|i| i % 4).collect();
-        let c = trained(&normal, 3);
-        let model = Model::new(&c).unwrap();
-        let det = detector(&model, &meta_for(&c)).unwrap();
-        let (tx, rx) = mpsc::channel();
-        let s = Session::detect(
-            Mode::Alert,
-            EnforceAction::Deny,
-            ContainerInfo::default(),
-            det,
-        )
-        .with_alerts(tx);
-        for &nr in &normal {
-            assert_eq!(s.on_event(&ev(9, nr)), Decision::Continue);
-        }
-        assert!(rx.try_recv().is_err(), "normal sequence alerted");
-        // An attack: calls never seen in a row.
-        for nr in NOVEL {
-            assert_eq!(s.on_event(&ev(9, nr)), Decision::Continue);
-        }
-        let a = rx.try_recv().expect("no alert for the unseen run");
-        assert_eq!(a.action, Action::Alerted);
-        assert!(a.window_score > a.threshold);
-        assert!(!a.seen);
-        assert!(rx.try_recv().is_err(), "one alert per episode");
-        assert!(s.stats().anomalies >= 2);
+        with_session(&normal, 3, Mode::Alert, EnforceAction::Deny, |s, rx| {
+            for &nr in &normal {
+                assert_eq!(s.on_event(&ev(9, nr)), Decision::Continue);
+            }
+            assert!(rx.try_recv().is_err(), "normal sequence alerted");
+            // An attack: calls never seen in a row.
+            for nr in NOVEL {
+                assert_eq!(s.on_event(&ev(9, nr)), Decision::Continue);
+            }
+            let a = rx.try_recv().expect("no alert for the unseen run");
+            assert_eq!(a.action, Action::Alerted);
+            assert!(a.window_score > a.threshold);
+            assert!(!a.seen);
+            assert!(rx.try_recv().is_err(), "one alert per episode");
+            assert!(s.stats().anomalies >= 2);
+        });
     }
 
     #[test]
     fn enforce_mode_denies_anomalous_calls_only() {
         let normal: Vec<i32> = (0..200).map(|i| i % 4).collect();
-        let c = trained(&normal, 3);
-        let model = Model::new(&c).unwrap();
-        let det = detector(&model, &meta_for(&c)).unwrap();
-        let (tx, rx) = mpsc::channel();
-        let s = Session::detect(
-            Mode::Enforce,
-            EnforceAction::Deny,
-            ContainerInfo::default(),
-            det,
-        )
-        .with_alerts(tx);
-        for &nr in &normal {
-            assert_eq!(s.on_event(&ev(3, nr)), Decision::Continue);
-        }
-        // A fresh thread running something else entirely: anomalous from its 8th unseen
-        // n-gram on; its harmless calls still run, then its execve is refused.
-        let ds: Vec<Decision> = NOVEL
-            .iter()
-            .chain(&[59])
-            .map(|&nr| s.on_event(&ev(4, nr)))
-            .collect();
-        assert_eq!(ds[..NOVEL.len()], [Decision::Continue; NOVEL.len()]);
-        assert_eq!(ds[NOVEL.len()], Decision::Deny(libc::EPERM));
-        let first = rx.try_recv().unwrap();
-        assert_eq!((first.action, first.errno), (Action::Alerted, None));
-        let second = rx.try_recv().unwrap();
-        assert_eq!(
-            (second.action, second.errno),
-            (Action::Denied, Some(libc::EPERM))
-        );
-        assert!(rx.try_recv().is_err());
-        // The normal thread is unaffected.
-        assert_eq!(s.on_event(&ev(3, 0)), Decision::Continue);
+        with_session(&normal, 3, Mode::Enforce, EnforceAction::Deny, |s, rx| {
+            for &nr in &normal {
+                assert_eq!(s.on_event(&ev(3, nr)), Decision::Continue);
+            }
+            // A fresh thread running something else entirely: anomalous from its 8th unseen
+            // n-gram on; its harmless calls still run, then its execve is refused.
+            let ds: Vec<Decision> = NOVEL
+                .iter()
+                .chain(&[59])
+                .map(|&nr| s.on_event(&ev(4, nr)))
+                .collect();
+            assert_eq!(ds[..NOVEL.len()], [Decision::Continue; NOVEL.len()]);
+            assert_eq!(ds[NOVEL.len()], Decision::Deny(libc::EPERM));
+            let first = rx.try_recv().unwrap();
+            assert_eq!((first.action, first.errno), (Action::Alerted, None));
+            let second = rx.try_recv().unwrap();
+            assert_eq!(
+                (second.action, second.errno),
+                (Action::Denied, Some(libc::EPERM))
+            );
+            assert!(rx.try_recv().is_err());
+            // The normal thread is unaffected.
+            assert_eq!(s.on_event(&ev(3, 0)), Decision::Continue);
+        });
     }
 
     #[test]
