@@ -1,6 +1,9 @@
 //! Test and benchmark workload: N threads, started together, each making M `getppid` calls
 //! and then one `getuid`. Usage: getppid_threads N M. Prints the elapsed seconds.
 
+#[path = "../tests/common/workload.rs"]
+mod workload;
+
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
@@ -8,21 +11,9 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let threads: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(4);
     let calls: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
+    // One more party than threads: the clock starts when all are ready.
     let barrier = Arc::new(Barrier::new(threads + 1));
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let b = Arc::clone(&barrier);
-            std::thread::spawn(move || {
-                b.wait();
-                for _ in 0..calls {
-                    // SAFETY: getppid takes no arguments and cannot fail.
-                    unsafe { libc::syscall(libc::SYS_getppid) };
-                }
-                // SAFETY: as above.
-                unsafe { libc::syscall(libc::SYS_getuid) };
-            })
-        })
-        .collect();
+    let handles = workload::spawn_getppid_threads(threads, calls, &barrier);
     barrier.wait();
     let start = Instant::now();
     for h in handles {

@@ -5,21 +5,23 @@
 
 #![allow(clippy::unwrap_used)] // tests
 
-use std::collections::{BTreeMap, BTreeSet};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Duration;
 
+use common::{
+    check_getppid_threads, check_killed_at_write, check_sh_and_cat, collect, is_root,
+    kill_at_write, names, notify_run, nr, GETPPID_THREADS_ENV, GETPPID_THREADS_TEST, SH_AND_CAT,
+};
 use ngram_supervisor::child::{notify_available, spawn_traced, wait_exit, FilterSpec};
 use ngram_supervisor::discover::read_c_string;
-use ngram_supervisor::syscalls::{name, number};
-use ngram_supervisor::{Decision, Event, NotifyConfig, NotifyTracer, RunStats, Tracer};
+use ngram_supervisor::{Decision, Event, NotifyConfig, NotifyTracer, RunStats};
 
 const ENV: &[(&str, &str)] = &[("PATH", "/usr/bin:/bin")];
 
 fn can_run() -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP: seccomp-notify tests need root");
+    if !is_root("seccomp-notify") {
         return false;
     }
     if !notify_available() {
@@ -29,10 +31,6 @@ fn can_run() -> bool {
     true
 }
 
-fn nr(n: &str) -> i32 {
-    number(n).unwrap()
-}
-
 /// Run `path args` traced with `config`, recording every event; `decide` answers.
 fn trace(
     path: &str,
@@ -40,28 +38,7 @@ fn trace(
     config: NotifyConfig,
     decide: impl Fn(&Event) -> Decision + Sync,
 ) -> (Vec<Event>, RunStats, i32) {
-    let pid = spawn_traced(Path::new(path), args, ENV, &FilterSpec::notify_all()).unwrap();
-    let mut tracer = NotifyTracer::attach(pid, Duration::from_secs(10), config).unwrap();
-    let seen = Mutex::new(Vec::new());
-    let handler = |e: &Event| {
-        seen.lock().unwrap().push(*e);
-        decide(e)
-    };
-    let stats = tracer.run(&handler).unwrap();
-    let code = wait_exit(pid).unwrap();
-    (seen.into_inner().unwrap(), stats, code)
-}
-
-fn names(events: &[Event]) -> Vec<&'static str> {
-    events.iter().map(|e| name(e.nr).unwrap_or("?")).collect()
-}
-
-fn per_tid(events: &[Event]) -> BTreeMap<u32, Vec<Event>> {
-    let mut m: BTreeMap<u32, Vec<Event>> = BTreeMap::new();
-    for e in events {
-        m.entry(e.tid).or_default().push(*e);
-    }
-    m
+    notify_run(Path::new(path), args, ENV, config, decide)
 }
 
 fn path_arg(e: &Event) -> Vec<u8> {
@@ -75,49 +52,21 @@ fn shell_and_cat_are_traced_in_order() {
     }
     let (events, stats, code) = trace(
         "/bin/sh",
-        &["-c", "echo hi > /dev/null; cat /etc/hostname > /dev/null"],
+        &["-c", SH_AND_CAT],
         NotifyConfig::default(),
         |_| Decision::Continue,
     );
     assert_eq!(code, 0);
     assert_eq!(stats.events, events.len() as u64);
     assert_eq!(stats.vanished, 0);
-    let sh = events[0].tid;
-    assert_eq!(events[0].nr, nr("execve"), "first call is the execve");
-    assert_eq!(events[0].pid, sh);
-    let threads = per_tid(&events);
-    assert_eq!(threads.len(), 2, "sh and cat: {:?}", threads.keys());
-    let sh_calls = names(&threads[&sh]);
-    let (&cat, cat_events) = threads.iter().find(|(t, _)| **t != sh).unwrap();
-    let cat_calls = names(cat_events);
-    eprintln!("sh : {sh_calls:?}\ncat: {cat_calls:?}");
-    // sh: echo's write happens before the fork of cat, which happens before wait4.
-    let pos = |v: &[&str], n: &str| v.iter().position(|x| *x == n);
-    let w = pos(&sh_calls, "write").expect("sh writes hi");
-    let fork = sh_calls
-        .iter()
-        .position(|n| ["clone", "clone3", "fork", "vfork"].contains(n))
-        .expect("sh forks cat");
-    let wait = pos(&sh_calls, "wait4").expect("sh waits for cat");
-    assert!(w < fork && fork < wait, "{sh_calls:?}");
-    assert_eq!(*sh_calls.last().unwrap(), "exit_group");
-    // cat: the vfork child's own calls, its execve, then opens, reads and writes the file.
-    let exec = pos(&cat_calls, "execve").unwrap();
-    assert!(exec <= 2, "{cat_calls:?}");
-    assert!(cat_events.iter().all(|e| e.pid == cat));
-    let o = pos(&cat_calls, "openat").unwrap();
-    assert!(exec < o);
-    let r = pos(&cat_calls, "read").unwrap();
+    let (cat_calls, _, o) = check_sh_and_cat(&events);
+    // cat then reads and writes the file.
+    let r = cat_calls.iter().position(|n| *n == "read").unwrap();
     let wr = cat_calls
         .iter()
         .rposition(|n| ["write", "sendfile", "copy_file_range", "splice"].contains(n))
         .expect("cat writes (or copies) to /dev/null");
     assert!(o < r && r < wr, "{cat_calls:?}");
-    assert_eq!(*cat_calls.last().unwrap(), "exit_group");
-    // Timestamps are monotonic per thread.
-    for evs in threads.values() {
-        assert!(evs.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns));
-    }
 }
 
 #[test]
@@ -137,19 +86,15 @@ fn denying_cats_openat_fails_it_with_eperm() {
     let mut tracer =
         NotifyTracer::attach(pid, Duration::from_secs(10), NotifyConfig::default()).unwrap();
     let valid = tracer.validator().unwrap();
-    let seen = Mutex::new(Vec::new());
-    let handler = |e: &Event| {
-        seen.lock().unwrap().push(*e);
+    let (events, stats) = collect(&mut tracer, |e| {
         // Read the path, then check the call is still pending before trusting it.
         if e.nr == nr("openat") && path_arg(e) == b"/etc/hostname" && valid.is_valid(e.id) {
             Decision::Deny(libc::EPERM)
         } else {
             Decision::Continue
         }
-    };
-    let stats = tracer.run(&handler).unwrap();
+    });
     let code = wait_exit(pid).unwrap();
-    let events = seen.into_inner().unwrap();
     assert!(
         !valid.is_valid(events[0].id),
         "answered calls are no longer pending"
@@ -171,57 +116,17 @@ fn kill_decision_kills_the_caller() {
     }
     let (events, stats, code) = trace(
         "/bin/sh",
-        &["-c", "echo hi > /dev/null; cat /etc/hostname > /dev/null"],
+        &["-c", SH_AND_CAT],
         NotifyConfig::default(),
-        |e| {
-            if e.nr == nr("write") {
-                Decision::Kill
-            } else {
-                Decision::Continue
-            }
-        },
+        kill_at_write,
     );
-    assert_eq!(stats.killed, 1);
-    assert_eq!(code, 128 + libc::SIGKILL, "sh was killed");
-    assert_eq!(
-        names(&events).last(),
-        Some(&"write"),
-        "nothing after the kill"
-    );
+    check_killed_at_write(&events, &stats, code);
 }
 
-/// The multi-threaded workload runs in this test binary itself, re-executed with
-/// `HELPER_ENV="THREADS CALLS"` and only the test below selected: THREADS threads, started
-/// together, each making CALLS `getppid` calls and then one `getuid` (the harness itself
-/// makes neither).
-const HELPER_ENV: &str = "NGRAM_SUP_THREADS_HELPER";
-
+/// Re-executed as the getppid-threads workload (see `common::getppid_threads_helper`).
 #[test]
 fn helper_getppid_threads() {
-    let Ok(spec) = std::env::var(HELPER_ENV) else {
-        return; // a normal test run: nothing to do
-    };
-    let mut it = spec.split_whitespace().map(|s| s.parse::<usize>().unwrap());
-    let (threads, calls) = (it.next().unwrap(), it.next().unwrap());
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(threads));
-    let hs: Vec<_> = (0..threads)
-        .map(|_| {
-            let b = barrier.clone();
-            std::thread::spawn(move || {
-                b.wait();
-                for _ in 0..calls {
-                    // SAFETY: getppid takes no arguments and cannot fail.
-                    unsafe { libc::syscall(libc::SYS_getppid) };
-                }
-                // SAFETY: as above.
-                unsafe { libc::syscall(libc::SYS_getuid) };
-            })
-        })
-        .collect();
-    for h in hs {
-        h.join().unwrap();
-    }
-    std::process::exit(0);
+    common::getppid_threads_helper();
 }
 
 fn check_threads(workers: usize, poll_before_recv: Option<bool>) {
@@ -234,44 +139,12 @@ fn check_threads(workers: usize, poll_before_recv: Option<bool>) {
     };
     let exe = std::env::current_exe().unwrap();
     let spec = format!("{THREADS} {CALLS}");
-    let env = [(HELPER_ENV, spec.as_str())];
-    let args = [
-        "--exact",
-        "helper_getppid_threads",
-        "--test-threads=1",
-        "-q",
-    ];
-    let pid = spawn_traced(&exe, &args, &env, &FilterSpec::notify_all()).unwrap();
-    let mut tracer = NotifyTracer::attach(pid, Duration::from_secs(10), config).unwrap();
-    let seen = Mutex::new(Vec::new());
-    let stats = tracer
-        .run(&|e: &Event| {
-            seen.lock().unwrap().push(*e);
-            Decision::Continue
-        })
-        .unwrap();
-    let code = wait_exit(pid).unwrap();
-    let events = seen.into_inner().unwrap();
+    let env = [(GETPPID_THREADS_ENV, spec.as_str())];
+    let args = common::helper_args(GETPPID_THREADS_TEST);
+    let (events, stats, code) = notify_run(&exe, &args, &env, config, |_| Decision::Continue);
     assert_eq!(code, 0);
     assert_eq!(stats.vanished, 0);
-    let pid = events[0].pid;
-    let threads = per_tid(&events);
-    let workers_seen: BTreeSet<u32> = threads
-        .iter()
-        .filter(|(_, evs)| evs.iter().any(|e| e.nr == nr("getppid")))
-        .map(|(t, _)| *t)
-        .collect();
-    assert_eq!(workers_seen.len(), THREADS, "distinct tids");
-    for tid in &workers_seen {
-        let evs = &threads[tid];
-        assert!(evs.iter().all(|e| e.pid == pid), "tgid of {tid}");
-        let n = evs.iter().filter(|e| e.nr == nr("getppid")).count();
-        assert_eq!(n, CALLS, "getppid calls of tid {tid}");
-        // Order within the thread: every getppid before its getuid.
-        let last_getppid = evs.iter().rposition(|e| e.nr == nr("getppid")).unwrap();
-        let getuid = evs.iter().position(|e| e.nr == nr("getuid")).unwrap();
-        assert!(last_getppid < getuid);
-    }
+    check_getppid_threads(&events, THREADS, CALLS);
 }
 
 #[test]

@@ -5,34 +5,28 @@
 
 #![allow(clippy::unwrap_used)] // tests
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ngram_supervisor::child::{
-    notify_available, spawn_ptraced, spawn_traced, wait_exit, FilterSpec, TraceSpec,
+use common::{
+    check_getppid_threads, check_killed_at_write, check_sh_and_cat, collect, helper_args, is_root,
+    kill_at_write, names, notify_run, nr, GETPPID_THREADS_ENV, GETPPID_THREADS_TEST, SH_AND_CAT,
 };
+use ngram_supervisor::child::{notify_available, spawn_ptraced, wait_exit, TraceSpec};
 use ngram_supervisor::discover::read_c_string;
-use ngram_supervisor::syscalls::{name, number};
+use ngram_supervisor::syscalls::name;
 use ngram_supervisor::{
-    Decision, Event, NotifyConfig, NotifyTracer, PtraceConfig, PtraceTracer, RecordFrom, RunStats,
-    Tracer,
+    Decision, Event, NotifyConfig, PtraceConfig, PtraceTracer, RecordFrom, RunStats, Tracer,
 };
 
 const ENV: &[(&str, &str)] = &[("PATH", "/usr/bin:/bin"), ("LC_ALL", "C")];
 
 fn can_run() -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP: ptrace tests need root");
-        return false;
-    }
-    true
-}
-
-fn nr(n: &str) -> i32 {
-    number(n).unwrap()
+    is_root("ptrace")
 }
 
 /// Run `path args` under the ptrace tracer, recording every event; `decide` answers.
@@ -46,15 +40,10 @@ fn ptrace_run(
 ) -> (Vec<Event>, RunStats, i32) {
     let pid = spawn_ptraced(path, args, env, &TraceSpec::default()).unwrap();
     let mut tracer = PtraceTracer::new(&[pid], config);
-    let seen = Mutex::new(Vec::new());
-    let handler = |e: &Event| {
-        seen.lock().unwrap().push(*e);
-        decide(e)
-    };
-    let stats = tracer.run(&handler).unwrap();
+    let (events, stats) = collect(&mut tracer, decide);
     // The child is ours and traced by this thread: the loop reaped it.
     let code = tracer.exit_status(pid).expect("the loop reaped the root");
-    (seen.into_inner().unwrap(), stats, code)
+    (events, stats, code)
 }
 
 fn trace(
@@ -63,18 +52,6 @@ fn trace(
     decide: impl Fn(&Event) -> Decision + Sync,
 ) -> (Vec<Event>, RunStats, i32) {
     ptrace_run(Path::new(path), args, ENV, PtraceConfig::default(), decide)
-}
-
-fn names(events: &[Event]) -> Vec<&'static str> {
-    events.iter().map(|e| name(e.nr).unwrap_or("?")).collect()
-}
-
-fn per_tid(events: &[Event]) -> BTreeMap<u32, Vec<Event>> {
-    let mut m: BTreeMap<u32, Vec<Event>> = BTreeMap::new();
-    for e in events {
-        m.entry(e.tid).or_default().push(*e);
-    }
-    m
 }
 
 /// Per thread, in the order threads first appear: the sequence of call numbers.
@@ -115,42 +92,13 @@ fn shell_and_cat_are_traced_in_order() {
     if !can_run() {
         return;
     }
-    let (events, stats, code) = trace(
-        "/bin/sh",
-        &["-c", "echo hi > /dev/null; cat /etc/hostname > /dev/null"],
-        |_| Decision::Continue,
-    );
+    let (events, stats, code) = trace("/bin/sh", &["-c", SH_AND_CAT], |_| Decision::Continue);
     assert_eq!(code, 0);
     assert_eq!(stats.events, events.len() as u64);
     assert_eq!((stats.vanished, stats.skipped), (0, 0));
-    let sh = events[0].tid;
-    assert_eq!(events[0].nr, nr("execve"), "first call is the execve");
-    assert_eq!(events[0].pid, sh);
-    let threads = per_tid(&events);
-    assert_eq!(threads.len(), 2, "sh and cat: {:?}", threads.keys());
-    let sh_calls = names(&threads[&sh]);
-    let (&cat, cat_events) = threads.iter().find(|(t, _)| **t != sh).unwrap();
-    let cat_calls = names(cat_events);
-    eprintln!("sh : {sh_calls:?}\ncat: {cat_calls:?}");
-    let pos = |v: &[&str], n: &str| v.iter().position(|x| *x == n);
-    let w = pos(&sh_calls, "write").expect("sh writes hi");
-    let fork = sh_calls
-        .iter()
-        .position(|n| ["clone", "clone3", "fork", "vfork"].contains(n))
-        .expect("sh forks cat");
-    let wait = pos(&sh_calls, "wait4").expect("sh waits for cat");
-    assert!(w < fork && fork < wait, "{sh_calls:?}");
-    assert_eq!(*sh_calls.last().unwrap(), "exit_group");
-    let exec = pos(&cat_calls, "execve").unwrap();
-    assert!(exec <= 2, "{cat_calls:?}");
-    assert!(cat_events.iter().all(|e| e.pid == cat), "tgid of cat");
-    let o = pos(&cat_calls, "openat").unwrap();
-    let r = pos(&cat_calls, "read").unwrap();
-    assert!(exec < o && o < r, "{cat_calls:?}");
-    assert_eq!(*cat_calls.last().unwrap(), "exit_group");
-    for evs in threads.values() {
-        assert!(evs.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns));
-    }
+    let (cat_calls, _, o) = check_sh_and_cat(&events);
+    let r = cat_calls.iter().position(|n| *n == "read").unwrap();
+    assert!(o < r, "{cat_calls:?}");
 }
 
 #[test]
@@ -183,45 +131,10 @@ fn forked_children_are_followed() {
     }
 }
 
-/// The multi-threaded workload runs in this test binary itself, re-executed with
-/// `HELPER_ENV="THREADS CALLS"` and only the test below selected.
-const HELPER_ENV: &str = "NGRAM_PTRACE_THREADS_HELPER";
-
+/// Re-executed as the getppid-threads workload (see `common::getppid_threads_helper`).
 #[test]
 fn helper_getppid_threads() {
-    let Ok(spec) = std::env::var(HELPER_ENV) else {
-        return;
-    };
-    let mut it = spec.split_whitespace().map(|s| s.parse::<usize>().unwrap());
-    let (threads, calls) = (it.next().unwrap(), it.next().unwrap());
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(threads));
-    let hs: Vec<_> = (0..threads)
-        .map(|_| {
-            let b = barrier.clone();
-            std::thread::spawn(move || {
-                b.wait();
-                for _ in 0..calls {
-                    // SAFETY: getppid takes no arguments and cannot fail.
-                    unsafe { libc::syscall(libc::SYS_getppid) };
-                }
-                // SAFETY: as above.
-                unsafe { libc::syscall(libc::SYS_getuid) };
-            })
-        })
-        .collect();
-    for h in hs {
-        h.join().unwrap();
-    }
-    std::process::exit(0);
-}
-
-fn helper_args() -> [&'static str; 4] {
-    [
-        "--exact",
-        "helper_getppid_threads",
-        "--test-threads=1",
-        "-q",
-    ]
+    common::getppid_threads_helper();
 }
 
 #[test]
@@ -233,29 +146,14 @@ fn threads_are_followed_in_order_and_nothing_is_lost() {
     const CALLS: usize = 2000;
     let exe = std::env::current_exe().unwrap();
     let spec = format!("{THREADS} {CALLS}");
-    let env = [(HELPER_ENV, spec.as_str())];
-    let (events, stats, code) =
-        ptrace_run(&exe, &helper_args(), &env, PtraceConfig::default(), |_| {
-            Decision::Continue
-        });
+    let env = [(GETPPID_THREADS_ENV, spec.as_str())];
+    let args = helper_args(GETPPID_THREADS_TEST);
+    let (events, stats, code) = ptrace_run(&exe, &args, &env, PtraceConfig::default(), |_| {
+        Decision::Continue
+    });
     assert_eq!(code, 0);
     assert_eq!(stats.vanished, 0);
-    let pid = events[0].pid;
-    let threads = per_tid(&events);
-    let workers: BTreeSet<u32> = threads
-        .iter()
-        .filter(|(_, evs)| evs.iter().any(|e| e.nr == nr("getppid")))
-        .map(|(t, _)| *t)
-        .collect();
-    assert_eq!(workers.len(), THREADS, "distinct tids");
-    for tid in &workers {
-        let evs = &threads[tid];
-        assert!(evs.iter().all(|e| e.pid == pid), "tgid of {tid}");
-        let n = evs.iter().filter(|e| e.nr == nr("getppid")).count();
-        assert_eq!(n, CALLS, "getppid calls of tid {tid}");
-        let last_getppid = evs.iter().rposition(|e| e.nr == nr("getppid")).unwrap();
-        let getuid = evs.iter().position(|e| e.nr == nr("getuid")).unwrap();
-        assert!(last_getppid < getuid);
+    for (tid, evs) in check_getppid_threads(&events, THREADS, CALLS) {
         assert_eq!(
             name(evs.last().unwrap().nr),
             Some("exit"),
@@ -311,20 +209,8 @@ fn kill_decision_kills_the_caller() {
     if !can_run() {
         return;
     }
-    let (events, stats, code) = trace(
-        "/bin/sh",
-        &["-c", "echo hi > /dev/null; cat /etc/hostname > /dev/null"],
-        |e| {
-            if e.nr == nr("write") {
-                Decision::Kill
-            } else {
-                Decision::Continue
-            }
-        },
-    );
-    assert_eq!(stats.killed, 1);
-    assert_eq!(code, 128 + libc::SIGKILL, "sh was killed");
-    assert_eq!(names(&events).last(), Some(&"write"), "nothing after");
+    let (events, stats, code) = trace("/bin/sh", &["-c", SH_AND_CAT], kill_at_write);
+    check_killed_at_write(&events, &stats, code);
 }
 
 #[test]
@@ -398,7 +284,7 @@ fn killing_the_tracer_kills_the_tracees() {
     .unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut tracer = Command::new(exe)
-        .args(["--exact", "helper_tracer_process", "--test-threads=1", "-q"])
+        .args(helper_args("helper_tracer_process"))
         .env(TRACER_ENV, pid.to_string())
         .stdout(Stdio::null())
         .spawn()
@@ -452,17 +338,10 @@ fn notify_and_ptrace_see_the_same_calls() {
             ptrace_run(Path::new(path), args, ENV, PtraceConfig::default(), |_| {
                 Decision::Continue
             });
-        let pid = spawn_traced(Path::new(path), args, ENV, &FilterSpec::notify_all()).unwrap();
-        let mut n =
-            NotifyTracer::attach(pid, Duration::from_secs(10), NotifyConfig::default()).unwrap();
-        let seen = Mutex::new(Vec::new());
-        n.run(&|e: &Event| {
-            seen.lock().unwrap().push(*e);
-            Decision::Continue
-        })
-        .unwrap();
-        let n_code = wait_exit(pid).unwrap();
-        let n_events = seen.into_inner().unwrap();
+        let (n_events, _, n_code) =
+            notify_run(Path::new(path), args, ENV, NotifyConfig::default(), |_| {
+                Decision::Continue
+            });
         assert_eq!((p_code, n_code), (0, 0), "{path}");
         assert_eq!(
             tid_relative(&p_events),
@@ -507,12 +386,7 @@ fn exec_from_a_non_leader_thread_takes_the_leaders_tid() {
     }
     let exe = std::env::current_exe().unwrap();
     let env = [(EXEC_ENV, "1")];
-    let args = [
-        "--exact",
-        "helper_exec_from_a_thread",
-        "--test-threads=1",
-        "-q",
-    ];
+    let args = helper_args("helper_exec_from_a_thread");
     let (events, stats, code) = ptrace_run(&exe, &args, &env, PtraceConfig::default(), |_| {
         Decision::Continue
     });
