@@ -22,12 +22,13 @@ fn stream(calls: usize) -> Vec<Event> {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let tid = 100 + (i % 4) as u32;
+            let tid = [100, 101, 102, 103][i % 4];
             let mut nr = loop_calls[(i / 4) % loop_calls.len()];
-            if x % 1000 == 0 {
-                nr = [0, 1, 9, 11][(x % 4) as usize];
+            if x.is_multiple_of(1000) {
+                nr = [0, 1, 9, 11]
+                    [usize::from(x.is_multiple_of(2)) + 2 * usize::from(x.is_multiple_of(3))];
             }
-            Event::new(tid, tid, nr, i as u64)
+            Event::new(tid, tid, nr, u64::try_from(i).unwrap_or(0))
         })
         .collect()
 }
