@@ -8,8 +8,10 @@
 # true`), and the supervisor's CPU time and peak memory during the nginx load.
 #
 # Configurations: runc; floor (runtime ngram-ids-floor: the notify route answering CONTINUE
-# and nothing else, the floor of this design); train, alert, enforce (notify); and the same
-# three with the ptrace tracer (label ngram-ids.tracer=ptrace).
+# and nothing else, the floor of this design); train, alert, enforce (notify); the same three
+# with the ptrace tracer (label ngram-ids.tracer=ptrace); and floor-nosync / alert-nosync,
+# without SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (the "before" of that optimisation).
+# BENCH_ONLY="runc floor ..." limits the run to some configurations (runc is the reference).
 # ngram-ids-floor is registered by this script in /etc/docker/daemon.json (runtimeArgs
 # --bench-null-handler) and left there (it is harmless: it traces, learns nothing).
 #
@@ -46,15 +48,17 @@ mkdir -p "$(dirname "$out")"
 daemon_json=/etc/docker/daemon.json
 bin=$(jq -r '.runtimes["ngram-ids"].path // empty' "$daemon_json" 2>/dev/null || true)
 [[ -n $bin ]] || die "ngram-ids is not registered in $daemon_json (make install)"
-if ! jq -e '.runtimes["ngram-ids-floor"]' "$daemon_json" >/dev/null 2>&1; then
+if ! jq -e '.runtimes["ngram-ids-alert-nosync"]' "$daemon_json" >/dev/null 2>&1; then
     tmp=$(mktemp "$daemon_json.XXXXXX")
-    jq --arg p "$bin" '.runtimes["ngram-ids-floor"] = {"path": $p, "runtimeArgs": ["--bench-null-handler"]}' \
+    jq --arg p "$bin" '.runtimes["ngram-ids-floor"] = {"path": $p, "runtimeArgs": ["--bench-null-handler"]}
+        | .runtimes["ngram-ids-floor-nosync"] = {"path": $p, "runtimeArgs": ["--bench-null-handler", "--bench-no-sync-wake-up"]}
+        | .runtimes["ngram-ids-alert-nosync"] = {"path": $p, "runtimeArgs": ["--bench-no-sync-wake-up"]}' \
         "$daemon_json" >"$tmp"
     chmod 0644 "$tmp"
     mv -f "$tmp" "$daemon_json"
     kill -HUP "$(pidof dockerd)"
     for _ in $(seq 30); do
-        docker info --format '{{json .Runtimes}}' | jq -e 'has("ngram-ids-floor")' >/dev/null && break
+        docker info --format '{{json .Runtimes}}' | jq -e 'has("ngram-ids-alert-nosync")' >/dev/null && break
         sleep 1
     done
 fi
@@ -71,9 +75,10 @@ cleanup() {
 trap cleanup EXIT
 
 # name -> "runtime [label]"
-runtimes=(runc floor train alert enforce train-ptrace alert-ptrace enforce-ptrace)
+runtimes=(runc floor-nosync floor train alert-nosync alert enforce train-ptrace alert-ptrace enforce-ptrace)
 declare -A how=(
     [runc]="runc" [floor]="ngram-ids-floor" [train]="ngram-ids-train" [alert]="ngram-ids"
+    [floor-nosync]="ngram-ids-floor-nosync" [alert-nosync]="ngram-ids-alert-nosync"
     [enforce]="ngram-ids-enforce"
     [train-ptrace]="ngram-ids-train ngram-ids.tracer=ptrace"
     [alert-ptrace]="ngram-ids ngram-ids.tracer=ptrace"
@@ -172,7 +177,10 @@ run_start() {
 
 started=$SECONDS
 # Train first so that alert and enforce have profiles (the train run's figures count too).
-for rt in runc floor train; do
+# Only these configurations, when BENCH_ONLY lists some (e.g. "runc floor-nosync floor").
+wanted() { [[ -z ${BENCH_ONLY:-} || " $BENCH_ONLY " == *" $1 "* ]]; }
+for rt in runc floor-nosync floor train; do
+    wanted "$rt" || continue
     run_nginx "$rt"; run_start "$rt"; run_dd "$rt"
 done
 # Wait for the training flushes, then measure the scoring modes.
@@ -180,7 +188,8 @@ for _ in $(seq 60); do
     ngram-ids profile show "$profile" >/dev/null 2>&1 && ngram-ids profile show "$bb_profile" >/dev/null 2>&1 && break
     sleep 0.5
 done
-for rt in alert enforce train-ptrace alert-ptrace enforce-ptrace; do
+for rt in alert-nosync alert enforce train-ptrace alert-ptrace enforce-ptrace; do
+    wanted "$rt" || continue
     run_nginx "$rt"; run_start "$rt"; run_dd "$rt"
 done
 alerts=$(ngram-ids alerts --json 2>/dev/null | grep -c "$profile" || true)
@@ -195,6 +204,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b == 0 || a == "" || b == "") prin
     echo "| runtime | nginx req/s | ratio | mean ms | p99 ms | failed | dd ms | ratio | start ms | +ms | supervisor CPU % | supervisor peak MiB |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
     for rt in "${runtimes[@]}"; do
+        wanted "$rt" || continue
         echo "| $rt | ${rps[$rt]} | $(ratio "${rps[$rt]}" "${rps[runc]}") | ${lat[$rt]} | ${p99[$rt]} | ${failed[$rt]} | ${ddt[$rt]} | $(ratio "${ddt[$rt]}" "${ddt[runc]}") | ${startt[$rt]} | $(awk -v a="${startt[$rt]}" -v b="${startt[runc]}" 'BEGIN {printf "%+.0f", a - b}') | ${supcpu[$rt]} | ${supmem[$rt]} |"
     done
     echo

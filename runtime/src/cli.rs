@@ -72,6 +72,9 @@ pub struct GlobalOpts {
     /// (the floor of the notify design). Implies train mode; nothing is stored.
     #[arg(long, global = true, hide = true)]
     pub bench_null_handler: bool,
+    /// Benchmarks only: do not ask for SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (to measure it).
+    #[arg(long, global = true, hide = true)]
+    pub bench_no_sync_wake_up: bool,
     /// Minimum number of training calls before automatic promotion.
     #[arg(long, global = true, value_name = "CALLS", default_value_t = 1_000_000)]
     pub promote_after: u64,

@@ -130,6 +130,7 @@ fn plan(created: &Created) -> Result<Plan, HookError> {
         flush_secs: 60,
         null_handler: g.bench_null_handler,
         tracer,
+        sync_wake_up: !g.bench_no_sync_wake_up,
     })
 }
 

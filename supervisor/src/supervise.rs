@@ -119,6 +119,13 @@ pub struct Plan {
     /// The tracer backend.
     #[serde(default)]
     pub tracer: TracerKind,
+    /// Ask for `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP` (off only to measure what it buys).
+    #[serde(default = "yes")]
+    pub sync_wake_up: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_flush() -> u64 {
@@ -417,9 +424,10 @@ fn ptrace_config() -> PtraceConfig {
     }
 }
 
-fn notify_config() -> NotifyConfig {
+fn notify_config(plan: &Plan) -> NotifyConfig {
     NotifyConfig {
         record_from: RecordFrom::FirstExecve,
+        sync_wake_up: plan.sync_wake_up,
         ..NotifyConfig::default()
     }
 }
@@ -436,7 +444,7 @@ fn serve(
                 tracing::info!(id = %plan.id, "init exited before its workload started");
                 return Ok(());
             };
-            let t = NotifyTracer::take_fd(plan.init_pid, fd, notify_config())?;
+            let t = NotifyTracer::take_fd(plan.init_pid, fd, notify_config(plan))?;
             tracing::info!(id = %plan.id, pid = plan.init_pid, mode = %plan.mode, sync_wake_up = t.sync_wake_up(), "tracing (notify)");
             Box::new(t)
         }
@@ -492,7 +500,7 @@ fn accept_execs(plan: &Plan, session: &Session<'_>, listener: &UnixListener, don
         while !done.load(Ordering::SeqCst) {
             match listener.accept() {
                 Ok((stream, _)) => {
-                    s.spawn(move || match attach_exec(stream, plan.tracer) {
+                    s.spawn(move || match attach_exec(stream, plan) {
                         Ok(Some(mut tracer)) => {
                             if let Err(e) = tracer.run(session) {
                                 tracing::error!(id = %plan.id, "exec tracer failed: {e}");
@@ -524,10 +532,8 @@ const EXEC_ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
 /// PID's descendants. Answers `ok\n` once the listener is taken, or `error MSG\n`; on failure
 /// the descendants holding a listener are killed (they must not run untraced, and they would
 /// wait forever).
-fn attach_exec(
-    stream: UnixStream,
-    kind: TracerKind,
-) -> std::io::Result<Option<Box<dyn Tracer + Send>>> {
+fn attach_exec(stream: UnixStream, plan: &Plan) -> std::io::Result<Option<Box<dyn Tracer + Send>>> {
+    let kind = plan.tracer;
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut line = String::new();
@@ -559,7 +565,7 @@ fn attach_exec(
             }
         };
     }
-    match NotifyTracer::attach_in_tree(root, EXEC_ATTACH_TIMEOUT, notify_config()) {
+    match NotifyTracer::attach_in_tree(root, EXEC_ATTACH_TIMEOUT, notify_config(plan)) {
         Ok((t, pid)) => {
             tracing::info!(runtime = root, pid, "tracing exec process");
             writeln!(out, "ok")?;
