@@ -964,6 +964,11 @@ impl<'m> Scorer<'m> {
         Some(from_fixed(st.sum) / st.filled as f64)
     }
 
+    /// Calls fed for thread `tid` since its stream began (0 for an unknown thread).
+    pub fn calls(&self, tid: u32) -> u64 {
+        self.state(tid).map_or(0, |st| st.calls)
+    }
+
     /// Whether the thread's newest n-gram was seen in training (`None` before its first
     /// n-gram, or for an unknown thread).
     pub fn last_seen(&self, tid: u32) -> Option<bool> {

@@ -305,10 +305,7 @@ pub fn run_guard(args: &GuardArgs) -> Result<()> {
 
 fn report(path: &Path, msg: &str, args: &GuardArgs) -> Result<()> {
     let mut log = AlertLog::open(path)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0);
+    let now = ngram_supervisor::tracer::now_ns();
     let mut fields = serde_json::Map::new();
     fields.insert("container.id".into(), args.id.clone().into());
     fields.insert("container.name".into(), args.name.clone().into());

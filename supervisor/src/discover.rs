@@ -128,7 +128,8 @@ pub fn wait_notify_fd_in_tree(root: u32, timeout: Duration) -> Result<(u32, RawF
     }
 }
 
-fn read_stat_ppid(pid: u32) -> Option<u32> {
+/// The parent pid of process `pid`, from `/proc/PID/stat`.
+pub fn read_stat_ppid(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
@@ -298,13 +298,6 @@ fn wait_readable(fd: BorrowedFd<'_>) -> Result<bool, TracerError> {
     }
 }
 
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 /// Has every process using the filter gone (POLLHUP)?
 fn hung_up(fd: BorrowedFd<'_>) -> Result<bool, TracerError> {
     let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
@@ -350,7 +343,7 @@ fn worker(shared: &Shared<'_>, handler: &dyn Handler) -> Result<RunStats, Tracer
             }
             Err(source) => return Err(TracerError::Recv { fd: raw, source }),
         }
-        let ts_ns = now_ns();
+        let ts_ns = crate::tracer::now_ns();
         let tid = req.pid;
         let nr = req.data.nr;
         let decision = if !shared.recording.load(Ordering::Relaxed) {

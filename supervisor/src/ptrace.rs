@@ -151,13 +151,6 @@ fn nr_from(raw: u64) -> i32 {
         .unwrap_or(-1)
 }
 
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 /// What the ptrace stop said about a call.
 struct Call {
     arch: u32,
@@ -399,7 +392,7 @@ impl Loop<'_> {
     }
 
     fn on_seccomp(&mut self, tid: u32) -> Result<(), TracerError> {
-        let ts_ns = now_ns();
+        let ts_ns = crate::tracer::now_ns();
         let Some(call) = self.call(tid)? else {
             return Ok(()); // killed while stopped
         };

@@ -80,8 +80,6 @@ struct Inner<'m> {
     detector: Option<Detector<'m>>,
     /// Threads whose score is above the threshold now: one alert per such episode.
     in_episode: FxHashMap<u32, Episode>,
-    /// Calls seen per thread (for "anomalous from its start").
-    thread_calls: FxHashMap<u32, u64>,
     /// Processes (tgids) judged intruders: anomalous within their first calls, or children
     /// of such a process. Enforce refuses their harmful calls for the rest of their life.
     suspects: FxHashMap<u32, ()>,
@@ -151,7 +149,6 @@ impl<'m> Session<'m> {
                 windows: FxHashMap::default(),
                 detector,
                 in_episode: FxHashMap::default(),
-                thread_calls: FxHashMap::default(),
                 suspects: FxHashMap::default(),
                 known_pids: FxHashMap::default(),
                 denial_reported: FxHashMap::default(),
@@ -234,14 +231,10 @@ impl<'m> Session<'m> {
         let score = full
             .or_else(|| det.scorer.padded_score(ev.tid))
             .unwrap_or(0.0);
-        let calls = {
-            let c = inner.thread_calls.entry(ev.tid).or_insert(0);
-            *c += 1;
-            *c
-        };
+        let calls = det.scorer.calls(ev.tid);
         // A process we have not seen yet inherits its parent's suspicion.
         if enforce && ev.pid != 0 && inner.known_pids.insert(ev.pid, ()).is_none() {
-            if let Some(ppid) = parent_of(ev.pid) {
+            if let Some(ppid) = crate::discover::read_stat_ppid(ev.pid) {
                 if inner.suspects.contains_key(&ppid) {
                     inner.suspects.insert(ev.pid, ());
                 }
@@ -301,7 +294,7 @@ impl<'m> Session<'m> {
                 };
                 let alert = Alert {
                     time_ns: ev.ts_ns,
-                    latency_ns: now_ns().saturating_sub(ev.ts_ns),
+                    latency_ns: crate::tracer::now_ns().saturating_sub(ev.ts_ns),
                     container_id: self.info.id.clone(),
                     container_name: self.info.name.clone(),
                     image: self.info.image.clone(),
@@ -340,13 +333,6 @@ pub const SIGNAL_NOISE: [i32; 2] = [15, 219];
 
 /// A thread anomalous within this many of its first calls makes its process a suspect.
 pub const YOUNG_CALLS: u64 = 200;
-
-/// The parent pid of process `pid` (from `/proc/PID/stat`).
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.get(stat.rfind(')')? + 1..)?;
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
 
 /// x86_64 calls that enforce mode refuses inside an anomalous stretch: starting programs and
 /// processes, opening and changing files, network connections, privileges, namespaces and
@@ -469,13 +455,6 @@ struct Episode {
     alerted: bool,
 }
 
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 /// The executable of a process, for alerts (empty when it is gone).
 fn exe_of(pid: u32) -> String {
     std::fs::read_link(format!("/proc/{pid}/exe"))
@@ -532,7 +511,6 @@ impl Handler for Session<'_> {
         if ev.nr == nr::EXIT || ev.nr == nr::EXIT_GROUP {
             inner.windows.remove(&ev.tid);
             inner.in_episode.remove(&ev.tid);
-            inner.thread_calls.remove(&ev.tid);
             inner.denial_reported.remove(&ev.tid);
             if ev.nr == nr::EXIT_GROUP || ev.pid == ev.tid {
                 inner.suspects.remove(&ev.pid);

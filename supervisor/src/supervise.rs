@@ -350,15 +350,9 @@ fn with_recorder<'m>(plan: &Plan, s: Session<'m>) -> Result<Session<'m>, Supervi
     })
     .to_string();
     let out: Box<dyn Write + Send> = Box::new(std::io::BufWriter::new(file));
-    let w = NativeWriter::with_meta(out, Arch::X86_64, now_ns(), &meta).map_err(io(path))?;
+    let w = NativeWriter::with_meta(out, Arch::X86_64, crate::tracer::now_ns(), &meta)
+        .map_err(io(path))?;
     Ok(s.with_recorder(w))
-}
-
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 fn write_alerts(mut log: AlertLog, rx: mpsc::Receiver<Alert>) {

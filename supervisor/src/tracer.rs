@@ -3,6 +3,15 @@
 //! ([`crate::NotifyTracer`]) and the replay of a recorded sequence ([`crate::ReplayTracer`])
 //! both implement it, so the layers above are tested without root.
 
+/// Nanoseconds since the Unix epoch (0 if the clock is before it): the time base of events,
+/// recordings and alerts.
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 /// One system call, seen before it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Event {
