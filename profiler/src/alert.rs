@@ -218,6 +218,11 @@ impl AlertLog {
         })
     }
 
+    /// The host name the log puts in its lines (read once, at `open`).
+    pub fn hostname(&self) -> &str {
+        &self.hostname
+    }
+
     /// Append one alert.
     pub fn write(&mut self, alert: &Alert) -> Result<(), AlertError> {
         let line = alert.to_falco(&self.hostname);

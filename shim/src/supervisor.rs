@@ -58,7 +58,10 @@ fn runtime_mode(m: Option<ngram_runtime::cli::Mode>) -> Mode {
 /// Decide what the supervisor of `created` does.
 fn plan(created: &Created) -> Result<Plan, HookError> {
     let g = &created.global;
-    let ident: Identity = identity::identify(&created.id, &created.spec)?;
+    let ident: Identity = match &created.identity {
+        Some(i) => i.clone(),
+        None => identity::identify(&created.id, &created.spec)?,
+    };
     let (key, _) = ident.profile()?;
     let stored = match Store::open(&g.store).and_then(|s| s.meta(&key)) {
         Ok(m) => Some(m),
@@ -97,14 +100,10 @@ fn plan(created: &Created) -> Result<Plan, HookError> {
             .into())
         }
     };
-    let tracer = supervise::tracer_for(&ident.labels, g.tracer.into()).map_err(|e| {
-        format!(
-            "container {}: {} {}: {e}",
-            created.id,
-            ident.source,
-            supervise::TRACER_LABEL
-        )
-    })?;
+    // The executor waits for this tracer: use the runtime's decision, never a second one.
+    let tracer = created
+        .tracer
+        .ok_or_else(|| format!("container {}: created without tracing", created.id))?;
     let record = record_dir.map(|d| {
         d.join(safe_component(&resolved.profile_name))
             .join(format!("{}.ntrc", created.id))
@@ -318,9 +317,7 @@ fn report(path: &Path, msg: &str, args: &GuardArgs) -> Result<()> {
         time: alert::rfc3339_ns(now),
         source: "ngram-ids".into(),
         tags: vec!["ngram-ids".into(), "supervisor".into()],
-        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_default(),
+        hostname: log.hostname().to_owned(),
         output_fields: fields,
     };
     log.write_line(&line)?;

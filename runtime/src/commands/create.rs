@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use libcgroups::common::{CgroupManager, ControllerOpt};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
+use ngram_supervisor::identity::Identity;
+use ngram_supervisor::supervise::TracerKind;
 use oci_spec::runtime::Spec;
 
 use super::{cgroup_manager, ensure_private_dir};
@@ -29,6 +31,12 @@ pub struct Created {
     pub spec: Spec,
     /// The global flags of this invocation (for `--root`, `--log`, …).
     pub global: GlobalOpts,
+    /// Who the container is (Docker's config.v2.json, else OCI annotations), read once here;
+    /// `None` when it could not be read (the hook reads it again to report why).
+    pub identity: Option<Identity>,
+    /// The tracer the container's executor waits for (`None`: untraced). The supervisor must
+    /// use this one.
+    pub tracer: Option<TracerKind>,
 }
 
 /// Called by `create` after the container exists and before `create` returns (so before
@@ -83,14 +91,22 @@ pub fn create(
     // The tracing filter goes in right before execve, after libcontainer dropped the
     // capabilities; without CAP_SYS_ADMIN the kernel would demand no_new_privs. Lend the
     // capability to the init process through a private copy of the bundle's config.json.
+    let identity = hook
+        .traces()
+        .then(|| ngram_supervisor::identity::identify(&id, &spec).ok())
+        .flatten();
     let traces = if hook.traces() {
-        let labels = ngram_supervisor::identity::identify(&id, &spec)
-            .map(|i| i.labels)
+        let labels = identity
+            .as_ref()
+            .map(|i| i.labels.clone())
             .unwrap_or_default();
         let kind = ngram_supervisor::supervise::tracer_for(&labels, global.tracer.into()).map_err(
             |message| RuntimeError::Hook {
                 id: id.clone(),
-                message,
+                message: format!(
+                    "label {}: {message}",
+                    ngram_supervisor::supervise::TRACER_LABEL
+                ),
             },
         )?;
         Some(kind)
@@ -144,6 +160,8 @@ pub fn create(
             state_dir: state_dir.clone(),
             spec: spec.clone(),
             global: global.clone(),
+            identity: identity.clone(),
+            tracer: traces,
         };
         hook.after_create(&created)
             .map_err(|e| RuntimeError::Hook {
@@ -186,19 +204,8 @@ pub fn remove_lent_bundle(root: &Path, id: &str) {
 /// `execve`; the executor drops it right after loading the tracing filter) and `root.path`
 /// made absolute. `None` when the process has the capability anyway.
 fn lend_bundle(root: &Path, id: &str, bundle: &Path) -> Result<Option<PathBuf>, RuntimeError> {
-    use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    let io = |p: &Path| {
-        let p = p.to_owned();
-        move |source| RuntimeError::Io { path: p, source }
-    };
-    let src = bundle.join("config.json");
-    let text = std::fs::read_to_string(&src).map_err(io(&src))?;
-    let mut v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|source| RuntimeError::Resources {
-            path: src.clone(),
-            source,
-        })?;
+    use std::os::unix::fs::DirBuilderExt;
+    let mut v = super::exec::read_json(&bundle.join("config.json"))?;
     let Some(process) = v.get_mut("process") else {
         return Ok(None);
     };
@@ -215,16 +222,11 @@ fn lend_bundle(root: &Path, id: &str, bundle: &Path) -> Result<Option<PathBuf>, 
         .recursive(true)
         .mode(0o700)
         .create(&dir)
-        .map_err(io(&dir))?;
-    let dst = dir.join("config.json");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&dst)
-        .map_err(io(&dst))?;
-    f.write_all(v.to_string().as_bytes()).map_err(io(&dst))?;
+        .map_err(|source| RuntimeError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+    super::exec::write_private_json(&dir.join("config.json"), &v, false)?;
     Ok(Some(dir))
 }
 

@@ -174,15 +174,7 @@ struct LentProcess {
 /// effective and permitted sets if it is not there; the bounding set is left alone, so the
 /// capability cannot come back after `execve`.
 fn lend_sys_admin(path: &Path, dir: &Path) -> Result<Option<LentProcess>, RuntimeError> {
-    let io = |p: &Path| {
-        let p = p.to_owned();
-        move |source| RuntimeError::Io { path: p, source }
-    };
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let mut v: Value = serde_json::from_str(&text).map_err(|source| RuntimeError::Resources {
-        path: path.to_owned(),
-        source,
-    })?;
+    let mut v = read_json(path)?;
     let lent = add_sys_admin(&mut v);
     if !lent {
         return Ok(None);
@@ -192,14 +184,38 @@ fn lend_sys_admin(path: &Path, dir: &Path) -> Result<Option<LentProcess>, Runtim
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     let copy = dir.join(format!("exec-process-{}-{nanos}.json", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&copy)
-        .map_err(io(&copy))?;
-    f.write_all(v.to_string().as_bytes()).map_err(io(&copy))?;
+    write_private_json(&copy, &v, true)?;
     Ok(Some(LentProcess { path: copy, lent }))
+}
+
+/// Parse the JSON file at `path` (a process spec or a config.json).
+pub(crate) fn read_json(path: &Path) -> Result<Value, RuntimeError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RuntimeError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| RuntimeError::Resources {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Write `v` to `path`, root-only (0600): a new file when `new` (fails if one exists),
+/// otherwise created or truncated.
+pub(crate) fn write_private_json(path: &Path, v: &Value, new: bool) -> Result<(), RuntimeError> {
+    let io = |source| RuntimeError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).mode(0o600);
+    if new {
+        opts.create_new(true);
+    } else {
+        opts.create(true).truncate(true);
+    }
+    let mut f = opts.open(path).map_err(io)?;
+    f.write_all(v.to_string().as_bytes()).map_err(io)
 }
 
 /// Add CAP_SYS_ADMIN to `capabilities.effective` and `.permitted` of a process spec; false if
