@@ -695,9 +695,10 @@ pub fn should_promote(meta: &ProfileMeta, max_p0: f64, min_calls: u64) -> bool {
 /// The guard of one container: waits for the supervisor or the init process to exit. If the
 /// supervisor goes first while init lives, the container is unwatched: kill it and report.
 pub fn guard(supervisor_pid: u32, init_pid: u32, on_failure: impl FnOnce()) {
-    let (Ok(sup), Ok(init)) = (sys::pidfd_open(supervisor_pid), sys::pidfd_open(init_pid)) else {
+    let (sup, init) = (sys::pidfd_open(supervisor_pid), sys::pidfd_open(init_pid));
+    let (Ok(sup), Ok(init)) = (&sup, &init) else {
         // One is gone already: if the supervisor is gone and init lives, act.
-        if sys::pidfd_open(supervisor_pid).is_err() && sys::pidfd_open(init_pid).is_ok() {
+        if sup.is_err() && init.is_ok() {
             kill_container(init_pid);
             on_failure();
         }
@@ -718,7 +719,7 @@ pub fn guard(supervisor_pid: u32, init_pid: u32, on_failure: impl FnOnce()) {
             return;
         }
         if ready(&fds[0]) {
-            if !exited(&init) {
+            if !exited(init) {
                 kill_container(init_pid);
                 on_failure();
             }
