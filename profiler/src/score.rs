@@ -129,6 +129,20 @@ pub const LIVE_WINDOW: usize = 10;
 /// writing a file then had its `openat` run before the alarm.)
 pub const LIVE_THRESHOLD: f64 = 0.25;
 
+/// How [`ScoreConfig::live`] judges a thread past its first calls (the supervisor's
+/// `YOUNG_CALLS` since it started or last ran `execve`): an alarm when more than this share
+/// of its last 10 n-grams were never seen *and* are improbable (back-off probability below
+/// [`LIVE_SETTLED_MAX_P`]), i.e. 5 of 10. A long-lived worker of a briefly trained profile
+/// meets new interleavings and loops of known calls now and then, each n-gram unseen but
+/// predicted by the lower orders with P near 1 (`accept4 epoll_wait accept4 recvfrom …`,
+/// `recvfrom close epoll_wait` repeated); a program an attack starts is young and judged by
+/// [`LIVE_THRESHOLD`] (docs/decisions.md, decision 20).
+pub const LIVE_SETTLED_THRESHOLD: f64 = 0.45;
+
+/// Back-off probability below which an unseen n-gram of a settled thread counts
+/// ([`LIVE_SETTLED_THRESHOLD`]).
+pub const LIVE_SETTLED_MAX_P: f64 = 0.5;
+
 /// Default n, chosen by the ADFA-LD evaluation (docs/evaluation.md).
 pub const DEFAULT_N: usize = 6;
 
@@ -769,6 +783,8 @@ struct ThreadState {
     ring: Vec<u32>,
     /// Raw -ln P of the same n-grams (for explanations).
     nll: Vec<u32>,
+    /// Model ids of the same n-grams (for [`Scorer::improbable_score`]).
+    ids: Vec<u128>,
     pos: usize,
     filled: usize,
     sum: u64,
@@ -875,6 +891,7 @@ impl<'m> Scorer<'m> {
                     raw: [0; MAX_N],
                     ring: vec![0; w],
                     nll: vec![0; w],
+                    ids: vec![0; w],
                     pos: 0,
                     filled: 0,
                     sum: 0,
@@ -940,6 +957,7 @@ impl<'m> Scorer<'m> {
         let old = st.ring[st.pos];
         st.ring[st.pos] = value;
         st.nll[st.pos] = nll;
+        st.ids[st.pos] = st.id;
         st.pos = if st.pos + 1 == w { 0 } else { st.pos + 1 };
         st.sum = st.sum + u64::from(value) - u64::from(old);
         if st.filled < w {
@@ -988,6 +1006,26 @@ impl<'m> Scorer<'m> {
         }
         #[allow(clippy::cast_precision_loss)]
         Some(from_fixed(st.sum) / w as f64)
+    }
+
+    /// The share of a thread's last W n-grams that were never seen in training *and* are
+    /// improbable: back-off probability below `max_p` (a new interleaving of calls the model
+    /// predicts well, P near 1, does not count). Padded like [`Scorer::padded_score`] (divided
+    /// by W). O(W) lookups: meant for the moment a window's plain score crossed a threshold.
+    /// `None` with W = 0 or for an unknown thread.
+    pub fn improbable_score(&self, tid: u32, max_p: f64) -> Option<f64> {
+        let st = self.state(tid)?;
+        let w = self.cfg.window;
+        if w == 0 {
+            return None;
+        }
+        let cut = to_fixed(-max_p.ln());
+        let count = (0..st.filled)
+            .map(|back| st.ids[(st.pos + w - 1 - back) % w])
+            .filter(|&id| self.model.lookup_seen(id).is_none() && self.model.lookup_unseen(id) > cut)
+            .count();
+        #[allow(clippy::cast_precision_loss)]
+        Some(count as f64 / w as f64)
     }
 
     /// The last n calls of a thread, oldest first (fewer at the start of a stream).

@@ -145,6 +145,39 @@ fn windows_fill_then_slide() {
 }
 
 #[test]
+fn improbable_score_counts_unseen_ngrams_below_the_cut() {
+    // 2-grams: after 1 comes 2 (always), after 2 comes 1 or 3.
+    let c = counts(2, &[&[1, 2, 1, 2, 3, 1, 2, 1, 2, 3, 1]]);
+    let m = Model::new(&c).unwrap();
+    let cfg = ScoreConfig {
+        kind: ScoreKind::Stide,
+        window: 4,
+    };
+    let mut s = Scorer::new(&m, cfg).unwrap();
+    for nr in [3, 2, 9, 1, 2] {
+        s.feed(4, nr);
+    }
+    // Window: (3,2) (2,9) (9,1) (1,2): 3 unseen. By back-off, (2,9) is the least likely (9 was
+    // never seen at all), then (3,2), then (9,1) (1 is a frequent call).
+    assert!(close(s.padded_score(4).unwrap(), 3.0 / 4.0));
+    let unseen_below = |cut: f64| {
+        [[3, 2], [2, 9], [9, 1], [1, 2]]
+            .iter()
+            .filter(|g| {
+                let (p, seen) = m.prob(&g[..]).unwrap();
+                !seen && p < cut
+            })
+            .count()
+    };
+    for (cut, want) in [(0.03, 1u8), (0.1, 2), (1.0, 3)] {
+        assert_eq!(unseen_below(cut), usize::from(want), "cut {cut}");
+        let got = s.improbable_score(4, cut).unwrap();
+        assert!(close(got, f64::from(want) / 4.0), "cut {cut}: {got}");
+    }
+    assert_eq!(s.improbable_score(99, 0.5), None);
+}
+
+#[test]
 fn mean_nll_window_is_mean_of_logs() {
     let c = counts(2, &[&[1, 2, 1, 3, 1, 2, 1]]);
     let m = Model::new(&c).unwrap();
@@ -408,7 +441,44 @@ proptest! {
         }
     }
 
-    /// Scores are never negative, and the STIDE rate is in [0, 1].
+    /// The improbable score counts exactly the window's unseen n-grams with probability below
+    /// the cut (recomputed by brute force from the calls fed), and is never above the plain
+    /// STIDE rate.
+    #[test]
+    fn improbable_score_is_a_filtered_stide_rate(
+        tr in proptest::collection::vec(0u16..6, 10..200),
+        test in proptest::collection::vec(0u16..9, 0..120),
+        w in 1usize..16,
+        max_p in 0.001f64..1.0,
+    ) {
+        let n = 3;
+        let c = counts(n, &[&tr]);
+        let m = Model::new(&c).unwrap();
+        let mut s = Scorer::new(&m, ScoreConfig { kind: ScoreKind::Stide, window: w }).unwrap();
+        for &nr in &test {
+            s.feed(1, nr);
+        }
+        let (Some(plain), Some(improbable)) = (s.padded_score(1), s.improbable_score(1, max_p)) else {
+            prop_assert!(test.is_empty());
+            return Ok(());
+        };
+        prop_assert!(improbable <= plain + 1e-9, "{} > {}", improbable, plain);
+        let grams: Vec<&[u16]> = test.windows(n).collect();
+        let window = &grams[grams.len().saturating_sub(w)..];
+        let expect = window.iter().filter(|g| {
+            let (p, seen) = m.prob(g).unwrap();
+            // Away from the cut: the scorer compares fixed-point -ln P.
+            !seen && p < max_p * (1.0 - 1e-5)
+        }).count();
+        let upper = window.iter().filter(|g| {
+            let (p, seen) = m.prob(g).unwrap();
+            !seen && p < max_p * (1.0 + 1e-5)
+        }).count();
+        let got = (improbable * w as f64).round() as usize;
+        prop_assert!(expect <= got && got <= upper, "{} not in {}..={}", got, expect, upper);
+    }
+
+    /// Scores are never negative, and the STIDE rate is in [0, 1].    /// Scores are never negative, and the STIDE rate is in [0, 1].
     #[test]
     fn scores_in_range(
         tr in proptest::collection::vec(0u16..8, 10..200),
