@@ -37,7 +37,7 @@ use anyhow::Context;
 use ngram_profiler::eval::{auc, split_normal, train};
 use ngram_profiler::ngram::FxHashMap;
 use ngram_profiler::score::{calibrate, CalibrationMethod, Model, ScoreConfig, ScoreKind, Scorer};
-use ngram_profiler::trace::{read_path, Format, Trace};
+use ngram_profiler::trace::{read_path, Event, Format, Trace};
 
 /// Bits per call in an interned n-gram key (i386 numbers are below 1024).
 const BITS: u32 = 10;
@@ -354,6 +354,40 @@ fn mean_nll(model: &Model, t: &Trace) -> f64 {
     last
 }
 
+/// Start and end markers: system-call numbers no i386 trace uses.
+const START: u16 = 1000;
+const END: u16 = 1001;
+
+/// With `PAD=start`, each thread gets n-1 `START` markers before its first call, so the
+/// n-grams at its start say "this is how a thread begins"; with `PAD=both` also one `END`
+/// after its last call. Without `PAD`, the trace as it is.
+fn padded(t: &Trace, n: usize) -> Trace {
+    let mode = std::env::var("PAD").unwrap_or_default();
+    if mode.is_empty() {
+        return t.clone();
+    }
+    let mut tids: Vec<u32> = t.events.iter().map(|e| e.tid).collect();
+    tids.sort_unstable();
+    tids.dedup();
+    let mut events = Vec::with_capacity(t.events.len() + tids.len() * n);
+    for &tid in &tids {
+        for _ in 1..n {
+            events.push(Event { tid, nr: START, ts_ns: None });
+        }
+    }
+    events.extend_from_slice(&t.events);
+    if mode == "both" {
+        for &tid in &tids {
+            events.push(Event { tid, nr: END, ts_ns: None });
+        }
+    }
+    Trace {
+        source: t.source.clone(),
+        arch: t.arch,
+        events,
+    }
+}
+
 fn list(var: &str, default: &[usize]) -> Vec<usize> {
     std::env::var(var).ok().map_or_else(
         || default.to_vec(),
@@ -391,8 +425,9 @@ fn main() -> anyhow::Result<()> {
     let mut singles: BTreeMap<String, Sets> = BTreeMap::new();
     let attack_refs: Vec<&Trace> = attack.iter().collect();
     for n in list("NLL_NS", &[1, 2, 6]) {
-        let model = Model::new(&train(&tr, n)?)?;
-        let f = |set: &[&Trace]| set.iter().map(|t| mean_nll(&model, t)).collect();
+        let tr_p: Vec<Trace> = tr.iter().map(|t| padded(t, n)).collect();
+        let model = Model::new(&train(&tr_p, n)?)?;
+        let f = |set: &[&Trace]| set.iter().map(|t| mean_nll(&model, &padded(t, n))).collect();
         let s = Sets {
             calib: f(&calib),
             test: f(&test),
@@ -514,6 +549,26 @@ fn main() -> anyhow::Result<()> {
             rep.row(&format!("z({an}) + z({bn})"), &z, "");
             let r = a.rank().map(&b.rank(), f64::max);
             rep.row(&format!("max rank({an}, {bn})"), &r, "");
+        }
+    }
+    // `COMBOS`: ';'-separated sums of z-scores, each a '+'-separated list of single names.
+    if let Ok(spec) = std::env::var("COMBOS") {
+        for combo in spec.split(';').filter(|c| !c.is_empty()) {
+            let parts: Vec<&str> = combo.split('+').map(str::trim).collect();
+            let mut sum: Option<Sets> = None;
+            for p in &parts {
+                let z = singles
+                    .get(*p)
+                    .with_context(|| format!("no single score named {p:?}"))?
+                    .zscore();
+                sum = Some(match sum {
+                    None => z,
+                    Some(s) => s.map(&z, |x, y| x + y),
+                });
+            }
+            if let Some(s) = sum {
+                rep.row(&format!("z-sum: {}", parts.join(" + ")), &s, "");
+            }
         }
     }
     Ok(())
