@@ -372,13 +372,21 @@ fn padded(t: &Trace, n: usize) -> Trace {
     let mut events = Vec::with_capacity(t.events.len() + tids.len() * n);
     for &tid in &tids {
         for _ in 1..n {
-            events.push(Event { tid, nr: START, ts_ns: None });
+            events.push(Event {
+                tid,
+                nr: START,
+                ts_ns: None,
+            });
         }
     }
     events.extend_from_slice(&t.events);
     if mode == "both" {
         for &tid in &tids {
-            events.push(Event { tid, nr: END, ts_ns: None });
+            events.push(Event {
+                tid,
+                nr: END,
+                ts_ns: None,
+            });
         }
     }
     Trace {
@@ -427,7 +435,11 @@ fn main() -> anyhow::Result<()> {
     for n in list("NLL_NS", &[1, 2, 6]) {
         let tr_p: Vec<Trace> = tr.iter().map(|t| padded(t, n)).collect();
         let model = Model::new(&train(&tr_p, n)?)?;
-        let f = |set: &[&Trace]| set.iter().map(|t| mean_nll(&model, &padded(t, n))).collect();
+        let f = |set: &[&Trace]| {
+            set.iter()
+                .map(|t| mean_nll(&model, &padded(t, n)))
+                .collect()
+        };
         let s = Sets {
             calib: f(&calib),
             test: f(&test),
@@ -466,10 +478,7 @@ fn main() -> anyhow::Result<()> {
         per_set(&test, &mut all);
         per_set(&attack_refs, &mut all);
         let us = start.elapsed().as_secs_f64() * 1e6 / scored as f64;
-        let cost = format!(
-            "{us:.0} µs, {} postings",
-            postings_visited / scored as u64
-        );
+        let cost = format!("{us:.0} µs, {} postings", postings_visited / scored as u64);
         // Global novelty: share of the trace's distinct n-grams (and of its occurrences) never
         // seen in any training trace (the second is STIDE's rate).
         let mut glob = [Sets::default(), Sets::default()];
@@ -507,7 +516,9 @@ fn main() -> anyhow::Result<()> {
                 .filter(|p| *p.0 >= train_ids)
                 .map(|p| f64::from(*p.1))
                 .sum();
-            glob[0].attack.push(unseen_d / (b.ids.len() as f64).max(1.0));
+            glob[0]
+                .attack
+                .push(unseen_d / (b.ids.len() as f64).max(1.0));
             glob[1].attack.push(unseen_o / (b.occ as f64).max(1.0));
         }
         let [g0, g1] = glob;
@@ -540,7 +551,10 @@ fn main() -> anyhow::Result<()> {
         |_| vec!["n=1 kNN jacc k=1".to_owned(), "n=6 mean -ln P".to_owned()],
         |s| s.split(';').map(str::to_owned).collect(),
     );
-    for (an, a) in singles.iter().filter(|(k, _)| anchors.iter().any(|x| k.as_str() == x)) {
+    for (an, a) in singles
+        .iter()
+        .filter(|(k, _)| anchors.iter().any(|x| k.as_str() == x))
+    {
         for (bn, b) in &singles {
             if an == bn {
                 continue;
