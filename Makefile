@@ -37,8 +37,11 @@ check:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
-unit:
+## Unit, property and root tests; the runtime's root tests drive the built binary directly
+## (no Docker) and are #[ignore]d in a plain `cargo test`.
+unit: build
 	$(CARGO) test --release
+	NGRAM_IDS_BIN=$(abspath $(BIN)) $(CARGO) test --release -p ngram-runtime --test root_lifecycle -- --ignored
 
 e2e:
 	./scripts/test-e2e.sh --runtime runc

@@ -33,6 +33,8 @@ declare -A PKG_CMD=(
     [apache2-utils]=ab
     [pkg-config]=pkg-config
     [bsdutils]=script
+    [gcc]=cc
+    [make]=make
 )
 
 missing=()
@@ -54,6 +56,20 @@ if ((${#missing[@]})); then
 else
     log "packages already installed"
 fi
+
+# Rust is not a Debian package here (bookworm's rustc is older than the workspace's
+# rust-version): it comes from rustup. Say so instead of failing at the first build step.
+[[ -d $HOME/.cargo/bin ]] && export PATH="$HOME/.cargo/bin:$PATH"
+need_rust=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' "$(dirname "${BASH_SOURCE[0]}")/../Cargo.toml")
+command -v cargo >/dev/null 2>&1 \
+    || die "cargo not found: install Rust ${need_rust:-stable} or newer with rustup (https://rustup.rs), then run this again"
+have_rust=$(rustc --version | awk '{print $2}')
+[[ $(printf '%s\n%s\n' "$need_rust" "$have_rust" | sort -V | head -n1) == "$need_rust" ]] \
+    || die "rustc $have_rust is older than the workspace's rust-version $need_rust: rustup update stable"
+for tool in rustfmt clippy; do
+    cargo "${tool/rustfmt/fmt}" --version >/dev/null 2>&1 \
+        || die "cargo $tool is missing: rustup component add $tool"
+done
 
 docker_ready() { timeout 10 docker info >/dev/null 2>&1; }
 

@@ -1,12 +1,15 @@
 //! The binary's runc command line end to end, without Docker: create/start/state/exec/kill/
-//! delete on a busybox bundle. Needs root and the built binary: runs only when
-//! `NGRAM_IDS_BIN` names it (e.g. `NGRAM_IDS_BIN=target/debug/ngram-ids cargo test -p
-//! ngram-runtime --test root_lifecycle`); skips with a message otherwise, so plain `cargo test`
-//! passes without root.
+//! delete on a busybox bundle, traced in train mode into a private profile store, and the
+//! sealed-memfd re-exec (CVE-2019-5736). Needs root and the built binary, so the tests are
+//! `#[ignore]`d in a plain `cargo test`; `make unit` runs them:
+//! `NGRAM_IDS_BIN=target/release/ngram-ids cargo test --release -p ngram-runtime --test
+//! root_lifecycle -- --ignored`.
 
 // Test helpers outside #[test] functions: a failed setup step should panic.
 #![allow(clippy::unwrap_used)]
 
+use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -20,26 +23,23 @@ struct Env {
     dir: tempfile::TempDir,
 }
 
-fn setup(name: &str) -> Option<Env> {
-    let Some(bin) = std::env::var_os("NGRAM_IDS_BIN") else {
-        eprintln!("skipping {name}: set NGRAM_IDS_BIN to the ngram-ids binary (needs root)");
-        return None;
-    };
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipping {name}: needs root");
-        return None;
-    }
-    if !Path::new("/bin/busybox").exists() {
-        eprintln!("skipping {name}: needs /bin/busybox (busybox-static)");
-        return None;
-    }
+/// The environment of a root test; a missing prerequisite fails the test (it only runs when
+/// asked for with `--ignored`).
+fn setup() -> Env {
+    let bin = std::env::var_os("NGRAM_IDS_BIN")
+        .expect("set NGRAM_IDS_BIN to the built ngram-ids binary");
+    assert!(nix::unistd::geteuid().is_root(), "this test needs root");
+    assert!(
+        Path::new("/bin/busybox").exists(),
+        "this test needs /bin/busybox (apt-get install busybox-static)"
+    );
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("state");
-    Some(Env {
+    Env {
         bin: PathBuf::from(bin),
         root,
         dir,
-    })
+    }
 }
 
 impl Env {
@@ -57,6 +57,7 @@ impl Env {
         let caps = json!(["CAP_KILL", "CAP_CHOWN", "CAP_SETUID", "CAP_SETGID"]);
         let config = json!({
             "ociVersion": "1.0.2",
+            "annotations": {"ngram-ids.profile": format!("root-test-{id}")},
             "root": {"path": "rootfs"},
             "hostname": "t",
             "process": {
@@ -82,9 +83,23 @@ impl Env {
         b
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    /// The binary with `--root` and a private store and alert log, in train mode (a traced
+    /// container needs a profile to score against otherwise).
+    fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.bin);
-        c.arg("--root").arg(&self.root).args(args);
+        c.arg("--root")
+            .arg(&self.root)
+            .arg("--store")
+            .arg(self.dir.path().join("store"))
+            .arg("--alerts")
+            .arg(self.dir.path().join("alerts.jsonl"))
+            .arg("--mode=train")
+            .args(args);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut c = self.command(args);
         c.stdin(Stdio::null());
         c.output().unwrap()
     }
@@ -94,8 +109,7 @@ impl Env {
     fn create(&self, args: &[&str]) -> (bool, String) {
         let path = self.dir.path().join("create-stdio");
         let f = std::fs::File::create(&path).unwrap();
-        let mut c = Command::new(&self.bin);
-        c.arg("--root").arg(&self.root).args(args);
+        let mut c = self.command(args);
         c.stdin(Stdio::null())
             .stdout(f.try_clone().unwrap())
             .stderr(f);
@@ -133,11 +147,32 @@ fn last_error(log: &Path) -> String {
     v["msg"].as_str().unwrap().to_owned()
 }
 
+/// CVE-2019-5736: a runtime process (here the container's supervisor) runs from a sealed
+/// memfd copy, and writing to its binary through `/proc/PID/exe` fails.
+fn assert_runs_sealed(pid: &str) {
+    use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+    let exe = format!("/proc/{pid}/exe");
+    let target = std::fs::read_link(&exe).unwrap();
+    assert!(
+        target.to_string_lossy().starts_with("/memfd:ngram-ids"),
+        "process {pid} runs from {target:?}, not from a memfd copy"
+    );
+    let f = std::fs::File::open(&exe).unwrap();
+    let seals = SealFlag::from_bits_truncate(fcntl(f.as_raw_fd(), FcntlArg::F_GET_SEALS).unwrap());
+    let want = SealFlag::F_SEAL_SEAL
+        | SealFlag::F_SEAL_SHRINK
+        | SealFlag::F_SEAL_GROW
+        | SealFlag::F_SEAL_FUTURE_WRITE;
+    assert!(seals.contains(want), "seals of {exe}: {seals:?}");
+    if let Ok(mut w) = std::fs::OpenOptions::new().write(true).open(&exe) {
+        assert!(w.write_all(b"\x7fELF").is_err(), "wrote into {exe}");
+    }
+}
+
 #[test]
+#[ignore = "needs root, /bin/busybox and NGRAM_IDS_BIN=<built ngram-ids>: make unit runs it"]
 fn lifecycle_exec_seccomp_signals_and_hooks() {
-    let Some(e) = setup("lifecycle_exec_seccomp_signals_and_hooks") else {
-        return;
-    };
+    let e = setup();
     let id = format!("ngram-rt-{}", std::process::id());
     // pid 1 of a pid namespace only gets signals it has a handler for: trap SIGRTMIN+3.
     let b = e.bundle(
@@ -168,6 +203,8 @@ fn lifecycle_exec_seccomp_signals_and_hooks() {
 
     assert!(e.run(&["start", &id]).status.success());
     assert_eq!(e.state(&id)["status"], "running");
+    let supervisor = std::fs::read_to_string(e.root.join(&id).join("supervisor.pid")).unwrap();
+    assert_runs_sealed(supervisor.trim());
 
     // exec as Docker does it (--process), without --detach to get the exit code.
     let caps = json!(["CAP_KILL", "CAP_CHOWN"]);
@@ -209,10 +246,9 @@ fn lifecycle_exec_seccomp_signals_and_hooks() {
 }
 
 #[test]
+#[ignore = "needs root, /bin/busybox and NGRAM_IDS_BIN=<built ngram-ids>: make unit runs it"]
 fn create_errors_go_to_the_log_only() {
-    let Some(e) = setup("create_errors_go_to_the_log_only") else {
-        return;
-    };
+    let e = setup();
     let log = e.dir.path().join("log.json");
     let logs = log.to_str().unwrap();
 
