@@ -1022,7 +1022,9 @@ impl<'m> Scorer<'m> {
         let cut = to_fixed(-max_p.ln());
         let count = (0..st.filled)
             .map(|back| st.ids[(st.pos + w - 1 - back) % w])
-            .filter(|&id| self.model.lookup_seen(id).is_none() && self.model.lookup_unseen(id) > cut)
+            .filter(|&id| {
+                self.model.lookup_seen(id).is_none() && self.model.lookup_unseen(id) > cut
+            })
             .count();
         #[allow(clippy::cast_precision_loss)]
         Some(count as f64 / w as f64)

@@ -474,8 +474,8 @@ proptest! {
             let (p, seen) = m.prob(g).unwrap();
             !seen && p < max_p * (1.0 + 1e-5)
         }).count();
-        let got = (improbable * w as f64).round() as usize;
-        prop_assert!(expect <= got && got <= upper, "{} not in {}..={}", got, expect, upper);
+        let (lo, hi) = (expect as f64 / w as f64, upper as f64 / w as f64);
+        prop_assert!(lo - 1e-9 <= improbable && improbable <= hi + 1e-9, "{} not in {}..={}", improbable, lo, hi);
     }
 
     /// Scores are never negative, and the STIDE rate is in [0, 1].    /// Scores are never negative, and the STIDE rate is in [0, 1].

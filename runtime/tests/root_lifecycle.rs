@@ -26,8 +26,8 @@ struct Env {
 /// The environment of a root test; a missing prerequisite fails the test (it only runs when
 /// asked for with `--ignored`).
 fn setup() -> Env {
-    let bin = std::env::var_os("NGRAM_IDS_BIN")
-        .expect("set NGRAM_IDS_BIN to the built ngram-ids binary");
+    let bin =
+        std::env::var_os("NGRAM_IDS_BIN").expect("set NGRAM_IDS_BIN to the built ngram-ids binary");
     assert!(nix::unistd::geteuid().is_root(), "this test needs root");
     assert!(
         Path::new("/bin/busybox").exists(),
