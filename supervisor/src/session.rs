@@ -58,8 +58,21 @@ pub struct ContainerInfo {
 #[derive(Debug)]
 pub struct Detector<'m> {
     pub scorer: Scorer<'m>,
+    /// Alarm when a thread's window score is above this.
     pub threshold: f64,
+    /// How a settled thread (past its first [`YOUNG_CALLS`] since it started or ran
+    /// `execve`) is judged instead; `None`: like a young one (a calibrated profile).
+    pub settled: Option<SettledRule>,
     pub arch: Arch,
+}
+
+/// The live default's rule for settled threads: the share of their window's n-grams that
+/// were never seen and have back-off probability below `max_p` must exceed `threshold`
+/// (`Scorer::improbable_score`; docs/decisions.md, decision 20).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SettledRule {
+    pub threshold: f64,
+    pub max_p: f64,
 }
 
 /// What [`Session`] counts, for the supervisor's log and tests.
@@ -87,6 +100,8 @@ struct Inner<'m> {
     known_pids: FxHashMap<u32, ()>,
     /// Threads whose first refusal was reported.
     denial_reported: FxHashMap<u32, ()>,
+    /// A thread's call count at its last `execve`: a new program is young again.
+    exec_at: FxHashMap<u32, u64>,
     recorder: Option<NativeWriter<Box<dyn Write + Send>>>,
     alerts_this_second: (u64, u32),
     stats: SessionStats,
@@ -152,6 +167,7 @@ impl<'m> Session<'m> {
                 suspects: FxHashMap::default(),
                 known_pids: FxHashMap::default(),
                 denial_reported: FxHashMap::default(),
+                exec_at: FxHashMap::default(),
                 recorder: None,
                 alerts_this_second: (0, 0),
                 stats: SessionStats::default(),
@@ -232,6 +248,9 @@ impl<'m> Session<'m> {
             .or_else(|| det.scorer.padded_score(ev.tid))
             .unwrap_or(0.0);
         let calls = det.scorer.calls(ev.tid);
+        if ev.nr == nr::EXECVE || ev.nr == nr::EXECVEAT {
+            inner.exec_at.insert(ev.tid, calls);
+        }
         // A process we have not seen yet inherits its parent's suspicion.
         if enforce && ev.pid != 0 && inner.known_pids.insert(ev.pid, ()).is_none() {
             if let Some(ppid) = crate::discover::read_stat_ppid(ev.pid) {
@@ -240,14 +259,31 @@ impl<'m> Session<'m> {
                 }
             }
         }
-        let anomalous = score > det.threshold;
+        // A young thread is judged by its plain window score; a settled one by the improbable
+        // unseen n-grams of its window (new interleavings of known calls do not count).
+        let young =
+            calls.saturating_sub(inner.exec_at.get(&ev.tid).copied().unwrap_or(0)) <= YOUNG_CALLS;
+        let (score, threshold) = match det.settled {
+            Some(rule) if !young => {
+                let s = if score > rule.threshold {
+                    det.scorer
+                        .improbable_score(ev.tid, rule.max_p)
+                        .unwrap_or(score)
+                } else {
+                    score
+                };
+                (s, rule.threshold)
+            }
+            _ => (score, det.threshold),
+        };
+        let anomalous = score > threshold;
         if !anomalous {
             inner.in_episode.remove(&ev.tid);
         } else {
             inner.stats.anomalies += 1;
             // Anomalous from (almost) its first call: not a normal process that strayed,
             // but something new running in the container.
-            if calls <= YOUNG_CALLS && ev.pid != 0 {
+            if young && ev.pid != 0 {
                 inner.suspects.insert(ev.pid, ());
             }
         }
@@ -281,7 +317,7 @@ impl<'m> Session<'m> {
             if inner.alerts_this_second.1 < ALERTS_PER_SECOND {
                 inner.alerts_this_second.1 += 1;
                 inner.stats.alerts += 1;
-                let alarm = det.scorer.alarm(ev.tid, score, det.threshold);
+                let alarm = det.scorer.alarm(ev.tid, score, threshold);
                 let arch = det.arch;
                 let name = |nr: u16| {
                     arch.name(nr)
@@ -306,7 +342,7 @@ impl<'m> Session<'m> {
                     probability: alarm.prob,
                     seen: alarm.seen,
                     window_score: score,
-                    threshold: det.threshold,
+                    threshold,
                     action,
                     errno: deny.then_some(libc::EPERM),
                 };
@@ -512,6 +548,7 @@ impl Handler for Session<'_> {
             inner.windows.remove(&ev.tid);
             inner.in_episode.remove(&ev.tid);
             inner.denial_reported.remove(&ev.tid);
+            inner.exec_at.remove(&ev.tid);
             if ev.nr == nr::EXIT_GROUP || ev.pid == ev.tid {
                 inner.suspects.remove(&ev.pid);
                 inner.known_pids.remove(&ev.pid);
@@ -530,14 +567,24 @@ pub fn detector<'m>(
     model: &'m Model,
     meta: &ngram_profiler::profile::ProfileMeta,
 ) -> Result<Detector<'m>, ngram_profiler::score::ScoreError> {
-    use ngram_profiler::score::{ScoreConfig, LIVE_THRESHOLD};
-    let (cfg, threshold) = match &meta.calibration {
-        Some(c) if meta.score.window > 0 => (meta.score, c.threshold),
-        _ => (ScoreConfig::live(), LIVE_THRESHOLD),
+    use ngram_profiler::score::{
+        ScoreConfig, LIVE_SETTLED_MAX_P, LIVE_SETTLED_THRESHOLD, LIVE_THRESHOLD,
+    };
+    let (cfg, threshold, settled) = match &meta.calibration {
+        Some(c) if meta.score.window > 0 => (meta.score, c.threshold, None),
+        _ => (
+            ScoreConfig::live(),
+            LIVE_THRESHOLD,
+            Some(SettledRule {
+                threshold: LIVE_SETTLED_THRESHOLD,
+                max_p: LIVE_SETTLED_MAX_P,
+            }),
+        ),
     };
     Ok(Detector {
         scorer: Scorer::new(model, cfg)?,
         threshold,
+        settled,
         arch: meta.arch,
     })
 }
@@ -625,6 +672,49 @@ mod tests {
             assert!(!a.seen);
             assert!(rx.try_recv().is_err(), "one alert per episode");
             assert!(s.stats().anomalies >= 2);
+        });
+    }
+
+    #[test]
+    fn a_settled_thread_needs_a_denser_run_of_improbable_ngrams() {
+        use ngram_profiler::score::{LIVE_SETTLED_THRESHOLD, LIVE_THRESHOLD};
+        let normal: Vec<i32> = (0..400).map(|i| i % 4).collect();
+        // One call out of place: 3 unseen (and improbable) 3-grams among the last 10.
+        let stray = [0, 1, 2, 5, 0, 1, 2, 3, 0, 1, 2, 3];
+        with_session(&normal, 3, Mode::Alert, EnforceAction::Deny, |s, rx| {
+            // A young thread: anomalous.
+            for &nr in normal[..20].iter().chain(&stray) {
+                s.on_event(&ev(1, nr));
+            }
+            let a = rx
+                .try_recv()
+                .expect("a young thread's stray call is not reported");
+            assert_eq!(a.threshold, LIVE_THRESHOLD);
+            // The same stray call in a thread past YOUNG_CALLS: not anomalous.
+            for &nr in normal[..300].iter().chain(&stray) {
+                s.on_event(&ev(2, nr));
+            }
+            assert!(
+                rx.try_recv().is_err(),
+                "a settled thread's one stray call alerted"
+            );
+            // A run of calls never seen in training: anomalous by the settled rule.
+            for nr in [0, 1, 2, 5, 6, 7, 8, 9] {
+                s.on_event(&ev(2, nr));
+            }
+            let a = rx
+                .try_recv()
+                .expect("a dense run in a settled thread is not reported");
+            assert_eq!(a.threshold, LIVE_SETTLED_THRESHOLD);
+            assert!(a.window_score > LIVE_SETTLED_THRESHOLD);
+            // A settled thread that runs execve is young again: its stray call is reported.
+            for &nr in normal[..300].iter().chain(&[59]).chain(&normal[..20]) {
+                s.on_event(&ev(3, nr));
+            }
+            let a = rx
+                .try_recv()
+                .expect("a new program in an old thread is not judged young");
+            assert_eq!(a.threshold, LIVE_THRESHOLD);
         });
     }
 
