@@ -105,24 +105,34 @@ pub fn descendants(root: u32) -> Vec<u32> {
 /// runtime (`root` being the runtime's own pid) has loaded a filter with a listener and is
 /// about to hand the descriptor over. Returns (pid, fd).
 pub fn wait_notify_fd_in_tree(root: u32, timeout: Duration) -> Result<(u32, RawFd), TracerError> {
+    find_in_tree(root, timeout, |pid| {
+        if seccomp_mode(pid) != Some(2) {
+            return None;
+        }
+        // A process may exit between listing and scanning: not an error here.
+        let fd = *notify_fds(pid).ok()?.first()?;
+        Some((pid, fd))
+    })
+    .ok_or(TracerError::NoNotifyFdInTree {
+        root,
+        waited: timeout,
+    })
+}
+
+/// Poll `root`'s descendants (every millisecond, up to `timeout`) for the first one `found`
+/// answers for.
+pub fn find_in_tree<T>(
+    root: u32,
+    timeout: Duration,
+    mut found: impl FnMut(u32) -> Option<T>,
+) -> Option<T> {
     let start = Instant::now();
     loop {
-        for pid in descendants(root) {
-            if seccomp_mode(pid) != Some(2) {
-                continue;
-            }
-            // A process may exit between listing and scanning: not an error here.
-            if let Ok(fds) = notify_fds(pid) {
-                if let Some(fd) = fds.first() {
-                    return Ok((pid, *fd));
-                }
-            }
+        if let Some(t) = descendants(root).into_iter().find_map(&mut found) {
+            return Some(t);
         }
         if start.elapsed() >= timeout {
-            return Err(TracerError::NoNotifyFdInTree {
-                root,
-                waited: timeout,
-            });
+            return None;
         }
         std::thread::sleep(Duration::from_millis(1));
     }

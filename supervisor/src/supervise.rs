@@ -622,17 +622,10 @@ pub fn wake_when_seized(pid: u32, give_up: impl Fn(Duration) -> bool) {
 
 /// Poll `root`'s descendants for a process named `comm`.
 fn wait_for_comm(root: u32, comm: &str, timeout: Duration) -> Option<u32> {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        for pid in discover::descendants(root) {
-            let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            if name.trim_end() == comm {
-                return Some(pid);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    None
+    discover::find_in_tree(root, timeout, |pid| {
+        let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (name.trim_end() == comm).then_some(pid)
+    })
 }
 
 fn periodic_flush(plan: &Plan, session: &Session<'_>, done: &AtomicBool) {
