@@ -68,6 +68,25 @@ impl Output {
     pub fn out(&self) -> &str {
         self.stdout.trim()
     }
+
+    /// Panics unless the Docker client printed exactly one error line (on either stream,
+    /// besides its "Run 'docker … --help'" hint) and it is the runtime's error: nothing the
+    /// runtime wrote during create or exec leaked into the container's streams.
+    #[track_caller]
+    pub fn only_the_runtime_error(&self) -> &Self {
+        let lines: Vec<&str> = self
+            .stdout
+            .lines()
+            .chain(self.stderr.lines())
+            .filter(|l| !l.trim().is_empty() && !l.starts_with("Run 'docker "))
+            .collect();
+        assert_eq!(lines.len(), 1, "more than the runtime's error: {self}");
+        assert!(
+            lines[0].contains("OCI runtime"),
+            "not the runtime's error: {self}"
+        );
+        self
+    }
 }
 
 impl fmt::Display for Output {

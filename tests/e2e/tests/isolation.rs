@@ -183,6 +183,52 @@ fn pid_host_shares_the_hosts_pid_namespace() {
     assert_eq!(out.stdout, "1\n", "{out}");
 }
 
+/// `docker stop` of a `--pid=host` container: the shim signals every process of the
+/// container (`kill --all`), so a background child does not outlive it on the host.
+#[test]
+fn pid_host_stop_leaves_no_process_behind() {
+    let Some(e) = setup("pid_host_stop_leaves_no_process_behind") else {
+        return;
+    };
+    // A sleep length unique to this run, to find the child among the host's processes.
+    let secs = 60_000 + std::process::id() % 10_000;
+    let child = format!("sleep {secs}");
+    let host_has_child = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|d| std::fs::read(d.ok()?.path().join("cmdline")).ok())
+            .any(|c| String::from_utf8_lossy(&c).replace('\0', " ").trim_end() == child)
+    };
+    let c = e.container();
+    e.run_detached(
+        &c,
+        &[
+            "--pid=host",
+            BUSYBOX,
+            "sh",
+            "-c",
+            &format!("{child} & trap 'exit 0' TERM; while :; do sleep 1; done"),
+        ],
+    );
+    let t = std::time::Instant::now();
+    while !host_has_child() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "the container's background `{child}` never appeared on the host"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    e.docker(&["stop", "-t", "5", &c.name]).success();
+    let t = std::time::Instant::now();
+    while host_has_child() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "`{child}` of the stopped --pid=host container still runs on the host"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// A host directory mounted with `-v`: files cross in both directions; `:ro` refuses writes.
 #[test]
 fn bind_mounted_volume_both_ways() {
@@ -295,44 +341,41 @@ fn seccomp_filter_on_the_container() {
     assert_eq!(unconfined, expect, "seccomp=unconfined");
 }
 
-/// ...and for every `docker exec` process.
+/// ...and for every `docker exec` process: Docker's filter (plus the tracing one under
+/// ngram-ids) for `exec`, `exec -t` and `exec -u`, and what it denies stays denied.
 #[test]
 fn seccomp_filter_on_exec_processes() {
     let Some(e) = setup("seccomp_filter_on_exec_processes") else {
         return;
     };
+    let traced = usize::from(e.runtime().starts_with("ngram-ids"));
     let c = e.container();
     e.run_detached(&c, &[BUSYBOX, "sleep", "600"]);
-    let out = e.docker(&["exec", &c.name, "grep", "^Seccomp:", "/proc/self/status"]);
-    out.success();
-    assert_eq!(out.stdout, "Seccomp:\t2\n", "docker exec process: {out}");
-    let out = e.docker(&[
-        "exec",
-        "-t",
-        &c.name,
-        "grep",
-        "^Seccomp:",
-        "/proc/self/status",
-    ]);
-    out.success();
-    assert_eq!(
-        out.stdout, "Seccomp:\t2\r\n",
-        "docker exec -t process: {out}"
+    let grep = ["grep", "^Seccomp", "/proc/self/status"];
+    for (opts, eol) in [
+        (&[][..], "\n"),
+        (&["-t"][..], "\r\n"),
+        (&["-u", "nobody"][..], "\n"),
+    ] {
+        let mut args = vec!["exec"];
+        args.extend_from_slice(opts);
+        args.push(&c.name);
+        args.extend_from_slice(&grep);
+        let out = e.docker(&args);
+        out.success();
+        assert_eq!(
+            out.stdout,
+            format!("Seccomp:\t2{eol}Seccomp_filters:\t{}{eol}", 1 + traced),
+            "docker exec {opts:?}: {out}"
+        );
+    }
+    let out = e.docker(&["exec", &c.name, "unshare", "--user", "true"]);
+    assert_ne!(
+        out.code,
+        Some(0),
+        "unshare --user succeeded in a docker exec process: {out}"
     );
-    let out = e.docker(&[
-        "exec",
-        "-u",
-        "nobody",
-        &c.name,
-        "grep",
-        "^Seccomp:",
-        "/proc/self/status",
-    ]);
-    out.success();
-    assert_eq!(
-        out.stdout, "Seccomp:\t2\n",
-        "docker exec -u nobody process: {out}"
-    );
+    assert!(out.stderr.contains("Operation not permitted"), "{out}");
 }
 
 /// A call Docker's profile denies keeps failing inside (here `unshare` of a user namespace

@@ -108,7 +108,7 @@ fn run_missing_binary_is_127_executable_file_not_found() {
     };
     let c = e.container();
     let out = e.run(&c, &["--rm", BUSYBOX, "no-such-binary"]);
-    out.code_is(127);
+    out.code_is(127).only_the_runtime_error();
     assert!(
         out.stderr.contains("executable file not found"),
         "error does not say \"executable file not found\": {out}"
