@@ -39,6 +39,24 @@ fn every_recorded_dockerd_line_parses() {
         assert_eq!(c.global.log_format, LogFormat::Json);
         assert!(c.global.log.is_some());
     }
+    // The recording covers every command and form the shim uses
+    // (scripts/record-dockerd-argv.sh records it again).
+    for form in [
+        " create --bundle ",
+        " --console-socket ",
+        " start ",
+        " kill --all ",
+        " 37\n",
+        " 64\n",
+        " delete --force ",
+        " exec --process ",
+        " ps --format json ",
+        " pause ",
+        " resume ",
+        " update --resources - ",
+    ] {
+        assert!(text.contains(form), "no recorded line has {form:?}");
+    }
 }
 
 #[test]
