@@ -10,10 +10,11 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use ngram_profiler::eval::AdfaLd;
 use ngram_profiler::ngram::NgramCounts;
 use ngram_profiler::score::{Model, ScoreConfig, ScoreKind, Scorer};
 use ngram_profiler::syscalls::Arch;
-use ngram_profiler::trace::{read_path, Event, Format, Trace};
+use ngram_profiler::trace::{Event, Trace};
 
 /// Deterministic synthetic traces: a sparse Markov chain over 120 calls (xorshift).
 fn synthetic(traces: usize, len: usize, seed: u64) -> Vec<Trace> {
@@ -56,8 +57,8 @@ fn workload() -> (Vec<Trace>, Vec<Event>, &'static str) {
     let dir =
         PathBuf::from(std::env::var("ADFA_DIR").unwrap_or_else(|_| "/tmp/adfa/ADFA-LD".to_owned()));
     if let (Ok(train), Ok(normal)) = (
-        read_path(Format::Adfa, &dir.join("Training_Data_Master")),
-        read_path(Format::Adfa, &dir.join("Validation_Data_Master")),
+        AdfaLd::read_set(&dir, AdfaLd::TRAINING),
+        AdfaLd::read_set(&dir, AdfaLd::VALIDATION),
     ) {
         let events = normal.into_iter().flat_map(|t| t.events).collect();
         return (train, events, "adfa-ld");

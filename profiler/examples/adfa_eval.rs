@@ -8,19 +8,17 @@
 
 use std::path::Path;
 
-use anyhow::Context;
-use ngram_profiler::eval::{evaluate, EvalConfig};
+use ngram_profiler::eval::{evaluate, AdfaLd, EvalConfig};
 use ngram_profiler::score::{CalibrationMethod, ScoreConfig, ScoreKind};
-use ngram_profiler::trace::{read_path, Format};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let root = Path::new(args.get(1).map_or("/tmp/adfa/ADFA-LD", String::as_str));
-    let read =
-        |d: &str| read_path(Format::Adfa, &root.join(d)).with_context(|| format!("reading {d}"));
-    let train = read("Training_Data_Master")?;
-    let normal = read("Validation_Data_Master")?;
-    let attack = read("Attack_Data_Master")?;
+    let AdfaLd {
+        training: train,
+        validation: normal,
+        attack,
+    } = AdfaLd::read(root)?;
     eprintln!(
         "train {} traces, normal {}, attack {}",
         train.len(),

@@ -13,10 +13,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::Context;
-use ngram_profiler::eval::{auc, split_normal, train};
+use ngram_profiler::eval::{auc, split_normal, train, AdfaLd};
 use ngram_profiler::score::{Discount, Model, ScoreConfig, ScoreKind, Scorer};
-use ngram_profiler::trace::{read_path, Format, Trace};
+use ngram_profiler::trace::Trace;
 
 /// Per-n-gram -ln P of a trace (single-threaded traces: tid 0 only in ADFA-LD).
 fn nlls(model: &Model, t: &Trace) -> Vec<f64> {
@@ -31,17 +30,6 @@ fn nlls(model: &Model, t: &Trace) -> Vec<f64> {
         .iter()
         .filter_map(|e| s.feed(e.tid, e.nr))
         .collect()
-}
-
-fn family(source: &str) -> String {
-    let p = Path::new(source);
-    let dir = p
-        .parent()
-        .and_then(|d| d.file_name())
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    dir.rsplit_once('_')
-        .map_or(dir.clone(), |(f, _)| f.to_owned())
 }
 
 type Agg = (&'static str, fn(&[f64]) -> f64);
@@ -66,11 +54,11 @@ fn top_mean(v: &[f64], frac: f64) -> f64 {
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let root = Path::new(args.get(1).map_or("/tmp/adfa/ADFA-LD", String::as_str));
-    let read =
-        |d: &str| read_path(Format::Adfa, &root.join(d)).with_context(|| format!("reading {d}"));
-    let tr = read("Training_Data_Master")?;
-    let normal = read("Validation_Data_Master")?;
-    let attack = read("Attack_Data_Master")?;
+    let AdfaLd {
+        training: tr,
+        validation: normal,
+        attack,
+    } = AdfaLd::read(root)?;
     let (_, test) = split_normal(&normal);
     let ns: Vec<usize> = std::env::var("NS")
         .ok()
@@ -113,7 +101,7 @@ fn main() -> anyhow::Result<()> {
             let pos: Vec<f64> = attack_n.iter().map(|v| f(v)).collect();
             let mut fam: BTreeMap<String, Vec<f64>> = BTreeMap::new();
             for (t, s) in attack.iter().zip(&pos) {
-                fam.entry(family(&t.source)).or_default().push(*s);
+                fam.entry(AdfaLd::family(&t.source)).or_default().push(*s);
             }
             let per: Vec<String> = fam
                 .iter()

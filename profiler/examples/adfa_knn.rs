@@ -34,10 +34,10 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
-use ngram_profiler::eval::{auc, split_normal, train};
+use ngram_profiler::eval::{auc, split_normal, train, AdfaLd};
 use ngram_profiler::ngram::FxHashMap;
 use ngram_profiler::score::{calibrate, CalibrationMethod, Model, ScoreConfig, ScoreKind, Scorer};
-use ngram_profiler::trace::{read_path, Event, Format, Trace};
+use ngram_profiler::trace::{Event, Trace};
 
 /// Bits per call in an interned n-gram key (i386 numbers are below 1024).
 const BITS: u32 = 10;
@@ -294,17 +294,6 @@ impl Sets {
     }
 }
 
-fn family(source: &str) -> String {
-    let p = Path::new(source);
-    let dir = p
-        .parent()
-        .and_then(|d| d.file_name())
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    dir.rsplit_once('_')
-        .map_or(dir.clone(), |(f, _)| f.to_owned())
-}
-
 struct Reporter<'a> {
     attack: &'a [Trace],
     families: bool,
@@ -323,7 +312,7 @@ impl Reporter<'_> {
         if self.families {
             let mut by: BTreeMap<String, Vec<f64>> = BTreeMap::new();
             for (t, x) in self.attack.iter().zip(&s.attack) {
-                by.entry(family(&t.source)).or_default().push(*x);
+                by.entry(AdfaLd::family(&t.source)).or_default().push(*x);
             }
             fam = by
                 .iter()
@@ -406,11 +395,11 @@ fn list(var: &str, default: &[usize]) -> Vec<usize> {
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let root = Path::new(args.get(1).map_or("/tmp/adfa/ADFA-LD", String::as_str));
-    let read =
-        |d: &str| read_path(Format::Adfa, &root.join(d)).with_context(|| format!("reading {d}"));
-    let tr = read("Training_Data_Master")?;
-    let normal = read("Validation_Data_Master")?;
-    let attack = read("Attack_Data_Master")?;
+    let AdfaLd {
+        training: tr,
+        validation: normal,
+        attack,
+    } = AdfaLd::read(root)?;
     let (calib, test) = split_normal(&normal);
     eprintln!(
         "train {}, calibration {}, normal test {}, attack {}",

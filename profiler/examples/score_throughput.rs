@@ -8,10 +8,9 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::Context;
-use ngram_profiler::eval::train;
+use ngram_profiler::eval::{train, AdfaLd};
 use ngram_profiler::score::{Model, ScoreConfig, ScoreKind, Scorer};
-use ngram_profiler::trace::{read_path, Event, Format};
+use ngram_profiler::trace::Event;
 
 /// Nanoseconds this thread has run on a CPU (Linux schedstat).
 fn cpu_ns() -> u64 {
@@ -38,16 +37,14 @@ fn measure(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let root = Path::new(args.get(1).map_or("/tmp/adfa/ADFA-LD", String::as_str));
-    let read =
-        |d: &str| read_path(Format::Adfa, &root.join(d)).with_context(|| format!("reading {d}"));
-    let tr = read("Training_Data_Master")?;
+    let tr = AdfaLd::read_set(root, AdfaLd::TRAINING)?;
     // Score the validation traces (normal, held out: some n-grams unseen, which take the
     // slower backoff path), or with SCORE_TRAINING=1 the training traces themselves (every
     // n-gram seen: the hot loop's fast path only).
     let events: Vec<Event> = if std::env::var("SCORE_TRAINING").is_ok() {
         tr.iter().flat_map(|t| t.events.iter().copied()).collect()
     } else {
-        read("Validation_Data_Master")?
+        AdfaLd::read_set(root, AdfaLd::VALIDATION)?
             .into_iter()
             .flat_map(|t| t.events)
             .collect()

@@ -16,7 +16,7 @@ use crate::score::{
     calibrate, score_trace, Calibration, CalibrationMethod, Model, ScoreConfig, ScoreError,
     ScoreKind, DEFAULT_N,
 };
-use crate::trace::Trace;
+use crate::trace::{read_path, Format, Trace, TraceError};
 
 /// Errors of an evaluation.
 #[derive(Debug, thiserror::Error)]
@@ -277,4 +277,61 @@ pub fn evaluate(
         report.baseline = Some(Box::new(base));
     }
     Ok(report)
+}
+
+/// ADFA-LD's three sets, read from the unpacked `ADFA-LD` directory, as the experiments and
+/// benchmarks of docs/evaluation.md and docs/performance.md use them.
+#[derive(Debug)]
+pub struct AdfaLd {
+    /// Training_Data_Master: the only traces trained on.
+    pub training: Vec<Trace>,
+    /// Validation_Data_Master: normal, held out ([`split_normal`] halves it).
+    pub validation: Vec<Trace>,
+    /// Attack_Data_Master.
+    pub attack: Vec<Trace>,
+}
+
+impl AdfaLd {
+    pub const TRAINING: &'static str = "Training_Data_Master";
+    pub const VALIDATION: &'static str = "Validation_Data_Master";
+    pub const ATTACK: &'static str = "Attack_Data_Master";
+
+    /// Read the three sets under `root`.
+    pub fn read(root: &std::path::Path) -> Result<Self, TraceError> {
+        Ok(Self {
+            training: Self::read_set(root, Self::TRAINING)?,
+            validation: Self::read_set(root, Self::VALIDATION)?,
+            attack: Self::read_set(root, Self::ATTACK)?,
+        })
+    }
+
+    /// Read one set (`AdfaLd::TRAINING`, …) under `root`.
+    pub fn read_set(root: &std::path::Path, set: &str) -> Result<Vec<Trace>, TraceError> {
+        read_path(Format::Adfa, &root.join(set))
+    }
+
+    /// The attack family of an attack trace (`Adduser`, `Hydra_FTP`, …): the name of its
+    /// directory without the trailing `_N`.
+    pub fn family(source: &str) -> String {
+        let dir = std::path::Path::new(source)
+            .parent()
+            .and_then(|d| d.file_name())
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        dir.rsplit_once('_')
+            .map_or(dir.clone(), |(f, _)| f.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod adfa_tests {
+    use super::AdfaLd;
+
+    #[test]
+    fn family_is_the_directory_without_its_number() {
+        let f = AdfaLd::family("ADFA-LD/Attack_Data_Master/Hydra_FTP_3/UAD-Hydra-FTP-3-1.txt");
+        assert_eq!(f, "Hydra_FTP");
+        assert_eq!(AdfaLd::family("A/Adduser_1/x.txt"), "Adduser");
+        assert_eq!(AdfaLd::family("x.txt"), "");
+    }
 }
