@@ -49,7 +49,7 @@ pub enum StoreError {
     },
     #[error("profile database {path} has schema {found:?}, this ngram-ids reads {SCHEMA:?}; use a matching ngram-ids version")]
     Schema { path: PathBuf, found: String },
-    #[error("profile database {path} is not an ngram-ids database (it holds data but no schema marker); point --db elsewhere")]
+    #[error("profile database {path} is not an ngram-ids database (it holds other data and no ngram-ids schema); point --db at an empty or new directory")]
     Foreign { path: PathBuf },
     #[error("profile database {path}: profile {key:?} is corrupt ({source}); remove it with `ngram-ids profile rm {key}`")]
     Decode {
@@ -122,6 +122,7 @@ impl Store {
                 mode: mode & 0o7777,
             });
         }
+        refuse_foreign_dir(dir)?;
         let lock = OpenOptions::new()
             .read(true)
             .write(true)
@@ -426,6 +427,32 @@ fn empty_like(key: &str, c: &NgramCounts) -> Result<NgramCounts, Abort> {
 /// just dropped (by the process that held our lock before us, or by this one) keeps it until
 /// sled's background flusher notices: holding our lock means nobody uses the database, so a
 /// sled lock still held is one about to go, and we retry for a while.
+/// What a store directory holds: the lock, sled's directory, the supervisor's recordings.
+const STORE_ENTRIES: [&str; 3] = ["lock", "sled", "records"];
+
+/// Refuse, before writing anything into it, a directory that holds other files and no
+/// database (`--db /etc` by mistake must not leave a lock file and a database there).
+fn refuse_foreign_dir(dir: &Path) -> Result<(), StoreError> {
+    let io = |source| StoreError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut foreign = false;
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let name = entry.map_err(io)?.file_name();
+        if name == "sled" {
+            return Ok(());
+        }
+        foreign |= !STORE_ENTRIES.iter().any(|e| name == *e);
+    }
+    if foreign {
+        return Err(StoreError::Foreign {
+            path: dir.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 fn open_sled(dir: &Path, wait: Duration) -> Result<sled::Db, StoreError> {
     let open = || sled::Config::new().path(dir.join("sled")).open();
     // sled 0.34 reports its lock as an `Other` I/O error with this text.

@@ -186,6 +186,24 @@ fn foreign_sled_database_is_refused() {
 }
 
 #[test]
+fn a_directory_of_other_files_is_refused_untouched() {
+    let dir = db();
+    std::fs::write(dir.path().join("passwd"), "root:x:0:0\n").unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::Foreign { .. }), "{err}");
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["passwd"], "the refused directory was written to");
+    // A store directory with a file of the user's beside the database still opens.
+    let ok = db();
+    Store::open(ok.path()).unwrap();
+    std::fs::write(ok.path().join("NOTES"), "ours").unwrap();
+    Store::open(ok.path()).unwrap();
+}
+
+#[test]
 fn other_schema_is_refused() {
     let dir = db();
     {

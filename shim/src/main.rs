@@ -34,14 +34,15 @@ enum Command {
 
 /// Send tracing to `--log` (or stderr) in runc's text or json format.
 fn init_logging(global: &GlobalOpts, supervisor: bool) -> anyhow::Result<()> {
-    // libcgroups warns about every v1 controller this kernel lacks: keep that out of the log.
+    // libcgroups warns about every v1 controller this kernel lacks, and sled about its own
+    // housekeeping: keep both out of the log (store errors reach it as ours).
     let filter = if global.debug {
         EnvFilter::new("debug")
     } else if supervisor {
         // A supervisor's log is its own file: say what it did.
-        EnvFilter::new("info")
+        EnvFilter::new("info,sled=off")
     } else {
-        EnvFilter::new("warn,libcgroups=error")
+        EnvFilter::new("warn,libcgroups=error,sled=off")
     };
     let format = RuncFormat {
         json: global.log_format == ngram_runtime::cli::LogFormat::Json,

@@ -60,8 +60,8 @@ pub struct Detector<'m> {
     pub scorer: Scorer<'m>,
     /// Alarm when a thread's window score is above this.
     pub threshold: f64,
-    /// How a settled thread (past its first [`YOUNG_CALLS`] since it started or ran
-    /// `execve`) is judged instead; `None`: like a young one (a calibrated profile).
+    /// How a settled thread (past its first [`YOUNG_CALLS`] since it ran `execve`, or one
+    /// that never ran it in the container) is judged instead; `None`: like a young one (a calibrated profile).
     pub settled: Option<SettledRule>,
     pub arch: Arch,
 }
@@ -93,8 +93,8 @@ struct Inner<'m> {
     detector: Option<Detector<'m>>,
     /// Threads whose score is above the threshold now: one alert per such episode.
     in_episode: FxHashMap<u32, Episode>,
-    /// Processes (tgids) judged intruders: anomalous within their first calls, or children
-    /// of such a process. Enforce refuses their harmful calls for the rest of their life.
+    /// Processes (tgids) judged intruders: anomalous within their first calls after
+    /// `execve`, or children of such a process. Enforce refuses their harmful calls for the rest of their life.
     suspects: FxHashMap<u32, ()>,
     /// Processes seen so far (a new one inherits suspicion from its parent).
     known_pids: FxHashMap<u32, ()>,
@@ -104,11 +104,17 @@ struct Inner<'m> {
     exec_at: FxHashMap<u32, u64>,
     recorder: Option<NativeWriter<Box<dyn Write + Send>>>,
     alerts_this_second: (u64, u32),
+    /// Alerts of each process in that second.
+    process_alerts: FxHashMap<u32, u32>,
     stats: SessionStats,
 }
 
 /// At most this many alerts per second per container reach the log; the rest are counted.
 const ALERTS_PER_SECOND: u32 = 50;
+
+/// And at most this many of one process, so that a process that keeps straying cannot hide
+/// another one's alerts.
+const PROCESS_ALERTS_PER_SECOND: u32 = 10;
 
 /// The handler of one container.
 pub struct Session<'m> {
@@ -170,6 +176,7 @@ impl<'m> Session<'m> {
                 exec_at: FxHashMap::default(),
                 recorder: None,
                 alerts_this_second: (0, 0),
+                process_alerts: FxHashMap::default(),
                 stats: SessionStats::default(),
             }),
             alerts: None,
@@ -259,10 +266,14 @@ impl<'m> Session<'m> {
                 }
             }
         }
-        // A young thread is judged by its plain window score; a settled one by the improbable
-        // unseen n-grams of its window (new interleavings of known calls do not count).
-        let young =
-            calls.saturating_sub(inner.exec_at.get(&ev.tid).copied().unwrap_or(0)) <= YOUNG_CALLS;
+        // A young thread (a program in its first calls after `execve`) is judged by its plain
+        // window score; a settled one by the improbable unseen n-grams of its window (new
+        // interleavings of known calls do not count). A thread that never ran `execve` in the
+        // container (a forked worker, a thread) runs code its program already ran: settled.
+        let young = inner
+            .exec_at
+            .get(&ev.tid)
+            .is_some_and(|&at| calls.saturating_sub(at) <= YOUNG_CALLS);
         let (score, threshold) = match det.settled {
             Some(rule) if !young => {
                 let s = if score > rule.threshold {
@@ -313,8 +324,13 @@ impl<'m> Session<'m> {
             let sec = ev.ts_ns / 1_000_000_000;
             if inner.alerts_this_second.0 != sec {
                 inner.alerts_this_second = (sec, 0);
+                inner.process_alerts.clear();
             }
-            if inner.alerts_this_second.1 < ALERTS_PER_SECOND {
+            let of_process = inner.process_alerts.entry(ev.pid).or_default();
+            if inner.alerts_this_second.1 < ALERTS_PER_SECOND
+                && *of_process < PROCESS_ALERTS_PER_SECOND
+            {
+                *of_process += 1;
                 inner.alerts_this_second.1 += 1;
                 inner.stats.alerts += 1;
                 let alarm = det.scorer.alarm(ev.tid, score, threshold);
@@ -367,7 +383,7 @@ impl<'m> Session<'m> {
 /// x86_64 `rt_sigreturn` and `restart_syscall`: recorded, never learned or scored.
 pub const SIGNAL_NOISE: [i32; 2] = [15, 219];
 
-/// A thread anomalous within this many of its first calls makes its process a suspect.
+/// A thread anomalous within this many calls after its `execve` makes its process a suspect.
 pub const YOUNG_CALLS: u64 = 200;
 
 /// x86_64 calls that enforce mode refuses inside an anomalous stretch: starting programs and
@@ -682,8 +698,8 @@ mod tests {
         // One call out of place: 3 unseen (and improbable) 3-grams among the last 10.
         let stray = [0, 1, 2, 5, 0, 1, 2, 3, 0, 1, 2, 3];
         with_session(&normal, 3, Mode::Alert, EnforceAction::Deny, |s, rx| {
-            // A young thread: anomalous.
-            for &nr in normal[..20].iter().chain(&stray) {
+            // A young thread (a program just started by execve): anomalous.
+            for &nr in [59].iter().chain(&normal[..20]).chain(&stray) {
                 s.on_event(&ev(1, nr));
             }
             let a = rx
@@ -697,6 +713,14 @@ mod tests {
             assert!(
                 rx.try_recv().is_err(),
                 "a settled thread's one stray call alerted"
+            );
+            // Nor in a new thread that never ran execve (a forked worker of a known program).
+            for &nr in normal[..20].iter().chain(&stray) {
+                s.on_event(&ev(4, nr));
+            }
+            assert!(
+                rx.try_recv().is_err(),
+                "a forked worker's one stray call alerted"
             );
             // A run of calls never seen in training: anomalous by the settled rule.
             for nr in [0, 1, 2, 5, 6, 7, 8, 9] {
@@ -779,6 +803,15 @@ mod tests {
             .collect();
         assert_eq!(ds, [Decision::Continue; 4]);
         assert!(s.stats().anomalies >= 4);
+        // A forked worker (no execve) that strays in its first calls is no suspect either:
+        // its ordinary openat still runs.
+        let ds: Vec<Decision> = normal[..8]
+            .iter()
+            .chain(&NOVEL)
+            .chain(&[0, 1, 2, 257])
+            .map(|&nr| s.on_event(&ev(7, nr)))
+            .collect();
+        assert_eq!(ds[ds.len() - 4..], [Decision::Continue; 4]);
     }
 
     #[test]
