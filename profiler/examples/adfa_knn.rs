@@ -471,31 +471,8 @@ fn main() -> anyhow::Result<()> {
         // Global novelty: share of the trace's distinct n-grams (and of its occurrences) never
         // seen in any training trace (the second is STIDE's rate).
         let mut glob = [Sets::default(), Sets::default()];
-        for (si, set) in [&calib, &test].into_iter().enumerate() {
-            for t in set {
-                let b = intern.bag(t);
-                let unseen_d = b.ids.iter().filter(|&&id| id >= train_ids).count() as f64;
-                let unseen_o: f64 = b
-                    .ids
-                    .iter()
-                    .zip(&b.cnt)
-                    .filter(|p| *p.0 >= train_ids)
-                    .map(|p| f64::from(*p.1))
-                    .sum();
-                let d = (b.ids.len() as f64).max(1.0);
-                let o = (b.occ as f64).max(1.0);
-                let dst = |g: &mut Sets, x| {
-                    if si == 0 {
-                        g.calib.push(x);
-                    } else {
-                        g.test.push(x);
-                    }
-                };
-                dst(&mut glob[0], unseen_d / d);
-                dst(&mut glob[1], unseen_o / o);
-            }
-        }
-        for t in &attack {
+        // (share of distinct n-grams unseen, share of occurrences unseen) of one trace.
+        let mut novelty = |t: &Trace| {
             let b = intern.bag(t);
             let unseen_d = b.ids.iter().filter(|&&id| id >= train_ids).count() as f64;
             let unseen_o: f64 = b
@@ -505,10 +482,22 @@ fn main() -> anyhow::Result<()> {
                 .filter(|p| *p.0 >= train_ids)
                 .map(|p| f64::from(*p.1))
                 .sum();
-            glob[0]
-                .attack
-                .push(unseen_d / (b.ids.len() as f64).max(1.0));
-            glob[1].attack.push(unseen_o / (b.occ as f64).max(1.0));
+            (
+                unseen_d / (b.ids.len() as f64).max(1.0),
+                unseen_o / (b.occ as f64).max(1.0),
+            )
+        };
+        for (si, set) in [&calib, &test, &attack_refs].into_iter().enumerate() {
+            for &t in set {
+                let (d, o) = novelty(t);
+                for (g, x) in glob.iter_mut().zip([d, o]) {
+                    match si {
+                        0 => g.calib.push(x),
+                        1 => g.test.push(x),
+                        _ => g.attack.push(x),
+                    }
+                }
+            }
         }
         let [g0, g1] = glob;
         let name = format!("n={n} unseen distinct rate");
