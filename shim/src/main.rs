@@ -98,7 +98,9 @@ fn main() -> ExitCode {
         Command::Tool(cmd) => match tools::run(cmd) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("ngram-ids: {e:#}");
+                // Each cause once: our errors already name their source in their text.
+                let msg = ngram_runtime::error::chain(e.as_ref());
+                eprintln!("ngram-ids: {msg}");
                 ExitCode::FAILURE
             }
         },

@@ -253,6 +253,11 @@ fn bad_input_gives_one_line_errors() {
     );
     assert!(e.contains("/nonexistent/traces"), "{e}");
     assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    assert_eq!(
+        e.matches("No such file").count(),
+        1,
+        "a cause said twice: {e}"
+    );
 
     // A database directory that is not ours.
     let foreign = tmp.path().join("foreign");
@@ -264,6 +269,18 @@ fn bad_input_gives_one_line_errors() {
     let e = err(&foreign, &["profile", "list"]);
     assert!(e.contains("not an ngram-ids database"), "{e}");
     assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+
+    // `--db` pointed at a directory of other files by mistake: refused, and nothing written.
+    let etc = tmp.path().join("etc");
+    std::fs::create_dir(&etc).unwrap();
+    std::fs::write(etc.join("hosts"), "127.0.0.1 localhost\n").unwrap();
+    let e = err(&etc, &["profile", "list"]);
+    assert!(e.contains("not an ngram-ids database"), "{e}");
+    assert_eq!(
+        std::fs::read_dir(&etc).unwrap().count(),
+        1,
+        "wrote into {etc:?}"
+    );
 }
 
 #[test]
