@@ -17,6 +17,7 @@ pub mod mounts;
 pub mod seal;
 pub mod signal;
 mod sys;
+pub use sys::default_sigpipe;
 
 pub use cli::{GlobalOpts, RuntimeCmd};
 pub use commands::{run, CreateHook, Created, NoHook};

@@ -16,6 +16,17 @@ pub(crate) fn kill_raw(pid: i32, sig: i32) -> Result<(), Errno> {
     }
 }
 
+/// Let SIGPIPE end this process as it ends other Unix tools (Rust starts with it ignored, so
+/// `println!` to a closed pipe panics). For the offline commands only, never for the runtime
+/// or the supervisor, whose writes to a gone reader must fail with EPIPE instead.
+pub fn default_sigpipe() {
+    // SAFETY: sets the disposition of one signal to SIG_DFL; no handler code runs in this
+    // process, and no memory is passed. Called once at start, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Run `f` in a forked child that has joined the mount namespace `ns` (a process must be
 /// single-threaded to join a mount namespace, so the runtime itself cannot). Returns the
 /// child's error, if any. `f` must not allocate or take locks: prepare its data before.

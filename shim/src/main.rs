@@ -75,6 +75,10 @@ fn main() -> ExitCode {
         cli.cmd,
         Command::Tool(tools::ToolCmd::Supervise(_) | tools::ToolCmd::Guard(_))
     );
+    if !supervisor && matches!(cli.cmd, Command::Tool(_)) {
+        // `ngram-ids alerts | head`: end quietly when the reader leaves.
+        ngram_runtime::default_sigpipe();
+    }
     if let Err(e) = init_logging(&cli.global, supervisor) {
         eprintln!("ngram-ids: {e:#}");
         return ExitCode::FAILURE;

@@ -341,3 +341,33 @@ fn alerts_prints_filters_and_follows() {
         "{line}"
     );
 }
+
+#[test]
+fn a_closed_pipe_ends_the_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    ok(&db, &["profile", "list"]);
+    // `ngram-ids profile list | head -0`: the reader is gone before the first line.
+    let mut child = bin()
+        .env("NGRAM_IDS_DB", &db)
+        .args(["profile", "list"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(13), // SIGPIPE
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
