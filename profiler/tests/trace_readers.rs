@@ -264,6 +264,31 @@ fn read_path_walks_directories_sorted() {
 }
 
 #[test]
+fn directories_follow_symlinks_and_name_broken_ones() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("a.txt"), "3 4 5\n").unwrap();
+    std::fs::create_dir(d.join("sub")).unwrap();
+    std::fs::write(d.join("sub/b.txt"), "6 7\n").unwrap();
+    // A link to a file, a link back up (a loop), a hidden file: 3 traces, no hang.
+    symlink(d.join("a.txt"), d.join("sub/link.txt")).unwrap();
+    symlink(d, d.join("sub/up")).unwrap();
+    std::fs::write(d.join(".hidden"), "1 2\n").unwrap();
+    let traces = read_path(Format::Adfa, d).unwrap();
+    let lens: Vec<usize> = traces.iter().map(|t| t.events.len()).collect();
+    assert_eq!(lens, [3, 2, 3], "{traces:?}");
+
+    symlink(d.join("gone.txt"), d.join("sub/broken.txt")).unwrap();
+    let err = read_path(Format::Adfa, d).unwrap_err().to_string();
+    assert!(err.contains("broken.txt"), "{err}");
+    let err = read_path(Format::Adfa, Path::new(""))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("empty path"), "{err}");
+}
+
+#[test]
 fn errors_name_file_and_line() {
     let cases = [
         (

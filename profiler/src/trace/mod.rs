@@ -2,6 +2,7 @@
 //! each, and the readers of the formats we take in (ADFA-LD, UNM, `strace -f`, our own).
 
 use std::io::BufRead;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -190,28 +191,45 @@ pub(crate) fn read_lines(
     }
 }
 
-/// Regular files under `path` in sorted order (the path itself when it is a file); hidden files
-/// (starting with `.`) are skipped.
+/// Regular files under `path` in sorted order (the path itself when it is a file). Symbolic
+/// links are followed (a broken one is an error naming it; a directory reached twice is read
+/// once). Hidden entries (starting with `.`) and entries that are neither files nor
+/// directories (sockets, FIFOs, devices) are skipped with a warning naming them.
 pub fn list_files(path: &Path) -> Result<Vec<PathBuf>, TraceError> {
+    if path.as_os_str().is_empty() {
+        return Err(TraceError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty path"),
+        ));
+    }
     let meta = std::fs::metadata(path).map_err(|e| TraceError::io(path, e))?;
     if meta.is_file() {
         return Ok(vec![path.to_owned()]);
     }
     let mut out = Vec::new();
+    let mut seen_dirs = std::collections::HashSet::new();
     let mut stack = vec![path.to_owned()];
     while let Some(dir) = stack.pop() {
+        let id = std::fs::metadata(&dir).map_err(|e| TraceError::io(&dir, e))?;
+        if !seen_dirs.insert((id.dev(), id.ino())) {
+            continue;
+        }
         let rd = std::fs::read_dir(&dir).map_err(|e| TraceError::io(&dir, e))?;
         for entry in rd {
             let entry = entry.map_err(|e| TraceError::io(&dir, e))?;
             let p = entry.path();
             if entry.file_name().to_string_lossy().starts_with('.') {
+                tracing::warn!("skipping {}: a hidden entry", p.display());
                 continue;
             }
-            let ft = entry.file_type().map_err(|e| TraceError::io(&p, e))?;
-            if ft.is_dir() {
+            // Follows a symbolic link; a broken one fails here with its name.
+            let m = std::fs::metadata(&p).map_err(|e| TraceError::io(&p, e))?;
+            if m.is_dir() {
                 stack.push(p);
-            } else if ft.is_file() {
+            } else if m.is_file() {
                 out.push(p);
+            } else {
+                tracing::warn!("skipping {}: not a regular file", p.display());
             }
         }
     }
