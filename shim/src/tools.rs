@@ -360,6 +360,13 @@ fn run_eval(args: &EvalArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         print_eval("ngram-ids", &report);
+        println!("  first alarm in each attack trace:");
+        for a in &report.attacks {
+            match a.first_alarm {
+                Some(k) => println!("    {}: call {k} of {}", a.source, a.calls),
+                None => println!("    {}: not detected ({} calls)", a.source, a.calls),
+            }
+        }
         if let Some(b) = &report.baseline {
             println!();
             print_eval("baseline", b);

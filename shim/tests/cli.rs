@@ -200,6 +200,34 @@ fn eval_json_has_the_fixed_keys() {
     assert_eq!(v["n"], 3);
     assert_eq!(v["auc"], 1.0);
     assert_eq!(v["detection_rate"], 1.0);
+    let attacks = v["attacks"].as_array().unwrap();
+    assert_eq!(attacks.len(), 2, "{out}");
+    assert!(attacks.iter().all(|a| a["first_alarm"].is_u64()), "{out}");
+
+    // The text report names each attack trace and the call of its first alarm.
+    let args = [
+        "eval",
+        "--format",
+        "adfa",
+        "--n",
+        "3",
+        "--train",
+        t.to_str().unwrap(),
+        "--normal",
+        normal.to_str().unwrap(),
+        "--attack",
+        attack.to_str().unwrap(),
+    ];
+    let text = ok(&db, &args);
+    for a in attacks {
+        let line = format!(
+            "{}: call {} of {}",
+            a["source"].as_str().unwrap(),
+            a["first_alarm"],
+            a["calls"]
+        );
+        assert!(text.contains(&line), "no {line:?} in {text}");
+    }
 }
 
 #[test]
