@@ -51,6 +51,8 @@ pub enum StoreError {
     Schema { path: PathBuf, found: String },
     #[error("profile database {path} is not an ngram-ids database (it holds other data and no ngram-ids schema); point --db at an empty or new directory")]
     Foreign { path: PathBuf },
+    #[error("profile database {path} is damaged: its files exist but hold no ngram-ids schema (truncated or partly deleted); move it aside and restore it from a backup or re-train")]
+    Lost { path: PathBuf },
     #[error("profile database {path}: profile {key:?} is corrupt ({source}); remove it with `ngram-ids profile rm {key}`")]
     Decode {
         path: PathBuf,
@@ -134,6 +136,10 @@ impl Store {
             .map_err(io)?;
         let start = Instant::now();
         acquire(&lock, dir, wait)?;
+        // sled opens a database whose files were truncated or deleted as an empty one; ours
+        // always holds its schema marker from its first open on, so a database that existed
+        // (its `conf` was written) and has none lost its data.
+        let existed = dir.join("sled").join("conf").exists();
         let db = open_sled(dir, wait.saturating_sub(start.elapsed()))?;
         let dberr = |source| StoreError::Db {
             path: dir.to_owned(),
@@ -155,6 +161,11 @@ impl Store {
                     .any(|name| db.open_tree(name).map(|t| !t.is_empty()).unwrap_or(true));
                 if foreign || !db.is_empty() {
                     return Err(StoreError::Foreign {
+                        path: dir.to_owned(),
+                    });
+                }
+                if existed {
+                    return Err(StoreError::Lost {
                         path: dir.to_owned(),
                     });
                 }

@@ -231,15 +231,38 @@ fn corrupt_database_files_give_one_line_error() {
     for entry in walk(&dir.path().join("sled")) {
         std::fs::write(&entry, vec![0xA5u8; 4096]).unwrap();
     }
-    match Store::open(dir.path()) {
-        Err(err) => {
-            let msg = err.to_string();
-            assert!(!msg.contains('\n'), "{msg}");
-            assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
-        }
-        // sled may treat a wiped log as empty: then the schema check or the data must tell.
-        Ok(store) => assert!(store.load("a").is_err()),
+    let msg = Store::open(dir.path()).unwrap_err().to_string();
+    assert!(!msg.contains('\n'), "{msg}");
+    assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
+}
+
+#[test]
+fn truncated_database_is_not_taken_for_a_new_one() {
+    let dir = db();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.train("a", "a", &counts(2, &[1, 2, 3]), 1, 1).unwrap();
     }
+    // The log cut to nothing and the snapshots gone: sled alone opens this as empty.
+    let sled_dir = dir.path().join("sled");
+    for entry in walk(&sled_dir) {
+        let name = entry.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("snap.") {
+            std::fs::remove_file(&entry).unwrap();
+        } else if name == "db" {
+            std::fs::File::options()
+                .write(true)
+                .open(&entry)
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+        }
+    }
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::Lost { .. }), "{err}");
+    // And it stays refused: the failed open wrote no new schema into it.
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::Lost { .. }), "{err}");
 }
 
 #[test]
