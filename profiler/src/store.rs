@@ -245,6 +245,17 @@ impl Store {
         }
     }
 
+    /// [`Store::resolve`], or `name` itself as the key of a profile to create when no profile
+    /// has that key or name. Every other error (an ambiguous name, a database error) is
+    /// returned: training or merging must never start a new profile beside one it could not
+    /// read.
+    pub fn resolve_or_new(&self, name: &str) -> Result<String, StoreError> {
+        match self.resolve(name) {
+            Err(StoreError::NotFound { .. }) => Ok(name.to_owned()),
+            other => other,
+        }
+    }
+
     /// The metadata of the profile named `name` (see [`Store::resolve`]), without its counts.
     pub fn meta(&self, name: &str) -> Result<ProfileMeta, StoreError> {
         let key = self.resolve(name)?;
@@ -333,7 +344,7 @@ impl Store {
             .iter()
             .map(|s| self.load(s))
             .collect::<Result<Vec<_>, _>>()?;
-        let dst_key = self.resolve(dst).unwrap_or_else(|_| dst.to_owned());
+        let dst_key = self.resolve_or_new(dst)?;
         self.modify(&dst_key, true, |p| {
             let mut iter = sources.iter();
             let mut p = match p {

@@ -116,6 +116,16 @@ fn ambiguous_names_need_the_key() {
     let err = store.load("web").unwrap_err();
     assert!(matches!(err, StoreError::Ambiguous { .. }), "{err}");
     assert!(store.load("sha256:2").is_ok());
+    // Merging into the ambiguous name is refused, not done into a third profile "web".
+    let err = store.merge("web", &["sha256:1".to_owned()], 2).unwrap_err();
+    assert!(matches!(err, StoreError::Ambiguous { .. }), "{err}");
+    assert_eq!(store.list().unwrap().len(), 2);
+    // A unique name resolves to its key; an unknown one is a new key.
+    store
+        .train("sha256:3", "db", &counts(2, &[1, 2]), 1, 1)
+        .unwrap();
+    assert_eq!(store.resolve_or_new("db").unwrap(), "sha256:3");
+    assert_eq!(store.resolve_or_new("cache").unwrap(), "cache");
 }
 
 #[test]

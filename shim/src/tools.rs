@@ -15,7 +15,7 @@ use ngram_profiler::ngram::NgramCounts;
 use ngram_profiler::profile::{Mode, ProfileMeta};
 use ngram_profiler::score::{self, CalibrationMethod, Model, ScoreConfig, ScoreKind};
 use ngram_profiler::sgt::SgtFit;
-use ngram_profiler::store::{self, Store};
+use ngram_profiler::store::{self, Store, StoreError};
 use ngram_profiler::trace::{self, Format, Trace};
 
 /// The tool subcommands (everything that is not runc's command line).
@@ -460,7 +460,18 @@ fn profile(db: &Path, cmd: ProfileCmd) -> Result<ExitCode> {
             n,
             paths,
         } => {
-            let existing = Store::open(db)?.meta(&name).ok().map(|m| m.n);
+            // Train the profile the name resolves to (a key, or the one profile of that name,
+            // e.g. an image's), or a new one keyed by the name.
+            let (key, existing) = {
+                let store = Store::open(db)?;
+                let key = store.resolve_or_new(&name)?;
+                let n = match store.meta(&key) {
+                    Ok(m) => Some(m.n),
+                    Err(StoreError::NotFound { .. }) => None,
+                    Err(e) => return Err(e.into()),
+                };
+                (key, n)
+            };
             let n = match (n, existing) {
                 (Some(n), Some(e)) if n != e => {
                     bail!("profile {name} has n = {e}, not {n}: train another profile or drop --n")
@@ -469,7 +480,7 @@ fn profile(db: &Path, cmd: ProfileCmd) -> Result<ExitCode> {
             };
             let (counts, runs) = count_traces(format, n, &paths)?;
             let store = Store::open(db)?;
-            let meta = store.train(&name, &name, &counts, runs, store::now_secs())?;
+            let meta = store.train(&key, &name, &counts, runs, store::now_secs())?;
             println!(
                 "profile {}: +{} runs, {} calls, {} distinct {}-grams, P0 {:.4}",
                 meta.name, runs, meta.calls, meta.distinct, meta.n, meta.p0

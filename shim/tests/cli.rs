@@ -399,3 +399,39 @@ fn a_closed_pipe_ends_the_command_quietly() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn train_adds_to_the_profile_a_name_resolves_to() {
+    use ngram_profiler::ngram::NgramCounts;
+    use ngram_profiler::store::Store;
+    use ngram_profiler::syscalls::Arch;
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    // A profile keyed by an image ID and named after the image, as the supervisor makes them.
+    {
+        let store = Store::open(&db).unwrap();
+        let c = NgramCounts::new(6, Arch::I386).unwrap();
+        store.train("sha256:0123", "web", &c, 1, 1).unwrap();
+    }
+    let t = traces(tmp.path(), "train", &[NORMAL; 2], 10);
+    ok(
+        &db,
+        &[
+            "profile",
+            "train",
+            "web",
+            "--format",
+            "adfa",
+            t.to_str().unwrap(),
+        ],
+    );
+    let show: Value =
+        serde_json::from_str(&ok(&db, &["profile", "show", "web", "--json"])).unwrap();
+    assert_eq!(show["key"], "sha256:0123", "{show}");
+    assert_eq!(show["runs"], 3, "{show}");
+    assert_eq!(
+        ok(&db, &["profile", "list"]).lines().count(),
+        2,
+        "one profile"
+    );
+}
