@@ -54,8 +54,9 @@ fn synthetic(traces: usize, len: usize, seed: u64) -> Vec<Trace> {
 }
 
 fn workload() -> (Vec<Trace>, Vec<Event>, &'static str) {
-    let dir =
-        PathBuf::from(std::env::var("ADFA_DIR").unwrap_or_else(|_| "/tmp/adfa/ADFA-LD".to_owned()));
+    let dir = PathBuf::from(
+        std::env::var("ADFA_DIR").unwrap_or_else(|_| AdfaLd::DEFAULT_ROOT.to_owned()),
+    );
     if let (Ok(train), Ok(normal)) = (
         AdfaLd::read_set(&dir, AdfaLd::TRAINING),
         AdfaLd::read_set(&dir, AdfaLd::VALIDATION),

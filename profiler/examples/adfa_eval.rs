@@ -6,19 +6,17 @@
 //! Validation_Data_Master (sorted by path), tests on the odd-indexed ones plus
 //! Attack_Data_Master. Prints one Markdown table row per configuration.
 
-use std::path::Path;
-
 use ngram_profiler::eval::{evaluate, AdfaLd, EvalConfig};
 use ngram_profiler::score::{CalibrationMethod, ScoreConfig, ScoreKind};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let root = Path::new(args.get(1).map_or("/tmp/adfa/ADFA-LD", String::as_str));
+    let root = AdfaLd::root(args.get(1).cloned());
     let AdfaLd {
         training: train,
         validation: normal,
         attack,
-    } = AdfaLd::read(root)?;
+    } = AdfaLd::read(&root)?;
     eprintln!(
         "train {} traces, normal {}, attack {}",
         train.len(),

@@ -11,7 +11,6 @@
 )]
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use ngram_profiler::eval::{auc, split_normal, train, AdfaLd};
 use ngram_profiler::score::{Discount, Model, ScoreConfig, ScoreKind, Scorer};
@@ -52,13 +51,12 @@ fn top_mean(v: &[f64], frac: f64) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let root = Path::new(args.get(1).map_or("/tmp/adfa/ADFA-LD", String::as_str));
+    let root = AdfaLd::root(std::env::args().nth(1));
     let AdfaLd {
         training: tr,
         validation: normal,
         attack,
-    } = AdfaLd::read(root)?;
+    } = AdfaLd::read(&root)?;
     let (_, test) = split_normal(&normal);
     let ns: Vec<usize> = std::env::var("NS")
         .ok()

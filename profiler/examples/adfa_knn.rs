@@ -30,7 +30,6 @@
 )]
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -393,13 +392,12 @@ fn list(var: &str, default: &[usize]) -> Vec<usize> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let root = Path::new(args.get(1).map_or("/tmp/adfa/ADFA-LD", String::as_str));
+    let root = AdfaLd::root(std::env::args().nth(1));
     let AdfaLd {
         training: tr,
         validation: normal,
         attack,
-    } = AdfaLd::read(root)?;
+    } = AdfaLd::read(&root)?;
     let (calib, test) = split_normal(&normal);
     eprintln!(
         "train {}, calibration {}, normal test {}, attack {}",

@@ -5,7 +5,6 @@
 //! `cargo run --release -p ngram-profiler --example score_throughput -- /tmp/adfa/ADFA-LD`
 
 use std::hint::black_box;
-use std::path::Path;
 use std::time::Instant;
 
 use ngram_profiler::eval::{train, AdfaLd};
@@ -35,16 +34,15 @@ fn measure(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let root = Path::new(args.get(1).map_or("/tmp/adfa/ADFA-LD", String::as_str));
-    let tr = AdfaLd::read_set(root, AdfaLd::TRAINING)?;
+    let root = AdfaLd::root(std::env::args().nth(1));
+    let tr = AdfaLd::read_set(&root, AdfaLd::TRAINING)?;
     // Score the validation traces (normal, held out: some n-grams unseen, which take the
     // slower backoff path), or with SCORE_TRAINING=1 the training traces themselves (every
     // n-gram seen: the hot loop's fast path only).
     let events: Vec<Event> = if std::env::var("SCORE_TRAINING").is_ok() {
         tr.iter().flat_map(|t| t.events.iter().copied()).collect()
     } else {
-        AdfaLd::read_set(root, AdfaLd::VALIDATION)?
+        AdfaLd::read_set(&root, AdfaLd::VALIDATION)?
             .into_iter()
             .flat_map(|t| t.events)
             .collect()

@@ -295,6 +295,13 @@ impl AdfaLd {
     pub const TRAINING: &'static str = "Training_Data_Master";
     pub const VALIDATION: &'static str = "Validation_Data_Master";
     pub const ATTACK: &'static str = "Attack_Data_Master";
+    /// Where the examples and the benchmark look for the unpacked data set by default.
+    pub const DEFAULT_ROOT: &'static str = "/tmp/adfa/ADFA-LD";
+
+    /// The data set's directory: `arg` (an example's first argument), or [`Self::DEFAULT_ROOT`].
+    pub fn root(arg: Option<String>) -> std::path::PathBuf {
+        arg.unwrap_or_else(|| Self::DEFAULT_ROOT.to_owned()).into()
+    }
 
     /// Read the three sets under `root`.
     pub fn read(root: &std::path::Path) -> Result<Self, TraceError> {

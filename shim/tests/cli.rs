@@ -170,23 +170,22 @@ fn eval_json_has_the_fixed_keys() {
     let t = traces(tmp.path(), "train", &[NORMAL; 4], 30);
     let normal = traces(tmp.path(), "normal", &[NORMAL; 6], 20);
     let attack = traces(tmp.path(), "attack", &[ATTACK, ATTACK], 10);
-    let out = ok(
-        &db,
-        &[
-            "eval",
-            "--format",
-            "adfa",
-            "--n",
-            "3",
-            "--json",
-            "--train",
-            t.to_str().unwrap(),
-            "--normal",
-            normal.to_str().unwrap(),
-            "--attack",
-            attack.to_str().unwrap(),
-        ],
-    );
+    let mut args = vec![
+        "eval",
+        "--format",
+        "adfa",
+        "--n",
+        "3",
+        "--train",
+        t.to_str().unwrap(),
+        "--normal",
+        normal.to_str().unwrap(),
+        "--attack",
+        attack.to_str().unwrap(),
+    ];
+    let text = ok(&db, &args);
+    args.push("--json");
+    let out = ok(&db, &args);
     let v: Value = serde_json::from_str(&out).unwrap();
     for k in [
         "auc",
@@ -205,20 +204,6 @@ fn eval_json_has_the_fixed_keys() {
     assert!(attacks.iter().all(|a| a["first_alarm"].is_u64()), "{out}");
 
     // The text report names each attack trace and the call of its first alarm.
-    let args = [
-        "eval",
-        "--format",
-        "adfa",
-        "--n",
-        "3",
-        "--train",
-        t.to_str().unwrap(),
-        "--normal",
-        normal.to_str().unwrap(),
-        "--attack",
-        attack.to_str().unwrap(),
-    ];
-    let text = ok(&db, &args);
     for a in attacks {
         let line = format!(
             "{}: call {} of {}",
