@@ -445,10 +445,6 @@ fn empty_like(key: &str, c: &NgramCounts) -> Result<NgramCounts, Abort> {
     NgramCounts::new(c.n(), c.arch()).map_err(|e| Abort::Model(key.to_owned(), e))
 }
 
-/// Open the sled database of `dir`. sled takes its own lock on its files, and a handle that was
-/// just dropped (by the process that held our lock before us, or by this one) keeps it until
-/// sled's background flusher notices: holding our lock means nobody uses the database, so a
-/// sled lock still held is one about to go, and we retry for a while.
 /// What a store directory holds: the lock, sled's directory, the supervisor's recordings.
 const STORE_ENTRIES: [&str; 3] = ["lock", "sled", "records"];
 
@@ -475,6 +471,10 @@ fn refuse_foreign_dir(dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Open the sled database of `dir`. sled takes its own lock on its files, and a handle that was
+/// just dropped (by the process that held our lock before us, or by this one) keeps it until
+/// sled's background flusher notices: holding our lock means nobody uses the database, so a
+/// sled lock still held is one about to go, and we retry for a while.
 fn open_sled(dir: &Path, wait: Duration) -> Result<sled::Db, StoreError> {
     let open = || sled::Config::new().path(dir.join("sled")).open();
     // sled 0.34 reports its lock as an `Other` I/O error with this text.

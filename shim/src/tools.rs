@@ -462,15 +462,10 @@ fn profile(db: &Path, cmd: ProfileCmd) -> Result<ExitCode> {
         } => {
             // Train the profile the name resolves to (a key, or the one profile of that name,
             // e.g. an image's), or a new one keyed by the name.
-            let (key, existing) = {
-                let store = Store::open(db)?;
-                let key = store.resolve_or_new(&name)?;
-                let n = match store.meta(&key) {
-                    Ok(m) => Some(m.n),
-                    Err(StoreError::NotFound { .. }) => None,
-                    Err(e) => return Err(e.into()),
-                };
-                (key, n)
+            let (key, existing) = match Store::open(db)?.meta(&name) {
+                Ok(m) => (m.key, Some(m.n)),
+                Err(StoreError::NotFound { .. }) => (name.clone(), None),
+                Err(e) => return Err(e.into()),
             };
             let n = match (n, existing) {
                 (Some(n), Some(e)) if n != e => {

@@ -61,7 +61,8 @@ pub struct Detector<'m> {
     /// Alarm when a thread's window score is above this.
     pub threshold: f64,
     /// How a settled thread (past its first [`YOUNG_CALLS`] since it ran `execve`, or one
-    /// that never ran it in the container) is judged instead; `None`: like a young one (a calibrated profile).
+    /// that never ran it in the container) is judged instead; `None`: like a young one (a
+    /// calibrated profile).
     pub settled: Option<SettledRule>,
     pub arch: Arch,
 }
@@ -94,7 +95,8 @@ struct Inner<'m> {
     /// Threads whose score is above the threshold now: one alert per such episode.
     in_episode: FxHashMap<u32, Episode>,
     /// Processes (tgids) judged intruders: anomalous within their first calls after
-    /// `execve`, or children of such a process. Enforce refuses their harmful calls for the rest of their life.
+    /// `execve`, or children of such a process. Enforce refuses their harmful calls for the
+    /// rest of their life.
     suspects: FxHashMap<u32, ()>,
     /// Processes seen so far (a new one inherits suspicion from its parent).
     known_pids: FxHashMap<u32, ()>,

@@ -207,13 +207,10 @@ pub fn list_files(path: &Path) -> Result<Vec<PathBuf>, TraceError> {
         return Ok(vec![path.to_owned()]);
     }
     let mut out = Vec::new();
-    let mut seen_dirs = std::collections::HashSet::new();
+    // Directories by device and inode: one reached again through a link is not read again.
+    let mut seen_dirs = std::collections::HashSet::from([(meta.dev(), meta.ino())]);
     let mut stack = vec![path.to_owned()];
     while let Some(dir) = stack.pop() {
-        let id = std::fs::metadata(&dir).map_err(|e| TraceError::io(&dir, e))?;
-        if !seen_dirs.insert((id.dev(), id.ino())) {
-            continue;
-        }
         let rd = std::fs::read_dir(&dir).map_err(|e| TraceError::io(&dir, e))?;
         for entry in rd {
             let entry = entry.map_err(|e| TraceError::io(&dir, e))?;
@@ -225,7 +222,9 @@ pub fn list_files(path: &Path) -> Result<Vec<PathBuf>, TraceError> {
             // Follows a symbolic link; a broken one fails here with its name.
             let m = std::fs::metadata(&p).map_err(|e| TraceError::io(&p, e))?;
             if m.is_dir() {
-                stack.push(p);
+                if seen_dirs.insert((m.dev(), m.ino())) {
+                    stack.push(p);
+                }
             } else if m.is_file() {
                 out.push(p);
             } else {
