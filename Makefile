@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Honour CARGO_TARGET_DIR as cargo does.
 BIN := $(or $(CARGO_TARGET_DIR),target)/release/ngram-ids
 
-.PHONY: all setup build install demo test check unit e2e bench
+.PHONY: all setup build install demo test check unit e2e bench eval-live eval-live-short
 
 all: build
 
@@ -53,3 +53,14 @@ e2e:
 bench:
 	$(CARGO) bench -p ngram-profiler
 	./bench/run.sh
+
+## Live evaluation on seven real services (bench/live; needs `make install` first): train, held-out
+## load in alert mode (false alarms), attacks, enforce; writes bench/results/live-*.json and the
+## table in docs/evaluation-live.md. Durations: LIVE_* variables (see docs/evaluation-live.md).
+## The full protocol takes about 20 minutes per service.
+eval-live:
+	./bench/live/run.py
+
+## The short version for CI: python, go and redis, about 10 minutes in all.
+eval-live-short:
+	./bench/live/run.py --short

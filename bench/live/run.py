@@ -14,11 +14,11 @@ Usage: bench/live/run.py [--short] [--services a,b] [--no-build] [--doc-section 
 Environment (each overrides the default of the chosen version, full / --short):
   LIVE_SERVICES        comma list of nginx,python,apache,postgres,redis,go,tomcat (all / python,go,redis)
   LIVE_TRAIN_RUNS      training runs, each a container start, load and stop (3 / 2)
-  LIVE_TRAIN_SECS      load per training run, seconds (120 / 30)
-  LIVE_HELDOUT_SECS    held-out normal load in alert mode, seconds (600 / 60)
-  LIVE_ENFORCE_SECS    normal load in enforce mode, during which the attacks run (120 / 40)
+  LIVE_TRAIN_SECS      load per training run, seconds (120 / 25)
+  LIVE_HELDOUT_SECS    held-out normal load in alert mode, seconds (600 / 45)
+  LIVE_ENFORCE_SECS    normal load in enforce mode, during which the attacks run (120 / 30)
   LIVE_CLIENTS         concurrent load clients (4)
-  LIVE_ALERT_TIMEOUT   how long to wait for an attack's first alert, seconds (10 / 5)
+  LIVE_ALERT_TIMEOUT   how long to wait for an attack's first alert, seconds (10 / 3)
   LIVE_SEED            base random seed (1); training run k uses SEED*1000+k, held-out and
                        enforce other seeds (and so other request orders)
   LIVE_KEEP_PROFILES   1: keep the live-<service> profiles afterwards (default: removed)
@@ -174,7 +174,7 @@ def running(name):
     return rc == 0 and out.strip() == "true"
 
 
-def docker_stop(name, timeout=20):
+def docker_stop(name, timeout=10):
     sh(["docker", "stop", "-t", str(timeout), name], timeout=timeout + 60, check=False)
 
 
@@ -238,6 +238,7 @@ class Stats:
         self.lock = threading.Lock()
         self.requests = 0
         self.failed = 0
+        self.attack_side_effects = 0
         self.samples = []
 
     def ok(self):
@@ -251,6 +252,13 @@ class Stats:
             if len(self.samples) < 5:
                 self.samples.append(what[:200])
 
+    def side_effect(self):
+        """A normal request that failed because of an attack, not of the IDS (Redis: a write
+        refused while REPLICAOF made the server a read-only replica)."""
+        with self.lock:
+            self.requests += 1
+            self.attack_side_effects += 1
+
     def add(self, requests, failed, samples=()):
         with self.lock:
             self.requests += requests
@@ -258,7 +266,8 @@ class Stats:
             self.samples.extend(list(samples)[: max(0, 5 - len(self.samples))])
 
     def json(self):
-        return {"requests": self.requests, "failed": self.failed, "failure_samples": self.samples}
+        return {"requests": self.requests, "failed": self.failed, "attack_side_effects": self.attack_side_effects,
+                "failure_samples": self.samples}
 
 
 WORDS = ["apple", "pear", "plum", "kiwi", "fig", "lime", "date", "grape", "melon", "cherry"]
@@ -794,7 +803,9 @@ class RedisService:
                             cmds = [self.one(rng)]
                             replies = [r.cmd(*cmds[0])]
                         for c, rep in zip(cmds, replies):
-                            if isinstance(rep, RedisError) and not rep.startswith("WRONGTYPE"):
+                            if isinstance(rep, RedisError) and rep.startswith("READONLY"):
+                                stats.side_effect()
+                            elif isinstance(rep, RedisError) and not rep.startswith("WRONGTYPE"):
                                 stats.fail("%s: %s" % (c[0], rep))
                             else:
                                 stats.ok()
@@ -1127,7 +1138,7 @@ def main():
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--doc-section")
     args = ap.parse_args()
-    d = dict(services=SHORT, train_runs=2, train_secs=30, heldout_secs=60, enforce_secs=40, alert_timeout=5) if args.short \
+    d = dict(services=SHORT, train_runs=2, train_secs=25, heldout_secs=45, enforce_secs=30, alert_timeout=3) if args.short \
         else dict(services=ALL, train_runs=3, train_secs=120, heldout_secs=600, enforce_secs=120, alert_timeout=10)
     env = os.environ.get
 

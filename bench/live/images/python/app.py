@@ -11,6 +11,7 @@ Other handlers: / and /static/FILE (static files), /api/items (JSON API: GET, PO
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import threading
 import urllib.parse
@@ -122,4 +123,6 @@ class Handler(BaseHTTPRequestHandler):
 if __name__ == "__main__":
     server = ThreadingHTTPServer(("0.0.0.0", 8080), Handler)
     server.daemon_threads = True
+    # docker stop: shut down at once (as pid 1, the default SIGTERM action would be ignored).
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     server.serve_forever()
