@@ -6,6 +6,7 @@
 pub mod alert;
 pub mod eval;
 pub mod export;
+pub mod live;
 pub mod ngram;
 pub mod profile;
 pub mod score;
