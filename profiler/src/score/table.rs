@@ -154,3 +154,46 @@ impl<K: TableKey, V: Copy + Default> FlatTable<K, V> {
         self.slots.capacity() * std::mem::size_of::<Slot<K, V>>() + self.filter.capacity() * 8
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(keys: impl IntoIterator<Item = u128>) -> FxHashMap<u128, u32> {
+        keys.into_iter()
+            .map(|k| {
+                #[allow(clippy::cast_possible_truncation)]
+                let v = (k % 1000) as u32 + 1;
+                (k, v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn finds_every_key_and_no_other() {
+        let keys: Vec<u128> = (0..5000u128).map(|i| i * 7919 + (i % 3)).collect();
+        let m = map(keys.iter().copied());
+        let narrow: FlatTable<u64, u32> = FlatTable::from_map(&m);
+        for &k in &keys {
+            assert_eq!(narrow.get(k), m.get(&k).copied(), "key {k}");
+        }
+        for k in (0..5000u128).map(|i| i * 7919 + 5) {
+            assert_eq!(narrow.get(k), None, "absent key {k}");
+        }
+    }
+
+    #[test]
+    fn key_zero_and_wide_keys() {
+        let keys = [0u128, 1, u128::from(u64::MAX) + 1, u128::MAX, 1 << 100];
+        let m = map(keys);
+        let wide: FlatTable<u128, u32> = FlatTable::from_map(&m);
+        for k in keys {
+            assert_eq!(wide.get(k), m.get(&k).copied(), "key {k}");
+        }
+        assert_eq!(wide.get(2), None);
+        assert_eq!(wide.get(1 << 101), None);
+        let empty: FlatTable<u64, u32> = FlatTable::from_map(&FxHashMap::default());
+        assert_eq!(empty.get(0), None);
+        assert_eq!(empty.get(1), None);
+    }
+}
