@@ -13,10 +13,10 @@
 # The web services have /tool/wc?file= (command injection), /read?name= (path traversal) or
 # their PHP/JSP/CGI equivalents; every image has /srv/secret.key (readable by the service's
 # user) holding the token "LIVE-SECRET-KEY-9f27c1" and the tools the attacks use (bash, mount,
-# unshare). Each image carries the label ngram-ids.live.build=<hash of this script, the
-# service's files and bench/live/images/common>: an image with the current hash is kept,
-# otherwise rebuilt. Root filesystem tarballs are cached under
-# $NGRAM_IDS_IMAGE_CACHE/live/<service>-<hash>.tar.
+# unshare). Root filesystem tarballs are cached under $NGRAM_IDS_IMAGE_CACHE/live/<service>-
+# <hash>.tar, the hash taken over this script (without the import metadata), the service's files
+# and bench/live/images/common. Each image carries the label ngram-ids.live.build=<that hash
+# and the import metadata>: an image with the current label is kept, otherwise re-imported.
 #
 # Usage: bench/live/build-images.sh [--force] [--no-import] [SERVICE...]
 #   SERVICE: nginx python apache postgres redis go tomcat (default: all)
@@ -56,11 +56,12 @@ mkdir -p "$cache"
 work=$(mktemp -d /tmp/ngram-live-images.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-# The hash of an image's inputs: this script, images/common and images/SERVICE.
-image_hash() {
+# The hash of an image's root filesystem: this script without its import metadata (the lines
+# that set `changes`), images/common and images/SERVICE; the image's label adds the metadata.
+rootfs_hash() {
     (
         cd "$here"
-        sha256sum build-images.sh
+        grep -v -e "changes=" -e "^ *'[A-Z]* " build-images.sh
         find images/common "images/$1" -type f -print0 | sort -z | xargs -0 sha256sum
     ) | sha256sum | cut -c1-16
 }
@@ -104,11 +105,15 @@ tarball() {
         --dpkgopt='path-exclude=/usr/share/doc/*' \
         --dpkgopt='path-exclude=/usr/share/man/*' \
         --dpkgopt='path-exclude=/usr/share/locale/*' \
+        --essential-hook='mkdir -p "$1/usr/share/man/man1"' \
         --customize-hook="sync-in $files /" \
         "${hooks[@]}" \
         --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
         "$suite" "$tar.tmp" "$(apt_sources)" </dev/null >"$work/mmdebstrap-$svc.log" 2>&1 \
-        || die "mmdebstrap for $svc failed: $(grep -iE 'error|fail' "$work/mmdebstrap-$svc.log" | tail -n 4 | tr '\n' ' ')"
+        || {
+            cp "$work/mmdebstrap-$svc.log" "/tmp/ngram-live-mmdebstrap-$svc.log"
+            die "mmdebstrap for $svc failed (log: /tmp/ngram-live-mmdebstrap-$svc.log): $(grep -iE 'error|fail' "$work/mmdebstrap-$svc.log" | tail -n 4 | tr '\n' ' ')"
+        }
     mv -f "$tar.tmp" "$tar"
     log "built $tar ($(du -h "$tar" | cut -f1))"
 }
@@ -131,18 +136,14 @@ do_import() {
 key_hook() { echo "chroot \"\$1\" sh -c 'chown root:$1 /srv/secret.key && chmod 0640 /srv/secret.key'"; }
 
 build() {
-    local svc=$1 hash files tar
-    hash=$(image_hash "$svc")
+    local svc=$1 rhash hash files tar
+    rhash=$(rootfs_hash "$svc")
     local image=ngram-live-$svc
-    if ((import)) && current "$image" "$hash"; then
-        log "$image is current"
-        return 0
-    fi
     files=$work/files-$svc
-    tar=$cache/$svc-$hash.tar
+    tar=$cache/$svc-$rhash.tar
     ((force)) && rm -f "$tar"
     # Older tarballs of this service are stale.
-    find "$cache" -maxdepth 1 -name "$svc-*.tar" ! -name "$svc-$hash.tar" -delete
+    find "$cache" -maxdepth 1 -name "$svc-*.tar*" ! -name "$svc-$rhash.tar" -delete
     mkdir -p "$files"
     local changes=()
     case $svc in
@@ -243,7 +244,7 @@ ENTRY
                 'echo "host all all 0.0.0.0/0 trust" >>"$1/etc/postgresql/15/main/pg_hba.conf"' \
                 "$(key_hook postgres)"
             changes=('CMD ["/usr/lib/postgresql/15/bin/postgres", "-D", "/var/lib/postgresql/15/main", "-c", "config_file=/etc/postgresql/15/main/postgresql.conf"]'
-                'USER postgres' 'STOPSIGNAL SIGINT' 'EXPOSE 5432')
+                'USER postgres' 'EXPOSE 5432')
             ;;
         redis)
             common_files "$files" /srv/www
@@ -285,8 +286,14 @@ CONF
                 'ENV CATALINA_TMPDIR=/tmp' 'ENV JAVA_OPTS=-Xmx256m' 'EXPOSE 8080')
             ;;
     esac
-    ((import)) && do_import "$tar" "$image" "$hash" "${changes[@]}"
-    return 0
+    ((import)) || return 0
+    # The label: the root filesystem's hash and the import metadata.
+    hash=$(printf '%s\n' "$rhash" "${changes[@]}" | sha256sum | cut -c1-16)
+    if current "$image" "$hash"; then
+        log "$image is current"
+        return 0
+    fi
+    do_import "$tar" "$image" "$hash" "${changes[@]}"
 }
 
 start=$SECONDS

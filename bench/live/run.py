@@ -10,6 +10,7 @@ attacks made meanwhile (failed normal requests; did each attack's first harmful 
 Writes bench/results/live-<UTC>.json and a markdown table into docs/evaluation-live.md.
 
 Usage: bench/live/run.py [--short] [--services a,b] [--no-build] [--doc-section NAME]
+       bench/live/run.py --report bench/results/live-XXX.json [--doc-section NAME]
   --short   the CI version: python, go, redis with short durations (a few minutes in all)
 Environment (each overrides the default of the chosen version, full / --short):
   LIVE_SERVICES        comma list of nginx,python,apache,postgres,redis,go,tomcat (all / python,go,redis)
@@ -19,6 +20,8 @@ Environment (each overrides the default of the chosen version, full / --short):
   LIVE_ENFORCE_SECS    normal load in enforce mode, during which the attacks run (120 / 30)
   LIVE_CLIENTS         concurrent load clients (4)
   LIVE_ALERT_TIMEOUT   how long to wait for an attack's first alert, seconds (10 / 3)
+  LIVE_DETECT_MS       an alert later than this after the attack's request counts as late, not
+                       as a detection (1000; the issue's target is 100)
   LIVE_SEED            base random seed (1); training run k uses SEED*1000+k, held-out and
                        enforce other seeds (and so other request orders)
   LIVE_KEEP_PROFILES   1: keep the live-<service> profiles afterwards (default: removed)
@@ -882,14 +885,22 @@ def service(name):
 
 
 def wait_ready(svc, name, port, timeout):
+    """None when the service answers; else why not."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if svc.ready(port):
-            return True
+            return None
         if not running(name):
-            return False
+            return "exited before it answered (%s)" % exit_status(name)
         time.sleep(0.5)
-    return False
+    return "no answer within %ds" % timeout
+
+
+def exit_status(name):
+    _, out, _ = sh(["docker", "inspect", "-f", "exit code {{.State.ExitCode}} {{.State.Error}}", name], check=False, timeout=30)
+    _, logs, errs = sh(["docker", "logs", "--tail", "2", name], check=False, timeout=30)
+    tail = " | ".join((logs + errs).strip().splitlines()[-2:])
+    return out.strip() + ((", log: " + tail[:200]) if tail else "")
 
 
 def start(svc, phase, runtime, profile, cfg):
@@ -902,9 +913,8 @@ def start(svc, phase, runtime, profile, cfg):
         port = host_port(name, svc.port)
     except (HarnessError, IndexError, ValueError):
         return name, cid, None, "no published port (running: %s)" % running(name)
-    if not wait_ready(svc, name, port, svc.start_timeout):
-        return name, cid, port, "not ready within %ds (running: %s)" % (svc.start_timeout, running(name))
-    return name, cid, port, None
+    why = wait_ready(svc, name, port, svc.start_timeout)
+    return name, cid, port, why
 
 
 def run_attacks(svc, name, cid, port, lst, cfg, result, destructive):
@@ -926,8 +936,10 @@ def run_attacks(svc, name, cid, port, lst, cfg, result, destructive):
                 break
             time.sleep(0.2)
         first = found[0] if found else None
-        entry = {"attack": aname, "detected": bool(found), "effect": effect, "alerts": len(found),
-                 "latency_ms": round((first["evt.time"] - t0) / 1e6, 2) if first else None,
+        latency = round((first["evt.time"] - t0) / 1e6, 2) if first else None
+        entry = {"attack": aname, "detected": latency is not None and latency <= cfg["detect_ms"],
+                 "late": latency is not None and latency > cfg["detect_ms"], "effect": effect, "alerts": len(found),
+                 "latency_ms": latency,
                  "denied": sum(1 for a in found if a.get("ngram.action") == "denied"),
                  "first_alert": alert_sample(first) if first else None, "evidence": evidence}
         result.append(entry)
@@ -956,7 +968,7 @@ def run_service(svc, cfg, lst):
         else:
             sh(["docker", "start", name], timeout=120)
             port = host_port(name, svc.port)
-            err = None if wait_ready(svc, name, port, svc.start_timeout) else "not ready after docker start"
+            err = wait_ready(svc, name, port, svc.start_timeout)
         if err:
             raise HarnessError("%s does not start under %s: %s" % (svc.name, TRAIN_RT, err))
         svc.prepare(port)
@@ -1065,7 +1077,7 @@ def run_service(svc, cfg, lst):
 
 
 def table(results):
-    rows = ["| service | training calls (time) | runs | P0 | held-out min | false alarms (per h) | attacks detected (latency ms) | enforce: effect happened | enforce: failed normal requests |",
+    rows = ["| service | training calls (time) | runs | P0 | held-out min | false alarms (per h) | attacks detected (latency ms) | enforce: effect happened / attacks that work | enforce: failed normal requests |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
         if "train" not in r:
@@ -1080,12 +1092,15 @@ def table(results):
             fa = "%d (%s/h; %d at start-up)" % (a["false_alarms"], a["false_alarms_per_hour"], a["false_alarms_startup"])
             atk = a.get("attacks", [])
             det = "%d/%d: %s" % (sum(x["detected"] for x in atk), len(atk), ", ".join(
-                "%s %s" % (x["attack"], ("%.0f" % x["latency_ms"]) if x["detected"] else "no") for x in atk))
+                "%s %s" % (x["attack"], ("%.0f" % x["latency_ms"]) if x["detected"] else
+                           ("late %.0f" % x["latency_ms"]) if x.get("late") else "no") for x in atk))
         else:
             fa = det = "did not start: " + a.get("start_error", "?")
         if "attacks" in e:
+            worked = {x["attack"] for x in a.get("attacks", []) if x["effect"]}
             eff = [x for x in e["attacks"] if x["effect"]]
-            effect = "%d/%d%s" % (len(eff), len(e["attacks"]), (": " + ", ".join(x["attack"] for x in eff)) if eff else "")
+            effect = "%d/%d%s" % (len(eff), len(worked) if worked else len(e["attacks"]),
+                                  (": " + ", ".join(x["attack"] for x in eff)) if eff else "")
             ld = e.get("load", {})
             failed = "%d of %d" % (ld.get("failed", 0), ld.get("requests", 0))
         else:
@@ -1137,7 +1152,11 @@ def main():
     ap.add_argument("--services")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--doc-section")
+    ap.add_argument("--report", metavar="JSON", help="only re-render a results file into the document")
     args = ap.parse_args()
+    if args.report:
+        report(args.report, os.environ.get("LIVE_DOC") or os.path.join(REPO, "docs", "evaluation-live.md"), args.doc_section)
+        return
     d = dict(services=SHORT, train_runs=2, train_secs=25, heldout_secs=45, enforce_secs=30, alert_timeout=3) if args.short \
         else dict(services=ALL, train_runs=3, train_secs=120, heldout_secs=600, enforce_secs=120, alert_timeout=10)
     env = os.environ.get
@@ -1158,6 +1177,7 @@ def main():
            "train_secs": num("LIVE_TRAIN_SECS", d["train_secs"]), "heldout_secs": num("LIVE_HELDOUT_SECS", d["heldout_secs"]),
            "enforce_secs": num("LIVE_ENFORCE_SECS", d["enforce_secs"]), "clients": num("LIVE_CLIENTS", 4),
            "alert_timeout": num("LIVE_ALERT_TIMEOUT", d["alert_timeout"]), "seed": num("LIVE_SEED", 1),
+           "detect_ms": num("LIVE_DETECT_MS", 1000),
            "keep_profiles": env("LIVE_KEEP_PROFILES", "0") == "1", "short": args.short}
     if os.geteuid() != 0:
         print("run.py: error: must run as root (docker, the profile store)", file=sys.stderr)
@@ -1209,9 +1229,11 @@ def main():
             for name in services:
                 profile_rm("live-" + name)
     rc, ver, _ = sh([ids_bin(), "--version"], check=False)
+    _, bsha, _ = sh(["sha256sum", ids_bin()], check=False)
     rc2, commit, _ = sh(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], check=False)
     meta = {"started": started.isoformat(timespec="seconds"), "config": cfg, "commit": commit.strip() if rc2 == 0 else None,
-            "ngram_ids_version": ver.strip() if rc == 0 else None, "host_cpus": os.cpu_count(),
+            "ngram_ids_version": ver.strip() if rc == 0 else None, "binary_sha256": bsha[:12], "host_cpus": os.cpu_count(),
+            "binary_mtime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(os.path.getmtime(ids_bin()))),
             "loadavg_at_end": open("/proc/loadavg").read().split()[:3], "kernel": os.uname().release}
     os.makedirs(results_dir, exist_ok=True)
     stamp = started.strftime("%Y-%m-%dT%H%M%SZ")
@@ -1221,12 +1243,36 @@ def main():
     log("results: " + json_path)
     print(table(results))
     if doc:
-        header = ("### Run %s (%s): commit %s, %s; %d CPUs; train %d x %ds, held-out %ds, enforce %ds, %d clients, seed %d" % (
-            stamp, section, meta["commit"], meta["ngram_ids_version"], os.cpu_count(), cfg["train_runs"], cfg["train_secs"],
-            cfg["heldout_secs"], cfg["enforce_secs"], cfg["clients"], cfg["seed"]))
-        write_doc(doc, section, header, results, json_path)
+        write_doc(doc, section, header_of(meta, section, stamp), results, json_path)
         log("table written to %s (section %s)" % (doc, section))
     sys.exit(1 if harness_failed else 0)
+
+
+def header_of(meta, section, stamp):
+    cfg = meta["config"]
+    return ("### Run %s (%s): HEAD %s, %s (binary sha256 %s, built %s); %d CPUs; train %d x %ds, held-out %ds, "
+            "enforce %ds, %d clients, seed %d" % (
+                stamp, section, meta["commit"], meta["ngram_ids_version"], meta.get("binary_sha256"), meta.get("binary_mtime"),
+                meta["host_cpus"], cfg["train_runs"], cfg["train_secs"], cfg["heldout_secs"], cfg["enforce_secs"],
+                cfg["clients"], cfg["seed"]))
+
+
+def report(path, doc, section):
+    """Re-renders a results file into its section of the document (--report)."""
+    data = json.load(open(path))
+    meta = data["meta"]
+    cfg = meta["config"]
+    cfg.setdefault("detect_ms", 1000)
+    for r in data["results"]:
+        for phase in ("alert", "enforce"):
+            for x in r.get(phase, {}).get("attacks", []):
+                lat = x.get("latency_ms")
+                x["detected"] = lat is not None and lat <= cfg["detect_ms"]
+                x["late"] = lat is not None and lat > cfg["detect_ms"]
+    stamp = os.path.basename(path)[len("live-"):-len(".json")]
+    section = section or ("short" if cfg.get("short") else "full")
+    write_doc(doc, section, header_of(meta, section, stamp), data["results"], os.path.abspath(path))
+    print(table(data["results"]))
 
 
 def setup_host(services):
