@@ -15,6 +15,34 @@ pub const DEFAULT_LOG: &str = "/var/log/ngram-ids/alerts.jsonl";
 /// The Falco rule name our alerts carry.
 pub const RULE: &str = "ngram-ids anomalous system-call sequence";
 
+/// Which live rule raised an alert (docs/decisions.md, decisions 24-27).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// A thread's window of n-grams was over its threshold.
+    #[default]
+    Sequence,
+    /// A program the profile never saw run started in the container.
+    NewProgram,
+    /// A just-started program made a call whose first run is the harm (exec, a file written
+    /// or created, a connection out...) with an n-gram never seen and improbable.
+    HarmfulCall,
+    /// Enforce's circuit breaker opened: the service's own processes are no longer refused.
+    Breaker,
+}
+
+impl Rule {
+    /// The Falco rule name.
+    pub fn falco_name(self) -> &'static str {
+        match self {
+            Self::Sequence => RULE,
+            Self::NewProgram => "ngram-ids program never seen in training",
+            Self::HarmfulCall => "ngram-ids unseen harmful call of a new program",
+            Self::Breaker => "ngram-ids enforce circuit breaker opened",
+        }
+    }
+}
+
 /// What was done about an anomaly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -50,6 +78,9 @@ pub struct Alert {
     pub action: Action,
     /// With [`Action::Denied`]: the errno returned.
     pub errno: Option<i32>,
+    /// The rule that fired.
+    #[serde(default)]
+    pub rule: Rule,
 }
 
 /// The Falco-compatible line.
@@ -91,8 +122,9 @@ impl Alert {
             (a, _) => format!("{a:?}").to_lowercase(),
         };
         format!(
-            "{} container {} ({}) image {} pid {} tid {} {}: [{}] p {:.3e}{}, window score {:.4} > threshold {:.4}; {action}",
+            "{} {}: container {} ({}) image {} pid {} tid {} {}: [{}] p {:.3e}{}, window score {:.4} > threshold {:.4}; {action}",
             rfc3339_ns(self.time_ns),
+            self.rule.falco_name(),
             self.container_name,
             short_id(&self.container_id),
             self.image,
@@ -131,15 +163,16 @@ impl Alert {
         put("ngram.action", json!(self.action));
         put("ngram.errno", json!(self.errno));
         put("ngram.latency_ns", json!(self.latency_ns));
+        put("ngram.rule", json!(self.rule));
         put("evt.time", json!(self.time_ns));
         FalcoLine {
             output: self.summary(),
-            priority: match self.action {
-                Action::Alerted => "Warning",
-                Action::Denied | Action::Stopped => "Critical",
+            priority: match (self.rule, self.action) {
+                (Rule::Breaker, _) | (_, Action::Denied | Action::Stopped) => "Critical",
+                (_, Action::Alerted) => "Warning",
             }
             .to_owned(),
-            rule: RULE.to_owned(),
+            rule: self.rule.falco_name().to_owned(),
             time: rfc3339_ns(self.time_ns),
             source: "syscall".to_owned(),
             tags: vec!["ngram-ids".to_owned(), "container".to_owned()],
@@ -174,6 +207,10 @@ impl Alert {
                 .get("ngram.errno")
                 .and_then(serde_json::Value::as_i64)
                 .and_then(|e| i32::try_from(e).ok()),
+            rule: f
+                .get("ngram.rule")
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_default(),
         })
     }
 }
@@ -318,6 +355,7 @@ mod tests {
             threshold: 4.25,
             action: Action::Denied,
             errno: Some(1),
+            rule: Rule::Sequence,
         }
     }
 

@@ -8,6 +8,7 @@ pub mod eval;
 pub mod export;
 pub mod live;
 pub mod ngram;
+pub mod policy;
 pub mod profile;
 pub mod score;
 pub mod sgt;

@@ -90,6 +90,16 @@ pub struct ProfileMeta {
     /// without forcing containers of a runtime in alert mode back into training.
     #[serde(default)]
     pub mode_pinned: bool,
+    /// The calls this profile was trained without (`policy::file().noise` when it was made);
+    /// `None`: a profile from before the policy file, trained without the signal calls only.
+    /// Training and scoring must drop the same calls, so this stays with the profile.
+    #[serde(default)]
+    pub noise: Option<Vec<String>>,
+    /// The executables its containers ran (resolved after each `execve`), with how often;
+    /// `None`: not learned (an offline profile, or one from before programs were learned), and
+    /// then no program is judged new.
+    #[serde(default)]
+    pub programs: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 impl ProfileMeta {
@@ -102,6 +112,24 @@ impl ProfileMeta {
     pub fn pin_mode(&mut self, mode: Mode) {
         self.mode = mode;
         self.mode_pinned = true;
+    }
+
+    /// The calls training and scoring drop for this profile.
+    pub fn noise_names(&self) -> Vec<&str> {
+        match &self.noise {
+            Some(v) => v.iter().map(String::as_str).collect(),
+            None => crate::policy::LEGACY_NOISE.to_vec(),
+        }
+    }
+
+    /// Add the programs of a training run (`None` on a profile that never learned programs
+    /// stays `None`: its earlier runs did not record them).
+    pub fn learn_programs<'a>(&mut self, seen: impl IntoIterator<Item = (&'a String, &'a u64)>) {
+        if let Some(programs) = self.programs.as_mut() {
+            for (exe, n) in seen {
+                *programs.entry(exe.clone()).or_default() += n;
+            }
+        }
     }
 }
 
@@ -135,6 +163,8 @@ impl Profile {
             score: crate::score::ScoreConfig::default(),
             calibration: None,
             mode_pinned: false,
+            noise: None,
+            programs: None,
         };
         refresh_summary(&mut meta, &counts);
         Self { meta, counts }

@@ -74,6 +74,8 @@ pub enum StoreError {
         name: String,
         keys: Vec<String>,
     },
+    #[error("profile {src:?} was trained without other calls (noise set) than {dst:?}: their counts do not add up; merge profiles of the same ngram-ids version")]
+    NoiseMismatch { src: String, dst: String },
     #[error("profile {key:?}: {source}")]
     Model {
         key: String,
@@ -96,6 +98,7 @@ pub struct Store {
 /// Why a transaction body stopped.
 enum Abort {
     Model(String, NgramError),
+    Noise(String, String),
     Decode(String, serde_json::Error),
     NotFound(String),
 }
@@ -295,11 +298,13 @@ impl Store {
         runs: u64,
         now: u64,
     ) -> Result<ProfileMeta, StoreError> {
-        self.train_with(key, name, counts, runs, now, |_| {})
+        self.train_with(key, name, counts, runs, now, |_, _| {})
     }
 
-    /// [`Store::train`], with `init` applied to the metadata of a profile this call creates
-    /// (e.g. the scoring a live supervisor uses).
+    /// [`Store::train`], then `update(meta, created)`: once with `created` true on the
+    /// metadata of a profile this call creates (before the counts go in, e.g. the scoring a
+    /// live supervisor uses), and once with `false` after the counts went in (e.g. the
+    /// programs a run saw), in the same transaction.
     pub fn train_with(
         &self,
         key: &str,
@@ -307,19 +312,20 @@ impl Store {
         counts: &NgramCounts,
         runs: u64,
         now: u64,
-        init: impl Fn(&mut ProfileMeta),
+        update: impl Fn(&mut ProfileMeta, bool),
     ) -> Result<ProfileMeta, StoreError> {
         self.modify(key, true, |p| {
             let mut p = match p {
                 Some(p) => p,
                 None => {
                     let mut p = Profile::new(key, name, empty_like(key, counts)?);
-                    init(&mut p.meta);
+                    update(&mut p.meta, true);
                     p
                 }
             };
             p.absorb(counts, runs, now)
                 .map_err(|e| Abort::Model(key.to_owned(), e))?;
+            update(&mut p.meta, false);
             Ok(p)
         })
     }
@@ -355,14 +361,24 @@ impl Store {
                     };
                     let mut p =
                         Profile::new(&dst_key, &dst_key, empty_like(&dst_key, &first.counts)?);
+                    p.meta.noise.clone_from(&first.meta.noise);
+                    p.meta.programs.clone_from(&first.meta.programs);
                     p.absorb(&first.counts, first.meta.runs, now)
                         .map_err(|e| Abort::Model(dst_key.clone(), e))?;
                     p
                 }
             };
             for s in iter {
+                // Counts trained without different calls do not add up.
+                if s.meta.noise_names() != p.meta.noise_names() {
+                    return Err(Abort::Noise(s.meta.key.clone(), p.meta.key.clone()));
+                }
                 p.absorb(&s.counts, s.meta.runs, now)
                     .map_err(|e| Abort::Model(s.meta.key.clone(), e))?;
+                match &s.meta.programs {
+                    Some(progs) => p.meta.learn_programs(progs),
+                    None => p.meta.programs = None,
+                }
             }
             Ok(p)
         })
@@ -425,6 +441,9 @@ impl Store {
         let meta = res.map_err(|e| match e {
             TransactionError::Storage(e) => self.dberr(e),
             TransactionError::Abort(Abort::Model(key, source)) => StoreError::Model { key, source },
+            TransactionError::Abort(Abort::Noise(src, dst)) => {
+                StoreError::NoiseMismatch { src, dst }
+            }
             TransactionError::Abort(Abort::Decode(key, source)) => StoreError::Decode {
                 path: self.path.clone(),
                 key,

@@ -36,10 +36,20 @@ pub struct GlobalOpts {
     /// kills the container (label `ngram-ids.enforce` overrides).
     #[arg(long, global = true, value_enum, default_value_t = EnforceAction::Deny)]
     pub enforce_action: EnforceAction,
-    /// A container in alert or enforce mode whose profile does not exist is refused, or
-    /// trained (`train`).
-    #[arg(long, global = true, value_enum, default_value_t = Unprofiled::Refuse)]
+    /// A container in alert or enforce mode whose profile does not exist is trained (its
+    /// profile learns), or refused (`refuse`).
+    #[arg(long, global = true, value_enum, default_value_t = Unprofiled::Train)]
     pub unprofiled: Unprofiled,
+    /// What enforce mode does with `docker exec` processes and their children: `alert`
+    /// reports them and never refuses their calls (the operator is root on the host
+    /// already), `enforce` judges them like the container's own (label `ngram-ids.exec`
+    /// overrides).
+    #[arg(long, global = true, value_enum, default_value_t = ExecPolicyArg::Alert)]
+    pub exec_policy: ExecPolicyArg,
+    /// Enforce's circuit breaker: after more than N refusals a minute of the service's own
+    /// processes (not of new programs), stop refusing them and report it (0: never).
+    #[arg(long, global = true, value_name = "N", default_value_t = 10)]
+    pub breaker: u32,
     /// Profile database of the supervisors.
     #[arg(
         long,
@@ -125,6 +135,22 @@ impl From<TracerArg> for ngram_supervisor::supervise::TracerKind {
         match t {
             TracerArg::Notify => Self::Notify,
             TracerArg::Ptrace => Self::Ptrace,
+        }
+    }
+}
+
+/// See [`GlobalOpts::exec_policy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExecPolicyArg {
+    Alert,
+    Enforce,
+}
+
+impl From<ExecPolicyArg> for ngram_supervisor::session::ExecPolicy {
+    fn from(p: ExecPolicyArg) -> Self {
+        match p {
+            ExecPolicyArg::Alert => Self::Alert,
+            ExecPolicyArg::Enforce => Self::Enforce,
         }
     }
 }

@@ -28,6 +28,8 @@ use ngram_supervisor::supervise::{self, Plan};
 pub const RECORD_LABEL: &str = "ngram-ids.record";
 /// Label that chooses enforce mode's action (`deny` or `stop`).
 pub const ENFORCE_LABEL: &str = "ngram-ids.enforce";
+/// Label that chooses what enforce does with `docker exec` processes (`alert` or `enforce`).
+pub const EXEC_LABEL: &str = "ngram-ids.exec";
 
 /// How long `create` waits for the supervisor to be ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -89,6 +91,15 @@ fn plan(created: &Created) -> Result<Plan, HookError> {
         }
         None => g.enforce_action == EnforceAction::Stop,
     };
+    let exec_policy = match ident.labels.get(EXEC_LABEL) {
+        Some(v) => v.parse().map_err(|e: String| {
+            format!(
+                "container {}: {} {EXEC_LABEL}: {e}",
+                created.id, ident.source
+            )
+        })?,
+        None => g.exec_policy.into(),
+    };
     let record_dir = match ident.labels.get(RECORD_LABEL).map(String::as_str) {
         Some("1" | "true" | "yes") => Some(g.store.join("records")),
         Some("0" | "false" | "no" | "") | None => g.record.clone(),
@@ -126,6 +137,8 @@ fn plan(created: &Created) -> Result<Plan, HookError> {
         alerts: g.alerts.clone(),
         record,
         auto_promote: g.promote_below.map(|p| (p, g.promote_after)),
+        exec_policy,
+        breaker: g.breaker,
         flush_secs: 60,
         null_handler: g.bench_null_handler,
         tracer,

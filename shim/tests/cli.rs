@@ -318,6 +318,7 @@ fn alerts_prints_filters_and_follows() {
         threshold: 2.0,
         action: Action::Alerted,
         errno: None,
+        rule: ngram_profiler::alert::Rule::Sequence,
     };
     let mut log = AlertLog::open(&path).unwrap();
     log.write(&mk("aaaaaaaaaaaaaaaa", "web", "execve")).unwrap();

@@ -58,6 +58,7 @@ fn main() {
     let train = Session::train(
         ContainerInfo::default(),
         NgramCounts::new(6, Arch::X86_64).expect("n"),
+        ngram_profiler::policy::SyscallSet::of(Arch::X86_64, ngram_profiler::policy::LEGACY_NOISE),
     );
     time("train", &train, &events);
     let counts = train.take_counts().expect("counts");

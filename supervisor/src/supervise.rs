@@ -26,9 +26,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::discover;
 use crate::ptrace::{PtraceConfig, PtraceTracer};
-use crate::session::{self, ContainerInfo, EnforceAction, Session};
+use crate::session::{self, ContainerInfo, EnforceAction, ExecPolicy, Session};
 use crate::sys;
 use crate::{NotifyConfig, NotifyTracer, RecordFrom, Tracer, TracerError};
+use ngram_profiler::policy::SyscallSet;
 
 /// File names in the container's state directory.
 pub const SOCKET: &str = "supervisor.sock";
@@ -110,6 +111,13 @@ pub struct Plan {
     pub record: Option<PathBuf>,
     /// Promote the profile to alert mode once P0 stays below `.0` over at least `.1` calls.
     pub auto_promote: Option<(f64, u64)>,
+    /// What enforce does with `docker exec` processes.
+    #[serde(default, with = "exec_policy_serde")]
+    pub exec_policy: ExecPolicy,
+    /// Enforce's circuit breaker: refusals of the service's own processes a minute it
+    /// tolerates before it stops them (0: never).
+    #[serde(default = "default_breaker")]
+    pub breaker: u32,
     /// Seconds between flushes of training counts into the store (0: only at the end).
     #[serde(default = "default_flush")]
     pub flush_secs: u64,
@@ -130,6 +138,29 @@ fn yes() -> bool {
 
 fn default_flush() -> u64 {
     60
+}
+
+fn default_breaker() -> u32 {
+    session::breaker::DEFAULT_LIMIT
+}
+
+/// The plan carries the exec policy as its word (`alert`, `enforce`).
+mod exec_policy_serde {
+    use super::ExecPolicy;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(p: &ExecPolicy, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match p {
+            ExecPolicy::Alert => "alert",
+            ExecPolicy::Enforce => "enforce",
+        })
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ExecPolicy, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// Why the supervisor cannot start or run.
@@ -171,6 +202,8 @@ enum Loaded {
     Train {
         n: usize,
         arch: Arch,
+        /// The profile's noise set (the policy's, for a new profile).
+        noise: Vec<String>,
     },
     Detect {
         model: Model,
@@ -186,10 +219,19 @@ fn load(plan: &Plan) -> Result<Loaded, SuperviseError> {
         Err(e) => return Err(e.into()),
     };
     if plan.mode == Mode::Train {
-        let (n, arch) = meta.map_or((ngram_profiler::score::DEFAULT_N, Arch::X86_64), |m| {
-            (m.n, m.arch)
-        });
-        return Ok(Loaded::Train { n, arch });
+        let (n, arch, noise) = match meta {
+            Some(m) => (
+                m.n,
+                m.arch,
+                m.noise_names().into_iter().map(str::to_owned).collect(),
+            ),
+            None => (
+                ngram_profiler::score::DEFAULT_N,
+                Arch::X86_64,
+                ngram_profiler::policy::noise_names(),
+            ),
+        };
+        return Ok(Loaded::Train { n, arch, noise });
     }
     let Some(meta) = meta else {
         return Err(SuperviseError::NoProfile {
@@ -245,12 +287,13 @@ pub fn run(plan: &Plan, ready: impl FnOnce(Result<(), String>)) -> Result<(), Su
         profile: plan.profile_name.clone(),
     };
     let result = match &loaded {
-        Loaded::Train { n, arch } => {
+        Loaded::Train { n, arch, noise } => {
             let counts = NgramCounts::new(*n, *arch).map_err(|e| SuperviseError::Model {
                 profile: plan.profile_name.clone(),
                 message: e.to_string(),
             })?;
-            let mut s = Session::train(info, counts).with_alerts(tx);
+            let noise = SyscallSet::of(*arch, noise.iter().map(String::as_str));
+            let mut s = Session::train(info, counts, noise).with_alerts(tx);
             if plan.null_handler {
                 s = s.null();
             }
@@ -269,6 +312,8 @@ pub fn run(plan: &Plan, ready: impl FnOnce(Result<(), String>)) -> Result<(), Su
             };
             let init_pid = plan.init_pid;
             let s = Session::detect(plan.mode, action, info, det)
+                .with_exec_policy(plan.exec_policy)
+                .with_breaker(plan.breaker)
                 .with_alerts(tx)
                 .with_stop(move || kill_container(init_pid));
             let s = with_recorder(plan, s)?;
@@ -494,7 +539,7 @@ fn accept_execs(plan: &Plan, session: &Session<'_>, listener: &UnixListener, don
         while !done.load(Ordering::SeqCst) {
             match listener.accept() {
                 Ok((stream, _)) => {
-                    s.spawn(move || match attach_exec(stream, plan) {
+                    s.spawn(move || match attach_exec(stream, plan, session) {
                         Ok(Some(mut tracer)) => {
                             if let Err(e) = tracer.run(session) {
                                 tracing::error!(id = %plan.id, "exec tracer failed: {e}");
@@ -526,7 +571,11 @@ const EXEC_ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
 /// PID's descendants. Answers `ok\n` once the listener is taken, or `error MSG\n`; on failure
 /// the descendants holding a listener are killed (they must not run untraced, and they would
 /// wait forever).
-fn attach_exec(stream: UnixStream, plan: &Plan) -> std::io::Result<Option<Box<dyn Tracer + Send>>> {
+fn attach_exec(
+    stream: UnixStream,
+    plan: &Plan,
+    session: &Session<'_>,
+) -> std::io::Result<Option<Box<dyn Tracer + Send>>> {
     let kind = plan.tracer;
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -547,6 +596,7 @@ fn attach_exec(stream: UnixStream, plan: &Plan) -> std::io::Result<Option<Box<dy
         return match wait_for_comm(root, WAIT_COMM, EXEC_ATTACH_TIMEOUT) {
             Some(pid) => {
                 tracing::info!(runtime = root, pid, "tracing exec process (ptrace)");
+                session.add_operator(pid);
                 std::thread::spawn(move || {
                     wake_when_seized(pid, |waited| waited > EXEC_ATTACH_TIMEOUT)
                 });
@@ -562,6 +612,7 @@ fn attach_exec(stream: UnixStream, plan: &Plan) -> std::io::Result<Option<Box<dy
     match NotifyTracer::attach_in_tree(root, EXEC_ATTACH_TIMEOUT, notify_config(plan)) {
         Ok((t, pid)) => {
             tracing::info!(runtime = root, pid, "tracing exec process");
+            session.add_operator(pid);
             writeln!(out, "ok")?;
             Ok(Some(Box::new(t)))
         }
@@ -649,6 +700,7 @@ fn flush(plan: &Plan, session: &Session<'_>, runs: u64) -> Result<(), SuperviseE
     let Some(counts) = session.take_counts() else {
         return Ok(());
     };
+    let programs = session.take_programs();
     let st = Store::open(&plan.db)?;
     let meta = st.train_with(
         &plan.profile_key,
@@ -656,7 +708,16 @@ fn flush(plan: &Plan, session: &Session<'_>, runs: u64) -> Result<(), SuperviseE
         &counts,
         runs,
         store::now_secs(),
-        |m| m.score = ScoreConfig::live(),
+        |m, created| {
+            // A profile made by a live run learns with the policy's noise set and learns
+            // which programs run.
+            if created {
+                m.score = ScoreConfig::live();
+                m.noise = Some(ngram_profiler::policy::noise_names());
+                m.programs = Some(Default::default());
+            }
+            m.learn_programs(&programs);
+        },
     )?;
     tracing::info!(
         profile = %plan.profile_name,

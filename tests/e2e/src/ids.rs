@@ -261,6 +261,8 @@ pub struct Alert {
     /// `alerted`, `denied` or `stopped`.
     pub action: String,
     pub errno: Option<i64>,
+    /// The live rule that fired: `sequence`, `new_program`, `harmful_call`, `breaker`.
+    pub rule: String,
     /// The whole line.
     pub json: Value,
 }
@@ -293,6 +295,10 @@ impl Alert {
                 .unwrap_or_default(),
             action: text(field("ngram.action", "action")),
             errno: field("ngram.errno", "errno").as_i64(),
+            rule: match field("ngram.rule", "rule").as_str() {
+                Some(r) => r.to_owned(),
+                None => "sequence".to_owned(),
+            },
             json: json.clone(),
         })
     }

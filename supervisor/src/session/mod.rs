@@ -1,0 +1,1057 @@
+//! One container's brain: the [`Session`] handler that learns (train), scores and reports
+//! (alert), or scores and blocks (enforce) every call the tracers deliver, and optionally
+//! records them. The live rule itself is in [`judge`], enforce's circuit breaker in
+//! [`breaker`], the alert budget in [`report`].
+//!
+//! All per-call work happens under one mutex (the tracers of a container deliver a few tens of
+//! thousands of calls a second at most, each a few hundred nanoseconds of work here), with no
+//! allocation except for a thread's first call. Reading `/proc` (a new process's parent, a new
+//! program's executable) happens outside it. Alerts leave the critical path through a channel;
+//! a writer thread puts them in the log.
+
+pub mod breaker;
+pub mod judge;
+pub mod report;
+
+use std::io::Write;
+use std::sync::mpsc::Sender;
+use std::sync::Mutex;
+
+use ngram_profiler::alert::{Action, Alert, Rule};
+use ngram_profiler::ngram::{FxHashMap, NgramCounts, ThreadWindow};
+use ngram_profiler::policy::SyscallSet;
+use ngram_profiler::profile::Mode;
+use ngram_profiler::trace::Event as TraceEvent;
+use ngram_profiler::trace::NativeWriter;
+
+pub use breaker::Breaker;
+pub use judge::{detector, Detector, ExecPolicy, SettledRule, YOUNG_CALLS};
+
+use crate::notify::nr;
+use crate::sys::AUDIT_ARCH_X86_64;
+use crate::tracer::{Decision, Event, Handler};
+use judge::{CallFacts, LivePolicy, Procs, ThreadState};
+use report::AlertBudget;
+
+/// What enforce mode does with an anomalous call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EnforceAction {
+    /// Fail the call with EPERM before it runs; the container goes on.
+    #[default]
+    Deny,
+    /// Fail the call and stop the whole container.
+    Stop,
+}
+
+impl std::str::FromStr for EnforceAction {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "deny" => Ok(Self::Deny),
+            "stop" => Ok(Self::Stop),
+            other => Err(format!(
+                "unknown enforce action {other:?}: use deny or stop"
+            )),
+        }
+    }
+}
+
+/// Who is traced, for alerts.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub profile: String,
+}
+
+/// What [`Session`] counts, for the supervisor's log and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    pub events: u64,
+    pub other_arch: u64,
+    pub anomalies: u64,
+    pub alerts: u64,
+    pub suppressed: u64,
+    pub denied: u64,
+    /// Refusals the open circuit breaker let through.
+    pub spared: u64,
+    pub record_errors: u64,
+    pub new_programs: u64,
+}
+
+/// Finds the executable of a process (the program it runs now), `None` when it is gone.
+pub type ExeResolver = Box<dyn Fn(u32) -> Option<String> + Send + Sync>;
+/// Finds the parent of a process.
+pub type ParentResolver = Box<dyn Fn(u32) -> Option<u32> + Send + Sync>;
+
+struct Inner<'m> {
+    counts: Option<NgramCounts>,
+    windows: FxHashMap<u32, ThreadWindow>,
+    /// Programs seen to start (train mode), with how often.
+    programs: FxHashMap<String, u64>,
+    detector: Option<Detector<'m>>,
+    threads: FxHashMap<u32, ThreadState>,
+    procs: Procs,
+    recorder: Option<NativeWriter<Box<dyn Write + Send>>>,
+    budget: AlertBudget,
+    breaker: Breaker,
+    stats: SessionStats,
+}
+
+/// The handler of one container.
+pub struct Session<'m> {
+    mode: Mode,
+    enforce: EnforceAction,
+    exec_policy: ExecPolicy,
+    info: ContainerInfo,
+    inner: Mutex<Inner<'m>>,
+    alerts: Option<Sender<Alert>>,
+    stop: Box<dyn Fn() + Sync + Send + 'm>,
+    policy: LivePolicy,
+    /// The calls neither learned nor scored (the profile's noise set).
+    noise: SyscallSet,
+    exe_of: ExeResolver,
+    parent_of: ParentResolver,
+    null: bool,
+}
+
+impl std::fmt::Debug for Session<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("mode", &self.mode)
+            .field("enforce", &self.enforce)
+            .field("exec_policy", &self.exec_policy)
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'m> Session<'m> {
+    /// A training session that adds to `counts` (empty counts of the profile's n and arch),
+    /// dropping the calls of `noise` (the profile's noise set).
+    pub fn train(info: ContainerInfo, counts: NgramCounts, noise: SyscallSet) -> Self {
+        Self::build(
+            Mode::Train,
+            EnforceAction::Deny,
+            info,
+            Some(counts),
+            None,
+            noise,
+        )
+    }
+
+    /// An alert or enforce session scoring with `detector`.
+    pub fn detect(
+        mode: Mode,
+        enforce: EnforceAction,
+        info: ContainerInfo,
+        detector: Detector<'m>,
+    ) -> Self {
+        let noise = detector.noise.clone();
+        Self::build(mode, enforce, info, None, Some(detector), noise)
+    }
+
+    fn build(
+        mode: Mode,
+        enforce: EnforceAction,
+        info: ContainerInfo,
+        counts: Option<NgramCounts>,
+        detector: Option<Detector<'m>>,
+        noise: SyscallSet,
+    ) -> Self {
+        Self {
+            mode,
+            enforce,
+            exec_policy: ExecPolicy::default(),
+            info,
+            inner: Mutex::new(Inner {
+                counts,
+                windows: FxHashMap::default(),
+                programs: FxHashMap::default(),
+                detector,
+                threads: FxHashMap::default(),
+                procs: Procs::default(),
+                recorder: None,
+                budget: AlertBudget::default(),
+                breaker: Breaker::new(breaker::DEFAULT_LIMIT),
+                stats: SessionStats::default(),
+            }),
+            alerts: None,
+            stop: Box::new(|| {}),
+            policy: LivePolicy::default(),
+            noise,
+            exe_of: Box::new(exe_of),
+            parent_of: Box::new(crate::discover::read_stat_ppid),
+            null: false,
+        }
+    }
+
+    /// Send alerts to `tx` (a writer thread owns the log).
+    pub fn with_alerts(mut self, tx: Sender<Alert>) -> Self {
+        self.alerts = Some(tx);
+        self
+    }
+
+    /// Record every event into `writer` as well.
+    pub fn with_recorder(self, writer: NativeWriter<Box<dyn Write + Send>>) -> Self {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.recorder = Some(writer);
+        }
+        self
+    }
+
+    /// Answer every call CONTINUE and do nothing else: the floor of the notify design, for
+    /// benchmarks only.
+    pub fn null(mut self) -> Self {
+        self.null = true;
+        self
+    }
+
+    /// What enforce mode's `stop` action calls (kills the container).
+    pub fn with_stop(mut self, stop: impl Fn() + Sync + Send + 'm) -> Self {
+        self.stop = Box::new(stop);
+        self
+    }
+
+    /// What enforce does with `docker exec` processes.
+    pub fn with_exec_policy(mut self, policy: ExecPolicy) -> Self {
+        self.exec_policy = policy;
+        self
+    }
+
+    /// Open enforce's circuit breaker after more than `limit` refusals of the service's own
+    /// processes a minute (0: never).
+    pub fn with_breaker(self, limit: u32) -> Self {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.breaker = Breaker::new(limit);
+        }
+        self
+    }
+
+    /// How processes are looked up (tests replace `/proc`).
+    pub fn with_resolvers(mut self, exe_of: ExeResolver, parent_of: ParentResolver) -> Self {
+        self.exe_of = exe_of;
+        self.parent_of = parent_of;
+        self
+    }
+
+    /// Process `pid` was started by `docker exec`: it and its children are the operator's.
+    pub fn add_operator(&self, pid: u32) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.procs.entry(pid).or_default().operator = true;
+        }
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Take the training counts gathered since the last call (None outside train mode).
+    pub fn take_counts(&self) -> Option<NgramCounts> {
+        let mut inner = self.inner.lock().ok()?;
+        inner.counts.as_mut().map(NgramCounts::take)
+    }
+
+    /// Take the programs seen to start since the last call (train mode), with how often.
+    pub fn take_programs(&self) -> FxHashMap<String, u64> {
+        self.inner
+            .lock()
+            .map(|mut i| std::mem::take(&mut i.programs))
+            .unwrap_or_default()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> SessionStats {
+        self.inner.lock().map(|i| i.stats).unwrap_or_default()
+    }
+
+    /// Finish the recording (if any), flushing it.
+    pub fn finish_recording(&self) -> std::io::Result<u64> {
+        let Ok(mut inner) = self.inner.lock() else {
+            return Ok(0);
+        };
+        match inner.recorder.take() {
+            Some(w) => {
+                let n = w.count();
+                let mut out = w.finish()?;
+                out.flush()?;
+                Ok(n)
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// What `/proc` must tell before `ev` is judged, read without the lock: the parent of a
+    /// process not seen yet, the program of a thread whose last call was `execve`.
+    fn lookups(&self, ev: &Event) -> Lookups {
+        let Ok(inner) = self.inner.lock() else {
+            return Lookups::default();
+        };
+        let detect = inner.detector.is_some();
+        let new_proc = detect && ev.pid != 0 && !inner.procs.contains_key(&ev.pid);
+        let pending = inner.threads.get(&ev.tid).is_some_and(|t| t.exe_pending);
+        drop(inner);
+        Lookups {
+            parent: if new_proc {
+                (self.parent_of)(ev.pid)
+            } else {
+                None
+            },
+            exe: pending.then(|| (self.exe_of)(ev.pid).unwrap_or_default()),
+        }
+    }
+
+    /// A new process starts as a copy of its parent's state.
+    fn adopt(inner: &mut Inner<'m>, ev: &Event, parent: Option<u32>) {
+        if ev.pid == 0 || inner.procs.contains_key(&ev.pid) {
+            return;
+        }
+        let state = parent
+            .and_then(|pp| inner.procs.get(&pp))
+            .cloned()
+            .unwrap_or_default();
+        inner.procs.insert(ev.pid, state);
+    }
+
+    /// The thread's program is `exe` (it just ran `execve`): learn it, or judge it new.
+    fn program_started(&self, inner: &mut Inner<'m>, ev: &Event, exe: String) {
+        if let Some(t) = inner.threads.get_mut(&ev.tid) {
+            t.exe_pending = false;
+        }
+        if inner.counts.is_some() {
+            *inner.programs.entry(exe).or_default() += 1;
+            return;
+        }
+        let Some(new) = inner.detector.as_ref().and_then(|d| d.is_new_program(&exe)) else {
+            return;
+        };
+        let proc = inner.procs.entry(ev.pid).or_default();
+        proc.known_program = Some(!new);
+        if !new {
+            return;
+        }
+        proc.suspect = true;
+        inner.stats.new_programs += 1;
+        inner.stats.anomalies += 1;
+        if let Some(t) = inner.threads.get_mut(&ev.tid) {
+            t.alerted = true;
+        }
+        let refuse = self.mode == Mode::Enforce && !self.spares_operator(&inner.procs, ev.pid);
+        let action = if refuse {
+            Action::Denied
+        } else {
+            Action::Alerted
+        };
+        self.report(
+            inner,
+            ev,
+            Rule::NewProgram,
+            f64::INFINITY,
+            0.0,
+            action,
+            Some(exe),
+        );
+    }
+
+    fn spares_operator(&self, procs: &Procs, pid: u32) -> bool {
+        self.exec_policy == ExecPolicy::Alert && procs.get(&pid).is_some_and(|p| p.operator)
+    }
+
+    fn decide(&self, inner: &mut Inner<'m>, ev: &Event, nr: u16) -> Decision {
+        let Some(det) = inner.detector.as_mut() else {
+            return Decision::Continue;
+        };
+        let enforce = self.mode == Mode::Enforce;
+        let full = det.scorer.feed(ev.tid, nr);
+        let score = full
+            .or_else(|| det.scorer.padded_score(ev.tid))
+            .unwrap_or(0.0);
+        let calls = det.scorer.calls(ev.tid);
+        let thread = inner.threads.entry(ev.tid).or_default();
+        if ev.is_execve() {
+            thread.exec_at = Some(calls);
+        }
+        let young = thread.young(calls);
+        let facts = CallFacts {
+            score,
+            young,
+            harmful: self.policy.harmful.contains(nr),
+            effect: self.policy.is_effect(nr, &ev.args),
+            novel: det.scorer.last_seen(ev.tid) != Some(true),
+            unseen: det.scorer.last_seen(ev.tid) == Some(false),
+        };
+        let proc = inner.procs.get(&ev.pid).cloned().unwrap_or_default();
+        let verdict = det.judge(ev.tid, facts, &proc);
+        let condemns = det.anomaly_condemns(young);
+        if !verdict.anomalous {
+            thread.alerted = false;
+        } else {
+            inner.stats.anomalies += 1;
+            // Anomalous from (almost) its first call: not a normal process that strayed,
+            // but something new running in the container.
+            if condemns && ev.pid != 0 {
+                inner.procs.entry(ev.pid).or_default().suspect = true;
+            }
+        }
+        let suspect = inner.procs.get(&ev.pid).is_some_and(|p| p.suspect);
+        let stop = enforce && verdict.anomalous && self.enforce == EnforceAction::Stop;
+        let mut deny = enforce && (stop || verdict.refuse || (suspect && facts.harmful));
+        if deny && self.spares_operator(&inner.procs, ev.pid) {
+            deny = false;
+        }
+        // The breaker spares the service's own processes, never suspects.
+        if deny && !suspect && !stop {
+            if inner.breaker.is_open() {
+                deny = false;
+                inner.stats.spared += 1;
+            } else if inner.breaker.count(ev.ts_ns) {
+                self.report(
+                    inner,
+                    ev,
+                    Rule::Breaker,
+                    verdict.score,
+                    verdict.threshold,
+                    Action::Denied,
+                    None,
+                );
+            }
+        }
+        if !verdict.anomalous && !deny {
+            return Decision::Continue;
+        }
+        let thread = inner.threads.entry(ev.tid).or_default();
+        let first_of_stretch = verdict.anomalous && !std::mem::replace(&mut thread.alerted, true);
+        let first_denial = deny && !std::mem::replace(&mut thread.denial_reported, true);
+        if deny {
+            inner.stats.denied += 1;
+        }
+        // One alert when an anomalous stretch starts, and one at a thread's first refusal.
+        if first_of_stretch || first_denial {
+            let action = match (deny, stop) {
+                (true, true) => Action::Stopped,
+                (true, false) => Action::Denied,
+                _ => Action::Alerted,
+            };
+            self.report(
+                inner,
+                ev,
+                verdict.rule,
+                verdict.score,
+                verdict.threshold,
+                action,
+                None,
+            );
+        }
+        if stop {
+            (self.stop)();
+        }
+        if deny {
+            Decision::Deny(libc::EPERM)
+        } else {
+            Decision::Continue
+        }
+    }
+
+    /// Send one alert about `ev`, within the budget.
+    #[allow(clippy::too_many_arguments)]
+    fn report(
+        &self,
+        inner: &mut Inner<'m>,
+        ev: &Event,
+        rule: Rule,
+        score: f64,
+        threshold: f64,
+        action: Action,
+        exe: Option<String>,
+    ) {
+        // The breaker's own event always goes out: it changes what enforce does.
+        if rule != Rule::Breaker && !inner.budget.admit(ev.ts_ns, ev.pid) {
+            inner.stats.suppressed += 1;
+            return;
+        }
+        inner.stats.alerts += 1;
+        let Some(det) = inner.detector.as_ref() else {
+            return;
+        };
+        let alarm = det.scorer.alarm(ev.tid, score, threshold);
+        let arch = det.arch;
+        let name = |nr: u16| {
+            arch.name(nr)
+                .map_or_else(|| format!("#{nr}"), str::to_owned)
+        };
+        let alert = Alert {
+            time_ns: ev.ts_ns,
+            latency_ns: crate::tracer::now_ns().saturating_sub(ev.ts_ns),
+            container_id: self.info.id.clone(),
+            container_name: self.info.name.clone(),
+            image: self.info.image.clone(),
+            profile: self.info.profile.clone(),
+            pid: ev.pid,
+            tid: ev.tid,
+            exe: exe.unwrap_or_else(|| (self.exe_of)(ev.pid).unwrap_or_default()),
+            ngram: alarm.ngram.iter().map(|&n| name(n)).collect(),
+            probability: alarm.prob,
+            seen: alarm.seen,
+            window_score: score,
+            threshold,
+            action,
+            errno: (action == Action::Denied).then_some(libc::EPERM),
+            rule,
+        };
+        if let Some(tx) = &self.alerts {
+            let _ = tx.send(alert);
+        }
+    }
+}
+
+/// What [`Session::lookups`] read from `/proc` for one event.
+#[derive(Debug, Default)]
+struct Lookups {
+    parent: Option<u32>,
+    /// The program of a thread that just ran `execve` ("" when it could not be read).
+    exe: Option<String>,
+}
+
+/// The executable of a process, `None` when it is gone.
+fn exe_of(pid: u32) -> Option<String> {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+impl Handler for Session<'_> {
+    fn on_event(&self, ev: &Event) -> Decision {
+        if self.null {
+            return Decision::Continue;
+        }
+        let lookups = self.lookups(ev);
+        let Ok(mut guard) = self.inner.lock() else {
+            // A panic under the lock: fail closed.
+            return Decision::Kill;
+        };
+        let inner = &mut *guard;
+        inner.stats.events += 1;
+        // The model is x86_64; i386 calls (int 0x80) have other numbers: they are not
+        // modelled, and in enforce mode they are refused.
+        let nr = match u16::try_from(ev.nr) {
+            Ok(nr) if ev.arch == AUDIT_ARCH_X86_64 => nr,
+            _ => {
+                inner.stats.other_arch += 1;
+                return if self.mode == Mode::Enforce {
+                    Decision::Deny(libc::EPERM)
+                } else {
+                    Decision::Continue
+                };
+            }
+        };
+        if let Some(rec) = inner.recorder.as_mut() {
+            let te = TraceEvent {
+                tid: ev.tid,
+                nr,
+                ts_ns: Some(ev.ts_ns),
+            };
+            if rec.write_event(&te).is_err() {
+                inner.stats.record_errors += 1;
+            }
+        }
+        if inner.detector.is_some() {
+            Self::adopt(inner, ev, lookups.parent);
+        }
+        if let Some(exe) = lookups.exe {
+            self.program_started(inner, ev, exe);
+        }
+        // Noise: calls whose place in a sequence is timing (a signal handler's return, lock
+        // waits, sleeps) are neither learned nor scored (the profile's noise set).
+        if self.noise.contains(nr) {
+            return Decision::Continue;
+        }
+        if let Some(counts) = inner.counts.as_mut() {
+            let w = inner.windows.entry(ev.tid).or_default();
+            counts.push(w, nr);
+        }
+        let decision = self.decide(inner, ev, nr);
+        // A program starts at the thread's next call, unless its `execve` was refused.
+        if ev.is_execve() {
+            inner.threads.entry(ev.tid).or_default().exe_pending = decision == Decision::Continue;
+        }
+        // A thread that exits starts a new stream if its tid is reused.
+        if ev.nr == nr::EXIT || ev.nr == nr::EXIT_GROUP {
+            inner.windows.remove(&ev.tid);
+            inner.threads.remove(&ev.tid);
+            if ev.nr == nr::EXIT_GROUP || ev.pid == ev.tid {
+                inner.procs.remove(&ev.pid);
+            }
+            if let Some(det) = inner.detector.as_mut() {
+                det.scorer.end_thread(ev.tid);
+            }
+        }
+        decision
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    use ngram_profiler::alert::Action;
+    use ngram_profiler::policy::LEGACY_NOISE;
+    use ngram_profiler::score::Model;
+    use ngram_profiler::syscalls::Arch;
+
+    fn ev(tid: u32, nr: i32) -> Event {
+        Event::new(tid, tid, nr, 1)
+    }
+
+    fn legacy_noise() -> SyscallSet {
+        SyscallSet::of(Arch::X86_64, LEGACY_NOISE)
+    }
+
+    fn trained(seq: &[i32], n: usize) -> NgramCounts {
+        let s = Session::train(
+            ContainerInfo::default(),
+            NgramCounts::new(n, Arch::X86_64).unwrap(),
+            legacy_noise(),
+        );
+        for &nr in seq {
+            assert_eq!(s.on_event(&ev(7, nr)), Decision::Continue);
+        }
+        s.take_counts().unwrap()
+    }
+
+    #[test]
+    fn train_counts_per_thread_like_a_trace() {
+        let seq = [0, 1, 2, 3, 0, 1, 2, 3, 0, 1];
+        let c = trained(&seq, 3);
+        assert_eq!(c.calls(), 10);
+        assert_eq!(c.total(), 8);
+        // Interleaving a second thread adds its own n-grams and none across threads.
+        let s = Session::train(
+            ContainerInfo::default(),
+            NgramCounts::new(3, Arch::X86_64).unwrap(),
+            legacy_noise(),
+        );
+        for &nr in &seq {
+            s.on_event(&ev(1, nr));
+            s.on_event(&ev(2, nr));
+        }
+        let c2 = s.take_counts().unwrap();
+        assert_eq!(c2.total(), 16);
+        assert_eq!(c2.distinct(), c.distinct());
+    }
+
+    fn meta_for(c: &NgramCounts) -> ngram_profiler::profile::ProfileMeta {
+        ngram_profiler::profile::Profile::new("k", "k", c.clone()).meta
+    }
+
+    /// Train on `normal` (one thread, n = `n`), then run `test` on a session of `mode`
+    /// over that profile, with its alerts.
+    fn with_session(
+        normal: &[i32],
+        n: usize,
+        mode: Mode,
+        action: EnforceAction,
+        test: impl FnOnce(&Session<'_>, &mpsc::Receiver<Alert>),
+    ) {
+        let c = trained(normal, n);
+        let model = Model::new(&c).unwrap();
+        let det = detector(&model, &meta_for(&c)).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let s = Session::detect(mode, action, ContainerInfo::default(), det).with_alerts(tx);
+        test(&s, &rx);
+    }
+
+    /// Harmless calls the tests' training never has: with n <= 3 they make at least 9 unseen
+    /// n-grams in a row, well past the live threshold (3 of 10).
+    const NOVEL: [i32; 12] = [8, 12, 13, 14, 16, 17, 18, 19, 20, 21, 24, 28];
+
+    #[test]
+    fn alert_mode_reports_an_unseen_run_once_and_lets_it_run() {
+        let normal: Vec<i32> = (0..200).map(|i| i % 4).collect();
+        with_session(&normal, 3, Mode::Alert, EnforceAction::Deny, |s, rx| {
+            for &nr in &normal {
+                assert_eq!(s.on_event(&ev(9, nr)), Decision::Continue);
+            }
+            assert!(rx.try_recv().is_err(), "normal sequence alerted");
+            // An attack: calls never seen in a row.
+            for nr in NOVEL {
+                assert_eq!(s.on_event(&ev(9, nr)), Decision::Continue);
+            }
+            let a = rx.try_recv().expect("no alert for the unseen run");
+            assert_eq!(a.action, Action::Alerted);
+            assert!(a.window_score > a.threshold);
+            assert!(!a.seen);
+            assert!(rx.try_recv().is_err(), "one alert per episode");
+            assert!(s.stats().anomalies >= 2);
+        });
+    }
+
+    #[test]
+    fn a_settled_thread_needs_a_denser_run_of_improbable_ngrams() {
+        use ngram_profiler::score::{LIVE_SETTLED_THRESHOLD, LIVE_THRESHOLD};
+        let normal: Vec<i32> = (0..400).map(|i| i % 4).collect();
+        // One call out of place: 3 unseen (and improbable) 3-grams among the last 10.
+        let stray = [0, 1, 2, 5, 0, 1, 2, 3, 0, 1, 2, 3];
+        with_session(&normal, 3, Mode::Alert, EnforceAction::Deny, |s, rx| {
+            // A young thread (a program just started by execve): anomalous.
+            for &nr in [59].iter().chain(&normal[..20]).chain(&stray) {
+                s.on_event(&ev(1, nr));
+            }
+            let a = rx
+                .try_recv()
+                .expect("a young thread's stray call is not reported");
+            assert_eq!(a.threshold, LIVE_THRESHOLD);
+            // The same stray call in a thread past YOUNG_CALLS: not anomalous.
+            for &nr in normal[..300].iter().chain(&stray) {
+                s.on_event(&ev(2, nr));
+            }
+            assert!(
+                rx.try_recv().is_err(),
+                "a settled thread's one stray call alerted"
+            );
+            // Nor in a new thread that never ran execve (a forked worker of a known program).
+            for &nr in normal[..20].iter().chain(&stray) {
+                s.on_event(&ev(4, nr));
+            }
+            assert!(
+                rx.try_recv().is_err(),
+                "a forked worker's one stray call alerted"
+            );
+            // A run of calls never seen in training: anomalous by the settled rule.
+            for nr in [0, 1, 2, 5, 6, 7, 8, 9] {
+                s.on_event(&ev(2, nr));
+            }
+            let a = rx
+                .try_recv()
+                .expect("a dense run in a settled thread is not reported");
+            assert_eq!(a.threshold, LIVE_SETTLED_THRESHOLD);
+            assert!(a.window_score > LIVE_SETTLED_THRESHOLD);
+            // A settled thread that runs execve is young again: its stray call is reported.
+            for &nr in normal[..300].iter().chain(&[59]).chain(&normal[..20]) {
+                s.on_event(&ev(3, nr));
+            }
+            let a = rx
+                .try_recv()
+                .expect("a new program in an old thread is not judged young");
+            assert_eq!(a.threshold, LIVE_THRESHOLD);
+        });
+    }
+
+    #[test]
+    fn enforce_mode_denies_anomalous_calls_only() {
+        let normal: Vec<i32> = (0..200).map(|i| i % 4).collect();
+        with_session(&normal, 3, Mode::Enforce, EnforceAction::Deny, |s, rx| {
+            for &nr in &normal {
+                assert_eq!(s.on_event(&ev(3, nr)), Decision::Continue);
+            }
+            // A fresh thread running something else entirely: anomalous from its 8th unseen
+            // n-gram on; its harmless calls still run, then its execve is refused.
+            let ds: Vec<Decision> = NOVEL
+                .iter()
+                .chain(&[59])
+                .map(|&nr| s.on_event(&ev(4, nr)))
+                .collect();
+            assert_eq!(ds[..NOVEL.len()], [Decision::Continue; NOVEL.len()]);
+            assert_eq!(ds[NOVEL.len()], Decision::Deny(libc::EPERM));
+            let first = rx.try_recv().unwrap();
+            assert_eq!((first.action, first.errno), (Action::Alerted, None));
+            let second = rx.try_recv().unwrap();
+            assert_eq!(
+                (second.action, second.errno),
+                (Action::Denied, Some(libc::EPERM))
+            );
+            assert!(rx.try_recv().is_err());
+            // The normal thread is unaffected.
+            assert_eq!(s.on_event(&ev(3, 0)), Decision::Continue);
+        });
+    }
+
+    #[test]
+    fn enforce_lets_a_strayed_process_recover() {
+        // A long-lived thread (past YOUNG_CALLS) strays: its harmful calls are refused only
+        // when their own n-gram is new; seen ones (its ordinary work) go on.
+        let normal: Vec<i32> = (0..400).map(|i| [0, 1, 2, 257][i % 4]).collect();
+        let c = trained(&normal, 3);
+        let model = Model::new(&c).unwrap();
+        let det = detector(&model, &meta_for(&c)).unwrap();
+        let s = Session::detect(
+            Mode::Enforce,
+            EnforceAction::Deny,
+            ContainerInfo::default(),
+            det,
+        );
+        for &nr in &normal {
+            assert_eq!(s.on_event(&ev(6, nr)), Decision::Continue);
+        }
+        // A run of unseen n-grams, then a novel socket (41): refused.
+        let ds: Vec<Decision> = NOVEL
+            .iter()
+            .chain(&[41])
+            .map(|&nr| s.on_event(&ev(6, nr)))
+            .collect();
+        assert_eq!(ds[NOVEL.len()], Decision::Deny(libc::EPERM));
+        // Back to its ordinary sequence while the window is still anomalous: the openat (257)
+        // whose n-gram was seen runs.
+        let ds: Vec<Decision> = [0, 1, 2, 257]
+            .iter()
+            .map(|&nr| s.on_event(&ev(6, nr)))
+            .collect();
+        assert_eq!(ds, [Decision::Continue; 4]);
+        assert!(s.stats().anomalies >= 4);
+        // A forked worker (no execve) that strays in its first calls is no suspect either:
+        // its ordinary openat still runs.
+        let ds: Vec<Decision> = normal[..8]
+            .iter()
+            .chain(&NOVEL)
+            .chain(&[0, 1, 2, 257])
+            .map(|&nr| s.on_event(&ev(7, nr)))
+            .collect();
+        assert_eq!(ds[ds.len() - 4..], [Decision::Continue; 4]);
+    }
+
+    #[test]
+    fn the_policy_sets_are_resolved() {
+        let p = LivePolicy::default();
+        assert!(p.harmful.contains(59) && p.harmful.contains(165) && p.harmful.contains(425));
+        assert!(!p.harmful.contains(0) && !p.harmful.contains(232));
+        // openat (257) is an effect only when it writes or creates.
+        let mut args = [0u64; 6];
+        assert!(!p.is_effect(257, &args));
+        args[2] = libc::O_CREAT as u64 | libc::O_WRONLY as u64;
+        assert!(p.is_effect(257, &args));
+        assert!(p.is_effect(59, &[0; 6]) && !p.is_effect(56, &[0; 6]));
+    }
+
+    #[test]
+    fn enforce_stop_calls_the_stop_action() {
+        let normal: Vec<i32> = (0..100).map(|i| i % 3).collect();
+        let c = trained(&normal, 2);
+        let model = Model::new(&c).unwrap();
+        let det = detector(&model, &meta_for(&c)).unwrap();
+        let stopped = std::sync::atomic::AtomicU32::new(0);
+        let s = Session::detect(
+            Mode::Enforce,
+            EnforceAction::Stop,
+            ContainerInfo::default(),
+            det,
+        )
+        .with_stop(|| {
+            stopped.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
+        for nr in NOVEL {
+            s.on_event(&ev(5, nr));
+        }
+        assert!(stopped.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    }
+
+    #[test]
+    fn records_what_it_sees() {
+        let buf = std::sync::Arc::new(Mutex::new(Vec::new()));
+        struct Shared(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let w = NativeWriter::new(
+            Box::new(Shared(buf.clone())) as Box<dyn Write + Send>,
+            Arch::X86_64,
+            0,
+        );
+        let s = Session::train(
+            ContainerInfo::default(),
+            NgramCounts::new(2, Arch::X86_64).unwrap(),
+            legacy_noise(),
+        )
+        .with_recorder(w);
+        for (tid, nr) in [(1, 0), (2, 1), (1, 2)] {
+            s.on_event(&ev(tid, nr));
+        }
+        assert_eq!(s.finish_recording().unwrap(), 3);
+        let data = buf.lock().unwrap().clone();
+        let t = ngram_profiler::trace::parse_native(std::path::Path::new("x"), &data).unwrap();
+        let got: Vec<(u32, u16)> = t.events.iter().map(|e| (e.tid, e.nr)).collect();
+        assert_eq!(got, vec![(1, 0), (2, 1), (1, 2)]);
+    }
+
+    /// A profile trained on `normal` (thread 7) that knows the program "/bin/known", and an
+    /// enforce session over it where pid 10 runs "/bin/known" and every other pid "/tmp/new".
+    fn with_programs(
+        normal: &[i32],
+        tune: impl FnOnce(Session<'_>) -> Session<'_>,
+        test: impl FnOnce(&Session<'_>, &mpsc::Receiver<Alert>),
+    ) {
+        let c = trained(normal, 3);
+        let model = Model::new(&c).unwrap();
+        let mut meta = meta_for(&c);
+        meta.programs = Some([("/bin/known".to_owned(), 1)].into_iter().collect());
+        let det = detector(&model, &meta).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let exe: ExeResolver =
+            Box::new(|pid| Some(if pid == 10 { "/bin/known" } else { "/tmp/new" }.to_owned()));
+        let s = Session::detect(
+            Mode::Enforce,
+            EnforceAction::Deny,
+            ContainerInfo::default(),
+            det,
+        )
+        .with_alerts(tx)
+        .with_resolvers(exe, Box::new(|_| None));
+        let s = tune(s);
+        test(&s, &rx);
+    }
+
+    fn call(tid: u32, pid: u32, nr: i32, args2: u64) -> Event {
+        let mut e = Event::new(tid, pid, nr, 1);
+        e.args[2] = args2;
+        e
+    }
+
+    const CREATE: u64 = (libc::O_CREAT | libc::O_WRONLY) as u64;
+
+    #[test]
+    fn a_new_program_is_a_suspect_from_its_first_call() {
+        let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
+        with_programs(
+            &normal,
+            |s| s,
+            |s, rx| {
+                // The known program runs its trained calls untouched after its execve.
+                for &nr in [59].iter().chain(&normal[..40]) {
+                    assert_eq!(s.on_event(&call(10, 10, nr, 0)), Decision::Continue);
+                }
+                assert!(rx.try_recv().is_err());
+                // A new program: reported at its first call, its harmful calls refused, even a
+                // read-only openat whose n-gram was seen; harmless ones run.
+                assert_eq!(s.on_event(&call(20, 20, 59, 0)), Decision::Continue);
+                assert_eq!(s.on_event(&call(20, 20, 0, 0)), Decision::Continue);
+                let a = rx.try_recv().expect("a new program is not reported");
+                assert_eq!(a.rule, Rule::NewProgram);
+                assert_eq!(a.exe, "/tmp/new");
+                assert_eq!(a.action, Action::Denied);
+                for nr in [1, 3] {
+                    assert_eq!(s.on_event(&call(20, 20, nr, 0)), Decision::Continue);
+                }
+                assert_eq!(
+                    s.on_event(&call(20, 20, 257, 0)),
+                    Decision::Deny(libc::EPERM)
+                );
+                assert_eq!(s.stats().new_programs, 1);
+            },
+        );
+    }
+
+    #[test]
+    fn operator_processes_are_reported_not_refused_unless_asked() {
+        let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
+        for (policy, expect) in [
+            (ExecPolicy::Alert, Decision::Continue),
+            (ExecPolicy::Enforce, Decision::Deny(libc::EPERM)),
+        ] {
+            with_programs(
+                &normal,
+                |s| s.with_exec_policy(policy),
+                |s, rx| {
+                    s.add_operator(30);
+                    for nr in [59, 0, 1, 3] {
+                        s.on_event(&call(30, 30, nr, 0));
+                    }
+                    assert_eq!(s.on_event(&call(30, 30, 257, 0)), expect, "{policy:?}");
+                    let a = rx
+                        .try_recv()
+                        .expect("an operator's new program is not reported");
+                    assert_eq!(a.rule, Rule::NewProgram);
+                    let want = if expect == Decision::Continue {
+                        Action::Alerted
+                    } else {
+                        Action::Denied
+                    };
+                    assert_eq!(a.action, want);
+                },
+            );
+        }
+    }
+
+    #[test]
+    fn a_young_programs_first_unseen_effect_call_is_refused_at_the_call() {
+        let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
+        with_programs(
+            &normal,
+            |s| s,
+            |s, rx| {
+                for nr in [59, 0, 1, 3, 257, 0] {
+                    assert_eq!(s.on_event(&call(10, 10, nr, 0)), Decision::Continue);
+                }
+                // Reading where it never read: not an effect, runs (one unseen n-gram of 10).
+                assert_eq!(s.on_event(&call(10, 10, 257, 0)), Decision::Continue);
+                assert!(rx.try_recv().is_err());
+                // Creating a file there instead: refused at once.
+                for nr in [1, 3, 257, 0] {
+                    s.on_event(&call(11, 10, nr, 0));
+                }
+                // A young thread of the known program (after its execve).
+                for nr in [59, 0, 1, 3, 257, 0] {
+                    assert_eq!(s.on_event(&call(12, 10, nr, 0)), Decision::Continue);
+                }
+                assert_eq!(
+                    s.on_event(&call(12, 10, 257, CREATE)),
+                    Decision::Deny(libc::EPERM)
+                );
+                let a = rx.try_recv().expect("no alert for the refused effect call");
+                assert_eq!((a.rule, a.action), (Rule::HarmfulCall, Action::Denied));
+                // Its process is no suspect: its trained calls go on.
+                for nr in [1, 3, 257] {
+                    assert_eq!(s.on_event(&call(12, 10, nr, 0)), Decision::Continue);
+                }
+                // The same call in a settled thread (a forked worker) is judged by its window.
+                for &nr in &normal[..40] {
+                    s.on_event(&call(13, 10, nr, 0));
+                }
+                s.on_event(&call(13, 10, 0, 0));
+                assert_eq!(s.on_event(&call(13, 10, 257, CREATE)), Decision::Continue);
+            },
+        );
+    }
+
+    #[test]
+    fn the_breaker_spares_the_service_never_a_new_program() {
+        let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
+        with_programs(
+            &normal,
+            |s| s.with_breaker(2),
+            |s, rx| {
+                // Settled threads of the known program stray into novel sockets: refused until
+                // more than 2 refusals in a minute, then spared.
+                let mut decisions = Vec::new();
+                for tid in 100..106 {
+                    for &nr in &normal[..40] {
+                        s.on_event(&call(tid, 10, nr, 0));
+                    }
+                    for &nr in &NOVEL {
+                        s.on_event(&call(tid, 10, nr, 0));
+                    }
+                    decisions.push(s.on_event(&call(tid, 10, 41, 0)));
+                }
+                assert_eq!(decisions[..3], [Decision::Deny(libc::EPERM); 3]);
+                assert_eq!(decisions[3..], [Decision::Continue; 3]);
+                let rules: Vec<Rule> = rx.try_iter().map(|a| a.rule).collect();
+                assert_eq!(rules.iter().filter(|&&r| r == Rule::Breaker).count(), 1);
+                assert_eq!(s.stats().spared, 3);
+                // A new program after the breaker opened is still refused.
+                for nr in [59, 0] {
+                    s.on_event(&call(200, 20, nr, 0));
+                }
+                assert_eq!(
+                    s.on_event(&call(200, 20, 257, 0)),
+                    Decision::Deny(libc::EPERM)
+                );
+            },
+        );
+    }
+}
