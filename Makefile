@@ -37,11 +37,13 @@ check:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
-## Unit, property and root tests; the runtime's root tests drive the built binary directly
-## (no Docker) and are #[ignore]d in a plain `cargo test`.
+## Unit, property and root tests. Root tests (the runtime's, which drive the built binary
+## without Docker, and the supervisor's tracer tests) are #[ignore = "needs root…"] in a plain
+## `cargo test` and run here with --ignored.
 unit: build
 	$(CARGO) test --release
 	NGRAM_IDS_BIN=$(abspath $(BIN)) $(CARGO) test --release -p ngram-runtime --test root_lifecycle -- --ignored
+	$(CARGO) test --release -p ngram-supervisor --test notify --test ptrace -- --ignored
 
 e2e:
 	./scripts/test-e2e.sh --runtime runc

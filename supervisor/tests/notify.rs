@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{
-    check_getppid_threads, check_killed_at_write, check_sh_and_cat, collect, is_root,
+    check_getppid_threads, check_killed_at_write, check_sh_and_cat, collect, require_root,
     kill_at_write, names, notify_run, nr, GETPPID_THREADS_ENV, GETPPID_THREADS_TEST, SH_AND_CAT,
 };
 use ngram_supervisor::child::{notify_available, spawn_traced, wait_exit, FilterSpec};
@@ -20,15 +20,14 @@ use ngram_supervisor::{Decision, Event, NotifyConfig, NotifyTracer, RunStats};
 
 const ENV: &[(&str, &str)] = &[("PATH", "/usr/bin:/bin")];
 
-fn can_run() -> bool {
-    if !is_root("seccomp-notify") {
-        return false;
-    }
-    if !notify_available() {
-        eprintln!("SKIP: seccomp user notification is unavailable on this kernel");
-        return false;
-    }
-    true
+/// These tests are `#[ignore]`d in a plain `cargo test`; run with `--ignored`, they fail
+/// (never skip) where they cannot run.
+fn require() {
+    require_root("seccomp-notify");
+    assert!(
+        notify_available(),
+        "seccomp user notification is unavailable on this kernel"
+    );
 }
 
 /// Run `path args` traced with `config`, recording every event; `decide` answers.
@@ -46,10 +45,9 @@ fn path_arg(e: &Event) -> Vec<u8> {
 }
 
 #[test]
+#[ignore = "needs root and seccomp user notification (make unit runs it)"]
 fn shell_and_cat_are_traced_in_order() {
-    if !can_run() {
-        return;
-    }
+    require();
     let (events, stats, code) = trace(
         "/bin/sh",
         &["-c", SH_AND_CAT],
@@ -70,10 +68,9 @@ fn shell_and_cat_are_traced_in_order() {
 }
 
 #[test]
+#[ignore = "needs root and seccomp user notification (make unit runs it)"]
 fn denying_cats_openat_fails_it_with_eperm() {
-    if !can_run() {
-        return;
-    }
+    require();
     let errfile = PathBuf::from(format!("/tmp/ngram-sup-deny-{}.err", std::process::id()));
     let script = format!("cat /etc/hostname 2>{} >/dev/null", errfile.display());
     let pid = spawn_traced(
@@ -110,10 +107,9 @@ fn denying_cats_openat_fails_it_with_eperm() {
 }
 
 #[test]
+#[ignore = "needs root and seccomp user notification (make unit runs it)"]
 fn kill_decision_kills_the_caller() {
-    if !can_run() {
-        return;
-    }
+    require();
     let (events, stats, code) = trace(
         "/bin/sh",
         &["-c", SH_AND_CAT],
@@ -148,35 +144,31 @@ fn check_threads(workers: usize, poll_before_recv: Option<bool>) {
 }
 
 #[test]
+#[ignore = "needs root and seccomp user notification (make unit runs it)"]
 fn threads_are_distinct_and_nothing_is_lost_one_receiver() {
-    if !can_run() {
-        return;
-    }
+    require();
     check_threads(1, None);
 }
 
 #[test]
+#[ignore = "needs root and seccomp user notification (make unit runs it)"]
 fn threads_are_distinct_and_nothing_is_lost_two_receivers() {
-    if !can_run() {
-        return;
-    }
+    require();
     check_threads(2, None);
 }
 
 #[test]
+#[ignore = "needs root and seccomp user notification (make unit runs it)"]
 fn threads_are_distinct_and_nothing_is_lost_polling_first() {
-    if !can_run() {
-        return;
-    }
+    require();
     // The pre-6.11 mode: poll before each RECV, one receiver.
     check_threads(1, Some(true));
 }
 
 #[test]
+#[ignore = "needs root and seccomp user notification (make unit runs it)"]
 fn answer_to_a_killed_thread_counts_as_vanished() {
-    if !can_run() {
-        return;
-    }
+    require();
     // sleep's clock_nanosleep is held by the handler while the process is SIGKILLed from
     // outside: the answer then finds no thread (ENOENT on SEND), and the run still ends cleanly
     // when the filter loses its last user.

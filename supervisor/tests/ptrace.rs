@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    check_getppid_threads, check_killed_at_write, check_sh_and_cat, collect, helper_args, is_root,
+    check_getppid_threads, check_killed_at_write, check_sh_and_cat, collect, helper_args, require_root,
     kill_at_write, names, notify_run, nr, GETPPID_THREADS_ENV, GETPPID_THREADS_TEST, SH_AND_CAT,
 };
 use ngram_supervisor::child::{notify_available, spawn_ptraced, wait_exit, TraceSpec};
@@ -25,8 +25,10 @@ use ngram_supervisor::{
 
 const ENV: &[(&str, &str)] = &[("PATH", "/usr/bin:/bin"), ("LC_ALL", "C")];
 
-fn can_run() -> bool {
-    is_root("ptrace")
+/// These tests are `#[ignore]`d in a plain `cargo test`; run with `--ignored`, they fail
+/// (never skip) where they cannot run.
+fn require() {
+    require_root("ptrace");
 }
 
 /// Run `path args` under the ptrace tracer, recording every event; `decide` answers.
@@ -72,10 +74,9 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 #[test]
+#[ignore = "needs root and ptrace (make unit runs it)"]
 fn child_without_a_tracer_gives_up() {
-    if !can_run() {
-        return;
-    }
+    require();
     let spec = TraceSpec {
         wait_for_tracer: Duration::from_millis(50),
         ..TraceSpec::default()
@@ -88,10 +89,9 @@ fn child_without_a_tracer_gives_up() {
 }
 
 #[test]
+#[ignore = "needs root and ptrace (make unit runs it)"]
 fn shell_and_cat_are_traced_in_order() {
-    if !can_run() {
-        return;
-    }
+    require();
     let (events, stats, code) = trace("/bin/sh", &["-c", SH_AND_CAT], |_| Decision::Continue);
     assert_eq!(code, 0);
     assert_eq!(stats.events, events.len() as u64);
@@ -102,10 +102,9 @@ fn shell_and_cat_are_traced_in_order() {
 }
 
 #[test]
+#[ignore = "needs root and ptrace (make unit runs it)"]
 fn forked_children_are_followed() {
-    if !can_run() {
-        return;
-    }
+    require();
     // Two background children and a foreground one, each exec'ing.
     let (events, stats, code) = trace(
         "/bin/sh",
@@ -138,10 +137,9 @@ fn helper_getppid_threads() {
 }
 
 #[test]
+#[ignore = "needs root and ptrace (make unit runs it)"]
 fn threads_are_followed_in_order_and_nothing_is_lost() {
-    if !can_run() {
-        return;
-    }
+    require();
     const THREADS: usize = 4;
     const CALLS: usize = 2000;
     let exe = std::env::current_exe().unwrap();
@@ -163,10 +161,9 @@ fn threads_are_followed_in_order_and_nothing_is_lost() {
 }
 
 #[test]
+#[ignore = "needs root and ptrace (make unit runs it)"]
 fn denying_mkdir_fails_it_with_eperm_without_running_it() {
-    if !can_run() {
-        return;
-    }
+    require();
     let dir = tmp("denied-dir");
     let err = tmp("denied.err");
     let _ = std::fs::remove_dir(&dir);
@@ -205,19 +202,17 @@ fn denying_mkdir_fails_it_with_eperm_without_running_it() {
 }
 
 #[test]
+#[ignore = "needs root and ptrace (make unit runs it)"]
 fn kill_decision_kills_the_caller() {
-    if !can_run() {
-        return;
-    }
+    require();
     let (events, stats, code) = trace("/bin/sh", &["-c", SH_AND_CAT], kill_at_write);
     check_killed_at_write(&events, &stats, code);
 }
 
 #[test]
+#[ignore = "needs root and ptrace (make unit runs it)"]
 fn signals_are_delivered_and_group_stops_hold() {
-    if !can_run() {
-        return;
-    }
+    require();
     let out = tmp("signals.out");
     // A trapped USR1 must reach sh's handler (signal injection); SIGSTOP must really stop sh
     // until a background child sends SIGCONT 300 ms later (group-stop kept with LISTEN).
@@ -238,10 +233,9 @@ fn signals_are_delivered_and_group_stops_hold() {
 }
 
 #[test]
+#[ignore = "needs root and ptrace (make unit runs it)"]
 fn first_execve_mode_sees_everything_from_the_execve() {
-    if !can_run() {
-        return;
-    }
+    require();
     let config = PtraceConfig {
         record_from: RecordFrom::FirstExecve,
     };
@@ -271,10 +265,9 @@ fn helper_tracer_process() {
 }
 
 #[test]
+#[ignore = "needs root and ptrace (make unit runs it)"]
 fn killing_the_tracer_kills_the_tracees() {
-    if !can_run() {
-        return;
-    }
+    require();
     let pid = spawn_ptraced(
         Path::new("/bin/sh"),
         &["-c", "sleep 30 & sleep 30; wait"],
@@ -317,10 +310,9 @@ fn killing_the_tracer_kills_the_tracees() {
 }
 
 #[test]
+#[ignore = "needs root and ptrace (make unit runs it)"]
 fn notify_and_ptrace_see_the_same_calls() {
-    if !can_run() {
-        return;
-    }
+    require();
     if !notify_available() {
         eprintln!("SKIP: seccomp user notification is unavailable");
         return;
@@ -380,10 +372,9 @@ fn helper_exec_from_a_thread() {
 }
 
 #[test]
+#[ignore = "needs root and ptrace (make unit runs it)"]
 fn exec_from_a_non_leader_thread_takes_the_leaders_tid() {
-    if !can_run() {
-        return;
-    }
+    require();
     let exe = std::env::current_exe().unwrap();
     let env = [(EXEC_ENV, "1")];
     let args = helper_args("helper_exec_from_a_thread");

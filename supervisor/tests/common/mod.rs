@@ -1,4 +1,4 @@
-//! Helpers shared by the notify and ptrace integration tests: the root check, event
+//! Helpers shared by the notify and ptrace integration tests: the root requirement, event
 //! collection, the re-executed helper processes (the getppid-threads workload among them) and
 //! the checks both backends must pass.
 
@@ -16,13 +16,13 @@ use ngram_supervisor::child::{spawn_traced, wait_exit, FilterSpec};
 use ngram_supervisor::syscalls::{name, number};
 use ngram_supervisor::{Decision, Event, NotifyConfig, NotifyTracer, RunStats, Tracer};
 
-/// Whether this process is root; prints a SKIP line naming `what` otherwise.
-pub fn is_root(what: &str) -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP: {what} tests need root");
-        return false;
-    }
-    true
+/// Fails the test unless this process is root: root tests are `#[ignore]`d with a reason and
+/// run by `make unit` with `--ignored`; they never pass by skipping.
+pub fn require_root(what: &str) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "{what} tests need root: run them as root (make unit)"
+    );
 }
 
 pub fn nr(n: &str) -> i32 {
