@@ -2,8 +2,7 @@
 //! a container's processes to a [`Handler`] and applies its [`Decision`]; [`NotifyTracer`] does
 //! it with seccomp user notification on a listener taken from the traced process with
 //! `pidfd_getfd`, [`PtraceTracer`] with ptrace and a `SECCOMP_RET_TRACE` filter,
-//! [`ReplayTracer`] with a recorded sequence. [`filter`] rewrites a container's
-//! OCI seccomp section so that every call it allows is notified.
+//! [`ReplayTracer`] with a recorded sequence.
 //!
 //! All `unsafe` code is in [`sys`].
 
@@ -11,7 +10,6 @@ pub mod bpf;
 pub mod child;
 pub mod discover;
 mod error;
-pub mod filter;
 pub mod identity;
 pub mod notify;
 pub mod ptrace;

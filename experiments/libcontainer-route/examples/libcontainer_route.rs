@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
-use ngram_supervisor::filter::{rewrite, RewriteOptions};
+use ngram_experiments_libcontainer_route::{rewrite, RewriteOptions};
 use ngram_supervisor::syscalls::name;
 use ngram_supervisor::{Decision, Event, NotifyConfig, NotifyTracer, RecordFrom, Tracer};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
