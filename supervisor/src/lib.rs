@@ -8,6 +8,7 @@
 
 pub mod bpf;
 pub mod child;
+pub mod control;
 pub mod discover;
 mod error;
 pub mod identity;

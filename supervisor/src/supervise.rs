@@ -5,7 +5,7 @@
 //! state directory), and when the last process is gone merges the training counts into the
 //! store. See docs/architecture.md.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -24,6 +24,7 @@ use ngram_profiler::trace::NativeWriter;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use serde::{Deserialize, Serialize};
 
+use crate::control::{self, ControlError, Request, Response};
 use crate::discover;
 use crate::ptrace::{PtraceConfig, PtraceTracer};
 use crate::session::{self, ContainerInfo, EnforceAction, ExecPolicy, Session};
@@ -32,7 +33,7 @@ use crate::{NotifyConfig, NotifyTracer, RecordFrom, Tracer, TracerError};
 use ngram_profiler::policy::SyscallSet;
 
 /// File names in the container's state directory.
-pub const SOCKET: &str = "supervisor.sock";
+pub use crate::control::{socket_path, SOCKET};
 pub const PID_FILE: &str = "supervisor.pid";
 pub const LOG_FILE: &str = "supervisor.log";
 /// Holds the tracer backend of the container (`notify` or `ptrace`), for `exec`.
@@ -347,17 +348,6 @@ fn prepare(plan: &Plan) -> Result<(Loaded, OwnedFd, UnixListener, AlertLog), Sup
     Ok((loaded, init_pidfd, listener, alert_log))
 }
 
-/// The socket's address for `bind`/`connect`: the state directory's path is too long for a
-/// socket address (108 bytes) under dockerd's runtime root, so go through an open descriptor
-/// of the directory (`/proc/self/fd/N/supervisor.sock`). Keep the returned directory open
-/// while the address is used.
-pub fn socket_path(state_dir: &Path) -> std::io::Result<(std::fs::File, PathBuf)> {
-    use std::os::fd::AsRawFd;
-    let dir = std::fs::File::open(state_dir)?;
-    let path = PathBuf::from(format!("/proc/self/fd/{}/{SOCKET}", dir.as_raw_fd()));
-    Ok((dir, path))
-}
-
 /// Write a root-only file atomically (temporary file + rename).
 fn write_private(path: &Path, data: &[u8]) -> Result<(), SuperviseError> {
     let tmp = path.with_extension("tmp");
@@ -565,32 +555,26 @@ fn accept_execs(plan: &Plan, session: &Session<'_>, listener: &UnixListener, don
 /// How long an exec process may take to load its filter.
 const EXEC_ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// One request: `attach-tree PID\n`, sent by `ngram-ids exec` (pid PID) before it starts the
+/// One [`Request::AttachTree`], sent by `ngram-ids exec` (pid PID) before it starts the
 /// process: the exec process, a descendant of PID, loads its filter and waits in its next call
 /// while libcontainer waits for it to `execve`, so the supervisor finds its listener among
-/// PID's descendants. Answers `ok\n` once the listener is taken, or `error MSG\n`; on failure
+/// PID's descendants. Answers [`Response::Ok`] once the listener is taken, or an error; on failure
 /// the descendants holding a listener are killed (they must not run untraced, and they would
 /// wait forever).
 fn attach_exec(
     stream: UnixStream,
     plan: &Plan,
     session: &Session<'_>,
-) -> std::io::Result<Option<Box<dyn Tracer + Send>>> {
-    let kind = plan.tracer;
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut line = String::new();
-    BufReader::new(&stream).read_line(&mut line)?;
-    let mut out = &stream;
-    let Some(root) = line
-        .trim()
-        .strip_prefix("attach-tree ")
-        .and_then(|p| p.parse::<u32>().ok())
-    else {
-        writeln!(out, "error bad request {:?}", line.trim())?;
-        return Ok(None);
+) -> Result<Option<Box<dyn Tracer + Send>>, ControlError> {
+    let root = match control::receive(&stream, Duration::from_secs(10)) {
+        Ok(Request::AttachTree { runtime_pid }) => runtime_pid,
+        Err(ControlError::BadRequest(line)) => {
+            control::reply(&stream, &Response::Error(format!("bad request {line:?}")))?;
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
     };
-    if kind == TracerKind::Ptrace {
+    if plan.tracer == TracerKind::Ptrace {
         // The exec process names itself WAIT_COMM and waits for a tracer before it loads its
         // filter: find it; the caller's thread seizes it when it runs the tracer.
         return match wait_for_comm(root, WAIT_COMM, EXEC_ATTACH_TIMEOUT) {
@@ -600,11 +584,11 @@ fn attach_exec(
                 std::thread::spawn(move || {
                     wake_when_seized(pid, |waited| waited > EXEC_ATTACH_TIMEOUT)
                 });
-                writeln!(out, "ok")?;
+                control::reply(&stream, &Response::Ok)?;
                 Ok(Some(Box::new(PtraceTracer::new(&[pid], ptrace_config()))))
             }
             None => {
-                writeln!(out, "error no exec process of runtime {root} waited for a tracer within {EXEC_ATTACH_TIMEOUT:?}")?;
+                control::reply(&stream, &Response::Error(format!("no exec process of runtime {root} waited for a tracer within {EXEC_ATTACH_TIMEOUT:?}")))?;
                 Ok(None)
             }
         };
@@ -613,7 +597,7 @@ fn attach_exec(
         Ok((t, pid)) => {
             tracing::info!(runtime = root, pid, "tracing exec process");
             session.add_operator(pid);
-            writeln!(out, "ok")?;
+            control::reply(&stream, &Response::Ok)?;
             Ok(Some(Box::new(t)))
         }
         Err(e) => {
@@ -622,7 +606,7 @@ fn attach_exec(
                     let _ = sys::tgkill(pid, pid, libc::SIGKILL);
                 }
             }
-            writeln!(out, "error {e}")?;
+            control::reply(&stream, &Response::Error(e.to_string()))?;
             Ok(None)
         }
     }

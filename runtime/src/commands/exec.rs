@@ -131,34 +131,29 @@ pub fn exec(global: &GlobalOpts, args: &liboci_cli::Exec) -> Result<i32, Runtime
 /// Ask the container's supervisor to trace the exec process this runtime is about to start
 /// (it finds it among our descendants). Returns the connection to read the answer from.
 fn announce_exec(dir: &Path) -> Result<std::os::unix::net::UnixStream, String> {
-    use std::os::unix::net::UnixStream;
-    let sock = dir.join(ngram_supervisor::supervise::SOCKET);
-    let (_dir, short) = ngram_supervisor::supervise::socket_path(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut stream = UnixStream::connect(&short).map_err(|e| {
+    use ngram_supervisor::control::{self, Request, SOCKET};
+    let sock = dir.join(SOCKET);
+    let (_dir, short) = control::socket_path(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let stream = std::os::unix::net::UnixStream::connect(&short).map_err(|e| {
         format!(
             "cannot reach it at {} ({e}); the container is not watched, refusing to exec",
             sock.display()
         )
     })?;
-    writeln!(stream, "attach-tree {}", std::process::id())
-        .map_err(|e| format!("writing to {}: {e}", sock.display()))?;
+    let req = Request::AttachTree {
+        runtime_pid: std::process::id(),
+    };
+    control::send(&stream, &req).map_err(|e| format!("{}: {e}", sock.display()))?;
     Ok(stream)
 }
 
 /// The supervisor's answer to [`announce_exec`].
 fn exec_answer(stream: std::os::unix::net::UnixStream) -> Result<(), String> {
-    use std::io::{BufRead, BufReader};
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(40)))
-        .map_err(|e| e.to_string())?;
-    let mut line = String::new();
-    BufReader::new(&stream)
-        .read_line(&mut line)
-        .map_err(|e| format!("no answer: {e}"))?;
-    match line.trim() {
-        "ok" => Ok(()),
-        other => Err(other.strip_prefix("error ").unwrap_or(other).to_owned()),
+    use ngram_supervisor::control::{self, Response};
+    match control::answer(&stream, std::time::Duration::from_secs(40)) {
+        Ok(Response::Ok) => Ok(()),
+        Ok(Response::Error(m)) => Err(m),
+        Err(e) => Err(format!("no answer: {e}")),
     }
 }
 
