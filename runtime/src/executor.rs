@@ -209,34 +209,11 @@ fn tracing_program(
 }
 
 /// The ptrace backend: a `SECCOMP_RET_TRACE` filter fails every call with ENOSYS while no
-/// tracer is attached, so first wait until the supervisor has seized this process. A tracer
-/// outside the container's pid namespace shows as `TracerPid: 0` in here, so the supervisor
-/// says it: it sends SIGCONT once it holds the process and sees it waiting under the name
-/// [`ngram_supervisor::supervise::WAIT_COMM`]. SIGALRM ends the wait after 30 s (the process
-/// dies: it must not run untraced).
+/// tracer is attached, so first wait until the supervisor has seized this process
+/// ([`ngram_supervisor::handshake`], both halves of the hand-shake), then load it.
 fn install_ptrace_filter() -> Result<(), ExecutorError> {
-    use ngram_supervisor::{bpf, supervise, sys};
-    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-    let other = |what: &str, e: nix::Error| ExecutorError::Other(format!("{what}: {e}"));
-    let mut cont = SigSet::empty();
-    cont.add(Signal::SIGCONT);
-    let old = cont
-        .thread_swap_mask(SigmaskHow::SIG_BLOCK)
-        .map_err(|e| other("blocking SIGCONT", e))?;
-    let name = std::ffi::CString::new(supervise::WAIT_COMM)
-        .map_err(|_| ExecutorError::Other("bad process name".to_owned()))?;
-    nix::sys::prctl::set_name(&name).map_err(|e| other("naming the process", e))?;
-    nix::unistd::alarm::set(30);
-    loop {
-        match cont.wait() {
-            Ok(Signal::SIGCONT) => break,
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(other("waiting for the supervisor (ptrace)", e)),
-        }
-    }
-    nix::unistd::alarm::cancel();
-    old.thread_set_mask()
-        .map_err(|e| other("restoring the signal mask", e))?;
+    use ngram_supervisor::{bpf, handshake, sys};
+    handshake::wait_to_be_seized().map_err(|e| ExecutorError::Other(e.to_string()))?;
     let prog = tracing_program(bpf::trace_all_program(&[]))?;
     sys::install_filter(&prog, 0).map(drop).map_err(|e| {
         ExecutorError::Other(format!(

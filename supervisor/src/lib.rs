@@ -11,6 +11,9 @@ pub mod child;
 pub mod control;
 pub mod discover;
 mod error;
+pub mod execs;
+pub mod guard;
+pub mod handshake;
 pub mod identity;
 pub mod notify;
 pub mod ptrace;
@@ -20,6 +23,7 @@ pub mod supervise;
 pub mod sys;
 pub mod syscalls;
 pub mod tracer;
+pub mod training;
 
 pub use error::TracerError;
 pub use notify::{IdValidator, NotifyConfig, NotifyTracer};

@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -17,31 +17,33 @@ use std::time::{Duration, Instant};
 use ngram_profiler::alert::{Alert, AlertLog};
 use ngram_profiler::ngram::NgramCounts;
 use ngram_profiler::profile::{Mode, ProfileMeta};
-use ngram_profiler::score::{Model, ScoreConfig};
-use ngram_profiler::store::{self, Store, StoreError};
+use ngram_profiler::score::Model;
+use ngram_profiler::store::{Store, StoreError};
 use ngram_profiler::syscalls::Arch;
 use ngram_profiler::trace::NativeWriter;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use serde::{Deserialize, Serialize};
 
-use crate::control::{self, ControlError, Request, Response};
 use crate::discover;
+use crate::execs::accept_execs;
+use crate::handshake::wake_when_seized;
 use crate::ptrace::{PtraceConfig, PtraceTracer};
 use crate::session::{self, ContainerInfo, EnforceAction, ExecPolicy, Session};
 use crate::sys;
+use crate::training::{flush, periodic_flush};
 use crate::{NotifyConfig, NotifyTracer, RecordFrom, Tracer, TracerError};
 use ngram_profiler::policy::SyscallSet;
 
 /// File names in the container's state directory.
 pub use crate::control::{socket_path, SOCKET};
+/// The guard lives in [`crate::guard`]; this path is kept for its callers.
+pub use crate::guard::guard;
 pub const PID_FILE: &str = "supervisor.pid";
 pub const LOG_FILE: &str = "supervisor.log";
 /// Holds the tracer backend of the container (`notify` or `ptrace`), for `exec`.
 pub const TRACER_FILE: &str = "supervisor.tracer";
 /// Label / annotation that chooses the tracer backend.
 pub const TRACER_LABEL: &str = "ngram-ids.tracer";
-/// The name (`comm`) an exec process takes while it waits to be seized by the ptrace backend.
-pub const WAIT_COMM: &str = "ngram-ids-wait";
 
 /// How a container's calls reach the supervisor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -412,7 +414,7 @@ pub fn kill_container(init_pid: u32) {
 }
 
 /// Is the process behind `pidfd` gone (its pidfd readable)?
-fn exited(pidfd: &OwnedFd) -> bool {
+pub(crate) fn exited(pidfd: &OwnedFd) -> bool {
     let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
     matches!(nix::poll::poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
 }
@@ -447,13 +449,13 @@ fn wait_for_listener(plan: &Plan, pidfd: &OwnedFd) -> Result<Option<i32>, Superv
     }
 }
 
-fn ptrace_config() -> PtraceConfig {
+pub(crate) fn ptrace_config() -> PtraceConfig {
     PtraceConfig {
         record_from: RecordFrom::FirstExecve,
     }
 }
 
-fn notify_config(plan: &Plan) -> NotifyConfig {
+pub(crate) fn notify_config(plan: &Plan) -> NotifyConfig {
     NotifyConfig {
         record_from: RecordFrom::FirstExecve,
         sync_wake_up: plan.sync_wake_up,
@@ -522,292 +524,9 @@ fn serve(
     result.map(drop).map_err(Into::into)
 }
 
-/// Accept requests from `ngram-ids exec` until the container is done; each is served by its
-/// own thread, which then traces the exec process.
-fn accept_execs(plan: &Plan, session: &Session<'_>, listener: &UnixListener, done: &AtomicBool) {
-    std::thread::scope(|s| {
-        while !done.load(Ordering::SeqCst) {
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    s.spawn(move || match attach_exec(stream, plan, session) {
-                        Ok(Some(mut tracer)) => {
-                            if let Err(e) = tracer.run(session) {
-                                tracing::error!(id = %plan.id, "exec tracer failed: {e}");
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(e) => tracing::error!(id = %plan.id, "exec attach: {e}"),
-                    });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-                    let _ = nix::poll::poll(&mut fds, PollTimeout::from(100u16));
-                }
-                Err(e) => {
-                    tracing::error!(id = %plan.id, "accept on the exec socket: {e}");
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
-        }
-    });
-}
-
-/// How long an exec process may take to load its filter.
-const EXEC_ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// One [`Request::AttachTree`], sent by `ngram-ids exec` (pid PID) before it starts the
-/// process: the exec process, a descendant of PID, loads its filter and waits in its next call
-/// while libcontainer waits for it to `execve`, so the supervisor finds its listener among
-/// PID's descendants. Answers [`Response::Ok`] once the listener is taken, or an error; on failure
-/// the descendants holding a listener are killed (they must not run untraced, and they would
-/// wait forever).
-fn attach_exec(
-    stream: UnixStream,
-    plan: &Plan,
-    session: &Session<'_>,
-) -> Result<Option<Box<dyn Tracer + Send>>, ControlError> {
-    let root = match control::receive(&stream, Duration::from_secs(10)) {
-        Ok(Request::AttachTree { runtime_pid }) => runtime_pid,
-        Err(ControlError::BadRequest(line)) => {
-            control::reply(&stream, &Response::Error(format!("bad request {line:?}")))?;
-            return Ok(None);
-        }
-        Err(e) => return Err(e),
-    };
-    if plan.tracer == TracerKind::Ptrace {
-        // The exec process names itself WAIT_COMM and waits for a tracer before it loads its
-        // filter: find it; the caller's thread seizes it when it runs the tracer.
-        return match wait_for_comm(root, WAIT_COMM, EXEC_ATTACH_TIMEOUT) {
-            Some(pid) => {
-                tracing::info!(runtime = root, pid, "tracing exec process (ptrace)");
-                session.add_operator(pid);
-                std::thread::spawn(move || {
-                    wake_when_seized(pid, |waited| waited > EXEC_ATTACH_TIMEOUT)
-                });
-                control::reply(&stream, &Response::Ok)?;
-                Ok(Some(Box::new(PtraceTracer::new(&[pid], ptrace_config()))))
-            }
-            None => {
-                control::reply(&stream, &Response::Error(format!("no exec process of runtime {root} waited for a tracer within {EXEC_ATTACH_TIMEOUT:?}")))?;
-                Ok(None)
-            }
-        };
-    }
-    match NotifyTracer::attach_in_tree(root, EXEC_ATTACH_TIMEOUT, notify_config(plan)) {
-        Ok((t, pid)) => {
-            tracing::info!(runtime = root, pid, "tracing exec process");
-            session.add_operator(pid);
-            control::reply(&stream, &Response::Ok)?;
-            Ok(Some(Box::new(t)))
-        }
-        Err(e) => {
-            for pid in discover::descendants(root) {
-                if discover::notify_fds(pid).is_ok_and(|f| !f.is_empty()) {
-                    let _ = sys::tgkill(pid, pid, libc::SIGKILL);
-                }
-            }
-            control::reply(&stream, &Response::Error(e.to_string()))?;
-            Ok(None)
-        }
-    }
-}
-
-/// The ptrace backend's hand-shake: once `pid` is seized by this process and waits under
-/// [`WAIT_COMM`] (it cannot see its tracer from inside its pid namespace), send it SIGCONT.
-/// Polls every millisecond for 5 s, then every 10 ms, until `give_up` says so.
-pub fn wake_when_seized(pid: u32, give_up: impl Fn(Duration) -> bool) {
-    let start = Instant::now();
-    loop {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        if status.is_empty() {
-            return; // gone
-        }
-        // TracerPid names the tracer thread: one of ours.
-        let ours = status
-            .lines()
-            .find_map(|l| l.strip_prefix("TracerPid:"))
-            .map(str::trim)
-            .is_some_and(|t| t != "0" && Path::new("/proc/self/task").join(t).exists());
-        let comm = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Name:"))
-            .map(str::trim)
-            .unwrap_or("");
-        if ours && comm == WAIT_COMM {
-            if let Err(e) = sys::tgkill(pid, pid, libc::SIGCONT) {
-                tracing::error!(pid, "waking the seized process: {e}");
-            }
-            return;
-        }
-        let waited = start.elapsed();
-        if give_up(waited) {
-            tracing::error!(
-                pid,
-                "the process never waited to be traced; giving up after {waited:?}"
-            );
-            return;
-        }
-        std::thread::sleep(if waited < Duration::from_secs(5) {
-            Duration::from_millis(1)
-        } else {
-            Duration::from_millis(10)
-        });
-    }
-}
-
-/// Poll `root`'s descendants for a process named `comm`.
-fn wait_for_comm(root: u32, comm: &str, timeout: Duration) -> Option<u32> {
-    discover::find_in_tree(root, timeout, |pid| {
-        let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-        (name.trim_end() == comm).then_some(pid)
-    })
-}
-
-fn periodic_flush(plan: &Plan, session: &Session<'_>, done: &AtomicBool) {
-    let mut last = Instant::now();
-    while !done.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(200));
-        if last.elapsed() >= Duration::from_secs(plan.flush_secs) {
-            last = Instant::now();
-            if let Err(e) = flush(plan, session, 0) {
-                tracing::error!("periodic flush of training counts: {e}");
-            }
-        }
-    }
-}
-
-/// Merge the counts gathered since the last flush into the store (`runs` more runs).
-fn flush(plan: &Plan, session: &Session<'_>, runs: u64) -> Result<(), SuperviseError> {
-    if plan.null_handler {
-        return Ok(());
-    }
-    let Some(counts) = session.take_counts() else {
-        return Ok(());
-    };
-    let programs = session.take_programs();
-    let st = Store::open(&plan.db)?;
-    let meta = st.train_with(
-        &plan.profile_key,
-        &plan.profile_name,
-        &counts,
-        runs,
-        store::now_secs(),
-        |m, created| {
-            // A profile made by a live run learns with the policy's noise set and learns
-            // which programs run.
-            if created {
-                m.score = ScoreConfig::live();
-                m.noise = Some(ngram_profiler::policy::noise_names());
-                m.programs = Some(Default::default());
-            }
-            m.learn_programs(&programs);
-        },
-    )?;
-    tracing::info!(
-        profile = %plan.profile_name,
-        runs = meta.runs,
-        calls = meta.calls,
-        distinct = meta.distinct,
-        p0 = meta.p0,
-        "training counts merged"
-    );
-    if let Some((max_p0, min_calls)) = plan.auto_promote {
-        if meta.mode == Mode::Train && should_promote(&meta, max_p0, min_calls) {
-            st.update_meta(&meta.key, |m| m.pin_mode(Mode::Alert))?;
-            tracing::warn!(profile = %plan.profile_name, p0 = meta.p0, calls = meta.calls, "profile promoted to alert mode: P0 stayed below {max_p0} over {min_calls} calls");
-        }
-    }
-    Ok(())
-}
-
-/// Promote when the profile has seen `min_calls` calls and P0 was below `max_p0` at each of
-/// the last three merges (so one lucky run does not end learning).
-pub fn should_promote(meta: &ProfileMeta, max_p0: f64, min_calls: u64) -> bool {
-    const STREAK: usize = 3;
-    let h = &meta.p0_history;
-    meta.calls >= min_calls
-        && h.len() >= STREAK
-        && h.iter().rev().take(STREAK).all(|p| p.p0 < max_p0)
-}
-
-/// The guard of one container: waits for the supervisor or the init process to exit. If the
-/// supervisor goes first while init lives, the container is unwatched: kill it and report.
-pub fn guard(supervisor_pid: u32, init_pid: u32, on_failure: impl FnOnce()) {
-    let (sup, init) = (sys::pidfd_open(supervisor_pid), sys::pidfd_open(init_pid));
-    let (Ok(sup), Ok(init)) = (&sup, &init) else {
-        // One is gone already: if the supervisor is gone and init lives, act.
-        if sup.is_err() && init.is_ok() {
-            kill_container(init_pid);
-            on_failure();
-        }
-        return;
-    };
-    loop {
-        let mut fds = [
-            PollFd::new(sup.as_fd(), PollFlags::POLLIN),
-            PollFd::new(init.as_fd(), PollFlags::POLLIN),
-        ];
-        match nix::poll::poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return,
-        }
-        let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
-        if ready(&fds[1]) {
-            return;
-        }
-        if ready(&fds[0]) {
-            if !exited(init) {
-                kill_container(init_pid);
-                on_failure();
-            }
-            return;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ngram_profiler::profile::{P0Point, Profile};
-
-    fn meta(calls: u64, p0s: &[f64]) -> ProfileMeta {
-        let mut m = Profile::new("k", "k", NgramCounts::new(2, Arch::X86_64).unwrap()).meta;
-        m.calls = calls;
-        m.p0_history = p0s
-            .iter()
-            .enumerate()
-            .map(|(i, &p0)| P0Point {
-                at: i as u64,
-                calls: i as u64,
-                p0,
-            })
-            .collect();
-        m
-    }
-
-    #[test]
-    fn promotion_needs_calls_and_a_streak_of_low_p0() {
-        assert!(should_promote(
-            &meta(2000, &[0.5, 0.0095, 0.009, 0.008]),
-            0.01,
-            1000
-        ));
-        // One merge above the level in the last three: not yet.
-        assert!(!should_promote(
-            &meta(2000, &[0.005, 0.02, 0.009, 0.008]),
-            0.01,
-            1000
-        ));
-        // Too few calls.
-        assert!(!should_promote(
-            &meta(999, &[0.001, 0.001, 0.001]),
-            0.01,
-            1000
-        ));
-        // Too few merges.
-        assert!(!should_promote(&meta(5000, &[0.001, 0.001]), 0.01, 1000));
-    }
 
     #[test]
     fn plan_round_trips_and_defaults() {

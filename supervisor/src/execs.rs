@@ -1,0 +1,112 @@
+//! `docker exec` processes: the supervisor accepts `ngram-ids exec`'s announcements on its
+//! control socket ([`crate::control`]) and traces each exec process, with the container's
+//! session, on a thread of its own.
+
+use std::os::fd::AsFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+
+use crate::control::{self, ControlError, Request, Response};
+use crate::handshake::{wait_for_comm, wake_when_seized, WAIT_COMM};
+use crate::ptrace::PtraceTracer;
+use crate::session::Session;
+use crate::supervise::{notify_config, ptrace_config, Plan, TracerKind};
+use crate::{discover, sys, NotifyTracer, Tracer};
+
+/// Accept requests from `ngram-ids exec` until the container is done; each is served by its
+/// own thread, which then traces the exec process.
+pub(crate) fn accept_execs(
+    plan: &Plan,
+    session: &Session<'_>,
+    listener: &UnixListener,
+    done: &AtomicBool,
+) {
+    std::thread::scope(|s| {
+        while !done.load(Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    s.spawn(move || match attach_exec(stream, plan, session) {
+                        Ok(Some(mut tracer)) => {
+                            if let Err(e) = tracer.run(session) {
+                                tracing::error!(id = %plan.id, "exec tracer failed: {e}");
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::error!(id = %plan.id, "exec attach: {e}"),
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+                    let _ = nix::poll::poll(&mut fds, PollTimeout::from(100u16));
+                }
+                Err(e) => {
+                    tracing::error!(id = %plan.id, "accept on the exec socket: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    });
+}
+
+/// How long an exec process may take to load its filter.
+const EXEC_ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One [`Request::AttachTree`], sent by `ngram-ids exec` (pid PID) before it starts the
+/// process: the exec process, a descendant of PID, loads its filter and waits in its next call
+/// while libcontainer waits for it to `execve`, so the supervisor finds its listener among
+/// PID's descendants. Answers [`Response::Ok`] once the listener is taken, or an error; on failure
+/// the descendants holding a listener are killed (they must not run untraced, and they would
+/// wait forever).
+fn attach_exec(
+    stream: UnixStream,
+    plan: &Plan,
+    session: &Session<'_>,
+) -> Result<Option<Box<dyn Tracer + Send>>, ControlError> {
+    let root = match control::receive(&stream, Duration::from_secs(10)) {
+        Ok(Request::AttachTree { runtime_pid }) => runtime_pid,
+        Err(ControlError::BadRequest(line)) => {
+            control::reply(&stream, &Response::Error(format!("bad request {line:?}")))?;
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    if plan.tracer == TracerKind::Ptrace {
+        // The exec process names itself WAIT_COMM and waits for a tracer before it loads its
+        // filter: find it; the caller's thread seizes it when it runs the tracer.
+        return match wait_for_comm(root, WAIT_COMM, EXEC_ATTACH_TIMEOUT) {
+            Some(pid) => {
+                tracing::info!(runtime = root, pid, "tracing exec process (ptrace)");
+                session.add_operator(pid);
+                std::thread::spawn(move || {
+                    wake_when_seized(pid, |waited| waited > EXEC_ATTACH_TIMEOUT)
+                });
+                control::reply(&stream, &Response::Ok)?;
+                Ok(Some(Box::new(PtraceTracer::new(&[pid], ptrace_config()))))
+            }
+            None => {
+                control::reply(&stream, &Response::Error(format!("no exec process of runtime {root} waited for a tracer within {EXEC_ATTACH_TIMEOUT:?}")))?;
+                Ok(None)
+            }
+        };
+    }
+    match NotifyTracer::attach_in_tree(root, EXEC_ATTACH_TIMEOUT, notify_config(plan)) {
+        Ok((t, pid)) => {
+            tracing::info!(runtime = root, pid, "tracing exec process");
+            session.add_operator(pid);
+            control::reply(&stream, &Response::Ok)?;
+            Ok(Some(Box::new(t)))
+        }
+        Err(e) => {
+            for pid in discover::descendants(root) {
+                if discover::notify_fds(pid).is_ok_and(|f| !f.is_empty()) {
+                    let _ = sys::tgkill(pid, pid, libc::SIGKILL);
+                }
+            }
+            control::reply(&stream, &Response::Error(e.to_string()))?;
+            Ok(None)
+        }
+    }
+}
