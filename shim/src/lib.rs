@@ -1,5 +1,6 @@
 //! The `ngram-ids` command line: the offline tools (profiles, evaluation, scoring) and the
 //! dispatch to the runc-compatible runtime. `main` only parses and dispatches to this.
 
+pub mod follow;
 pub mod supervisor;
 pub mod tools;

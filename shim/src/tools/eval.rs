@@ -1,0 +1,109 @@
+//! `ngram-ids eval`: train, calibrate and test on recorded traces, and report the rates side by
+//! side with the STIDE baseline.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use ngram_profiler::eval::{self, EvalConfig, EvalReport};
+use ngram_profiler::score::{self, ScoreConfig};
+use ngram_profiler::trace::Format;
+
+use super::opts::{parse_format, CalibrateOpts, ScoreOpts};
+use super::traces::read_traces;
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Trace format.
+    #[arg(long, value_parser = parse_format)]
+    pub format: Format,
+    /// Normal traces to train on.
+    #[arg(long, num_args = 1.., required = true)]
+    pub train: Vec<PathBuf>,
+    /// Normal traces held out from training: the even-indexed ones (in sorted path order)
+    /// calibrate the threshold, the odd-indexed ones are tested.
+    #[arg(long, num_args = 1.., required = true)]
+    pub normal: Vec<PathBuf>,
+    /// Attack traces (tested only; never used to calibrate).
+    #[arg(long, num_args = 1.., required = true)]
+    pub attack: Vec<PathBuf>,
+    /// Length of the n-grams.
+    #[arg(long, default_value_t = score::DEFAULT_N)]
+    pub n: usize,
+    #[command(flatten)]
+    pub score: ScoreOpts,
+    #[command(flatten)]
+    pub calibrate: CalibrateOpts,
+    /// Skip the STIDE baseline.
+    #[arg(long)]
+    pub no_baseline: bool,
+    /// One JSON object (keys auc, detection_rate, false_alarm_rate, threshold, n, …).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ngram-ids eval`.
+pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode> {
+    let train = read_traces(args.format, &args.train, "reading training traces")?;
+    let normal = read_traces(args.format, &args.normal, "reading normal traces")?;
+    let attack = read_traces(args.format, &args.attack, "reading attack traces")?;
+    let cfg = EvalConfig {
+        n: args.n,
+        score: args.score.apply(ScoreConfig::default()),
+        calibration: args.calibrate.method(),
+        baseline: if args.no_baseline {
+            None
+        } else {
+            EvalConfig::default().baseline
+        },
+    };
+    let report = eval::evaluate(&train, &normal, &attack, &cfg)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_eval("ngram-ids", &report);
+        println!("  first alarm in each attack trace:");
+        for a in &report.attacks {
+            match a.first_alarm {
+                Some(k) => println!("    {}: call {k} of {}", a.source, a.calls),
+                None => println!("    {}: not detected ({} calls)", a.source, a.calls),
+            }
+        }
+        if let Some(b) = &report.baseline {
+            println!();
+            print_eval("baseline", b);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_eval(label: &str, r: &EvalReport) {
+    let c = &r.counts;
+    println!(
+        "{label}: n = {}, scoring {}",
+        r.n,
+        serde_json::to_string(&r.score).unwrap_or_default()
+    );
+    println!(
+        "  trained on {} traces ({} calls): {} distinct n-grams, P0 {:.4}",
+        c.train_traces, c.train_calls, c.distinct_ngrams, c.p0
+    );
+    println!(
+        "  threshold {:.4} calibrated on {} normal traces ({:?})",
+        r.threshold, c.calibration_traces, r.calibration.method
+    );
+    println!("  AUC                      {:.4}", r.auc);
+    println!(
+        "  detection rate           {:.4} ({} of {} attack traces)",
+        r.detection_rate, c.detected, c.attack_traces
+    );
+    println!(
+        "  false-alarm rate         {:.4} ({} of {} normal test traces)",
+        r.false_alarm_rate, c.false_alarms, c.normal_test_traces
+    );
+    println!("  consecutive false alarms {}", r.consecutive_false_alarms);
+    if let Some(m) = r.median_first_alarm {
+        println!("  median first alarm       call {m} of the attack trace");
+    }
+}

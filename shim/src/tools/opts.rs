@@ -1,0 +1,75 @@
+//! Options shared by several offline subcommands: how windows are scored, how the threshold is
+//! calibrated, where the profile database is, and the trace format.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use ngram_profiler::score::{CalibrationMethod, ScoreConfig, ScoreKind};
+use ngram_profiler::store;
+use ngram_profiler::trace::Format;
+
+/// How windows are scored (defaults: the choice of docs/evaluation.md).
+#[derive(Debug, Clone, Args)]
+pub struct ScoreOpts {
+    /// Window score: mean negative log-probability (nll), rate of unseen n-grams (stide), or
+    /// rate of n-grams with probability below --rare-p (rare).
+    #[arg(long, value_parser = ["nll", "stide", "rare"])]
+    pub scoring: Option<String>,
+    /// Probability below which an n-gram counts as rare (with --scoring rare).
+    #[arg(long, default_value_t = 1e-3)]
+    pub rare_p: f64,
+    /// Window length in n-grams (0: the whole thread so far).
+    #[arg(long)]
+    pub window: Option<usize>,
+}
+
+impl ScoreOpts {
+    /// `cfg` with the scoring and window given on the command line.
+    pub(crate) fn apply(&self, mut cfg: ScoreConfig) -> ScoreConfig {
+        match self.scoring.as_deref() {
+            Some("nll") => cfg.kind = ScoreKind::MeanNll,
+            Some("stide") => cfg.kind = ScoreKind::Stide,
+            Some("rare") => cfg.kind = ScoreKind::Rare { max_p: self.rare_p },
+            _ => {}
+        }
+        if let Some(w) = self.window {
+            cfg.window = w;
+        }
+        cfg
+    }
+}
+
+/// How the threshold is calibrated.
+#[derive(Debug, Clone, Args)]
+pub struct CalibrateOpts {
+    /// Target false-alarm rate over the calibration traces.
+    #[arg(long, default_value_t = 0.05, conflicts_with = "max_normal")]
+    pub far: f64,
+    /// Threshold = the largest normal score (no calibration trace alarms).
+    #[arg(long)]
+    pub max_normal: bool,
+}
+
+impl CalibrateOpts {
+    /// The calibration method the options name.
+    pub(crate) fn method(&self) -> CalibrationMethod {
+        if self.max_normal {
+            CalibrationMethod::MaxNormal
+        } else {
+            CalibrationMethod::FalseAlarmRate { rate: self.far }
+        }
+    }
+}
+
+/// Where the profile database lives.
+#[derive(Debug, Clone, Args)]
+pub struct DbArg {
+    /// Profile database directory.
+    #[arg(long, global = true, env = "NGRAM_IDS_DB", default_value = store::DEFAULT_DIR)]
+    pub db: PathBuf,
+}
+
+/// `--format`'s parser.
+pub(crate) fn parse_format(s: &str) -> Result<Format, String> {
+    s.parse()
+}

@@ -1,0 +1,306 @@
+//! `ngram-ids profile …`: train, list, show, remove, merge, calibrate, promote and export the
+//! learned profiles. One short function per subcommand.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use ngram_profiler::alert;
+use ngram_profiler::export;
+use ngram_profiler::profile::{Mode, ProfileMeta};
+use ngram_profiler::score::{self, Model};
+use ngram_profiler::sgt::SgtFit;
+use ngram_profiler::store::{self, Store, StoreError};
+use ngram_profiler::trace::Format;
+
+use super::opts::{parse_format, CalibrateOpts, DbArg, ScoreOpts};
+use super::traces::{count_traces, read_traces};
+
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    #[command(subcommand)]
+    pub cmd: ProfileCmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCmd {
+    /// Learn from recorded traces: merge their n-gram counts into profile NAME.
+    Train {
+        /// Profile name (created when missing).
+        name: String,
+        /// Trace format.
+        #[arg(long, value_parser = parse_format)]
+        format: Format,
+        /// Length of the n-grams (1..=16). Default: the existing profile's n, else 6.
+        #[arg(long)]
+        n: Option<usize>,
+        /// Trace files or directories of them.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// List stored profiles.
+    List,
+    /// Show one profile: learning progress, mode, threshold.
+    Show {
+        name: String,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a profile.
+    Rm { name: String },
+    /// Merge the counts of profiles SRC… into DST (created when missing).
+    Merge {
+        dst: String,
+        #[arg(required = true)]
+        srcs: Vec<String>,
+    },
+    /// Calibrate the profile's threshold on normal traces held out from its training.
+    Calibrate {
+        name: String,
+        /// Trace format.
+        #[arg(long, value_parser = parse_format)]
+        format: Format,
+        /// Normal traces (never attacks, never the training traces).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        score: ScoreOpts,
+        #[command(flatten)]
+        calibrate: CalibrateOpts,
+    },
+    /// Set the stored mode of a profile.
+    Promote {
+        name: String,
+        /// The new mode.
+        #[arg(long = "to")]
+        to: Mode,
+    },
+    /// Write a Docker/OCI seccomp JSON allowlist of every system call the profile saw.
+    ExportSeccomp {
+        name: String,
+        /// Output file (default: standard output). Written atomically.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+/// Run one `profile` subcommand on the database at `db`.
+pub(crate) fn run(db: &Path, cmd: ProfileCmd) -> Result<ExitCode> {
+    match cmd {
+        ProfileCmd::Train {
+            name,
+            format,
+            n,
+            paths,
+        } => train(db, &name, format, n, &paths)?,
+        ProfileCmd::List => print_list(&Store::open(db)?.list()?),
+        ProfileCmd::Show { name, json } => show(db, &name, json)?,
+        ProfileCmd::Rm { name } => {
+            let key = Store::open(db)?.remove(&name)?;
+            println!("removed profile {key}");
+        }
+        ProfileCmd::Merge { dst, srcs } => merge(db, &dst, &srcs)?,
+        ProfileCmd::Calibrate {
+            name,
+            format,
+            paths,
+            score,
+            calibrate,
+        } => self::calibrate(db, &name, format, &paths, &score, &calibrate)?,
+        ProfileCmd::Promote { name, to } => {
+            let meta = Store::open(db)?.update_meta(&name, |m| m.pin_mode(to))?;
+            println!("profile {}: mode {}", meta.name, meta.mode);
+        }
+        ProfileCmd::ExportSeccomp { name, output } => export_seccomp(db, &name, output.as_deref())?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `profile train`: merge the n-gram counts of the traces into the profile `name` resolves to
+/// (a key, or the one profile of that name, e.g. an image's), or a new one keyed by `name`.
+fn train(db: &Path, name: &str, format: Format, n: Option<usize>, paths: &[PathBuf]) -> Result<()> {
+    let (key, existing) = match Store::open(db)?.meta(name) {
+        Ok(m) => (m.key, Some(m.n)),
+        Err(StoreError::NotFound { .. }) => (name.to_owned(), None),
+        Err(e) => return Err(e.into()),
+    };
+    let n = match (n, existing) {
+        (Some(n), Some(e)) if n != e => {
+            bail!("profile {name} has n = {e}, not {n}: train another profile or drop --n")
+        }
+        (n, e) => n.or(e).unwrap_or(score::DEFAULT_N),
+    };
+    let (counts, runs) = count_traces(format, n, paths)?;
+    let store = Store::open(db)?;
+    let meta = store.train(&key, name, &counts, runs, store::now_secs())?;
+    println!(
+        "profile {}: +{} runs, {} calls, {} distinct {}-grams, P0 {:.4}",
+        meta.name, runs, meta.calls, meta.distinct, meta.n, meta.p0
+    );
+    Ok(())
+}
+
+/// `profile show`: learning progress, mode, threshold, smoothing and the calls seen.
+fn show(db: &Path, name: &str, json: bool) -> Result<()> {
+    let store = Store::open(db)?;
+    let p = store.load(name)?;
+    drop(store);
+    let syscalls: Vec<String> = p
+        .counts
+        .syscalls()
+        .into_iter()
+        .map(|nr| p.meta.arch.display(nr))
+        .collect();
+    let fit = match p.counts.sgt().fit {
+        SgtFit::LogLinear { a, b, switch_r } => format!(
+            "log-linear fit log Z_r = {a:.4} {b:+.4} log r, Turing estimates below r = {switch_r}"
+        ),
+        SgtFit::Fallback(why) => format!("no usable fit ({why}): P0 = N1/N, the rest by MLE"),
+    };
+    if json {
+        let mut v = serde_json::to_value(&p.meta)?;
+        v["syscalls"] = serde_json::json!(syscalls);
+        v["sgt"] = serde_json::json!(fit);
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print_show(&p.meta, &syscalls, &fit);
+    }
+    Ok(())
+}
+
+/// `profile merge`: the counts of `srcs` into `dst`.
+fn merge(db: &Path, dst: &str, srcs: &[String]) -> Result<()> {
+    let meta = Store::open(db)?.merge(dst, srcs, store::now_secs())?;
+    println!(
+        "profile {}: {} runs, {} calls, {} distinct {}-grams, P0 {:.4}",
+        meta.name, meta.runs, meta.calls, meta.distinct, meta.n, meta.p0
+    );
+    Ok(())
+}
+
+/// `profile calibrate`: score normal traces and store the threshold and scoring.
+fn calibrate(
+    db: &Path,
+    name: &str,
+    format: Format,
+    paths: &[PathBuf],
+    opts: &ScoreOpts,
+    cal: &CalibrateOpts,
+) -> Result<()> {
+    let p = Store::open(db)?.load(name)?;
+    let cfg = opts.apply(p.meta.score);
+    let model = Model::new(&p.counts)?;
+    let traces = read_traces(format, paths, "calibrating")?;
+    let scores = traces
+        .iter()
+        .map(|t| score::score_trace(&model, cfg, t, None).map(|s| s.score))
+        .collect::<Result<Vec<_>, _>>()?;
+    let c = score::calibrate(&scores, cal.method())?;
+    // The store is not held while scoring: others may train meanwhile.
+    let meta = Store::open(db)?.update_meta(name, |m| {
+        m.score = cfg;
+        m.calibration = Some(c);
+    })?;
+    println!(
+        "profile {}: threshold {:.6} from {} normal traces ({:.4} of them above it)",
+        meta.name, c.threshold, c.normal, c.normal_alarm_rate
+    );
+    Ok(())
+}
+
+/// `profile export-seccomp`: the seccomp allowlist, to `output` or standard output.
+fn export_seccomp(db: &Path, name: &str, output: Option<&Path>) -> Result<()> {
+    let p = Store::open(db)?.load(name)?;
+    let json = export::seccomp_json(&p.meta, &p.counts.syscalls())?;
+    match output {
+        Some(path) => write_atomic(path, json.as_bytes())?,
+        None => std::io::stdout().write_all(json.as_bytes())?,
+    }
+    Ok(())
+}
+
+fn print_list(list: &[ProfileMeta]) {
+    println!(
+        "{:<24} {:<8} {:>2} {:>6} {:>12} {:>9} {:>9} {:>10}  LAST TRAINED",
+        "NAME", "MODE", "N", "RUNS", "CALLS", "DISTINCT", "P0", "THRESHOLD"
+    );
+    for m in list {
+        println!(
+            "{:<24} {:<8} {:>2} {:>6} {:>12} {:>9} {:>9.2e} {:>10}  {}",
+            m.name,
+            m.mode,
+            m.n,
+            m.runs,
+            m.calls,
+            m.distinct,
+            m.p0,
+            m.calibration
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |c| format!("{:.4}", c.threshold)),
+            m.last_trained.map_or_else(|| "-".to_owned(), fmt_time)
+        );
+    }
+}
+
+fn print_show(m: &ProfileMeta, syscalls: &[String], fit: &str) {
+    println!("profile      {}", m.name);
+    println!("key          {}", m.key);
+    println!("mode         {}", m.mode);
+    println!("n            {}", m.n);
+    println!("arch         {:?}", m.arch);
+    println!("runs         {}", m.runs);
+    println!("calls seen   {}", m.calls);
+    println!("n-grams      {} ({} distinct)", m.ngrams, m.distinct);
+    println!(
+        "P0           {:.6}  (chance that the next n-gram is new)",
+        m.p0
+    );
+    println!("smoothing    Simple Good-Turing, {fit}");
+    if let Some(c) = &m.calibration {
+        println!("threshold    {:.6}", c.threshold);
+    } else {
+        println!("threshold    not calibrated");
+    }
+    println!(
+        "trained      {} .. {}",
+        m.first_trained.map_or_else(|| "-".to_owned(), fmt_time),
+        m.last_trained.map_or_else(|| "-".to_owned(), fmt_time)
+    );
+    if m.p0_history.len() > 1 {
+        let curve: Vec<String> = m
+            .p0_history
+            .iter()
+            .rev()
+            .take(8)
+            .rev()
+            .map(|p| format!("{}:{:.2e}", p.calls, p.p0))
+            .collect();
+        println!("P0 history   {}", curve.join(" "));
+    }
+    println!("syscalls     {} {}", syscalls.len(), syscalls.join(" "));
+}
+
+fn fmt_time(secs: u64) -> String {
+    alert::civil(secs)
+}
+
+/// Write `bytes` to `path` through a temporary file in the same directory and a rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
