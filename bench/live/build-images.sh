@@ -243,7 +243,7 @@ ENTRY
                 'printf "%s\n" "listen_addresses = '"'"'*'"'"'" "ssl = off" "max_connections = 60" "log_destination = stderr" "logging_collector = off" >>"$1/etc/postgresql/15/main/postgresql.conf"' \
                 'echo "host all all 0.0.0.0/0 trust" >>"$1/etc/postgresql/15/main/pg_hba.conf"' \
                 "$(key_hook postgres)"
-            changes=('CMD ["/usr/lib/postgresql/15/bin/postgres", "-D", "/var/lib/postgresql/15/main", "-c", "config_file=/etc/postgresql/15/main/postgresql.conf"]'
+            changes=('CMD ["/usr/lib/postgresql/15/bin/postgres", "-D", "/var/lib/postgresql/15/main", "-c", "config_file=/etc/postgresql/15/main/postgresql.conf", "-c", "unix_socket_directories=/tmp"]'
                 'USER postgres' 'EXPOSE 5432')
             ;;
         redis)

@@ -401,13 +401,13 @@ class WebService:
             return bool(lst.since(t0)), body[:200]
 
         def escape(port, c):
-            body = self.inject(port, "unshare -m sh -c 'mount -t tmpfs none /mnt && echo MOUNTED-OK'; "
-                                     "nsenter -t 1 -m -p true && echo NSENTER-OK")
-            return "MOUNTED-OK" in body or "NSENTER-OK" in body, body[:200]
+            body = self.inject(port, "unshare -m sh -c 'mount -t tmpfs none /mnt && echo MOUNTED-$((6*7))'; "
+                                     "nsenter -t 1 -m -p true && echo NSENTER-$((6*7))")
+            return "MOUNTED-42" in body or "NSENTER-42" in body, body[:200]
 
         def cryptominer(port, c):
-            body = self.inject(port, "cp /bin/dd %s && %s if=/dev/zero of=/dev/null bs=64k count=4000 && echo MINER-RAN" % (miner, miner))
-            return created(c, miner) or "MINER-RAN" in body, body[:200]
+            body = self.inject(port, "cp /bin/dd %s && %s if=/dev/zero of=/dev/null bs=64k count=4000 && echo MINER-$((6*7))" % (miner, miner))
+            return created(c, miner) or "MINER-42" in body, body[:200]
 
         return [("shell", shell, False), ("read-key", read_key, False), ("read-environ", read_environ, False),
                 ("drop-file", drop_file, False), ("outbound", outbound, False), ("escape", escape, False),
@@ -579,7 +579,7 @@ class PostgresService:
 
     def prepare(self, port):
         rc, out, err = sh(["pgbench", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-i", "-s", "2", "-q", "postgres"],
-                          timeout=300, check=False)
+                          timeout=120, check=False)
         if rc != 0:
             raise HarnessError("pgbench -i failed: " + (err or out).strip()[-200:])
 
@@ -643,7 +643,7 @@ class PostgresService:
             return KEY_TOKEN in body, body[:200]
 
         def read_environ(port, c):
-            body = self.psql(port, "SELECT pg_read_file('/proc/1/environ')")[1]
+            body = self.psql(port, "SELECT encode(pg_read_binary_file('/proc/1/environ'), 'escape')")[1]
             return ENV_TOKEN in body, body[:200]
 
         def drop_file(port, c):
@@ -657,12 +657,12 @@ class PostgresService:
             return bool(lst.since(t0)), body[:200]
 
         def escape(port, c):
-            body = program(port, "unshare -m sh -c 'mount -t tmpfs none /mnt && echo MOUNTED-OK' 2>&1; nsenter -t 1 -m -p true 2>&1 && echo NSENTER-OK")
-            return "MOUNTED-OK" in body or "NSENTER-OK" in body, body[:200]
+            body = program(port, "unshare -m sh -c 'mount -t tmpfs none /mnt && echo MOUNTED-$((6*7))' 2>&1; nsenter -t 1 -m -p true 2>&1 && echo NSENTER-$((6*7))")
+            return "MOUNTED-42" in body or "NSENTER-42" in body, body[:200]
 
         def cryptominer(port, c):
-            body = program(port, "cp /bin/dd %s && %s if=/dev/zero of=/dev/null bs=64k count=4000 2>&1 && echo MINER-RAN" % (miner, miner))
-            return created(c, miner) or "MINER-RAN" in body, body[:200]
+            body = program(port, "cp /bin/dd %s && %s if=/dev/zero of=/dev/null bs=64k count=4000 2>&1 && echo MINER-$((6*7))" % (miner, miner))
+            return created(c, miner) or "MINER-42" in body, body[:200]
 
         return [("shell", shell, False), ("read-key", read_key, False), ("read-environ", read_environ, False),
                 ("drop-file", drop_file, False), ("outbound", outbound, False), ("escape", escape, False),
