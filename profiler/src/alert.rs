@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_LOG: &str = "/var/log/ngram-ids/alerts.jsonl";
 /// The Falco rule name our alerts carry.
 pub const RULE: &str = "ngram-ids anomalous system-call sequence";
+/// The Falco rule name of a supervisor that died before its container.
+pub const SUPERVISOR_DIED_RULE: &str = "ngram-ids supervisor died";
+/// The Falco `source` of the events about ngram-ids itself (anomalies have `syscall`).
+pub const SELF_SOURCE: &str = "ngram-ids";
 
 /// Which live rule raised an alert (docs/decisions.md, decisions 24-27).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -215,6 +219,127 @@ impl Alert {
     }
 }
 
+/// A supervisor died while its container ran: the guard stopped the container (fail closed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupervisorDied {
+    /// Nanoseconds since the Unix epoch when the guard saw it.
+    pub time_ns: u64,
+    pub container_id: String,
+    pub container_name: String,
+    pub supervisor_pid: u32,
+}
+
+impl SupervisorDied {
+    /// What happened, without the time.
+    pub fn message(&self) -> String {
+        format!(
+            "supervisor (pid {}) of container {} died while the container ran: container stopped (fail closed)",
+            self.supervisor_pid,
+            short_id(&self.container_id)
+        )
+    }
+
+    /// One line for people.
+    pub fn summary(&self) -> String {
+        format!("{} {}", rfc3339_ns(self.time_ns), self.message())
+    }
+
+    /// In Falco's shape, with `hostname`.
+    pub fn to_falco(&self, hostname: &str) -> FalcoLine {
+        let mut fields = serde_json::Map::new();
+        fields.insert("container.id".into(), self.container_id.clone().into());
+        fields.insert("container.name".into(), self.container_name.clone().into());
+        fields.insert("ngram.action".into(), serde_json::json!(Action::Stopped));
+        fields.insert("proc.pid".into(), self.supervisor_pid.into());
+        FalcoLine {
+            output: self.summary(),
+            priority: "Critical".into(),
+            rule: SUPERVISOR_DIED_RULE.into(),
+            time: rfc3339_ns(self.time_ns),
+            source: SELF_SOURCE.into(),
+            tags: vec!["ngram-ids".into(), "supervisor".into()],
+            hostname: hostname.to_owned(),
+            output_fields: fields,
+        }
+    }
+
+    /// Back from a Falco line written by [`SupervisorDied::to_falco`].
+    pub fn from_falco(line: &FalcoLine) -> Option<Self> {
+        if line.source != SELF_SOURCE || line.rule != SUPERVISOR_DIED_RULE {
+            return None;
+        }
+        let f = &line.output_fields;
+        let s = |k: &str| f.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        Some(Self {
+            time_ns: parse_rfc3339_ns(&line.time)?,
+            container_id: s("container.id")?,
+            container_name: s("container.name").unwrap_or_default(),
+            supervisor_pid: u32::try_from(f.get("proc.pid")?.as_u64()?).ok()?,
+        })
+    }
+}
+
+/// Everything the alert log holds: an anomaly (whichever rule raised it), or an event about
+/// ngram-ids itself.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Anomaly(Alert),
+    SupervisorDied(SupervisorDied),
+}
+
+impl Event {
+    /// The container's full id.
+    pub fn container_id(&self) -> &str {
+        match self {
+            Self::Anomaly(a) => &a.container_id,
+            Self::SupervisorDied(d) => &d.container_id,
+        }
+    }
+
+    /// The container's name.
+    pub fn container_name(&self) -> &str {
+        match self {
+            Self::Anomaly(a) => &a.container_name,
+            Self::SupervisorDied(d) => &d.container_name,
+        }
+    }
+
+    /// One line for people.
+    pub fn summary(&self) -> String {
+        match self {
+            Self::Anomaly(a) => a.summary(),
+            Self::SupervisorDied(d) => d.summary(),
+        }
+    }
+
+    /// In Falco's shape, with `hostname`.
+    pub fn to_falco(&self, hostname: &str) -> FalcoLine {
+        match self {
+            Self::Anomaly(a) => a.to_falco(hostname),
+            Self::SupervisorDied(d) => d.to_falco(hostname),
+        }
+    }
+
+    /// Back from a Falco line written by [`Event::to_falco`].
+    pub fn from_falco(line: &FalcoLine) -> Option<Self> {
+        Alert::from_falco(line)
+            .map(Self::Anomaly)
+            .or_else(|| SupervisorDied::from_falco(line).map(Self::SupervisorDied))
+    }
+}
+
+impl From<Alert> for Event {
+    fn from(a: Alert) -> Self {
+        Self::Anomaly(a)
+    }
+}
+
+impl From<SupervisorDied> for Event {
+    fn from(d: SupervisorDied) -> Self {
+        Self::SupervisorDied(d)
+    }
+}
+
 /// Append-only alert log: the directory is created 0700 and the file 0600 (root's when the
 /// runtime runs as root); each alert is one `write` of a whole line to an `O_APPEND` file, so
 /// lines of concurrent supervisors never interleave.
@@ -266,6 +391,12 @@ impl AlertLog {
         self.write_line(&line)
     }
 
+    /// Append one event (an anomaly or an event about ngram-ids itself).
+    pub fn write_event(&mut self, event: &Event) -> Result<(), AlertError> {
+        let line = event.to_falco(&self.hostname);
+        self.write_line(&line)
+    }
+
     /// Append one line in Falco's shape (e.g. an event that is not an anomaly).
     pub fn write_line(&mut self, line: &FalcoLine) -> Result<(), AlertError> {
         let io = |source| AlertError::Io {
@@ -278,14 +409,29 @@ impl AlertLog {
     }
 }
 
-/// Parse one line of the alert log (`line` is its 1-based number, for the error).
+/// Parse one anomaly of the alert log (`line` is its 1-based number, for the error).
 pub fn parse_line(path: &Path, line: usize, text: &str) -> Result<Alert, AlertError> {
+    parse_as(path, line, text, Alert::from_falco)
+}
+
+/// Parse one line of the alert log, whichever event it is (`line` is its 1-based number, for
+/// the error).
+pub fn parse_event(path: &Path, line: usize, text: &str) -> Result<Event, AlertError> {
+    parse_as(path, line, text, Event::from_falco)
+}
+
+fn parse_as<T>(
+    path: &Path,
+    line: usize,
+    text: &str,
+    from_falco: impl FnOnce(&FalcoLine) -> Option<T>,
+) -> Result<T, AlertError> {
     let falco: FalcoLine = serde_json::from_str(text).map_err(|source| AlertError::Parse {
         path: path.to_owned(),
         line,
         source,
     })?;
-    Alert::from_falco(&falco).ok_or_else(|| AlertError::Parse {
+    from_falco(&falco).ok_or_else(|| AlertError::Parse {
         path: path.to_owned(),
         line,
         source: serde_json::Error::io(std::io::Error::new(
@@ -308,6 +454,38 @@ pub fn rfc3339_ns(ns: u64) -> String {
         civil(secs).replace(' ', "T"),
         ns % 1_000_000_000
     )
+}
+
+/// Back from [`rfc3339_ns`]: `YYYY-MM-DDThh:mm:ss.nnnnnnnnnZ` (UTC, from 1970) to nanoseconds
+/// since the epoch.
+pub fn parse_rfc3339_ns(s: &str) -> Option<u64> {
+    let (date, rest) = s.strip_suffix('Z')?.split_once('T')?;
+    let (clock, nanos) = rest.split_once('.')?;
+    let num = |t: &str| -> Option<u64> {
+        (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| t.parse().ok())
+            .flatten()
+    };
+    let mut d = date.split('-').map(num);
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut c = clock.split(':').map(num);
+    let (hh, mm, ss) = (c.next()??, c.next()??, c.next()??);
+    if d.next().is_some() || c.next().is_some() || nanos.len() != 9 {
+        return None;
+    }
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 59 {
+        return None;
+    }
+    // Days-from-civil (Howard Hinnant's algorithm), the inverse of `civil`.
+    let y = if m <= 2 { y.checked_sub(1)? } else { y };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    secs.checked_mul(1_000_000_000)?.checked_add(num(nanos)?)
 }
 
 /// Seconds since the epoch as UTC `YYYY-MM-DD hh:mm:ss`.
@@ -368,6 +546,86 @@ mod tests {
             rfc3339_ns(1_795_442_096_000_000_007),
             "2026-11-23T13:54:56.000000007Z"
         );
+    }
+
+    #[test]
+    fn times_parse_back() {
+        for ns in [
+            0,
+            951_782_400_000_000_001,
+            1_795_442_096_123_456_789,
+            4_102_444_799_999_999_999,
+        ] {
+            assert_eq!(parse_rfc3339_ns(&rfc3339_ns(ns)), Some(ns), "{ns}");
+        }
+        for bad in [
+            "",
+            "2026-11-23T13:54:56Z",
+            "2026-11-23 13:54:56.000000007Z",
+            "2026-13-23T13:54:56.000000007Z",
+            "1969-12-31T23:59:59.000000000Z",
+            "2026-11-23T13:54:56.00000007Z",
+            "2026-11-23T13:54:56.+00000007Z",
+        ] {
+            assert_eq!(parse_rfc3339_ns(bad), None, "{bad}");
+        }
+    }
+
+    fn died() -> SupervisorDied {
+        SupervisorDied {
+            time_ns: 1_795_442_096_123_456_789,
+            container_id: "0123456789abcdef0123456789abcdef".to_owned(),
+            container_name: "web".to_owned(),
+            supervisor_pid: 77,
+        }
+    }
+
+    #[test]
+    fn supervisor_died_has_its_falco_line() {
+        let f = died().to_falco("host1");
+        let v = serde_json::to_value(&f).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "output": "2026-11-23T13:54:56.123456789Z supervisor (pid 77) of container \
+                           0123456789ab died while the container ran: container stopped (fail closed)",
+                "priority": "Critical",
+                "rule": "ngram-ids supervisor died",
+                "time": "2026-11-23T13:54:56.123456789Z",
+                "source": "ngram-ids",
+                "tags": ["ngram-ids", "supervisor"],
+                "hostname": "host1",
+                "output_fields": {
+                    "container.id": "0123456789abcdef0123456789abcdef",
+                    "container.name": "web",
+                    "ngram.action": "stopped",
+                    "proc.pid": 77,
+                },
+            })
+        );
+        assert_eq!(f.output, died().summary());
+    }
+
+    #[test]
+    fn events_round_trip_through_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.jsonl");
+        let mut log = AlertLog::open(&path).unwrap();
+        let events = [Event::from(alert()), Event::from(died())];
+        for e in &events {
+            log.write_event(e).unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let back: Vec<Event> = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| parse_event(&path, i + 1, l).unwrap())
+            .collect();
+        assert_eq!(back, events);
+        assert_eq!(back[1].container_name(), "web");
+        assert_eq!(back[1].summary(), died().summary());
+        // An anomaly parser does not take the other events.
+        assert!(parse_line(&path, 2, text.lines().nth(1).unwrap()).is_err());
     }
 
     #[test]

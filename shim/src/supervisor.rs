@@ -9,14 +9,14 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use ngram_profiler::alert::{self, AlertLog, FalcoLine};
+use ngram_profiler::alert::{AlertLog, SupervisorDied};
 use ngram_profiler::profile::Mode;
 use ngram_profiler::store::{Store, StoreError};
 use ngram_runtime::cli::{EnforceAction, Unprofiled};
@@ -302,37 +302,18 @@ pub struct GuardArgs {
 /// Watch the supervisor; stop the container and report if it dies first.
 pub fn run_guard(args: &GuardArgs) -> Result<()> {
     supervise::guard(args.supervisor, args.init, || {
-        let msg = format!(
-            "supervisor (pid {}) of container {} died while the container ran: container stopped (fail closed)",
-            args.supervisor,
-            alert::short_id(&args.id)
-        );
-        tracing::error!("{msg}");
-        if let Err(e) = report(&args.alerts, &msg, args) {
+        let died = SupervisorDied {
+            time_ns: ngram_supervisor::tracer::now_ns(),
+            container_id: args.id.clone(),
+            container_name: args.name.clone(),
+            supervisor_pid: args.supervisor,
+        };
+        tracing::error!("{}", died.message());
+        if let Err(e) =
+            AlertLog::open(&args.alerts).and_then(|mut log| log.write_event(&died.into()))
+        {
             tracing::error!("{e}");
         }
     });
-    Ok(())
-}
-
-fn report(path: &Path, msg: &str, args: &GuardArgs) -> Result<()> {
-    let mut log = AlertLog::open(path)?;
-    let now = ngram_supervisor::tracer::now_ns();
-    let mut fields = serde_json::Map::new();
-    fields.insert("container.id".into(), args.id.clone().into());
-    fields.insert("container.name".into(), args.name.clone().into());
-    fields.insert("ngram.action".into(), "stopped".into());
-    fields.insert("proc.pid".into(), args.supervisor.into());
-    let line = FalcoLine {
-        output: format!("{} {msg}", alert::rfc3339_ns(now)),
-        priority: "Critical".into(),
-        rule: "ngram-ids supervisor died".into(),
-        time: alert::rfc3339_ns(now),
-        source: "ngram-ids".into(),
-        tags: vec!["ngram-ids".into(), "supervisor".into()],
-        hostname: log.hostname().to_owned(),
-        output_fields: fields,
-    };
-    log.write_line(&line)?;
     Ok(())
 }

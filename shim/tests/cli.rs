@@ -357,6 +357,31 @@ fn alerts_prints_filters_and_follows() {
 }
 
 #[test]
+fn alerts_explains_a_supervisor_that_died() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("alerts.jsonl");
+    // As the guard writes it (the line of the first release, byte for byte).
+    let line = r#"{"output":"2026-11-23T13:54:56.123456789Z supervisor (pid 77) of container 0123456789ab died while the container ran: container stopped (fail closed)","priority":"Critical","rule":"ngram-ids supervisor died","time":"2026-11-23T13:54:56.123456789Z","source":"ngram-ids","tags":["ngram-ids","supervisor"],"hostname":"h","output_fields":{"container.id":"0123456789abcdef0123456789abcdef","container.name":"web","ngram.action":"stopped","proc.pid":77}}"#;
+    std::fs::write(&path, format!("{line}\n")).unwrap();
+    let p = path.to_str().unwrap();
+    let text = ok(tmp.path(), &["alerts", "--file", p, "--container", "web"]);
+    assert_eq!(
+        text,
+        "2026-11-23T13:54:56.123456789Z supervisor (pid 77) of container 0123456789ab died \
+         while the container ran: container stopped (fail closed)\n"
+    );
+    let json = ok(
+        tmp.path(),
+        &["alerts", "--file", p, "--json", "--container", "0123"],
+    );
+    assert_eq!(json.trim_end(), line);
+    assert_eq!(
+        ok(tmp.path(), &["alerts", "--file", p, "--container", "db"]),
+        ""
+    );
+}
+
+#[test]
 fn a_closed_pipe_ends_the_command_quietly() {
     use std::os::unix::process::ExitStatusExt;
     let tmp = tempfile::tempdir().unwrap();

@@ -34,27 +34,8 @@ pub(crate) fn run(args: &AlertsArgs) -> Result<ExitCode> {
     for line in lines {
         let line = line.with_context(unreadable)?;
         let text = line.text.trim_end();
-        let (id, name, summary) = match alert::parse_line(&args.file, line.number, text) {
-            Ok(a) => (
-                a.container_id.clone(),
-                a.container_name.clone(),
-                a.summary(),
-            ),
-            // Events that are not anomalies (a supervisor that died) have their own rule.
-            Err(e) => match serde_json::from_str::<alert::FalcoLine>(text) {
-                Ok(f) if f.source == "ngram-ids" => {
-                    let field = |k: &str| {
-                        f.output_fields
-                            .get(k)
-                            .and_then(|v| v.as_str())
-                            .unwrap_or("")
-                            .to_owned()
-                    };
-                    (field("container.id"), field("container.name"), f.output)
-                }
-                _ => return Err(e.into()),
-            },
-        };
+        let event = alert::parse_event(&args.file, line.number, text)?;
+        let (id, name) = (event.container_id(), event.container_name());
         let wanted = args
             .container
             .as_deref()
@@ -63,7 +44,7 @@ pub(crate) fn run(args: &AlertsArgs) -> Result<ExitCode> {
             if args.json {
                 out.write_all(line.text.as_bytes())?;
             } else {
-                writeln!(out, "{summary}")?;
+                writeln!(out, "{}", event.summary())?;
             }
             out.flush()?;
         }
