@@ -6,6 +6,7 @@
 pub mod alert;
 pub mod eval;
 pub mod export;
+pub mod lifecycle;
 pub mod live;
 pub mod ngram;
 pub mod policy;

@@ -100,6 +100,13 @@ pub struct ProfileMeta {
     /// then no program is judged new.
     #[serde(default)]
     pub programs: Option<std::collections::BTreeMap<String, u64>>,
+    /// Each live training run judged by the live rule against the profile before it, oldest
+    /// first (the held-out check of the learning lifecycle).
+    #[serde(default)]
+    pub run_checks: Vec<crate::lifecycle::RunCheck>,
+    /// Seconds since the Unix epoch when the profile promoted itself out of training.
+    #[serde(default)]
+    pub promoted_at: Option<u64>,
 }
 
 impl ProfileMeta {
@@ -165,6 +172,8 @@ impl Profile {
             mode_pinned: false,
             noise: None,
             programs: None,
+            run_checks: Vec::new(),
+            promoted_at: None,
         };
         refresh_summary(&mut meta, &counts);
         Self { meta, counts }

@@ -70,10 +70,21 @@ pub struct GlobalOpts {
     /// (the label `ngram-ids.record=1` records one container into STORE/records).
     #[arg(long, global = true, value_name = "DIR")]
     pub record: Option<PathBuf>,
-    /// Promote a profile from train to alert mode once P0 (the chance that the next n-gram
-    /// is new) stayed below this at its last three merges, after --promote-after calls.
-    #[arg(long, global = true, value_name = "P0")]
-    pub promote_below: Option<f64>,
+    /// Automatic promotion from train to alert mode once learning is done: P0 (the chance
+    /// that the next n-gram is new) below this at the last three merges, with the other
+    /// --promote-* minimums met (0: never promote automatically).
+    #[arg(long, global = true, value_name = "P0", default_value_t = 0.005)]
+    pub promote_below: f64,
+    /// Automatic promotion: at least this many runs (container starts and stops) learned.
+    #[arg(long, global = true, value_name = "RUNS", default_value_t = 5)]
+    pub promote_min_runs: u64,
+    /// Automatic promotion: at least this long since the profile first learned (warm-up).
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 3600)]
+    pub promote_min_age: u64,
+    /// Automatic promotion: the last this many runs, each judged by the live rule against the
+    /// profile before it, raised no alarm (stable period).
+    #[arg(long, global = true, value_name = "RUNS", default_value_t = 3)]
+    pub promote_clean_runs: usize,
     /// Tracing backend: seccomp user notification (default) or ptrace with a
     /// SECCOMP_RET_TRACE filter (label `ngram-ids.tracer` overrides).
     #[arg(long, global = true, value_enum, default_value_t = TracerArg::Notify)]
@@ -85,7 +96,7 @@ pub struct GlobalOpts {
     /// Benchmarks only: do not ask for SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (to measure it).
     #[arg(long, global = true, hide = true)]
     pub bench_no_sync_wake_up: bool,
-    /// Minimum number of training calls before automatic promotion.
+    /// Automatic promotion: at least this many calls learned.
     #[arg(long, global = true, value_name = "CALLS", default_value_t = 1_000_000)]
     pub promote_after: u64,
     /// Accepted for runc compatibility and ignored (rootless mode is detected, not forced).

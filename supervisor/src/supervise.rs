@@ -15,6 +15,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ngram_profiler::alert::{Alert, AlertLog};
+use ngram_profiler::lifecycle::Promotion;
 use ngram_profiler::ngram::NgramCounts;
 use ngram_profiler::profile::{Mode, ProfileMeta};
 use ngram_profiler::score::Model;
@@ -112,8 +113,8 @@ pub struct Plan {
     pub alerts: PathBuf,
     /// Native trace file to write, if recording.
     pub record: Option<PathBuf>,
-    /// Promote the profile to alert mode once P0 stays below `.0` over at least `.1` calls.
-    pub auto_promote: Option<(f64, u64)>,
+    /// Promote the profile to alert mode once its learning is done (`None`: never).
+    pub promotion: Option<Promotion>,
     /// What enforce does with `docker exec` processes.
     #[serde(default, with = "exec_policy_serde")]
     pub exec_policy: ExecPolicy,
@@ -207,6 +208,8 @@ enum Loaded {
         arch: Arch,
         /// The profile's noise set (the policy's, for a new profile).
         noise: Vec<String>,
+        /// The profile as it was before this run, to judge the run by (a new profile: none).
+        shadow: Option<(Model, Box<ProfileMeta>)>,
     },
     Detect {
         model: Model,
@@ -222,19 +225,30 @@ fn load(plan: &Plan) -> Result<Loaded, SuperviseError> {
         Err(e) => return Err(e.into()),
     };
     if plan.mode == Mode::Train {
-        let (n, arch, noise) = match meta {
-            Some(m) => (
-                m.n,
-                m.arch,
-                m.noise_names().into_iter().map(str::to_owned).collect(),
-            ),
-            None => (
-                ngram_profiler::score::DEFAULT_N,
-                Arch::X86_64,
-                ngram_profiler::policy::noise_names(),
-            ),
+        let Some(meta) = meta else {
+            return Ok(Loaded::Train {
+                n: ngram_profiler::score::DEFAULT_N,
+                arch: Arch::X86_64,
+                noise: ngram_profiler::policy::noise_names(),
+                shadow: None,
+            });
         };
-        return Ok(Loaded::Train { n, arch, noise });
+        let noise = meta.noise_names().into_iter().map(str::to_owned).collect();
+        let (n, arch) = (meta.n, meta.arch);
+        // A profile that cannot score (another arch, too little learned) still trains.
+        let shadow = match load_model(plan, &st, &meta.key) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!(profile = %plan.profile_name, "this run is not judged against the profile: {e}");
+                None
+            }
+        };
+        return Ok(Loaded::Train {
+            n,
+            arch,
+            noise,
+            shadow,
+        });
     }
     let Some(meta) = meta else {
         return Err(SuperviseError::NoProfile {
@@ -243,8 +257,17 @@ fn load(plan: &Plan) -> Result<Loaded, SuperviseError> {
             profile: plan.profile_name.clone(),
         });
     };
-    let profile = st.load(&meta.key)?;
-    drop(st);
+    let (model, meta) = load_model(plan, &st, &meta.key)?;
+    Ok(Loaded::Detect { model, meta })
+}
+
+/// The profile `key` and its frozen model.
+fn load_model(
+    plan: &Plan,
+    st: &Store,
+    key: &str,
+) -> Result<(Model, Box<ProfileMeta>), SuperviseError> {
+    let profile = st.load(key)?;
     if profile.meta.arch != Arch::X86_64 {
         return Err(SuperviseError::Model {
             profile: plan.profile_name.clone(),
@@ -258,10 +281,7 @@ fn load(plan: &Plan) -> Result<Loaded, SuperviseError> {
         profile: plan.profile_name.clone(),
         message: e.to_string(),
     })?;
-    Ok(Loaded::Detect {
-        model,
-        meta: Box::new(profile.meta),
-    })
+    Ok((model, Box::new(profile.meta)))
 }
 
 /// Run the supervisor: prepare, call `ready` with the outcome (create waits for it), then trace
@@ -290,13 +310,24 @@ pub fn run(plan: &Plan, ready: impl FnOnce(Result<(), String>)) -> Result<(), Su
         profile: plan.profile_name.clone(),
     };
     let result = match &loaded {
-        Loaded::Train { n, arch, noise } => {
+        Loaded::Train {
+            n,
+            arch,
+            noise,
+            shadow,
+        } => {
             let counts = NgramCounts::new(*n, *arch).map_err(|e| SuperviseError::Model {
                 profile: plan.profile_name.clone(),
                 message: e.to_string(),
             })?;
             let noise = SyscallSet::of(*arch, noise.iter().map(String::as_str));
             let mut s = Session::train(info, counts, noise).with_alerts(tx);
+            if let Some((model, meta)) = shadow {
+                match session::detector(model, meta) {
+                    Ok(det) => s = s.with_shadow(det),
+                    Err(e) => tracing::warn!("this run is not judged against the profile: {e}"),
+                }
+            }
             if plan.null_handler {
                 s = s.null();
             }
@@ -533,7 +564,7 @@ mod tests {
         let p: Plan = serde_json::from_str(
             r#"{"id":"c","init_pid":1,"state_dir":"/x","mode":"alert","profile_key":"k",
                 "profile_name":"n","container_name":"","image":"","db":"/d","alerts":"/a",
-                "record":null,"auto_promote":null}"#,
+                "record":null,"promotion":null}"#,
         )
         .unwrap();
         assert_eq!(p.flush_secs, 60);

@@ -4,7 +4,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ngram_profiler::profile::{Mode, ProfileMeta};
+use ngram_profiler::lifecycle;
+use ngram_profiler::profile::Mode;
 use ngram_profiler::score::ScoreConfig;
 use ngram_profiler::store::{self, Store};
 
@@ -33,6 +34,10 @@ pub(crate) fn flush(plan: &Plan, session: &Session<'_>, runs: u64) -> Result<(),
         return Ok(());
     };
     let programs = session.take_programs();
+    // The end of a run judged against the profile before it: record how it fared.
+    let check = (runs > 0)
+        .then(|| session.shadow_check(store::now_secs()))
+        .flatten();
     let st = Store::open(&plan.db)?;
     let meta = st.train_with(
         &plan.profile_key,
@@ -49,6 +54,9 @@ pub(crate) fn flush(plan: &Plan, session: &Session<'_>, runs: u64) -> Result<(),
                 m.programs = Some(Default::default());
             }
             m.learn_programs(&programs);
+            if let Some(c) = check {
+                lifecycle::record_run(m, c);
+            }
         },
     )?;
     tracing::info!(
@@ -59,67 +67,15 @@ pub(crate) fn flush(plan: &Plan, session: &Session<'_>, runs: u64) -> Result<(),
         p0 = meta.p0,
         "training counts merged"
     );
-    if let Some((max_p0, min_calls)) = plan.auto_promote {
-        if meta.mode == Mode::Train && should_promote(&meta, max_p0, min_calls) {
-            st.update_meta(&meta.key, |m| m.pin_mode(Mode::Alert))?;
-            tracing::warn!(profile = %plan.profile_name, p0 = meta.p0, calls = meta.calls, "profile promoted to alert mode: P0 stayed below {max_p0} over {min_calls} calls");
+    if let Some(rule) = plan.promotion {
+        let now = store::now_secs();
+        if meta.mode == Mode::Train && !meta.mode_pinned && rule.done(&meta, now) {
+            st.update_meta(&meta.key, |m| {
+                m.pin_mode(Mode::Alert);
+                m.promoted_at = Some(now);
+            })?;
+            tracing::warn!(profile = %plan.profile_name, p0 = meta.p0, calls = meta.calls, runs = meta.runs, "profile promoted to alert mode: learning is done");
         }
     }
     Ok(())
-}
-
-/// Promote when the profile has seen `min_calls` calls and P0 was below `max_p0` at each of
-/// the last three merges (so one lucky run does not end learning).
-pub fn should_promote(meta: &ProfileMeta, max_p0: f64, min_calls: u64) -> bool {
-    const STREAK: usize = 3;
-    let h = &meta.p0_history;
-    meta.calls >= min_calls
-        && h.len() >= STREAK
-        && h.iter().rev().take(STREAK).all(|p| p.p0 < max_p0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ngram_profiler::ngram::NgramCounts;
-    use ngram_profiler::profile::{P0Point, Profile};
-    use ngram_profiler::syscalls::Arch;
-
-    fn meta(calls: u64, p0s: &[f64]) -> ProfileMeta {
-        let mut m = Profile::new("k", "k", NgramCounts::new(2, Arch::X86_64).unwrap()).meta;
-        m.calls = calls;
-        m.p0_history = p0s
-            .iter()
-            .enumerate()
-            .map(|(i, &p0)| P0Point {
-                at: i as u64,
-                calls: i as u64,
-                p0,
-            })
-            .collect();
-        m
-    }
-
-    #[test]
-    fn promotion_needs_calls_and_a_streak_of_low_p0() {
-        assert!(should_promote(
-            &meta(2000, &[0.5, 0.0095, 0.009, 0.008]),
-            0.01,
-            1000
-        ));
-        // One merge above the level in the last three: not yet.
-        assert!(!should_promote(
-            &meta(2000, &[0.005, 0.02, 0.009, 0.008]),
-            0.01,
-            1000
-        ));
-        // Too few calls.
-        assert!(!should_promote(
-            &meta(999, &[0.001, 0.001, 0.001]),
-            0.01,
-            1000
-        ));
-        // Too few merges.
-        assert!(!should_promote(&meta(5000, &[0.001, 0.001]), 0.01, 1000));
-    }
 }

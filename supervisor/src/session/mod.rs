@@ -78,6 +78,8 @@ pub struct SessionStats {
     pub spared: u64,
     pub record_errors: u64,
     pub new_programs: u64,
+    /// Train mode with a shadow detector: the alerts the live rule would have raised.
+    pub shadow_alarms: u64,
 }
 
 /// Finds the executable of a process (the program it runs now), `None` when it is gone.
@@ -187,6 +189,16 @@ impl<'m> Session<'m> {
         }
     }
 
+    /// Train mode: judge every call with `detector` (the profile as it was before this run)
+    /// as well, counting the alerts it would raise ([`SessionStats::shadow_alarms`]) without
+    /// reporting or refusing anything: the run is held-out data for the live rule.
+    pub fn with_shadow(self, detector: Detector<'m>) -> Self {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.detector = Some(detector);
+        }
+        self
+    }
+
     /// Send alerts to `tx` (a writer thread owns the log).
     pub fn with_alerts(mut self, tx: Sender<Alert>) -> Self {
         self.alerts = Some(tx);
@@ -262,6 +274,19 @@ impl<'m> Session<'m> {
             .unwrap_or_default()
     }
 
+    /// A training run judged by a shadow detector: how it fared, at `now` (seconds since the
+    /// Unix epoch); `None` without one.
+    pub fn shadow_check(&self, now: u64) -> Option<ngram_profiler::lifecycle::RunCheck> {
+        let inner = self.inner.lock().ok()?;
+        (inner.counts.is_some() && inner.detector.is_some()).then(|| {
+            ngram_profiler::lifecycle::RunCheck {
+                at: now,
+                calls: inner.stats.events,
+                alarms: inner.stats.shadow_alarms,
+            }
+        })
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> SessionStats {
         self.inner.lock().map(|i| i.stats).unwrap_or_default()
@@ -321,8 +346,7 @@ impl<'m> Session<'m> {
             t.exe_pending = false;
         }
         if inner.counts.is_some() {
-            *inner.programs.entry(exe).or_default() += 1;
-            return;
+            *inner.programs.entry(exe.clone()).or_default() += 1;
         }
         let Some(new) = inner.detector.as_ref().and_then(|d| d.is_new_program(&exe)) else {
             return;
@@ -337,6 +361,10 @@ impl<'m> Session<'m> {
         inner.stats.anomalies += 1;
         if let Some(t) = inner.threads.get_mut(&ev.tid) {
             t.alerted = true;
+        }
+        if self.mode == Mode::Train {
+            inner.stats.shadow_alarms += 1;
+            return;
         }
         let refuse = self.mode == Mode::Enforce && !self.spares_operator(&inner.procs, ev.pid);
         let action = if refuse {
@@ -427,8 +455,11 @@ impl<'m> Session<'m> {
         if deny {
             inner.stats.denied += 1;
         }
-        // One alert when an anomalous stretch starts, and one at a thread's first refusal.
-        if first_of_stretch || first_denial {
+        // One alert when an anomalous stretch starts, and one at a thread's first refusal;
+        // in train mode (a shadow detector) only counted.
+        if self.mode == Mode::Train {
+            inner.stats.shadow_alarms += u64::from(first_of_stretch);
+        } else if first_of_stretch || first_denial {
             let action = match (deny, stop) {
                 (true, true) => Action::Stopped,
                 (true, false) => Action::Denied,
@@ -1053,5 +1084,43 @@ mod tests {
                 );
             },
         );
+    }
+
+    #[test]
+    fn a_shadow_detector_counts_what_it_would_report_and_refuses_nothing() {
+        let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
+        let c = trained(&normal, 3);
+        let model = Model::new(&c).unwrap();
+        let mut meta = meta_for(&c);
+        meta.programs = Some([("/bin/known".to_owned(), 1)].into_iter().collect());
+        let det = detector(&model, &meta).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let exe: ExeResolver =
+            Box::new(|pid| Some(if pid == 10 { "/bin/known" } else { "/tmp/new" }.to_owned()));
+        let s = Session::train(
+            ContainerInfo::default(),
+            NgramCounts::new(3, Arch::X86_64).unwrap(),
+            legacy_noise(),
+        )
+        .with_shadow(det)
+        .with_alerts(tx)
+        .with_resolvers(exe, Box::new(|_| None));
+        for &nr in [59].iter().chain(&normal[..40]) {
+            assert_eq!(s.on_event(&call(10, 10, nr, 0)), Decision::Continue);
+        }
+        assert_eq!(s.shadow_check(5).map(|c| c.alarms), Some(0));
+        // A new program and a run of unseen calls: counted, never refused, never reported.
+        for &nr in [59, 0, 257].iter().chain(&NOVEL).chain(&[41]) {
+            assert_eq!(s.on_event(&call(20, 20, nr, 0)), Decision::Continue);
+        }
+        let check = s.shadow_check(5).unwrap();
+        assert!(check.alarms >= 1, "{check:?}");
+        assert_eq!(check.calls, 41 + 3 + NOVEL.len() as u64 + 1);
+        assert!(rx.try_recv().is_err(), "a shadow alarm was reported");
+        // Training learned every call and the programs.
+        assert_eq!(s.take_counts().unwrap().calls(), check.calls);
+        let programs = s.take_programs();
+        assert_eq!(programs.get("/bin/known"), Some(&1));
+        assert_eq!(programs.get("/tmp/new"), Some(&1));
     }
 }

@@ -1,0 +1,207 @@
+//! A profile's learning lifecycle: when learning is done and the profile promotes itself from
+//! train to alert mode. Pure: the supervisor applies it at each merge, `profile show` reports
+//! its progress (docs/decisions.md, decision 29).
+
+use serde::{Deserialize, Serialize};
+
+use crate::profile::ProfileMeta;
+
+/// How one training run fared against the profile as it was before that run: the alerts the
+/// live rule would have raised on it (its anomalous stretches and new programs). A run the
+/// profile has never seen is held-out data for the rule it will be judged by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCheck {
+    /// Seconds since the Unix epoch at the end of the run.
+    pub at: u64,
+    /// System calls of the run.
+    pub calls: u64,
+    /// Alerts the live rule would have raised (stretches and new programs).
+    pub alarms: u64,
+}
+
+/// Longest run-check history kept per profile.
+pub const RUN_CHECKS_MAX: usize = 64;
+
+/// The conditions for learning to be done; all must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Promotion {
+    /// P0 (the chance that the next n-gram is new) below this at the last
+    /// [`Promotion::P0_STREAK`] merges.
+    pub max_p0: f64,
+    /// At least this many calls learned.
+    pub min_calls: u64,
+    /// At least this many runs (container starts and stops) learned.
+    pub min_runs: u64,
+    /// At least this long between the first training and now, seconds (the warm-up).
+    pub min_age_secs: u64,
+    /// The last this many runs, each judged against the profile before it, raised no alarm
+    /// (the stable period).
+    pub clean_runs: usize,
+}
+
+impl Default for Promotion {
+    fn default() -> Self {
+        Self {
+            max_p0: 0.005,
+            min_calls: 1_000_000,
+            min_runs: 5,
+            min_age_secs: 3600,
+            clean_runs: 3,
+        }
+    }
+}
+
+/// One condition of [`Promotion`] and where a profile stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Condition {
+    pub name: &'static str,
+    pub met: bool,
+    /// What the profile has, against what is needed.
+    pub detail: String,
+}
+
+impl Promotion {
+    /// Merges whose P0 must all be below [`Promotion::max_p0`].
+    pub const P0_STREAK: usize = 3;
+
+    /// Where `meta` stands on each condition at `now` (seconds since the Unix epoch).
+    pub fn progress(&self, meta: &ProfileMeta, now: u64) -> Vec<Condition> {
+        let h = &meta.p0_history;
+        let streak = h.iter().rev().take_while(|p| p.p0 < self.max_p0).count();
+        let age = meta.first_trained.map_or(0, |t| now.saturating_sub(t));
+        let clean = meta
+            .run_checks
+            .iter()
+            .rev()
+            .take_while(|c| c.alarms == 0)
+            .count();
+        vec![
+            Condition {
+                name: "p0",
+                met: streak >= Self::P0_STREAK,
+                detail: format!(
+                    "P0 {:.2e} below {} at the last {streak} merges (need {})",
+                    meta.p0,
+                    self.max_p0,
+                    Self::P0_STREAK
+                ),
+            },
+            Condition {
+                name: "calls",
+                met: meta.calls >= self.min_calls,
+                detail: format!("{} calls (need {})", meta.calls, self.min_calls),
+            },
+            Condition {
+                name: "runs",
+                met: meta.runs >= self.min_runs,
+                detail: format!("{} runs (need {})", meta.runs, self.min_runs),
+            },
+            Condition {
+                name: "age",
+                met: age >= self.min_age_secs,
+                detail: format!(
+                    "learning for {age} s (need {} s)",
+                    self.min_age_secs
+                ),
+            },
+            Condition {
+                name: "clean runs",
+                met: clean >= self.clean_runs,
+                detail: format!(
+                    "the last {clean} runs raised no alarm against the profile before them (need {})",
+                    self.clean_runs
+                ),
+            },
+        ]
+    }
+
+    /// Is learning done?
+    pub fn done(&self, meta: &ProfileMeta, now: u64) -> bool {
+        self.progress(meta, now).iter().all(|c| c.met)
+    }
+}
+
+/// Record a run's check, keeping the history bounded.
+pub fn record_run(meta: &mut ProfileMeta, check: RunCheck) {
+    meta.run_checks.push(check);
+    if meta.run_checks.len() > RUN_CHECKS_MAX {
+        let excess = meta.run_checks.len() - RUN_CHECKS_MAX;
+        meta.run_checks.drain(..excess);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ngram::NgramCounts;
+    use crate::profile::{P0Point, Profile};
+    use crate::syscalls::Arch;
+
+    fn meta() -> ProfileMeta {
+        let mut m = Profile::new("k", "k", NgramCounts::new(2, Arch::X86_64).unwrap()).meta;
+        m.calls = 2_000_000;
+        m.runs = 6;
+        m.first_trained = Some(1000);
+        m.p0 = 0.001;
+        m.p0_history = (0..4)
+            .map(|i| P0Point {
+                at: 1000 + i,
+                calls: i,
+                p0: 0.001,
+            })
+            .collect();
+        for i in 0..3 {
+            record_run(
+                &mut m,
+                RunCheck {
+                    at: 2000 + i,
+                    calls: 10,
+                    alarms: 0,
+                },
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn done_only_when_every_condition_holds() {
+        let p = Promotion::default();
+        let now = 1000 + 3600;
+        assert!(p.done(&meta(), now));
+        assert!(!p.done(&meta(), now - 1), "warm-up not over");
+        let mut m = meta();
+        m.runs = 4;
+        assert!(!p.done(&m, now), "too few runs");
+        let mut m = meta();
+        m.calls = 10;
+        assert!(!p.done(&m, now), "too few calls");
+        let mut m = meta();
+        m.p0_history.last_mut().unwrap().p0 = 0.01;
+        assert!(!p.done(&m, now), "P0 streak broken");
+        let mut m = meta();
+        m.run_checks[1].alarms = 1;
+        assert!(!p.done(&m, now), "a recent run alarmed");
+        let mut m = meta();
+        m.run_checks.clear();
+        assert!(!p.done(&m, now), "no run was checked");
+        let names: Vec<&str> = p.progress(&meta(), now).iter().map(|c| c.name).collect();
+        assert_eq!(names, ["p0", "calls", "runs", "age", "clean runs"]);
+    }
+
+    #[test]
+    fn run_history_is_bounded() {
+        let mut m = meta();
+        for i in 0..200 {
+            record_run(
+                &mut m,
+                RunCheck {
+                    at: i,
+                    calls: 1,
+                    alarms: 0,
+                },
+            );
+        }
+        assert_eq!(m.run_checks.len(), RUN_CHECKS_MAX);
+        assert_eq!(m.run_checks.last().map(|c| c.at), Some(199));
+    }
+}
