@@ -9,7 +9,7 @@ use crate::profile::ProfileMeta;
 /// How one training run fared against the profile as it was before that run: the alerts the
 /// live rule would have raised on it (its anomalous stretches and new programs). A run the
 /// profile has never seen is held-out data for the rule it will be judged by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RunCheck {
     /// Seconds since the Unix epoch at the end of the run.
     pub at: u64,
@@ -17,6 +17,39 @@ pub struct RunCheck {
     pub calls: u64,
     /// Alerts the live rule would have raised (stretches and new programs).
     pub alarms: u64,
+    /// The highest window score of a settled thread in the run, by the settled rule's
+    /// measure (the share of improbable unseen n-grams); `None`: none was measured.
+    #[serde(default)]
+    pub max_settled: Option<f64>,
+    /// The same for young threads of programs the profile knew.
+    #[serde(default)]
+    pub max_young: Option<f64>,
+}
+
+/// How many of the newest run checks the live thresholds are calibrated on.
+pub const CALIBRATION_RUNS: usize = 10;
+
+/// Above the highest score a held-out run reached: scores are shares of a 10-call window
+/// (multiples of 0.1), so this keeps a run's own highest window from alarming.
+pub const CALIBRATION_MARGIN: f64 = 0.05;
+
+/// The live thresholds calibrated on held-out training runs: for each of the settled and the
+/// young-known measures, the highest score the newest [`CALIBRATION_RUNS`] checked runs
+/// reached plus [`CALIBRATION_MARGIN`], never below `floor` (the default threshold). A
+/// threshold of 1 or more cannot be passed: the runs showed that measure does not separate
+/// this service's normal behaviour, and the other rules (new programs, effect calls) judge it.
+pub fn calibrated(meta: &ProfileMeta, floor_settled: f64, floor_young: f64) -> (f64, f64) {
+    let recent = meta.run_checks.iter().rev().take(CALIBRATION_RUNS);
+    let (mut settled, mut young) = (floor_settled, floor_young);
+    for c in recent {
+        if let Some(m) = c.max_settled {
+            settled = settled.max(m + CALIBRATION_MARGIN);
+        }
+        if let Some(m) = c.max_young {
+            young = young.max(m + CALIBRATION_MARGIN);
+        }
+    }
+    (settled, young)
 }
 
 /// Longest run-check history kept per profile.
@@ -157,6 +190,8 @@ mod tests {
                     at: 2000 + i,
                     calls: 10,
                     alarms: 0,
+                    max_settled: None,
+                    max_young: None,
                 },
             );
         }
@@ -189,6 +224,40 @@ mod tests {
     }
 
     #[test]
+    fn thresholds_rise_above_what_held_out_runs_reached() {
+        let mut m = meta();
+        assert_eq!(
+            calibrated(&m, 0.45, 0.25),
+            (0.45, 0.25),
+            "no scores: the defaults"
+        );
+        m.run_checks[0].max_settled = Some(0.9);
+        m.run_checks[2].max_settled = Some(0.6);
+        m.run_checks[1].max_young = Some(0.2);
+        let (s, y) = calibrated(&m, 0.45, 0.25);
+        assert!((s - 0.95).abs() < 1e-9, "{s}");
+        assert_eq!(y, 0.25, "never below the default");
+        // Only the newest CALIBRATION_RUNS count.
+        for i in 0..CALIBRATION_RUNS {
+            record_run(
+                &mut m,
+                RunCheck {
+                    at: 3000 + i as u64,
+                    calls: 1,
+                    alarms: 0,
+                    max_settled: Some(0.5),
+                    max_young: Some(0.4),
+                },
+            );
+        }
+        let (s, y) = calibrated(&m, 0.45, 0.25);
+        assert!(
+            (s - 0.55).abs() < 1e-9 && (y - 0.45).abs() < 1e-9,
+            "{s} {y}"
+        );
+    }
+
+    #[test]
     fn run_history_is_bounded() {
         let mut m = meta();
         for i in 0..200 {
@@ -198,6 +267,8 @@ mod tests {
                     at: i,
                     calls: 1,
                     alarms: 0,
+                    max_settled: Some(0.5),
+                    max_young: None,
                 },
             );
         }

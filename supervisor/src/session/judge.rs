@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 
 use ngram_profiler::alert::Rule;
+use ngram_profiler::lifecycle;
 use ngram_profiler::ngram::FxHashMap;
 use ngram_profiler::policy::{self, SyscallSet};
 use ngram_profiler::profile::ProfileMeta;
@@ -26,6 +27,9 @@ pub struct Detector<'m> {
     pub model: &'m Model,
     /// Alarm when a thread's window score is above this.
     pub threshold: f64,
+    /// A young thread of a known program alarms when the improbable share of its window is
+    /// above this (the young threshold, calibrated on held-out runs).
+    pub known_threshold: f64,
     /// How a settled thread is judged instead; `None`: like a young one (a calibrated
     /// profile).
     pub settled: Option<SettledRule>,
@@ -72,13 +76,17 @@ impl std::str::FromStr for ExecPolicy {
 /// Build a detector over `model` with the profile's stored scoring, or the live default when
 /// the profile was never calibrated.
 pub fn detector<'m>(model: &'m Model, meta: &ProfileMeta) -> Result<Detector<'m>, ScoreError> {
-    let (cfg, threshold, settled) = match &meta.calibration {
-        Some(c) if meta.score.window > 0 => (meta.score, c.threshold, None),
+    // The live default's thresholds, raised to what held-out training runs reached
+    // (docs/decisions.md, decision 30).
+    let (settled_t, known_t) = lifecycle::calibrated(meta, LIVE_SETTLED_THRESHOLD, LIVE_THRESHOLD);
+    let (cfg, threshold, known_threshold, settled) = match &meta.calibration {
+        Some(c) if meta.score.window > 0 => (meta.score, c.threshold, c.threshold, None),
         _ => (
             ScoreConfig::live(),
             LIVE_THRESHOLD,
+            known_t,
             Some(SettledRule {
-                threshold: LIVE_SETTLED_THRESHOLD,
+                threshold: settled_t,
                 max_p: LIVE_SETTLED_MAX_P,
             }),
         ),
@@ -87,6 +95,7 @@ pub fn detector<'m>(model: &'m Model, meta: &ProfileMeta) -> Result<Detector<'m>
         scorer: Scorer::new(model, cfg)?,
         model,
         threshold,
+        known_threshold,
         settled,
         arch: meta.arch,
         programs: meta.programs.as_ref().map(|p| p.keys().cloned().collect()),
@@ -173,9 +182,22 @@ pub struct Verdict {
     pub anomalous: bool,
     pub score: f64,
     pub threshold: f64,
+    /// Which window measure judged it.
+    pub measure: Measure,
     pub rule: Rule,
     /// Enforce should refuse it (before the breaker and the exec policy).
     pub refuse: bool,
+}
+
+/// The window measures of the live rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    /// A settled thread: the share of improbable unseen n-grams, settled threshold.
+    Settled,
+    /// A young thread of a known program: that share, young threshold.
+    YoungKnown,
+    /// Any other young thread (or a calibrated profile): the plain window score.
+    Plain,
 }
 
 /// What the rule needs to know about one call and its thread.
@@ -211,15 +233,24 @@ impl Detector<'_> {
                 facts.score
             }
         };
-        let (score, threshold) = match self.settled {
-            Some(rule) if !facts.young => (improbable(rule.threshold, rule.max_p), rule.threshold),
-            Some(rule) if known => (improbable(self.threshold, rule.max_p), self.threshold),
-            _ => (facts.score, self.threshold),
+        let (score, threshold, measure) = match self.settled {
+            Some(rule) if !facts.young => (
+                improbable(rule.threshold, rule.max_p),
+                rule.threshold,
+                Measure::Settled,
+            ),
+            Some(rule) if known => (
+                improbable(self.known_threshold, rule.max_p),
+                self.known_threshold,
+                Measure::YoungKnown,
+            ),
+            _ => (facts.score, self.threshold, Measure::Plain),
         };
         let mut verdict = Verdict {
             anomalous: score > threshold,
             score,
             threshold,
+            measure,
             rule: Rule::Sequence,
             refuse: false,
         };

@@ -99,6 +99,8 @@ struct Inner<'m> {
     budget: AlertBudget,
     breaker: Breaker,
     stats: SessionStats,
+    /// Shadow (train) mode: the highest settled and young-known window scores of the run.
+    shadow_max: [Option<f64>; 2],
 }
 
 /// The handler of one container.
@@ -178,6 +180,7 @@ impl<'m> Session<'m> {
                 budget: AlertBudget::default(),
                 breaker: Breaker::new(breaker::DEFAULT_LIMIT),
                 stats: SessionStats::default(),
+                shadow_max: [None; 2],
             }),
             alerts: None,
             stop: Box::new(|| {}),
@@ -283,6 +286,8 @@ impl<'m> Session<'m> {
                 at: now,
                 calls: inner.stats.events,
                 alarms: inner.stats.shadow_alarms,
+                max_settled: inner.shadow_max[0],
+                max_young: inner.shadow_max[1],
             }
         })
     }
@@ -412,6 +417,16 @@ impl<'m> Session<'m> {
         };
         let proc = inner.procs.get(&ev.pid).cloned().unwrap_or_default();
         let verdict = det.judge(ev.tid, facts, &proc);
+        if self.mode == Mode::Train {
+            let slot = match verdict.measure {
+                judge::Measure::Settled => Some(0),
+                judge::Measure::YoungKnown => Some(1),
+                judge::Measure::Plain => None,
+            };
+            if let Some(m) = slot.and_then(|i| inner.shadow_max.get_mut(i)) {
+                *m = Some(m.map_or(verdict.score, |x| x.max(verdict.score)));
+            }
+        }
         let condemns = det.anomaly_condemns(young);
         if !verdict.anomalous {
             thread.alerted = false;
@@ -1122,5 +1137,57 @@ mod tests {
         let programs = s.take_programs();
         assert_eq!(programs.get("/bin/known"), Some(&1));
         assert_eq!(programs.get("/tmp/new"), Some(&1));
+    }
+
+    #[test]
+    fn thresholds_are_calibrated_on_held_out_runs() {
+        let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
+        let c = trained(&normal, 3);
+        let model = Model::new(&c).unwrap();
+        let mut meta = meta_for(&c);
+        meta.programs = Some([("/bin/known".to_owned(), 1)].into_iter().collect());
+        // A shadow run whose settled thread strays densely records its highest score.
+        let s = Session::train(
+            ContainerInfo::default(),
+            NgramCounts::new(3, Arch::X86_64).unwrap(),
+            legacy_noise(),
+        )
+        .with_shadow(detector(&model, &meta).unwrap())
+        .with_resolvers(
+            Box::new(|_| Some("/bin/known".to_owned())),
+            Box::new(|_| None),
+        );
+        for &nr in normal[..40].iter().chain(&NOVEL) {
+            s.on_event(&call(9, 10, nr, 0));
+        }
+        let check = s.shadow_check(7).unwrap();
+        let top = check.max_settled.expect("no settled score recorded");
+        assert!(top > 0.45, "{check:?}");
+        // The next detector's settled threshold is above it, the young one untouched.
+        ngram_profiler::lifecycle::record_run(&mut meta, check);
+        let det = detector(&model, &meta).unwrap();
+        let settled = det.settled.unwrap().threshold;
+        assert!(
+            settled > top && settled <= top + 0.051,
+            "{settled} vs {top}"
+        );
+        assert_eq!(det.known_threshold, ngram_profiler::live::LIVE_THRESHOLD);
+        // So the same stray no longer alarms in alert mode.
+        let (tx, rx) = mpsc::channel();
+        let s = Session::detect(
+            Mode::Alert,
+            EnforceAction::Deny,
+            ContainerInfo::default(),
+            det,
+        )
+        .with_alerts(tx)
+        .with_resolvers(
+            Box::new(|_| Some("/bin/known".to_owned())),
+            Box::new(|_| None),
+        );
+        for &nr in normal[..40].iter().chain(&NOVEL) {
+            s.on_event(&call(9, 10, nr, 0));
+        }
+        assert!(rx.try_recv().is_err(), "a calibrated stray alarmed");
     }
 }
