@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{
-    check_getppid_threads, check_killed_at_write, check_sh_and_cat, collect, require_root,
-    kill_at_write, names, notify_run, nr, GETPPID_THREADS_ENV, GETPPID_THREADS_TEST, SH_AND_CAT,
+    check_getppid_threads, check_killed_at_write, check_sh_and_cat, collect, kill_at_write, names,
+    notify_run, nr, require_root, GETPPID_THREADS_ENV, GETPPID_THREADS_TEST, SH_AND_CAT,
 };
 use ngram_supervisor::child::{notify_available, spawn_traced, wait_exit, FilterSpec};
 use ngram_supervisor::discover::read_c_string;

@@ -13,8 +13,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    check_getppid_threads, check_killed_at_write, check_sh_and_cat, collect, helper_args, require_root,
-    kill_at_write, names, notify_run, nr, GETPPID_THREADS_ENV, GETPPID_THREADS_TEST, SH_AND_CAT,
+    check_getppid_threads, check_killed_at_write, check_sh_and_cat, collect, helper_args,
+    kill_at_write, names, notify_run, nr, require_root, GETPPID_THREADS_ENV, GETPPID_THREADS_TEST,
+    SH_AND_CAT,
 };
 use ngram_supervisor::child::{notify_available, spawn_ptraced, wait_exit, TraceSpec};
 use ngram_supervisor::discover::read_c_string;

@@ -77,7 +77,8 @@ pub fn rewrite(
 /// foreign architecture.
 pub fn unconfined(opts: &RewriteOptions) -> Result<LinuxSeccomp, FilterError> {
     check_listener(opts)?;
-    let names: Vec<String> = SyscallArch::X86_64.syscalls()
+    let names: Vec<String> = SyscallArch::X86_64
+        .syscalls()
         .iter()
         .map(|(_, n)| (*n).to_owned())
         .filter(|n| !opts.keep_allowed.contains(n))
@@ -141,7 +142,8 @@ pub fn rewrite_section(
     if seccomp.default_action() == LinuxSeccompAction::ScmpActAllow {
         // Allowed by default: notify every call no rule names (a call named by a conditional
         // denial stays unnotified when the condition does not match: see docs/supervisor.md).
-        let rest: Vec<String> = SyscallArch::X86_64.syscalls()
+        let rest: Vec<String> = SyscallArch::X86_64
+            .syscalls()
             .iter()
             .map(|(_, n)| (*n).to_owned())
             .filter(|n| !named.contains(n) && !opts.keep_allowed.contains(n))
@@ -193,7 +195,11 @@ mod tests {
         for w in SyscallArch::X86_64.syscalls().windows(2) {
             assert!(w[0].0 < w[1].0, "{:?} before {:?}", w[0], w[1]);
         }
-        let names: BTreeSet<&str> = SyscallArch::X86_64.syscalls().iter().map(|(_, n)| *n).collect();
+        let names: BTreeSet<&str> = SyscallArch::X86_64
+            .syscalls()
+            .iter()
+            .map(|(_, n)| *n)
+            .collect();
         assert_eq!(names.len(), SyscallArch::X86_64.syscalls().len());
         assert_eq!(SyscallArch::X86_64.syscalls()[59], (59, "execve"));
         assert_eq!(SyscallArch::X86_64.syscalls()[1], (1, "write"));

@@ -6,7 +6,9 @@
 
 use std::collections::BTreeSet;
 
-use ngram_experiments_libcontainer_route::{rewrite, rewrite_section, unconfined, FilterError, RewriteOptions};
+use ngram_experiments_libcontainer_route::{
+    rewrite, rewrite_section, unconfined, FilterError, RewriteOptions,
+};
 use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag};
 
 const DOCKER: &str = include_str!("fixtures/docker-default-amd64.json");
