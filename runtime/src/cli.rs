@@ -9,101 +9,98 @@ use clap::{Args, Subcommand, ValueEnum};
 pub const DEFAULT_ROOT: &str = "/run/ngram-ids";
 
 /// runc's global flags. containerd passes `--root`, `--log`, `--log-format json` and, with the
-/// systemd cgroup driver, `--systemd-cgroup` before the subcommand.
+/// systemd cgroup driver, `--systemd-cgroup` before the subcommand, and daemon.json's
+/// `runtimeArgs` come first of all. Like runc's, they are taken before the subcommand only
+/// (not `global`), so the help of the offline subcommands shows only their own options.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Runtime options (before the subcommand)")]
 pub struct GlobalOpts {
     /// Root directory for storage of container state (made root-only, 0700).
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// Log file; errors of create/exec go here and nowhere else when it is set.
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
     /// Log format: text or json (containerd uses json and reads `msg` of the last error line).
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Use systemd to manage the container's cgroups.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub systemd_cgroup: bool,
     /// Log at debug level.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub debug: bool,
     /// Detection mode for the containers this invocation creates (daemon.json `runtimeArgs`,
     /// e.g. `--mode=train`); default alert. A profile's stored mode overrides it, the
     /// container label `ngram-ids.mode` overrides both.
-    #[arg(long, global = true, value_enum)]
+    #[arg(long, value_enum)]
     pub mode: Option<Mode>,
     /// What enforce mode does with an anomalous call: `deny` fails it with EPERM, `stop` also
     /// kills the container (label `ngram-ids.enforce` overrides).
-    #[arg(long, global = true, value_enum, default_value_t = EnforceAction::Deny)]
+    #[arg(long, value_enum, default_value_t = EnforceAction::Deny)]
     pub enforce_action: EnforceAction,
     /// A container in alert or enforce mode whose profile does not exist is trained (its
     /// profile learns), or refused (`refuse`).
-    #[arg(long, global = true, value_enum, default_value_t = Unprofiled::Train)]
+    #[arg(long, value_enum, default_value_t = Unprofiled::Train)]
     pub unprofiled: Unprofiled,
     /// What enforce mode does with `docker exec` processes and their children: `alert`
     /// reports them and never refuses their calls (the operator is root on the host
     /// already), `enforce` judges them like the container's own (label `ngram-ids.exec`
     /// overrides).
-    #[arg(long, global = true, value_enum, default_value_t = ExecPolicyArg::Alert)]
+    #[arg(long, value_enum, default_value_t = ExecPolicyArg::Alert)]
     pub exec_policy: ExecPolicyArg,
     /// Enforce's circuit breaker: after more than N refusals a minute of the service's own
     /// processes (not of new programs), stop refusing them and report it (0: never).
-    #[arg(long, global = true, value_name = "N", default_value_t = 10)]
+    #[arg(long, value_name = "N", default_value_t = 10)]
     pub breaker: u32,
     /// Profile database of the supervisors.
-    #[arg(
-        long,
-        global = true,
-        value_name = "DIR",
-        default_value = "/var/lib/ngram-ids"
-    )]
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/ngram-ids")]
     pub store: PathBuf,
     /// Alert log of the supervisors (JSON lines, Falco's shape).
     #[arg(
         long,
-        global = true,
         value_name = "FILE",
         default_value = "/var/log/ngram-ids/alerts.jsonl"
     )]
     pub alerts: PathBuf,
     /// Record every traced call of every container into DIR/<profile>/<container id>.ntrc
     /// (the label `ngram-ids.record=1` records one container into STORE/records).
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     pub record: Option<PathBuf>,
     /// Automatic promotion from train to alert mode once learning is done: P0 (the chance
     /// that the next n-gram is new) below this at the last three merges, with the other
     /// --promote-* minimums met (0: never promote automatically).
-    #[arg(long, global = true, value_name = "P0", default_value_t = 0.005)]
+    #[arg(long, value_name = "P0", default_value_t = 0.005)]
     pub promote_below: f64,
     /// Automatic promotion: at least this many runs (container starts and stops) learned.
-    #[arg(long, global = true, value_name = "RUNS", default_value_t = 5)]
+    #[arg(long, value_name = "RUNS", default_value_t = 5)]
     pub promote_min_runs: u64,
     /// Automatic promotion: at least this long since the profile first learned (warm-up).
-    #[arg(long, global = true, value_name = "SECS", default_value_t = 3600)]
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
     pub promote_min_age: u64,
     /// Automatic promotion: the last this many runs, each judged by the live rule against the
     /// profile before it, raised no alarm (stable period).
-    #[arg(long, global = true, value_name = "RUNS", default_value_t = 3)]
+    #[arg(long, value_name = "RUNS", default_value_t = 3)]
     pub promote_clean_runs: usize,
     /// Tracing backend: seccomp user notification (default) or ptrace with a
     /// SECCOMP_RET_TRACE filter (label `ngram-ids.tracer` overrides).
-    #[arg(long, global = true, value_enum, default_value_t = TracerArg::Notify)]
+    #[arg(long, value_enum, default_value_t = TracerArg::Notify)]
     pub tracer: TracerArg,
     /// Benchmarks only: trace every call but answer CONTINUE without learning or scoring
     /// (the floor of the notify design). Implies train mode; nothing is stored.
-    #[arg(long, global = true, hide = true)]
+    #[arg(long, hide = true)]
     pub bench_null_handler: bool,
     /// Benchmarks only: do not ask for SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (to measure it).
-    #[arg(long, global = true, hide = true)]
+    #[arg(long, hide = true)]
     pub bench_no_sync_wake_up: bool,
     /// Automatic promotion: at least this many calls learned.
-    #[arg(long, global = true, value_name = "CALLS", default_value_t = 1_000_000)]
+    #[arg(long, value_name = "CALLS", default_value_t = 1_000_000)]
     pub promote_after: u64,
     /// Accepted for runc compatibility and ignored (rootless mode is detected, not forced).
-    #[arg(long, global = true, value_name = "true|false|auto", hide = true)]
+    #[arg(long, value_name = "true|false|auto", hide = true)]
     pub rootless: Option<String>,
     /// Accepted for runc compatibility and ignored (checkpointing is not supported).
-    #[arg(long, global = true, value_name = "PATH", hide = true)]
+    #[arg(long, value_name = "PATH", hide = true)]
     pub criu: Option<PathBuf>,
 }
 

@@ -185,3 +185,9 @@ fn runtime_args_from_daemon_json_come_first() {
     assert!(matches!(c.cmd, RuntimeCmd::Start(_)));
     assert_eq!(parse(&format!("start {ID}")).global.mode, None);
 }
+
+#[test]
+fn global_flags_go_before_the_subcommand_as_in_runc() {
+    let argv = format!("ngram-ids state --root /r {ID}");
+    assert!(Cli::try_parse_from(argv.split_whitespace()).is_err());
+}

@@ -4,33 +4,13 @@ use std::fs::OpenOptions;
 use std::process::ExitCode;
 use std::sync::Mutex;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use ngram_ids::cli::{Cli, Command};
 use ngram_ids::supervisor::SupervisorHook;
 use ngram_ids::tools;
 use ngram_runtime::logfmt::RuncFormat;
-use ngram_runtime::{GlobalOpts, RuntimeCmd};
+use ngram_runtime::GlobalOpts;
 use tracing_subscriber::EnvFilter;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "ngram-ids",
-    version,
-    about = "System-call n-gram intrusion detection for containers"
-)]
-struct Cli {
-    #[command(flatten)]
-    global: GlobalOpts,
-    #[command(subcommand)]
-    cmd: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    #[command(flatten)]
-    Runtime(Box<RuntimeCmd>),
-    #[command(flatten)]
-    Tool(tools::ToolCmd),
-}
 
 /// Send tracing to `--log` (or stderr) in runc's text or json format.
 fn init_logging(global: &GlobalOpts, supervisor: bool) -> anyhow::Result<()> {

@@ -446,3 +446,100 @@ fn train_adds_to_the_profile_a_name_resolves_to() {
         "one profile"
     );
 }
+
+mod command_line {
+    //! The runtime's flags parse where dockerd and containerd put them (before the subcommand),
+    //! and the help of each offline subcommand shows only its own options.
+
+    use clap::{CommandFactory, Parser};
+    use ngram_ids::cli::{Cli, Command};
+
+    fn parse(line: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("ngram-ids").chain(line.split_whitespace()))
+    }
+
+    #[test]
+    fn every_recorded_dockerd_line_is_a_runtime_command() {
+        let text = include_str!("../../runtime/tests/data/dockerd-argv.txt");
+        for l in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let c = parse(l).unwrap_or_else(|e| panic!("{l}: {e}"));
+            assert!(matches!(c.cmd, Command::Runtime(_)), "{l}");
+            assert!(c.global.root.is_some() && c.global.log.is_some(), "{l}");
+        }
+    }
+
+    #[test]
+    fn daemon_json_runtime_args_come_first() {
+        let c =
+            parse("--mode=train --store /s --root /r --log /l --log-format json start x").unwrap();
+        assert_eq!(c.global.mode, Some(ngram_runtime::cli::Mode::Train));
+        assert_eq!(c.global.store, std::path::Path::new("/s"));
+        assert!(matches!(c.cmd, Command::Runtime(_)));
+    }
+
+    #[test]
+    fn offline_help_shows_only_its_own_options() {
+        let mut cli = Cli::command();
+        let top = cli.render_long_help().to_string();
+        for flag in ["--root", "--log-format", "--mode", "--store", "--tracer"] {
+            assert!(top.contains(flag), "{flag} not in the top-level help");
+        }
+        let runtime_flags = [
+            "--root",
+            "--log ",
+            "--log-format",
+            "--systemd-cgroup",
+            "--debug",
+            "--mode",
+            "--enforce-action",
+            "--unprofiled",
+            "--exec-policy",
+            "--breaker",
+            "--store",
+            "--alerts",
+            "--record",
+            "--promote",
+            "--tracer",
+        ];
+        let paths: &[&[&str]] = &[
+            &["eval"],
+            &["score"],
+            &["alerts"],
+            &["profile"],
+            &["profile", "train"],
+            &["profile", "list"],
+            &["profile", "show"],
+            &["profile", "rm"],
+            &["profile", "merge"],
+            &["profile", "calibrate"],
+            &["profile", "promote"],
+            &["profile", "export-seccomp"],
+        ];
+        for path in paths {
+            let mut cmd = &mut cli;
+            for name in *path {
+                cmd = cmd.find_subcommand_mut(name).unwrap();
+            }
+            let help = cmd.render_long_help().to_string();
+            for flag in runtime_flags {
+                assert!(
+                    !help.contains(flag),
+                    "{flag} in the help of {path:?}:\n{help}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn scoring_is_one_of_its_values() {
+        let ok = parse("eval --format adfa --train t --normal n --attack a --scoring rare");
+        assert!(ok.is_ok());
+        let e = parse("eval --format adfa --train t --normal n --attack a --scoring mean")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nll, stide, rare"), "{e}");
+    }
+}

@@ -16,7 +16,7 @@ use clap::Subcommand;
 
 pub use self::alerts::AlertsArgs;
 pub use self::eval::EvalArgs;
-pub use self::opts::{CalibrateOpts, DbArg, ScoreOpts};
+pub use self::opts::{CalibrateOpts, DbArg, ScoreOpts, Scoring};
 pub use self::profile::{ProfileArgs, ProfileCmd};
 pub use self::score::{ScoreArgs, EXIT_ANOMALY};
 pub use self::traces::read_traces;

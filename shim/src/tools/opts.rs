@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use ngram_profiler::score::{CalibrationMethod, ScoreConfig, ScoreKind};
 use ngram_profiler::store;
 use ngram_profiler::trace::Format;
@@ -11,10 +11,9 @@ use ngram_profiler::trace::Format;
 /// How windows are scored (defaults: the choice of docs/evaluation.md).
 #[derive(Debug, Clone, Args)]
 pub struct ScoreOpts {
-    /// Window score: mean negative log-probability (nll), rate of unseen n-grams (stide), or
-    /// rate of n-grams with probability below --rare-p (rare).
-    #[arg(long, value_parser = ["nll", "stide", "rare"])]
-    pub scoring: Option<String>,
+    /// Window score; when not given, the profile's (profile calibrate) or nll (eval).
+    #[arg(long, value_enum)]
+    pub scoring: Option<Scoring>,
     /// Probability below which an n-gram counts as rare (with --scoring rare).
     #[arg(long, default_value_t = 1e-3)]
     pub rare_p: f64,
@@ -23,14 +22,26 @@ pub struct ScoreOpts {
     pub window: Option<usize>,
 }
 
+/// `--scoring`: what a window's score is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scoring {
+    /// Mean negative log-probability of the window's n-grams.
+    Nll,
+    /// Rate of n-grams never seen in training (STIDE).
+    Stide,
+    /// Rate of n-grams with probability below --rare-p.
+    Rare,
+}
+
 impl ScoreOpts {
     /// `cfg` with the scoring and window given on the command line.
     pub(crate) fn apply(&self, mut cfg: ScoreConfig) -> ScoreConfig {
-        match self.scoring.as_deref() {
-            Some("nll") => cfg.kind = ScoreKind::MeanNll,
-            Some("stide") => cfg.kind = ScoreKind::Stide,
-            Some("rare") => cfg.kind = ScoreKind::Rare { max_p: self.rare_p },
-            _ => {}
+        if let Some(s) = self.scoring {
+            cfg.kind = match s {
+                Scoring::Nll => ScoreKind::MeanNll,
+                Scoring::Stide => ScoreKind::Stide,
+                Scoring::Rare => ScoreKind::Rare { max_p: self.rare_p },
+            };
         }
         if let Some(w) = self.window {
             cfg.window = w;
