@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::Read;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::TracerError;
 
@@ -43,15 +43,17 @@ pub fn seccomp_mode(pid: u32) -> Option<u32> {
     line["Seccomp:".len()..].trim().parse().ok()
 }
 
-/// Wait (polling every millisecond) until `pid` runs under a seccomp filter and holds a
+/// Wait (polling, `crate::poll`) until `pid` runs under a seccomp filter and holds a
 /// listener; return its number. Waiting for the filter first matters: before loading it, a
 /// freshly forked child may still hold copies of its parent's descriptors, other tracers'
 /// listeners among them.
 pub fn wait_notify_fd(pid: u32, timeout: Duration) -> Result<RawFd, TracerError> {
-    let start = Instant::now();
-    loop {
+    crate::poll::until(|waited| {
         let fds = if seccomp_mode(pid) == Some(2) {
-            notify_fds(pid)?
+            match notify_fds(pid) {
+                Ok(f) => f,
+                Err(e) => return Some(Err(e)),
+            }
         } else {
             Vec::new()
         };
@@ -59,16 +61,13 @@ pub fn wait_notify_fd(pid: u32, timeout: Duration) -> Result<RawFd, TracerError>
             if fds.len() > 1 {
                 tracing::warn!(pid, ?fds, "several seccomp listeners; taking the lowest");
             }
-            return Ok(*fd);
+            return Some(Ok(*fd));
         }
-        if start.elapsed() >= timeout {
-            return Err(TracerError::NoNotifyFd {
-                pid,
-                waited: timeout,
-            });
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
+        (waited >= timeout).then_some(Err(TracerError::NoNotifyFd {
+            pid,
+            waited: timeout,
+        }))
+    })
 }
 
 /// The descendants of `root` (children, grandchildren, ...), breadth first, `root` excluded.
@@ -119,23 +118,19 @@ pub fn wait_notify_fd_in_tree(root: u32, timeout: Duration) -> Result<(u32, RawF
     })
 }
 
-/// Poll `root`'s descendants (every millisecond, up to `timeout`) for the first one `found`
+/// Poll `root`'s descendants (`crate::poll`, up to `timeout`) for the first one `found`
 /// answers for.
 pub fn find_in_tree<T>(
     root: u32,
     timeout: Duration,
     mut found: impl FnMut(u32) -> Option<T>,
 ) -> Option<T> {
-    let start = Instant::now();
-    loop {
-        if let Some(t) = descendants(root).into_iter().find_map(&mut found) {
-            return Some(t);
-        }
-        if start.elapsed() >= timeout {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    crate::poll::until(
+        |waited| match descendants(root).into_iter().find_map(&mut found) {
+            Some(t) => Some(Some(t)),
+            None => (waited >= timeout).then_some(None),
+        },
+    )
 }
 
 /// The parent pid of process `pid`, from `/proc/PID/stat`.

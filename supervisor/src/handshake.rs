@@ -6,7 +6,7 @@
 //! holds the process and sees it waiting ([`wake_when_seized`]).
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 
@@ -63,13 +63,12 @@ impl HandshakeError {
 
 /// The ptrace backend's hand-shake: once `pid` is seized by this process and waits under
 /// [`WAIT_COMM`] (it cannot see its tracer from inside its pid namespace), send it SIGCONT.
-/// Polls every millisecond for 5 s, then every 10 ms, until `give_up` says so.
+/// Polls (`crate::poll`) until `give_up` says so.
 pub fn wake_when_seized(pid: u32, give_up: impl Fn(Duration) -> bool) {
-    let start = Instant::now();
-    loop {
+    crate::poll::until(|waited| {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         if status.is_empty() {
-            return; // gone
+            return Some(()); // gone
         }
         // TracerPid names the tracer thread: one of ours.
         let ours = status
@@ -86,22 +85,17 @@ pub fn wake_when_seized(pid: u32, give_up: impl Fn(Duration) -> bool) {
             if let Err(e) = sys::tgkill(pid, pid, libc::SIGCONT) {
                 tracing::error!(pid, "waking the seized process: {e}");
             }
-            return;
+            return Some(());
         }
-        let waited = start.elapsed();
         if give_up(waited) {
             tracing::error!(
                 pid,
                 "the process never waited to be traced; giving up after {waited:?}"
             );
-            return;
+            return Some(());
         }
-        std::thread::sleep(if waited < Duration::from_secs(5) {
-            Duration::from_millis(1)
-        } else {
-            Duration::from_millis(10)
-        });
-    }
+        None
+    });
 }
 
 /// Poll `root`'s descendants for a process named `comm`.

@@ -16,6 +16,7 @@ pub mod guard;
 pub mod handshake;
 pub mod identity;
 pub mod notify;
+pub mod poll;
 pub mod ptrace;
 pub mod replay;
 pub mod session;

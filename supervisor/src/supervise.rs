@@ -12,7 +12,6 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
 
 use ngram_profiler::alert::{Alert, AlertLog};
 use ngram_profiler::lifecycle::Promotion;
@@ -454,30 +453,20 @@ pub(crate) fn exited(pidfd: &OwnedFd) -> bool {
 /// workload's `execve`, after `start`), polling every millisecond for the first seconds and
 /// every 10 ms after (a container may stay created for long). `None` when init exits first.
 fn wait_for_listener(plan: &Plan, pidfd: &OwnedFd) -> Result<Option<i32>, SuperviseError> {
-    let started = Instant::now();
-    loop {
+    crate::poll::until(|_| {
         if exited(pidfd) {
-            return Ok(None);
+            return Some(Ok(None));
         }
-        if discover::seccomp_mode(plan.init_pid) == Some(2) {
-            match discover::notify_fds(plan.init_pid) {
-                Ok(fds) => {
-                    if let Some(fd) = fds.last() {
-                        // Docker's own filter never has a listener; ours is the newest.
-                        return Ok(Some(*fd));
-                    }
-                }
-                Err(_) if exited(pidfd) => return Ok(None),
-                Err(e) => return Err(e.into()),
-            }
+        if discover::seccomp_mode(plan.init_pid) != Some(2) {
+            return None;
         }
-        let pause = if started.elapsed() < Duration::from_secs(5) {
-            Duration::from_millis(1)
-        } else {
-            Duration::from_millis(10)
-        };
-        std::thread::sleep(pause);
-    }
+        match discover::notify_fds(plan.init_pid) {
+            // Docker's own filter never has a listener; ours is the newest.
+            Ok(fds) => fds.last().map(|fd| Ok(Some(*fd))),
+            Err(_) if exited(pidfd) => Some(Ok(None)),
+            Err(e) => Some(Err(e.into())),
+        }
+    })
 }
 
 pub(crate) fn ptrace_config() -> PtraceConfig {
