@@ -282,7 +282,73 @@ fn print_show(m: &ProfileMeta, syscalls: &[String], fit: &str) {
             .collect();
         println!("P0 history   {}", curve.join(" "));
     }
+    print_lifecycle(m, store::now_secs());
     println!("syscalls     {} {}", syscalls.len(), syscalls.join(" "));
+}
+
+/// The learning lifecycle (docs/decisions.md, decisions 26, 29, 30): state, progress toward
+/// automatic promotion, the runs judged against the profile, the live thresholds, programs.
+fn print_lifecycle(m: &ProfileMeta, now: u64) {
+    use ngram_profiler::lifecycle::{self, Promotion};
+    use ngram_profiler::live::{LIVE_SETTLED_THRESHOLD, LIVE_THRESHOLD};
+    let rule = Promotion::default();
+    let progress = rule.progress(m, now);
+    let met = progress.iter().filter(|c| c.met).count();
+    let state = match (m.pinned_mode(), m.promoted_at) {
+        (Some(mode), Some(at)) => format!("{mode}, promoted automatically at {}", fmt_time(at)),
+        (Some(mode), None) => format!("{mode}, set with profile promote"),
+        (None, _) => format!(
+            "learning: {met} of {} conditions of automatic promotion met (default --promote-* values)",
+            progress.len()
+        ),
+    };
+    println!("state        {state}");
+    if m.pinned_mode().is_none() {
+        for c in &progress {
+            println!(
+                "  [{}] {:<10} {}",
+                if c.met { "x" } else { " " },
+                c.name,
+                c.detail
+            );
+        }
+    }
+    if !m.run_checks.is_empty() {
+        let recent: Vec<String> = m
+            .run_checks
+            .iter()
+            .rev()
+            .take(5)
+            .rev()
+            .map(|c| match c.max_settled {
+                Some(top) => format!("{} alarms (top {top:.1})", c.alarms),
+                None => format!("{} alarms", c.alarms),
+            })
+            .collect();
+        println!(
+            "runs judged  {} (newest last: {})",
+            m.run_checks.len(),
+            recent.join(", ")
+        );
+    }
+    if m.calibration.is_none() {
+        let (settled, young) = lifecycle::calibrated(m, LIVE_SETTLED_THRESHOLD, LIVE_THRESHOLD);
+        println!("live rule    settled threshold {settled:.2}, young-known threshold {young:.2}");
+    }
+    match &m.programs {
+        Some(p) => {
+            let names: Vec<&str> = p.keys().map(String::as_str).take(12).collect();
+            let more = p.len().saturating_sub(names.len());
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            println!("programs     {} {}{more}", p.len(), names.join(" "));
+        }
+        None => println!("programs     not learned (no program is judged new)"),
+    }
+    println!("noise        {}", m.noise_names().join(" "));
 }
 
 fn fmt_time(secs: u64) -> String {
