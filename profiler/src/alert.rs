@@ -33,6 +33,9 @@ pub enum Rule {
     HarmfulCall,
     /// Enforce's circuit breaker opened: the service's own processes are no longer refused.
     Breaker,
+    /// A call that hands work to something per-call tracing does not see (io_uring, BPF,
+    /// another process's memory...) that the profile never learned.
+    Bypass,
 }
 
 impl Rule {
@@ -43,6 +46,7 @@ impl Rule {
             Self::NewProgram => "ngram-ids program never seen in training",
             Self::HarmfulCall => "ngram-ids unseen harmful call of a new program",
             Self::Breaker => "ngram-ids enforce circuit breaker opened",
+            Self::Bypass => "ngram-ids unlearned call around the tracer (io_uring, bpf, ptrace...)",
         }
     }
 }

@@ -163,6 +163,10 @@ impl Model {
     pub fn symbols(&self) -> usize {
         self.symbols
     }
+    /// Did training ever see call `nr`?
+    pub fn knows_call(&self, nr: u16) -> bool {
+        symbol_of(&self.symbol, nr) != 0
+    }
     /// Number of distinct n-grams in the model.
     pub fn distinct(&self) -> usize {
         self.distinct

@@ -38,6 +38,9 @@ pub struct Detector<'m> {
     pub programs: Option<HashSet<String>>,
     /// The calls dropped before learning and scoring (the profile's noise set).
     pub noise: SyscallSet,
+    /// The policy's `bypass` calls this profile never learned: refused in enforce mode and
+    /// reported in alert mode wherever they come from (decision 31).
+    pub unlearned: SyscallSet,
 }
 
 /// The live default's rule for settled threads: the share of their window's n-grams that
@@ -100,6 +103,13 @@ pub fn detector<'m>(model: &'m Model, meta: &ProfileMeta) -> Result<Detector<'m>
         arch: meta.arch,
         programs: meta.programs.as_ref().map(|p| p.keys().cloned().collect()),
         noise: SyscallSet::of(meta.arch, meta.noise_names()),
+        unlearned: SyscallSet::of(
+            meta.arch,
+            policy::file()
+                .bypass
+                .names()
+                .filter(|n| meta.arch.number(n).is_some_and(|nr| !model.knows_call(nr))),
+        ),
     })
 }
 
@@ -213,6 +223,8 @@ pub struct CallFacts {
     pub novel: bool,
     /// The call's own n-gram is complete and was never seen.
     pub unseen: bool,
+    /// A `bypass` call the profile never learned.
+    pub unlearned: bool,
 }
 
 impl Detector<'_> {
@@ -254,6 +266,13 @@ impl Detector<'_> {
             rule: Rule::Sequence,
             refuse: false,
         };
+        // A call around the tracer that training never saw is judged by itself (decision 31).
+        if facts.unlearned {
+            verdict.anomalous = true;
+            verdict.rule = Rule::Bypass;
+            verdict.refuse = true;
+            return verdict;
+        }
         // A just-started program whose call is the harm itself, with an n-gram never seen
         // and improbable, is judged at the call: no window has to fill first (decision 25).
         if !verdict.anomalous && facts.young && facts.effect && facts.unseen {

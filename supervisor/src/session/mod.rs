@@ -414,6 +414,7 @@ impl<'m> Session<'m> {
             effect: self.policy.is_effect(nr, &ev.args),
             novel: det.scorer.last_seen(ev.tid) != Some(true),
             unseen: det.scorer.last_seen(ev.tid) == Some(false),
+            unlearned: det.unlearned.contains(nr),
         };
         let proc = inner.procs.get(&ev.pid).cloned().unwrap_or_default();
         let verdict = det.judge(ev.tid, facts, &proc);
@@ -444,8 +445,9 @@ impl<'m> Session<'m> {
         if deny && self.spares_operator(&inner.procs, ev.pid) {
             deny = false;
         }
-        // The breaker spares the service's own processes, never suspects.
-        if deny && !suspect && !stop {
+        // The breaker spares the service's own processes, never suspects, and never a call
+        // around the tracer the profile did not learn.
+        if deny && !suspect && !stop && !facts.unlearned {
             if inner.breaker.is_open() {
                 deny = false;
                 inner.stats.spared += 1;
@@ -1189,5 +1191,40 @@ mod tests {
             s.on_event(&call(9, 10, nr, 0));
         }
         assert!(rx.try_recv().is_err(), "a calibrated stray alarmed");
+    }
+
+    #[test]
+    fn calls_around_the_tracer_are_refused_unless_learned() {
+        let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
+        // io_uring_setup (425) never learned: refused in a settled thread of a known program,
+        // even with the breaker open, and reported in alert mode.
+        with_programs(
+            &normal,
+            |s| s.with_breaker(0),
+            |s, rx| {
+                for &nr in &normal[..40] {
+                    s.on_event(&call(9, 10, nr, 0));
+                }
+                assert_eq!(
+                    s.on_event(&call(9, 10, 425, 0)),
+                    Decision::Deny(libc::EPERM)
+                );
+                let a = rx.try_recv().expect("no alert for io_uring_setup");
+                assert_eq!((a.rule, a.action), (Rule::Bypass, Action::Denied));
+                assert_eq!(a.ngram.last().map(String::as_str), Some("io_uring_setup"));
+            },
+        );
+        // A profile that learned it lets it run.
+        let with_ring: Vec<i32> = (0..400).map(|i| [0, 1, 425, 257][i % 4]).collect();
+        with_programs(
+            &with_ring,
+            |s| s,
+            |s, rx| {
+                for &nr in &with_ring[..41] {
+                    assert_eq!(s.on_event(&call(9, 10, nr, 0)), Decision::Continue);
+                }
+                assert!(rx.try_recv().is_err());
+            },
+        );
     }
 }
