@@ -24,12 +24,6 @@ use ngram_runtime::{CreateHook, Created};
 use ngram_supervisor::identity::{self, Identity};
 use ngram_supervisor::supervise::{self, Plan};
 
-/// Label that records a container's calls (into the store's `records` directory).
-pub const RECORD_LABEL: &str = "ngram-ids.record";
-/// Label that chooses enforce mode's action (`deny` or `stop`).
-pub const ENFORCE_LABEL: &str = "ngram-ids.enforce";
-/// Label that chooses what enforce does with `docker exec` processes (`alert` or `enforce`).
-pub const EXEC_LABEL: &str = "ngram-ids.exec";
 
 /// How long `create` waits for the supervisor to be ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -79,37 +73,15 @@ fn plan(created: &Created) -> Result<Plan, HookError> {
     if stored.is_none() && mode != Mode::Train && g.unprofiled == Unprofiled::Train {
         mode = Mode::Train;
     }
-    let enforce_stop = match ident.labels.get(ENFORCE_LABEL).map(String::as_str) {
-        Some("stop") => true,
-        Some("deny") => false,
-        Some(other) => {
-            return Err(format!(
-                "container {}: {} {ENFORCE_LABEL}={other:?}: use deny or stop",
-                created.id, ident.source
-            )
-            .into())
-        }
+    let labels = ident.labels()?;
+    let enforce_stop = match labels.enforce {
+        Some(action) => action == ngram_supervisor::session::EnforceAction::Stop,
         None => g.enforce_action == EnforceAction::Stop,
     };
-    let exec_policy = match ident.labels.get(EXEC_LABEL) {
-        Some(v) => v.parse().map_err(|e: String| {
-            format!(
-                "container {}: {} {EXEC_LABEL}: {e}",
-                created.id, ident.source
-            )
-        })?,
-        None => g.exec_policy.into(),
-    };
-    let record_dir = match ident.labels.get(RECORD_LABEL).map(String::as_str) {
-        Some("1" | "true" | "yes") => Some(g.store.join("records")),
-        Some("0" | "false" | "no" | "") | None => g.record.clone(),
-        Some(other) => {
-            return Err(format!(
-                "container {}: {} {RECORD_LABEL}={other:?}: use 1 or 0",
-                created.id, ident.source
-            )
-            .into())
-        }
+    let exec_policy = labels.exec.unwrap_or_else(|| g.exec_policy.into());
+    let record_dir = match labels.record {
+        Some(true) => Some(g.store.join("records")),
+        Some(false) | None => g.record.clone(),
     };
     // The executor waits for this tracer: use the runtime's decision, never a second one.
     let tracer = created

@@ -18,10 +18,8 @@ use ngram_profiler::profile::Mode;
 use oci_spec::runtime::Spec;
 use serde::Deserialize;
 
-/// Label / annotation that chooses the mode.
-pub const MODE_LABEL: &str = "ngram-ids.mode";
-/// Label / annotation that chooses the profile.
-pub const PROFILE_LABEL: &str = "ngram-ids.profile";
+use crate::labels::{LabelError, Labels};
+pub use crate::labels::{MODE as MODE_LABEL, PROFILE as PROFILE_LABEL};
 
 /// Errors of identity resolution; each names the file or label.
 #[derive(Debug, thiserror::Error)]
@@ -44,12 +42,8 @@ pub enum IdentityError {
         found: String,
         expected: String,
     },
-    #[error("{from} {MODE_LABEL}={value:?} of container {id}: use train, alert or enforce")]
-    BadMode {
-        id: String,
-        from: &'static str,
-        value: String,
-    },
+    #[error(transparent)]
+    Label(#[from] LabelError),
     #[error("container {id}: no image id and no {PROFILE_LABEL} label or annotation: set {PROFILE_LABEL}=NAME")]
     NoProfile { id: String },
 }
@@ -180,10 +174,15 @@ pub fn identify(id: &str, spec: &Spec) -> Result<Identity, IdentityError> {
 }
 
 impl Identity {
+    /// The `ngram-ids.*` labels, parsed.
+    pub fn labels(&self) -> Result<Labels, LabelError> {
+        Labels::parse(&self.labels, &self.id, self.source)
+    }
+
     /// The profile this container uses (label, else image ID).
     pub fn profile(&self) -> Result<(String, String), IdentityError> {
-        if let Some(p) = self.labels.get(PROFILE_LABEL).filter(|p| !p.is_empty()) {
-            return Ok((p.clone(), p.clone()));
+        if let Some(p) = self.labels()?.profile {
+            return Ok((p.clone(), p));
         }
         match &self.image_id {
             Some(image) => Ok((
@@ -202,14 +201,10 @@ impl Identity {
         runtime_default: Mode,
         stored: Option<Mode>,
     ) -> Result<Resolved, IdentityError> {
-        let mut mode = stored.unwrap_or(runtime_default);
-        if let Some(v) = self.labels.get(MODE_LABEL) {
-            mode = v.parse().map_err(|_| IdentityError::BadMode {
-                id: self.id.clone(),
-                from: self.source,
-                value: v.clone(),
-            })?;
-        }
+        let mode = self
+            .labels()?
+            .mode
+            .unwrap_or(stored.unwrap_or(runtime_default));
         let (profile_key, profile_name) = self.profile()?;
         Ok(Resolved {
             mode,

@@ -15,6 +15,7 @@ pub mod execs;
 pub mod guard;
 pub mod handshake;
 pub mod identity;
+pub mod labels;
 pub mod notify;
 pub mod poll;
 pub mod ptrace;

@@ -42,8 +42,7 @@ pub const PID_FILE: &str = "supervisor.pid";
 pub const LOG_FILE: &str = "supervisor.log";
 /// Holds the tracer backend of the container (`notify` or `ptrace`), for `exec`.
 pub const TRACER_FILE: &str = "supervisor.tracer";
-/// Label / annotation that chooses the tracer backend.
-pub const TRACER_LABEL: &str = "ngram-ids.tracer";
+pub use crate::labels::TRACER as TRACER_LABEL;
 
 /// How a container's calls reach the supervisor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -73,17 +72,6 @@ impl std::fmt::Display for TracerKind {
             Self::Notify => "notify",
             Self::Ptrace => "ptrace",
         })
-    }
-}
-
-/// The tracer of a container: its label or annotation `ngram-ids.tracer`, else the runtime's.
-pub fn tracer_for(
-    labels: &std::collections::BTreeMap<String, String>,
-    runtime: TracerKind,
-) -> Result<TracerKind, String> {
-    match labels.get(TRACER_LABEL) {
-        Some(v) => v.parse(),
-        None => Ok(runtime),
     }
 }
 

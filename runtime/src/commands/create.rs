@@ -96,19 +96,15 @@ pub fn create(
         .then(|| ngram_supervisor::identity::identify(&id, &spec).ok())
         .flatten();
     let traces = if hook.traces() {
-        let labels = identity
-            .as_ref()
-            .map(|i| i.labels.clone())
-            .unwrap_or_default();
-        let kind = ngram_supervisor::supervise::tracer_for(&labels, global.tracer.into()).map_err(
-            |message| RuntimeError::Hook {
+        let labels = match &identity {
+            Some(i) => i.labels().map_err(|e| RuntimeError::Hook {
                 id: id.clone(),
-                message: format!(
-                    "label {}: {message}",
-                    ngram_supervisor::supervise::TRACER_LABEL
-                ),
-            },
-        )?;
+                message: e.to_string(),
+            })?,
+            None => Default::default(),
+        };
+        // The tracer of a container: its label or annotation, else the runtime's.
+        let kind = labels.tracer.unwrap_or_else(|| global.tracer.into());
         Some(kind)
     } else {
         None

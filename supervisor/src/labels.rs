@@ -1,0 +1,177 @@
+//! The `ngram-ids.*` labels (Docker labels, or OCI annotations for other callers), parsed once
+//! into types. Every value that is not one of the label's words is an error naming the
+//! container, the label and what to use.
+
+use std::collections::BTreeMap;
+
+use ngram_profiler::profile::Mode;
+
+use crate::session::{EnforceAction, ExecPolicy};
+use crate::supervise::TracerKind;
+
+/// `ngram-ids.profile=NAME`: share or name a profile (default: the image ID).
+pub const PROFILE: &str = "ngram-ids.profile";
+/// `ngram-ids.mode=train|alert|enforce`.
+pub const MODE: &str = "ngram-ids.mode";
+/// `ngram-ids.tracer=notify|ptrace`.
+pub const TRACER: &str = "ngram-ids.tracer";
+/// `ngram-ids.enforce=deny|stop`: what enforce mode does with an anomalous call.
+pub const ENFORCE: &str = "ngram-ids.enforce";
+/// `ngram-ids.exec=alert|enforce`: what enforce does with `docker exec` processes.
+pub const EXEC: &str = "ngram-ids.exec";
+/// `ngram-ids.record=1|0`: record the container's calls into the store's `records`.
+pub const RECORD: &str = "ngram-ids.record";
+
+/// The labels of one container, parsed; `None` where the label is absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Labels {
+    /// A non-empty profile name.
+    pub profile: Option<String>,
+    pub mode: Option<Mode>,
+    pub tracer: Option<TracerKind>,
+    pub enforce: Option<EnforceAction>,
+    pub exec: Option<ExecPolicy>,
+    pub record: Option<bool>,
+}
+
+/// A label whose value is not one of its words.
+#[derive(Debug, thiserror::Error)]
+#[error("container {id}: {from} {key}={value:?}: use {expected}")]
+pub struct LabelError {
+    pub id: String,
+    /// `label` or `annotation`.
+    pub from: &'static str,
+    pub key: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+impl Labels {
+    /// Parse the `ngram-ids.*` entries of `map` (the labels of container `id`, from `from`).
+    pub fn parse(
+        map: &BTreeMap<String, String>,
+        id: &str,
+        from: &'static str,
+    ) -> Result<Self, LabelError> {
+        let field = |key: &'static str, expected: &'static str| {
+            move |value: &String| LabelError {
+                id: id.to_owned(),
+                from,
+                key,
+                value: value.clone(),
+                expected,
+            }
+        };
+        fn get<T>(
+            map: &BTreeMap<String, String>,
+            key: &str,
+            parse: impl Fn(&str) -> Option<T>,
+            err: impl Fn(&String) -> LabelError,
+        ) -> Result<Option<T>, LabelError> {
+            map.get(key)
+                .map(|v| parse(v).ok_or_else(|| err(v)))
+                .transpose()
+        }
+        Ok(Self {
+            profile: map.get(PROFILE).filter(|p| !p.is_empty()).cloned(),
+            mode: get(
+                map,
+                MODE,
+                |v| v.parse().ok(),
+                field(MODE, "train, alert or enforce"),
+            )?,
+            tracer: get(
+                map,
+                TRACER,
+                |v| v.parse().ok(),
+                field(TRACER, "notify or ptrace"),
+            )?,
+            enforce: get(
+                map,
+                ENFORCE,
+                |v| v.parse().ok(),
+                field(ENFORCE, "deny or stop"),
+            )?,
+            exec: get(
+                map,
+                EXEC,
+                |v| v.parse().ok(),
+                field(EXEC, "alert or enforce"),
+            )?,
+            record: get(
+                map,
+                RECORD,
+                |v| match v {
+                    "1" | "true" | "yes" => Some(true),
+                    "0" | "false" | "no" | "" => Some(false),
+                    _ => None,
+                },
+                field(RECORD, "1 or 0"),
+            )?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn every_label_parses_to_its_type() {
+        let l = Labels::parse(
+            &map(&[
+                (PROFILE, "web"),
+                (MODE, "enforce"),
+                (TRACER, "ptrace"),
+                (ENFORCE, "stop"),
+                (EXEC, "enforce"),
+                (RECORD, "yes"),
+                ("other", "x"),
+            ]),
+            "c1",
+            "label",
+        )
+        .unwrap();
+        assert_eq!(
+            l,
+            Labels {
+                profile: Some("web".into()),
+                mode: Some(Mode::Enforce),
+                tracer: Some(TracerKind::Ptrace),
+                enforce: Some(EnforceAction::Stop),
+                exec: Some(ExecPolicy::Enforce),
+                record: Some(true),
+            }
+        );
+        assert_eq!(
+            Labels::parse(&map(&[(PROFILE, "")]), "c1", "label").unwrap(),
+            Labels::default()
+        );
+    }
+
+    #[test]
+    fn a_bad_value_names_the_container_the_label_and_the_words() {
+        for (key, value, words) in [
+            (MODE, "learn", "train, alert or enforce"),
+            (TRACER, "ebpf2", "notify or ptrace"),
+            (ENFORCE, "kill", "deny or stop"),
+            (EXEC, "deny", "alert or enforce"),
+            (RECORD, "maybe", "1 or 0"),
+        ] {
+            let e = Labels::parse(&map(&[(key, value)]), "c7", "annotation")
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                e,
+                format!("container c7: annotation {key}={value:?}: use {words}")
+            );
+        }
+    }
+}
