@@ -58,7 +58,7 @@ pub fn notify_all_program(allow_unnotified: &[u32]) -> Result<Vec<libc::sock_fil
 /// except the x86_64 numbers in `allow_untraced`, which return `SECCOMP_RET_ALLOW`.
 ///
 /// With no tracer attached, the kernel fails `SECCOMP_RET_TRACE` calls with `ENOSYS`: load it
-/// only in a process that is already ptraced (see [`crate::child::spawn_ptraced`]).
+/// only in a process that is already ptraced (see `child::spawn_ptraced` (test support)).
 pub fn trace_all_program(allow_untraced: &[u32]) -> Result<Vec<libc::sock_filter>, BpfError> {
     all_program(libc::SECCOMP_RET_TRACE, allow_untraced)
 }

@@ -39,7 +39,7 @@ fn options() -> Options {
 /// A tracer over processes it seizes with ptrace.
 ///
 /// The processes must run under a `SECCOMP_RET_TRACE` filter (loaded after the seizure:
-/// see [`crate::child::spawn_ptraced`] and [`crate::bpf::trace_all_program`]); calls the filter
+/// see `child::spawn_ptraced` (test support) and [`crate::bpf::trace_all_program`]); calls the filter
 /// allows are not seen.
 ///
 /// [`Tracer::run`] seizes the pids given to [`PtraceTracer::new`] (every thread of each) and

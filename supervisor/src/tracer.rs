@@ -1,6 +1,6 @@
 //! The tracing abstraction: a [`Tracer`] delivers every system call of the traced processes as
 //! an [`Event`] to a [`Handler`] and applies the [`Decision`] it returns. The kernel backends
-//! ([`crate::NotifyTracer`]) and the replay of a recorded sequence ([`crate::ReplayTracer`])
+//! ([`crate::NotifyTracer`]) and the replay of a recorded sequence (`ReplayTracer`, test support)
 //! both implement it, so the layers above are tested without root.
 
 /// Nanoseconds since the Unix epoch (0 if the clock is before it): the time base of events,
