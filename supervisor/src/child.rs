@@ -232,7 +232,10 @@ pub fn wait_exit(pid: u32) -> Result<i32, ChildError> {
 /// notified may be called); 126 means the kernel refused the filter.
 pub fn notify_available() -> bool {
     let spec = FilterSpec {
-        allow_unnotified: vec![60, 231],
+        allow_unnotified: [crate::notify::nr::EXIT, crate::notify::nr::EXIT_GROUP]
+            .into_iter()
+            .filter_map(|n| u32::try_from(n).ok())
+            .collect(),
         wait_killable_recv: false,
         no_new_privs: false,
     };

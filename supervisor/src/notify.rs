@@ -22,6 +22,11 @@ pub mod nr {
     pub const EXIT_GROUP: i32 = 231;
     pub const EXECVE: i32 = 59;
     pub const EXECVEAT: i32 = 322;
+
+    /// Is call `nr` of `arch` (an `AUDIT_ARCH_*`) an x86_64 `execve` or `execveat`?
+    pub fn is_execve(arch: u32, nr: i32) -> bool {
+        arch == crate::sys::AUDIT_ARCH_X86_64 && (nr == EXECVE || nr == EXECVEAT)
+    }
 }
 
 /// `SECCOMP_USER_NOTIF_FLAG_CONTINUE` as the `u32` of `seccomp_notif_resp.flags`.
@@ -347,9 +352,7 @@ fn worker(shared: &Shared<'_>, handler: &dyn Handler) -> Result<RunStats, Tracer
         let tid = req.pid;
         let nr = req.data.nr;
         let decision = if !shared.recording.load(Ordering::Relaxed) {
-            let is_exec =
-                req.data.arch == sys::AUDIT_ARCH_X86_64 && (nr == nr::EXECVE || nr == nr::EXECVEAT);
-            if is_exec {
+            if nr::is_execve(req.data.arch, nr) {
                 shared.recording.store(true, Ordering::Relaxed);
                 None
             } else {

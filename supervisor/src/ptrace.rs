@@ -397,9 +397,7 @@ impl Loop<'_> {
             return Ok(()); // killed while stopped
         };
         if !self.recording {
-            let is_exec = call.arch == sys::AUDIT_ARCH_X86_64
-                && (call.nr == nr::EXECVE || call.nr == nr::EXECVEAT);
-            if is_exec {
+            if nr::is_execve(call.arch, call.nr) {
                 self.recording = true;
             } else {
                 self.stats.skipped += 1;

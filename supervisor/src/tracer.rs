@@ -47,8 +47,7 @@ impl Event {
 
     /// Is this an x86_64 `execve`/`execveat`?
     pub fn is_execve(&self) -> bool {
-        self.arch == crate::sys::AUDIT_ARCH_X86_64
-            && (self.nr == crate::notify::nr::EXECVE || self.nr == crate::notify::nr::EXECVEAT)
+        crate::notify::nr::is_execve(self.arch, self.nr)
     }
 }
 
