@@ -179,9 +179,19 @@ started=$SECONDS
 # Train first so that alert and enforce have profiles (the train run's figures count too).
 # Only these configurations, when BENCH_ONLY lists some (e.g. "runc floor-nosync floor").
 wanted() { [[ -z ${BENCH_ONLY:-} || " $BENCH_ONLY " == *" $1 "* ]]; }
+# A scoring configuration brings what it needs: the profiles the train configuration makes
+# (trained here, not reported, when BENCH_ONLY leaves train out).
+needs_profile=0
+for rt in alert-nosync alert enforce alert-ptrace enforce-ptrace; do
+    wanted "$rt" && needs_profile=1
+done
 for rt in runc floor-nosync floor train; do
-    wanted "$rt" || continue
-    run_nginx "$rt"; run_start "$rt"; run_dd "$rt"
+    if wanted "$rt"; then
+        run_nginx "$rt"; run_start "$rt"; run_dd "$rt"
+    elif [[ $rt == train && $needs_profile == 1 ]]; then
+        log "training the profiles the scoring configurations need (not reported)"
+        run_nginx train; run_dd train
+    fi
 done
 # Wait for the training flushes, then measure the scoring modes.
 for _ in $(seq 60); do
