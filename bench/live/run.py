@@ -1103,6 +1103,14 @@ def table(results):
                                   (": " + ", ".join(x["attack"] for x in eff)) if eff else "")
             ld = e.get("load", {})
             failed = "%d of %d" % (ld.get("failed", 0), ld.get("requests", 0))
+            # The enforce load's rate against alert mode's: a service enforce slowed or stopped
+            # shows here even when few requests failed (pgbench stops a client at its first error).
+            al = a.get("load", {})
+            if al.get("requests") and e.get("load_secs") and a.get("heldout_secs"):
+                rate = (ld.get("requests", 0) / e["load_secs"]) / (al["requests"] / a["heldout_secs"])
+                failed += " (rate %.0f%% of alert mode's)" % (100 * rate)
+            if e.get("still_running") is False:
+                failed += "; container exited"
         else:
             effect = "-"
             failed = "service down: " + e.get("start_error", "?")
