@@ -321,7 +321,10 @@ impl<'m> Session<'m> {
         };
         let detect = inner.detector.is_some();
         let new_proc = detect && ev.pid != 0 && !inner.procs.contains_key(&ev.pid);
-        let pending = inner.threads.get(&ev.tid).is_some_and(|t| t.exe_pending);
+        // Resolved at the first call after an `execve` that is not one itself: a failed
+        // `execve` (a PATH search trying directories in turn) leaves the old program, still
+        // the runtime's own, until one succeeds.
+        let pending = !ev.is_execve() && inner.threads.get(&ev.tid).is_some_and(|t| t.exe_pending);
         drop(inner);
         Lookups {
             parent: if new_proc {
@@ -1225,6 +1228,46 @@ mod tests {
                 }
                 assert!(rx.try_recv().is_err());
             },
+        );
+    }
+
+    #[test]
+    fn a_path_search_of_failed_execves_is_not_a_program() {
+        // The runtime's exec process tries PATH directories in turn: failed execves, then the
+        // program. The program is resolved at the first call that is not an execve.
+        let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
+        let c = trained(&normal, 3);
+        let model = Model::new(&c).unwrap();
+        let mut meta = meta_for(&c);
+        meta.programs = Some([("/bin/sh".to_owned(), 1)].into_iter().collect());
+        let (tx, rx) = mpsc::channel();
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let seen = calls.clone();
+        // The process is the runtime until its third execve succeeds.
+        let exe: ExeResolver = Box::new(move |_| {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Some("/bin/sh".to_owned())
+        });
+        let s = Session::detect(
+            Mode::Alert,
+            EnforceAction::Deny,
+            ContainerInfo::default(),
+            detector(&model, &meta).unwrap(),
+        )
+        .with_alerts(tx)
+        .with_resolvers(exe, Box::new(|_| None));
+        for nr in [59, 59, 59, 0, 1, 3] {
+            s.on_event(&call(40, 40, nr, 0));
+        }
+        // One lookup to resolve the program (a window alert, if any, reads it once more).
+        let alerts: Vec<Alert> = rx.try_iter().collect();
+        assert_eq!(
+            calls.load(std::sync::atomic::Ordering::SeqCst),
+            1 + alerts.len() as u32
+        );
+        assert!(
+            alerts.iter().all(|a| a.rule != Rule::NewProgram),
+            "a known program after a PATH search was judged new: {alerts:?}"
         );
     }
 }
