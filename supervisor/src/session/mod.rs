@@ -380,15 +380,8 @@ impl<'m> Session<'m> {
         } else {
             Action::Alerted
         };
-        self.report(
-            inner,
-            ev,
-            Rule::NewProgram,
-            f64::INFINITY,
-            0.0,
-            action,
-            Some(exe),
-        );
+        // The whole program is new: its score is 1 (every call of it unseen) over 0.
+        self.report(inner, ev, Rule::NewProgram, 1.0, 0.0, action, Some(exe));
     }
 
     fn spares_operator(&self, procs: &Procs, pid: u32) -> bool {
