@@ -24,7 +24,6 @@ use ngram_runtime::{CreateHook, Created};
 use ngram_supervisor::identity::{self, Identity};
 use ngram_supervisor::supervise::{self, Plan};
 
-
 /// How long `create` waits for the supervisor to be ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -543,3 +543,59 @@ mod command_line {
         assert!(e.contains("nll, stide, rare"), "{e}");
     }
 }
+
+/// A damaged line in the alert log is named on stderr and skipped; the alerts around it print.
+#[test]
+fn alerts_skips_a_damaged_line_and_says_so() {
+    use ngram_profiler::alert::{Action, Alert, AlertLog, Rule};
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("alerts.jsonl");
+    let mk = |id: &str| Alert {
+        time_ns: 1_795_442_096_000_000_000,
+        latency_ns: 1000,
+        container_id: id.to_owned(),
+        container_name: id.to_owned(),
+        image: "img".to_owned(),
+        profile: "p".to_owned(),
+        pid: 10,
+        tid: 11,
+        exe: "/bin/x".to_owned(),
+        ngram: vec!["read".to_owned()],
+        probability: 1e-6,
+        seen: false,
+        window_score: 5.0,
+        threshold: 2.0,
+        action: Action::Alerted,
+        errno: None,
+        rule: Rule::Sequence,
+    };
+    let mut log = AlertLog::open(&path).unwrap();
+    log.write(&mk("aaaa")).unwrap();
+    drop(log);
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        writeln!(f, "{{\"output\": \"half a line").unwrap();
+    }
+    let mut log = AlertLog::open(&path).unwrap();
+    log.write(&mk("bbbb")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ngram-ids"))
+        .args(["alerts", "--file"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("container aaaa") && stdout.contains("container bbbb"),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(":2:") && stderr.contains("skipped"),
+        "{stderr}"
+    );
+}

@@ -1,4 +1,5 @@
-//! `ngram-ids alerts [--follow]`: the alert log, explained, one line an alert.
+//! `ngram-ids alerts [--follow]`: the alert log, explained, one line an alert. A line that
+//! does not read is named on stderr and skipped.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -34,7 +35,15 @@ pub(crate) fn run(args: &AlertsArgs) -> Result<ExitCode> {
     for line in lines {
         let line = line.with_context(unreadable)?;
         let text = line.text.trim_end();
-        let event = alert::parse_event(&args.file, line.number, text)?;
+        // One line that does not read (written by another program, or damaged) must not hide
+        // the rest of the log: it is named on stderr and skipped.
+        let event = match alert::parse_event(&args.file, line.number, text) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("ngram-ids: warning: {e}; line skipped");
+                continue;
+            }
+        };
         let (id, name) = (event.container_id(), event.container_name());
         let wanted = args
             .container
