@@ -311,7 +311,7 @@ pub fn run(plan: &Plan, ready: impl FnOnce(Result<(), String>)) -> Result<(), Su
             let mut s = Session::train(info, counts, noise).with_alerts(tx);
             if let Some((model, meta)) = shadow {
                 match session::detector(model, meta) {
-                    Ok(det) => s = s.with_shadow(det),
+                    Ok(det) => s = s.with_shadow(det).with_init(plan.init_pid),
                     Err(e) => tracing::warn!("this run is not judged against the profile: {e}"),
                 }
             }
@@ -333,6 +333,7 @@ pub fn run(plan: &Plan, ready: impl FnOnce(Result<(), String>)) -> Result<(), Su
             };
             let init_pid = plan.init_pid;
             let s = Session::detect(plan.mode, action, info, det)
+                .with_init(init_pid)
                 .with_exec_policy(plan.exec_policy)
                 .with_breaker(plan.breaker)
                 .with_alerts(tx)

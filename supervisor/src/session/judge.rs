@@ -27,8 +27,8 @@ pub struct Detector<'m> {
     pub model: &'m Model,
     /// Alarm when a thread's window score is above this.
     pub threshold: f64,
-    /// A young thread of a known program alarms when the improbable share of its window is
-    /// above this (the young threshold, calibrated on held-out runs).
+    /// A young thread of a known program alarms when its plain window score is above this
+    /// (the young threshold, calibrated on held-out runs).
     pub known_threshold: f64,
     /// How a settled thread is judged instead; `None`: like a young one (a calibrated
     /// profile).
@@ -181,6 +181,8 @@ pub struct ProcState {
     pub operator: bool,
     /// The program it runs is one the profile saw (`None`: not known, e.g. not learned).
     pub known_program: Option<bool>,
+    /// The container's init (its entrypoint, the service itself); never inherited.
+    pub init: bool,
 }
 
 /// The per-process table.
@@ -204,7 +206,8 @@ pub struct Verdict {
 pub enum Measure {
     /// A settled thread: the share of improbable unseen n-grams, settled threshold.
     Settled,
-    /// A young thread of a known program: that share, young threshold.
+    /// A young thread of a known program: the plain window score, young threshold calibrated
+    /// on held-out runs.
     YoungKnown,
     /// Any other young thread (or a calibrated profile): the plain window score.
     Plain,
@@ -232,9 +235,9 @@ impl Detector<'_> {
     pub fn judge(&self, tid: u32, facts: CallFacts, proc: &ProcState) -> Verdict {
         // A settled thread is judged by the improbable unseen n-grams of its window against
         // the settled threshold (new interleavings of known calls do not count); a young
-        // thread of a program the profile knows by the same improbable n-grams against the
-        // young threshold (its start-up noise does not count, what it never did does); any
-        // other young thread by its plain window (decision 16).
+        // thread by its plain window (decision 16): of a program the profile knows against
+        // the young threshold calibrated on held-out runs (its own start-up variation does
+        // not count), of any other program against the default.
         let known = proc.known_program == Some(true);
         let improbable = |threshold: f64, max_p: f64| {
             if facts.score > threshold {
@@ -251,11 +254,7 @@ impl Detector<'_> {
                 rule.threshold,
                 Measure::Settled,
             ),
-            Some(rule) if known => (
-                improbable(self.known_threshold, rule.max_p),
-                self.known_threshold,
-                Measure::YoungKnown,
-            ),
+            Some(_) if known => (facts.score, self.known_threshold, Measure::YoungKnown),
             _ => (facts.score, self.threshold, Measure::Plain),
         };
         let mut verdict = Verdict {
@@ -294,11 +293,12 @@ impl Detector<'_> {
         verdict
     }
 
-    /// Does an anomaly in this young thread make its process a suspect? Only where the
-    /// profile does not know which programs are normal (decision 21); with programs learned,
-    /// a new program is a suspect from its start and a known one never by its noise.
-    pub fn anomaly_condemns(&self, young: bool) -> bool {
-        young && self.programs.is_none()
+    /// Does an anomaly of a young thread of `proc` make the process a suspect? Yes (decision
+    /// 21), except for the container's init, the service itself, which is never condemned for
+    /// its own anomalies (its unseen harmful calls in an anomalous stretch are still refused,
+    /// as a settled thread's are). A new program is a suspect from its start anyway.
+    pub fn anomaly_condemns(&self, young: bool, proc: &ProcState) -> bool {
+        young && !proc.init
     }
 
     /// Is `exe` a program this profile does not know? `None` when programs were not learned.

@@ -251,6 +251,14 @@ impl<'m> Session<'m> {
         self
     }
 
+    /// Process `pid` is the container's init (its entrypoint, the service itself).
+    pub fn with_init(self, pid: u32) -> Self {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.procs.entry(pid).or_default().init = true;
+        }
+        self
+    }
+
     /// Process `pid` was started by `docker exec`: it and its children are the operator's.
     pub fn add_operator(&self, pid: u32) {
         if let Ok(mut inner) = self.inner.lock() {
@@ -341,10 +349,11 @@ impl<'m> Session<'m> {
         if ev.pid == 0 || inner.procs.contains_key(&ev.pid) {
             return;
         }
-        let state = parent
+        let mut state = parent
             .and_then(|pp| inner.procs.get(&pp))
             .cloned()
             .unwrap_or_default();
+        state.init = false;
         inner.procs.insert(ev.pid, state);
     }
 
@@ -424,7 +433,7 @@ impl<'m> Session<'m> {
                 *m = Some(m.map_or(verdict.score, |x| x.max(verdict.score)));
             }
         }
-        let condemns = det.anomaly_condemns(young);
+        let condemns = det.anomaly_condemns(young, &proc);
         if !verdict.anomalous {
             thread.alerted = false;
         } else {
@@ -1025,9 +1034,10 @@ mod tests {
     #[test]
     fn a_young_programs_first_unseen_effect_call_is_refused_at_the_call() {
         let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
+        // pid 10 is the container's init: its own anomalies never condemn it.
         with_programs(
             &normal,
-            |s| s,
+            |s| s.with_init(10),
             |s, rx| {
                 for nr in [59, 0, 1, 3, 257, 0] {
                     assert_eq!(s.on_event(&call(10, 10, nr, 0)), Decision::Continue);
@@ -1049,7 +1059,7 @@ mod tests {
                 );
                 let a = rx.try_recv().expect("no alert for the refused effect call");
                 assert_eq!((a.rule, a.action), (Rule::HarmfulCall, Action::Denied));
-                // Its process is no suspect: its trained calls go on.
+                // Its process (init) is no suspect: its trained calls go on.
                 for nr in [1, 3, 257] {
                     assert_eq!(s.on_event(&call(12, 10, nr, 0)), Decision::Continue);
                 }
@@ -1262,5 +1272,30 @@ mod tests {
             alerts.iter().all(|a| a.rule != Rule::NewProgram),
             "a known program after a PATH search was judged new: {alerts:?}"
         );
+    }
+
+    #[test]
+    fn a_known_program_that_strays_young_is_condemned_unless_it_is_init() {
+        let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
+        for (init, expect) in [
+            (false, Decision::Deny(libc::EPERM)),
+            (true, Decision::Continue),
+        ] {
+            with_programs(
+                &normal,
+                |s| if init { s.with_init(10) } else { s },
+                |s, _rx| {
+                    // A known program (a shell the service runs) just started, doing what it
+                    // never did: condemned, so even its ordinary openat is refused afterwards.
+                    for &nr in [59, 0].iter().chain(&NOVEL) {
+                        s.on_event(&call(50, 10, nr, 0));
+                    }
+                    for nr in [0, 1, 3] {
+                        s.on_event(&call(50, 10, nr, 0));
+                    }
+                    assert_eq!(s.on_event(&call(50, 10, 257, 0)), expect, "init {init}");
+                },
+            );
+        }
     }
 }
