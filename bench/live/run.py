@@ -10,7 +10,7 @@ attacks made meanwhile (failed normal requests; did each attack's first harmful 
 Writes bench/results/live-<UTC>.json and a markdown table into docs/evaluation-live.md.
 
 Usage: bench/live/run.py [--short] [--services a,b] [--no-build] [--doc-section NAME]
-       bench/live/run.py --report bench/results/live-XXX.json [--doc-section NAME]
+       bench/live/run.py --report bench/results/live-XXX.json [more.json...] [--doc-section NAME]
   --short   the CI version: python, go, redis with short durations (a few minutes in all)
 Environment (each overrides the default of the chosen version, full / --short):
   LIVE_SERVICES        comma list of nginx,python,apache,postgres,redis,go,tomcat (all / python,go,redis)
@@ -109,26 +109,39 @@ def profile_rm(name):
     sh([ids_bin(), "profile", "rm", name], check=False)
 
 
+_LOG = {"offset": 0, "ino": None, "by_cid": {}}
+
+
 def alerts_of(cid):
-    """Every alert (source syscall) of the container, oldest first, as output_fields + rule."""
-    if not os.path.exists(ALERT_LOG):
+    """Every alert (source syscall) of the container, oldest first, as output_fields + rule.
+    Reads the alert log itself, incrementally (other writers' lines of other shapes, e.g. a newer
+    ngram-ids' rules or events, are skipped rather than refused)."""
+    try:
+        st = os.stat(ALERT_LOG)
+    except OSError:
         return []
-    rc, out, err = sh([ids_bin(), "alerts", "--json", "--container", cid], timeout=120, check=False)
-    if rc != 0:
-        raise HarnessError("ngram-ids alerts failed: %s" % err.strip()[-200:])
-    found = []
-    for line in out.splitlines():
+    if st.st_ino != _LOG["ino"] or st.st_size < _LOG["offset"]:
+        _LOG.update(offset=0, ino=st.st_ino, by_cid={})
+    with open(ALERT_LOG, "rb") as f:
+        f.seek(_LOG["offset"])
+        data = f.read()
+    end = data.rfind(b"\n") + 1  # only whole lines
+    _LOG["offset"] += end
+    for line in data[:end].splitlines():
         try:
             v = json.loads(line)
         except ValueError:
             continue
+        if not isinstance(v, dict):
+            continue
         f = v.get("output_fields") or {}
-        if v.get("source", "syscall") != "syscall" or f.get("container.full_id") != cid:
+        if v.get("source", "syscall") != "syscall" or not isinstance(f, dict) or "evt.time" not in f:
             continue
         f = dict(f)
         f["rule"] = v.get("rule")
-        f["output"] = v.get("output", "")[:300]
-        found.append(f)
+        f["output"] = str(v.get("output", ""))[:300]
+        _LOG["by_cid"].setdefault(f.get("container.full_id"), []).append(f)
+    found = list(_LOG["by_cid"].get(cid, []))
     found.sort(key=lambda a: a.get("evt.time", 0))
     return found
 
@@ -1130,7 +1143,8 @@ def details(results):
         out.append("- **%s**: " % r["service"] + "; ".join(filter(None, [
             ("controls (attack worked in alert mode): %s" % ", ".join("%s %s" % (x["attack"], "yes" if x["effect"] else "no") for x in a.get("attacks", []))) if a.get("attacks") else "",
             ("false alarms by program: %s" % ", ".join(a["false_alarm_programs"])) if a.get("false_alarm_programs") else "",
-            ("errors: %s" % "; ".join(r["errors"])) if r["errors"] else ""])))
+            ("errors: %s" % "; ".join(r["errors"])) if r["errors"] else "",
+            ("notes: %s" % "; ".join(r["notes"])) if r.get("notes") else ""])))
         for s in a.get("false_alarm_samples", [])[:4]:
             out.append("  - FA `%s` [%s] p %s window %s (%s)" % (
                 s.get("proc.exepath"), " ".join(s.get("ngram.syscalls") or []), fmt_num(s.get("ngram.probability")),
@@ -1160,7 +1174,7 @@ def main():
     ap.add_argument("--services")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--doc-section")
-    ap.add_argument("--report", metavar="JSON", help="only re-render a results file into the document")
+    ap.add_argument("--report", metavar="JSON", nargs="+", help="only re-render results files into the document")
     args = ap.parse_args()
     if args.report:
         report(args.report, os.environ.get("LIVE_DOC") or os.path.join(REPO, "docs", "evaluation-live.md"), args.doc_section)
@@ -1265,9 +1279,21 @@ def header_of(meta, section, stamp):
                 cfg["clients"], cfg["seed"]))
 
 
-def report(path, doc, section):
-    """Re-renders a results file into its section of the document (--report)."""
-    data = json.load(open(path))
+def report(paths, doc, section):
+    """Re-renders results files into a section of the document (--report); with several files,
+    a service's results come from the last file that has them, the header from the first."""
+    data = json.load(open(paths[0]))
+    path = paths[0]
+    order = [r["service"] for r in data["results"]]
+    by = {r["service"]: r for r in data["results"]}
+    for p in paths[1:]:
+        more = json.load(open(p))
+        for r in more["results"]:
+            if r["service"] not in by:
+                order.append(r["service"])
+            r.setdefault("notes", []).append("from %s (%s)" % (os.path.relpath(p, REPO), more["meta"].get("started")))
+            by[r["service"]] = r
+    data["results"] = [by[s] for s in order]
     meta = data["meta"]
     cfg = meta["config"]
     cfg.setdefault("detect_ms", 1000)
@@ -1280,6 +1306,13 @@ def report(path, doc, section):
     stamp = os.path.basename(path)[len("live-"):-len(".json")]
     section = section or ("short" if cfg.get("short") else "full")
     write_doc(doc, section, header_of(meta, section, stamp), data["results"], os.path.abspath(path))
+    if len(paths) > 1:
+        with open(doc) as f:
+            text = f.read()
+        rel = ", ".join("`%s`" % os.path.relpath(os.path.abspath(p), REPO) for p in paths)
+        text = text.replace("Raw results: `%s`." % os.path.relpath(os.path.abspath(path), REPO), "Raw results: %s (a service's row from the last file that has it)." % rel)
+        with open(doc, "w") as f:
+            f.write(text)
     print(table(data["results"]))
 
 
