@@ -9,7 +9,7 @@ use crate::profile::ProfileMeta;
 /// How one training run fared against the profile as it was before that run: the alerts the
 /// live rule would have raised on it (its anomalous stretches and new programs). A run the
 /// profile has never seen is held-out data for the rule it will be judged by.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunCheck {
     /// Seconds since the Unix epoch at the end of the run.
     pub at: u64,
@@ -21,9 +21,12 @@ pub struct RunCheck {
     /// measure (the share of improbable unseen n-grams); `None`: none was measured.
     #[serde(default)]
     pub max_settled: Option<f64>,
-    /// The same for young threads of programs the profile knew.
+    /// The highest plain window score of a young thread of a program the profile knew.
     #[serde(default)]
     pub max_young: Option<f64>,
+    /// The same, per program (executable path).
+    #[serde(default)]
+    pub young_by_program: std::collections::BTreeMap<String, f64>,
 }
 
 /// How many of the newest run checks the live thresholds are calibrated on.
@@ -33,23 +36,51 @@ pub const CALIBRATION_RUNS: usize = 10;
 /// (multiples of 0.1), so this keeps a run's own highest window from alarming.
 pub const CALIBRATION_MARGIN: f64 = 0.05;
 
-/// The live thresholds calibrated on held-out training runs: for each of the settled and the
-/// young-known measures, the highest score the newest [`CALIBRATION_RUNS`] checked runs
-/// reached plus [`CALIBRATION_MARGIN`], never below `floor` (the default threshold). A
-/// threshold of 1 or more cannot be passed: the runs showed that measure does not separate
-/// this service's normal behaviour, and the other rules (new programs, effect calls) judge it.
-pub fn calibrated(meta: &ProfileMeta, floor_settled: f64, floor_young: f64) -> (f64, f64) {
-    let recent = meta.run_checks.iter().rev().take(CALIBRATION_RUNS);
-    let (mut settled, mut young) = (floor_settled, floor_young);
-    for c in recent {
+/// The live thresholds calibrated on held-out training runs: the settled threshold is the
+/// highest settled score the newest [`CALIBRATION_RUNS`] checked runs reached plus
+/// [`CALIBRATION_MARGIN`], never below `floor_settled` (the default); the young threshold of
+/// each known program is the highest young score of *that program* in those runs plus the
+/// margin, never below `floor_young`: a program whose start varies (a Go runtime's) gets its
+/// own allowance without raising a deterministic one's (a shell's). A threshold of 1 or more
+/// cannot be passed: the runs showed that measure does not separate this behaviour, and the
+/// other rules (new programs, effect calls) judge it.
+pub fn calibrated(meta: &ProfileMeta, floor_settled: f64, floor_young: f64) -> Calibrated {
+    let mut out = Calibrated {
+        settled: floor_settled,
+        young_default: floor_young,
+        young: std::collections::BTreeMap::new(),
+    };
+    for c in meta.run_checks.iter().rev().take(CALIBRATION_RUNS) {
         if let Some(m) = c.max_settled {
-            settled = settled.max(m + CALIBRATION_MARGIN);
+            out.settled = out.settled.max(m + CALIBRATION_MARGIN);
         }
-        if let Some(m) = c.max_young {
-            young = young.max(m + CALIBRATION_MARGIN);
+        for (program, &m) in &c.young_by_program {
+            let t = out.young.entry(program.clone()).or_insert(floor_young);
+            *t = t.max(m + CALIBRATION_MARGIN);
         }
     }
-    (settled, young)
+    out
+}
+
+/// What [`calibrated`] gives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Calibrated {
+    /// The settled threshold.
+    pub settled: f64,
+    /// The young threshold of a program without calibration data.
+    pub young_default: f64,
+    /// The young threshold of each program with calibration data.
+    pub young: std::collections::BTreeMap<String, f64>,
+}
+
+impl Calibrated {
+    /// The young threshold of `program`.
+    pub fn young(&self, program: &str) -> f64 {
+        self.young
+            .get(program)
+            .copied()
+            .unwrap_or(self.young_default)
+    }
 }
 
 /// Longest run-check history kept per profile.
@@ -192,6 +223,7 @@ mod tests {
                     alarms: 0,
                     max_settled: None,
                     max_young: None,
+                    young_by_program: Default::default(),
                 },
             );
         }
@@ -226,17 +258,32 @@ mod tests {
     #[test]
     fn thresholds_rise_above_what_held_out_runs_reached() {
         let mut m = meta();
+        let c = calibrated(&m, 0.45, 0.25);
         assert_eq!(
-            calibrated(&m, 0.45, 0.25),
+            (c.settled, c.young("/bin/sh")),
             (0.45, 0.25),
             "no scores: the defaults"
         );
         m.run_checks[0].max_settled = Some(0.9);
         m.run_checks[2].max_settled = Some(0.6);
-        m.run_checks[1].max_young = Some(0.2);
-        let (s, y) = calibrated(&m, 0.45, 0.25);
-        assert!((s - 0.95).abs() < 1e-9, "{s}");
-        assert_eq!(y, 0.25, "never below the default");
+        m.run_checks[1]
+            .young_by_program
+            .insert("/srv/go".into(), 0.7);
+        m.run_checks[2]
+            .young_by_program
+            .insert("/srv/go".into(), 0.5);
+        m.run_checks[2]
+            .young_by_program
+            .insert("/bin/sh".into(), 0.1);
+        let c = calibrated(&m, 0.45, 0.25);
+        assert!((c.settled - 0.95).abs() < 1e-9, "{c:?}");
+        assert!((c.young("/srv/go") - 0.75).abs() < 1e-9, "{c:?}");
+        assert_eq!(
+            c.young("/bin/sh"),
+            0.25,
+            "never below the default, nor raised by another"
+        );
+        assert_eq!(c.young("/bin/other"), 0.25);
         // Only the newest CALIBRATION_RUNS count.
         for i in 0..CALIBRATION_RUNS {
             record_run(
@@ -247,13 +294,14 @@ mod tests {
                     alarms: 0,
                     max_settled: Some(0.5),
                     max_young: Some(0.4),
+                    young_by_program: [("/srv/go".to_owned(), 0.4)].into_iter().collect(),
                 },
             );
         }
-        let (s, y) = calibrated(&m, 0.45, 0.25);
+        let c = calibrated(&m, 0.45, 0.25);
         assert!(
-            (s - 0.55).abs() < 1e-9 && (y - 0.45).abs() < 1e-9,
-            "{s} {y}"
+            (c.settled - 0.55).abs() < 1e-9 && (c.young("/srv/go") - 0.45).abs() < 1e-9,
+            "{c:?}"
         );
     }
 
@@ -269,6 +317,7 @@ mod tests {
                     alarms: 0,
                     max_settled: Some(0.5),
                     max_young: None,
+                    young_by_program: Default::default(),
                 },
             );
         }

@@ -53,9 +53,12 @@ pub(crate) fn flush(plan: &Plan, session: &Session<'_>, runs: u64) -> Result<(),
                 m.noise = Some(ngram_profiler::policy::noise_names());
                 m.programs = Some(Default::default());
             }
-            m.learn_programs(&programs);
-            if let Some(c) = check {
-                lifecycle::record_run(m, c);
+            // Once per merge: after the counts went in.
+            if !created {
+                m.learn_programs(&programs);
+                if let Some(c) = &check {
+                    lifecycle::record_run(m, c.clone());
+                }
             }
         },
     )?;

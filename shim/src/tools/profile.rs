@@ -332,8 +332,23 @@ fn print_lifecycle(m: &ProfileMeta, now: u64) {
         );
     }
     if m.calibration.is_none() {
-        let (settled, young) = lifecycle::calibrated(m, LIVE_SETTLED_THRESHOLD, LIVE_THRESHOLD);
-        println!("live rule    settled threshold {settled:.2}, young-known threshold {young:.2}");
+        let c = lifecycle::calibrated(m, LIVE_SETTLED_THRESHOLD, LIVE_THRESHOLD);
+        let raised: Vec<String> = c
+            .young
+            .iter()
+            .filter(|(_, &t)| t > c.young_default)
+            .map(|(p, t)| format!("{p} {t:.2}"))
+            .collect();
+        println!(
+            "live rule    settled threshold {:.2}, young threshold {:.2}{}",
+            c.settled,
+            c.young_default,
+            if raised.is_empty() {
+                String::new()
+            } else {
+                format!(" (raised for {})", raised.join(", "))
+            }
+        );
     }
     match &m.programs {
         Some(p) => {

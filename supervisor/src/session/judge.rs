@@ -27,9 +27,9 @@ pub struct Detector<'m> {
     pub model: &'m Model,
     /// Alarm when a thread's window score is above this.
     pub threshold: f64,
-    /// A young thread of a known program alarms when its plain window score is above this
-    /// (the young threshold, calibrated on held-out runs).
-    pub known_threshold: f64,
+    /// A young thread of a known program alarms when its plain window score is above its
+    /// program's young threshold, calibrated on held-out runs (decision 30).
+    pub calibrated: lifecycle::Calibrated,
     /// How a settled thread is judged instead; `None`: like a young one (a calibrated
     /// profile).
     pub settled: Option<SettledRule>,
@@ -81,15 +81,25 @@ impl std::str::FromStr for ExecPolicy {
 pub fn detector<'m>(model: &'m Model, meta: &ProfileMeta) -> Result<Detector<'m>, ScoreError> {
     // The live default's thresholds, raised to what held-out training runs reached
     // (docs/decisions.md, decision 30).
-    let (settled_t, known_t) = lifecycle::calibrated(meta, LIVE_SETTLED_THRESHOLD, LIVE_THRESHOLD);
-    let (cfg, threshold, known_threshold, settled) = match &meta.calibration {
-        Some(c) if meta.score.window > 0 => (meta.score, c.threshold, c.threshold, None),
+    let live = lifecycle::calibrated(meta, LIVE_SETTLED_THRESHOLD, LIVE_THRESHOLD);
+    let (cfg, threshold, calibrated, settled) = match &meta.calibration {
+        // A profile calibrated offline: its one threshold throughout.
+        Some(c) if meta.score.window > 0 => (
+            meta.score,
+            c.threshold,
+            lifecycle::Calibrated {
+                settled: c.threshold,
+                young_default: c.threshold,
+                young: Default::default(),
+            },
+            None,
+        ),
         _ => (
             ScoreConfig::live(),
             LIVE_THRESHOLD,
-            known_t,
+            live.clone(),
             Some(SettledRule {
-                threshold: settled_t,
+                threshold: live.settled,
                 max_p: LIVE_SETTLED_MAX_P,
             }),
         ),
@@ -98,7 +108,7 @@ pub fn detector<'m>(model: &'m Model, meta: &ProfileMeta) -> Result<Detector<'m>
         scorer: Scorer::new(model, cfg)?,
         model,
         threshold,
-        known_threshold,
+        calibrated,
         settled,
         arch: meta.arch,
         programs: meta.programs.as_ref().map(|p| p.keys().cloned().collect()),
@@ -172,7 +182,7 @@ impl ThreadState {
 }
 
 /// Per-process state of the live rule. A new process starts as a copy of its parent's.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProcState {
     /// Judged an intruder: a program the profile never saw, anomalous in its first calls
     /// (profiles without programs), or a child of one. Enforce refuses its harmful calls.
@@ -183,6 +193,10 @@ pub struct ProcState {
     pub known_program: Option<bool>,
     /// The container's init (its entrypoint, the service itself); never inherited.
     pub init: bool,
+    /// The program it runs, once resolved (shadow calibration is kept per program).
+    pub program: Option<std::sync::Arc<str>>,
+    /// Its program's young threshold (decision 30); set with `known_program`.
+    pub young_threshold: f64,
 }
 
 /// The per-process table.
@@ -254,7 +268,7 @@ impl Detector<'_> {
                 rule.threshold,
                 Measure::Settled,
             ),
-            Some(_) if known => (facts.score, self.known_threshold, Measure::YoungKnown),
+            Some(_) if known => (facts.score, proc.young_threshold, Measure::YoungKnown),
             _ => (facts.score, self.threshold, Measure::Plain),
         };
         let mut verdict = Verdict {

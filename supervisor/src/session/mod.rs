@@ -101,6 +101,8 @@ struct Inner<'m> {
     stats: SessionStats,
     /// Shadow (train) mode: the highest settled and young-known window scores of the run.
     shadow_max: [Option<f64>; 2],
+    /// Shadow mode: the highest young window score of each known program in the run.
+    shadow_young: std::collections::BTreeMap<String, f64>,
 }
 
 /// The handler of one container.
@@ -181,6 +183,7 @@ impl<'m> Session<'m> {
                 breaker: Breaker::new(breaker::DEFAULT_LIMIT),
                 stats: SessionStats::default(),
                 shadow_max: [None; 2],
+                shadow_young: Default::default(),
             }),
             alerts: None,
             stop: Box::new(|| {}),
@@ -296,6 +299,7 @@ impl<'m> Session<'m> {
                 alarms: inner.stats.shadow_alarms,
                 max_settled: inner.shadow_max[0],
                 max_young: inner.shadow_max[1],
+                young_by_program: inner.shadow_young.clone(),
             }
         })
     }
@@ -368,8 +372,14 @@ impl<'m> Session<'m> {
         let Some(new) = inner.detector.as_ref().and_then(|d| d.is_new_program(&exe)) else {
             return;
         };
+        let threshold = inner
+            .detector
+            .as_ref()
+            .map_or(0.0, |d| d.calibrated.young(&exe));
         let proc = inner.procs.entry(ev.pid).or_default();
         proc.known_program = Some(!new);
+        proc.young_threshold = threshold;
+        proc.program = Some(exe.as_str().into());
         if !new {
             return;
         }
@@ -431,6 +441,10 @@ impl<'m> Session<'m> {
             };
             if let Some(m) = slot.and_then(|i| inner.shadow_max.get_mut(i)) {
                 *m = Some(m.map_or(verdict.score, |x| x.max(verdict.score)));
+            }
+            if let (judge::Measure::YoungKnown, Some(p)) = (verdict.measure, &proc.program) {
+                let top = inner.shadow_young.entry(p.to_string()).or_insert(0.0);
+                *top = top.max(verdict.score);
             }
         }
         let condemns = det.anomaly_condemns(young, &proc);
@@ -1179,7 +1193,10 @@ mod tests {
             settled > top && settled <= top + 0.051,
             "{settled} vs {top}"
         );
-        assert_eq!(det.known_threshold, ngram_profiler::live::LIVE_THRESHOLD);
+        assert_eq!(
+            det.calibrated.young("/bin/known"),
+            ngram_profiler::live::LIVE_THRESHOLD
+        );
         // So the same stray no longer alarms in alert mode.
         let (tx, rx) = mpsc::channel();
         let s = Session::detect(
@@ -1266,7 +1283,7 @@ mod tests {
         let alerts: Vec<Alert> = rx.try_iter().collect();
         assert_eq!(
             calls.load(std::sync::atomic::Ordering::SeqCst),
-            1 + alerts.len() as u32
+            1 + u32::try_from(alerts.len()).unwrap()
         );
         assert!(
             alerts.iter().all(|a| a.rule != Rule::NewProgram),
@@ -1297,5 +1314,44 @@ mod tests {
                 },
             );
         }
+    }
+
+    #[test]
+    fn young_thresholds_are_calibrated_per_program() {
+        let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
+        let c = trained(&normal, 3);
+        let model = Model::new(&c).unwrap();
+        let mut meta = meta_for(&c);
+        meta.programs = Some(
+            [("/srv/noisy".to_owned(), 1), ("/bin/sh".to_owned(), 1)]
+                .into_iter()
+                .collect(),
+        );
+        // A held-out run: the noisy program's start strays, the shell's does not.
+        let exe: ExeResolver =
+            Box::new(|pid| Some(if pid == 10 { "/srv/noisy" } else { "/bin/sh" }.to_owned()));
+        let s = Session::train(
+            ContainerInfo::default(),
+            NgramCounts::new(3, Arch::X86_64).unwrap(),
+            legacy_noise(),
+        )
+        .with_shadow(detector(&model, &meta).unwrap())
+        .with_resolvers(exe, Box::new(|_| None));
+        for &nr in [59, 0].iter().chain(&NOVEL[..4]).chain(&normal[..8]) {
+            s.on_event(&call(10, 10, nr, 0));
+        }
+        for &nr in [59].iter().chain(&normal[..12]) {
+            s.on_event(&call(20, 20, nr, 0));
+        }
+        let check = s.shadow_check(1).unwrap();
+        let noisy = check.young_by_program["/srv/noisy"];
+        assert!(noisy > 0.25, "{check:?}");
+        ngram_profiler::lifecycle::record_run(&mut meta, check);
+        let det = detector(&model, &meta).unwrap();
+        assert!(det.calibrated.young("/srv/noisy") > noisy);
+        assert_eq!(
+            det.calibrated.young("/bin/sh"),
+            ngram_profiler::live::LIVE_THRESHOLD
+        );
     }
 }
