@@ -30,8 +30,9 @@ demo:
 	ngram-ids alerts | tail -n 3 || true
 
 ## One command: every test (formatting, lints, unit and property tests, then the end-to-end
-## suite with the real dockerd, against plain runc and against ngram-ids).
-test: setup check unit install e2e
+## suite with the real dockerd, against plain runc and against ngram-ids, then the short live
+## evaluation of three services).
+test: setup check unit install e2e eval-live-short
 
 check:
 	$(CARGO) fmt --all -- --check
