@@ -1,8 +1,12 @@
-//! The alert budget: at most [`ALERTS_PER_SECOND`] alerts a second per container and
+//! Sending alerts: building one from the scorer's explanation, and the alert budget: at most [`ALERTS_PER_SECOND`] alerts a second per container and
 //! [`PROCESS_ALERTS_PER_SECOND`] per process reach the log; the rest are counted
 //! (docs/decisions.md, decisions 18 and 21).
 
+use ngram_profiler::alert::{Action, Alert, Rule};
 use ngram_profiler::ngram::FxHashMap;
+
+use super::{Inner, Session};
+use crate::tracer::Event;
 
 /// At most this many alerts per second per container reach the log.
 pub const ALERTS_PER_SECOND: u32 = 50;
@@ -35,6 +39,59 @@ impl AlertBudget {
             true
         } else {
             false
+        }
+    }
+}
+
+impl<'m> Session<'m> {
+    /// Send one alert about `ev`, within the budget.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn report(
+        &self,
+        inner: &mut Inner<'m>,
+        ev: &Event,
+        rule: Rule,
+        score: f64,
+        threshold: f64,
+        action: Action,
+        exe: Option<String>,
+    ) {
+        // The breaker's own event always goes out: it changes what enforce does.
+        if rule != Rule::Breaker && !inner.budget.admit(ev.ts_ns, ev.pid) {
+            inner.stats.suppressed += 1;
+            return;
+        }
+        inner.stats.alerts += 1;
+        let Some(det) = inner.detector.as_ref() else {
+            return;
+        };
+        let alarm = det.scorer.alarm(ev.tid, score, threshold);
+        let arch = det.arch;
+        let name = |nr: u16| {
+            arch.name(nr)
+                .map_or_else(|| format!("#{nr}"), str::to_owned)
+        };
+        let alert = Alert {
+            time_ns: ev.ts_ns,
+            latency_ns: crate::tracer::now_ns().saturating_sub(ev.ts_ns),
+            container_id: self.info.id.clone(),
+            container_name: self.info.name.clone(),
+            image: self.info.image.clone(),
+            profile: self.info.profile.clone(),
+            pid: ev.pid,
+            tid: ev.tid,
+            exe: exe.unwrap_or_else(|| (self.exe_of)(ev.pid).unwrap_or_default()),
+            ngram: alarm.ngram.iter().map(|&n| name(n)).collect(),
+            probability: alarm.prob,
+            seen: alarm.seen,
+            window_score: score,
+            threshold,
+            action,
+            errno: (action == Action::Denied).then_some(libc::EPERM),
+            rule,
+        };
+        if let Some(tx) = &self.alerts {
+            let _ = tx.send(alert);
         }
     }
 }

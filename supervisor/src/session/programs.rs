@@ -1,0 +1,104 @@
+//! Which process runs which program: a new process's state from its parent, and the program
+//! a thread starts with `execve` (read from `/proc` outside the session's lock), learned in
+//! train mode and judged new or known otherwise (docs/decisions.md, decision 26).
+
+use ngram_profiler::alert::{Action, Rule};
+use ngram_profiler::profile::Mode;
+
+use super::{Inner, Session};
+use crate::tracer::Event;
+
+impl<'m> Session<'m> {
+    /// What `/proc` must tell before `ev` is judged, read without the lock: the parent of a
+    /// process not seen yet, the program of a thread whose last call was `execve`.
+    pub(super) fn lookups(&self, ev: &Event) -> Lookups {
+        let Ok(inner) = self.inner.lock() else {
+            return Lookups::default();
+        };
+        let detect = inner.detector.is_some();
+        let new_proc = detect && ev.pid != 0 && !inner.procs.contains_key(&ev.pid);
+        // Resolved at the first call after an `execve` that is not one itself: a failed
+        // `execve` (a PATH search trying directories in turn) leaves the old program, still
+        // the runtime's own, until one succeeds.
+        let pending = !ev.is_execve() && inner.threads.get(&ev.tid).is_some_and(|t| t.exe_pending);
+        drop(inner);
+        Lookups {
+            parent: if new_proc {
+                (self.parent_of)(ev.pid)
+            } else {
+                None
+            },
+            exe: pending.then(|| (self.exe_of)(ev.pid).unwrap_or_default()),
+        }
+    }
+
+    /// A new process starts as a copy of its parent's state.
+    pub(super) fn adopt(inner: &mut Inner<'m>, ev: &Event, parent: Option<u32>) {
+        if ev.pid == 0 || inner.procs.contains_key(&ev.pid) {
+            return;
+        }
+        let mut state = parent
+            .and_then(|pp| inner.procs.get(&pp))
+            .cloned()
+            .unwrap_or_default();
+        state.init = false;
+        inner.procs.insert(ev.pid, state);
+    }
+
+    /// The thread's program is `exe` (it just ran `execve`): learn it, or judge it new.
+    pub(super) fn program_started(&self, inner: &mut Inner<'m>, ev: &Event, exe: String) {
+        if let Some(t) = inner.threads.get_mut(&ev.tid) {
+            t.exe_pending = false;
+        }
+        if inner.counts.is_some() {
+            *inner.programs.entry(exe.clone()).or_default() += 1;
+        }
+        let Some(new) = inner.detector.as_ref().and_then(|d| d.is_new_program(&exe)) else {
+            return;
+        };
+        let threshold = inner
+            .detector
+            .as_ref()
+            .map_or(0.0, |d| d.calibrated.young(&exe));
+        let proc = inner.procs.entry(ev.pid).or_default();
+        proc.known_program = Some(!new);
+        proc.young_threshold = threshold;
+        proc.program = Some(exe.as_str().into());
+        if !new {
+            return;
+        }
+        proc.suspect = true;
+        inner.stats.new_programs += 1;
+        inner.stats.anomalies += 1;
+        if let Some(t) = inner.threads.get_mut(&ev.tid) {
+            t.alerted = true;
+        }
+        if self.mode == Mode::Train {
+            inner.stats.shadow_alarms += 1;
+            return;
+        }
+        let refuse = self.mode == Mode::Enforce && !self.spares_operator(&inner.procs, ev.pid);
+        let action = if refuse {
+            Action::Denied
+        } else {
+            Action::Alerted
+        };
+        // The whole program is new: its score is 1 (every call of it unseen) over 0.
+        self.report(inner, ev, Rule::NewProgram, 1.0, 0.0, action, Some(exe));
+    }
+}
+
+/// What [`Session::lookups`] read from `/proc` for one event.
+#[derive(Debug, Default)]
+pub(super) struct Lookups {
+    pub(super) parent: Option<u32>,
+    /// The program of a thread that just ran `execve` ("" when it could not be read).
+    pub(super) exe: Option<String>,
+}
+
+/// The executable of a process, `None` when it is gone.
+pub(super) fn exe_of(pid: u32) -> Option<String> {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}

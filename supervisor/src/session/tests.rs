@@ -1,0 +1,696 @@
+//! The session's tests: training, the live rule's verdicts through the handler, enforce's
+//! refusals, the breaker, the shadow detector and calibration, recording.
+use super::*;
+use std::sync::mpsc;
+
+use ngram_profiler::alert::Action;
+use ngram_profiler::policy::LEGACY_NOISE;
+use ngram_profiler::score::Model;
+use ngram_profiler::syscalls::Arch;
+
+fn ev(tid: u32, nr: i32) -> Event {
+    Event::new(tid, tid, nr, 1)
+}
+
+fn legacy_noise() -> SyscallSet {
+    SyscallSet::of(Arch::X86_64, LEGACY_NOISE)
+}
+
+fn trained(seq: &[i32], n: usize) -> NgramCounts {
+    let s = Session::train(
+        ContainerInfo::default(),
+        NgramCounts::new(n, Arch::X86_64).unwrap(),
+        legacy_noise(),
+    );
+    for &nr in seq {
+        assert_eq!(s.on_event(&ev(7, nr)), Decision::Continue);
+    }
+    s.take_counts().unwrap()
+}
+
+#[test]
+fn train_counts_per_thread_like_a_trace() {
+    let seq = [0, 1, 2, 3, 0, 1, 2, 3, 0, 1];
+    let c = trained(&seq, 3);
+    assert_eq!(c.calls(), 10);
+    assert_eq!(c.total(), 8);
+    // Interleaving a second thread adds its own n-grams and none across threads.
+    let s = Session::train(
+        ContainerInfo::default(),
+        NgramCounts::new(3, Arch::X86_64).unwrap(),
+        legacy_noise(),
+    );
+    for &nr in &seq {
+        s.on_event(&ev(1, nr));
+        s.on_event(&ev(2, nr));
+    }
+    let c2 = s.take_counts().unwrap();
+    assert_eq!(c2.total(), 16);
+    assert_eq!(c2.distinct(), c.distinct());
+}
+
+fn meta_for(c: &NgramCounts) -> ngram_profiler::profile::ProfileMeta {
+    ngram_profiler::profile::Profile::new("k", "k", c.clone()).meta
+}
+
+/// Train on `normal` (one thread, n = `n`), then run `test` on a session of `mode`
+/// over that profile, with its alerts.
+fn with_session(
+    normal: &[i32],
+    n: usize,
+    mode: Mode,
+    action: EnforceAction,
+    test: impl FnOnce(&Session<'_>, &mpsc::Receiver<Alert>),
+) {
+    let c = trained(normal, n);
+    let model = Model::new(&c).unwrap();
+    let det = detector(&model, &meta_for(&c)).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let s = Session::detect(mode, action, ContainerInfo::default(), det).with_alerts(tx);
+    test(&s, &rx);
+}
+
+/// Harmless calls the tests' training never has: with n <= 3 they make at least 9 unseen
+/// n-grams in a row, well past the live threshold (3 of 10).
+const NOVEL: [i32; 12] = [8, 12, 13, 14, 16, 17, 18, 19, 20, 21, 24, 28];
+
+#[test]
+fn alert_mode_reports_an_unseen_run_once_and_lets_it_run() {
+    let normal: Vec<i32> = (0..200).map(|i| i % 4).collect();
+    with_session(&normal, 3, Mode::Alert, EnforceAction::Deny, |s, rx| {
+        for &nr in &normal {
+            assert_eq!(s.on_event(&ev(9, nr)), Decision::Continue);
+        }
+        assert!(rx.try_recv().is_err(), "normal sequence alerted");
+        // An attack: calls never seen in a row.
+        for nr in NOVEL {
+            assert_eq!(s.on_event(&ev(9, nr)), Decision::Continue);
+        }
+        let a = rx.try_recv().expect("no alert for the unseen run");
+        assert_eq!(a.action, Action::Alerted);
+        assert!(a.window_score > a.threshold);
+        assert!(!a.seen);
+        assert!(rx.try_recv().is_err(), "one alert per episode");
+        assert!(s.stats().anomalies >= 2);
+    });
+}
+
+#[test]
+fn a_settled_thread_needs_a_denser_run_of_improbable_ngrams() {
+    use ngram_profiler::score::{LIVE_SETTLED_THRESHOLD, LIVE_THRESHOLD};
+    let normal: Vec<i32> = (0..400).map(|i| i % 4).collect();
+    // One call out of place: 3 unseen (and improbable) 3-grams among the last 10.
+    let stray = [0, 1, 2, 5, 0, 1, 2, 3, 0, 1, 2, 3];
+    with_session(&normal, 3, Mode::Alert, EnforceAction::Deny, |s, rx| {
+        // A young thread (a program just started by execve): anomalous.
+        for &nr in [59].iter().chain(&normal[..20]).chain(&stray) {
+            s.on_event(&ev(1, nr));
+        }
+        let a = rx
+            .try_recv()
+            .expect("a young thread's stray call is not reported");
+        assert_eq!(a.threshold, LIVE_THRESHOLD);
+        // The same stray call in a thread past YOUNG_CALLS: not anomalous.
+        for &nr in normal[..300].iter().chain(&stray) {
+            s.on_event(&ev(2, nr));
+        }
+        assert!(
+            rx.try_recv().is_err(),
+            "a settled thread's one stray call alerted"
+        );
+        // Nor in a new thread that never ran execve (a forked worker of a known program).
+        for &nr in normal[..20].iter().chain(&stray) {
+            s.on_event(&ev(4, nr));
+        }
+        assert!(
+            rx.try_recv().is_err(),
+            "a forked worker's one stray call alerted"
+        );
+        // A run of calls never seen in training: anomalous by the settled rule.
+        for nr in [0, 1, 2, 5, 6, 7, 8, 9] {
+            s.on_event(&ev(2, nr));
+        }
+        let a = rx
+            .try_recv()
+            .expect("a dense run in a settled thread is not reported");
+        assert_eq!(a.threshold, LIVE_SETTLED_THRESHOLD);
+        assert!(a.window_score > LIVE_SETTLED_THRESHOLD);
+        // A settled thread that runs execve is young again: its stray call is reported.
+        for &nr in normal[..300].iter().chain(&[59]).chain(&normal[..20]) {
+            s.on_event(&ev(3, nr));
+        }
+        let a = rx
+            .try_recv()
+            .expect("a new program in an old thread is not judged young");
+        assert_eq!(a.threshold, LIVE_THRESHOLD);
+    });
+}
+
+#[test]
+fn enforce_mode_denies_anomalous_calls_only() {
+    let normal: Vec<i32> = (0..200).map(|i| i % 4).collect();
+    with_session(&normal, 3, Mode::Enforce, EnforceAction::Deny, |s, rx| {
+        for &nr in &normal {
+            assert_eq!(s.on_event(&ev(3, nr)), Decision::Continue);
+        }
+        // A fresh thread running something else entirely: anomalous from its 8th unseen
+        // n-gram on; its harmless calls still run, then its execve is refused.
+        let ds: Vec<Decision> = NOVEL
+            .iter()
+            .chain(&[59])
+            .map(|&nr| s.on_event(&ev(4, nr)))
+            .collect();
+        assert_eq!(ds[..NOVEL.len()], [Decision::Continue; NOVEL.len()]);
+        assert_eq!(ds[NOVEL.len()], Decision::Deny(libc::EPERM));
+        let first = rx.try_recv().unwrap();
+        assert_eq!((first.action, first.errno), (Action::Alerted, None));
+        let second = rx.try_recv().unwrap();
+        assert_eq!(
+            (second.action, second.errno),
+            (Action::Denied, Some(libc::EPERM))
+        );
+        assert!(rx.try_recv().is_err());
+        // The normal thread is unaffected.
+        assert_eq!(s.on_event(&ev(3, 0)), Decision::Continue);
+    });
+}
+
+#[test]
+fn enforce_lets_a_strayed_process_recover() {
+    // A long-lived thread (past YOUNG_CALLS) strays: its harmful calls are refused only
+    // when their own n-gram is new; seen ones (its ordinary work) go on.
+    let normal: Vec<i32> = (0..400).map(|i| [0, 1, 2, 257][i % 4]).collect();
+    let c = trained(&normal, 3);
+    let model = Model::new(&c).unwrap();
+    let det = detector(&model, &meta_for(&c)).unwrap();
+    let s = Session::detect(
+        Mode::Enforce,
+        EnforceAction::Deny,
+        ContainerInfo::default(),
+        det,
+    );
+    for &nr in &normal {
+        assert_eq!(s.on_event(&ev(6, nr)), Decision::Continue);
+    }
+    // A run of unseen n-grams, then a novel socket (41): refused.
+    let ds: Vec<Decision> = NOVEL
+        .iter()
+        .chain(&[41])
+        .map(|&nr| s.on_event(&ev(6, nr)))
+        .collect();
+    assert_eq!(ds[NOVEL.len()], Decision::Deny(libc::EPERM));
+    // Back to its ordinary sequence while the window is still anomalous: the openat (257)
+    // whose n-gram was seen runs.
+    let ds: Vec<Decision> = [0, 1, 2, 257]
+        .iter()
+        .map(|&nr| s.on_event(&ev(6, nr)))
+        .collect();
+    assert_eq!(ds, [Decision::Continue; 4]);
+    assert!(s.stats().anomalies >= 4);
+    // A forked worker (no execve) that strays in its first calls is no suspect either:
+    // its ordinary openat still runs.
+    let ds: Vec<Decision> = normal[..8]
+        .iter()
+        .chain(&NOVEL)
+        .chain(&[0, 1, 2, 257])
+        .map(|&nr| s.on_event(&ev(7, nr)))
+        .collect();
+    assert_eq!(ds[ds.len() - 4..], [Decision::Continue; 4]);
+}
+
+#[test]
+fn the_policy_sets_are_resolved() {
+    let p = LivePolicy::default();
+    assert!(p.harmful.contains(59) && p.harmful.contains(165) && p.harmful.contains(425));
+    assert!(!p.harmful.contains(0) && !p.harmful.contains(232));
+    // openat (257) is an effect only when it writes or creates.
+    let mut args = [0u64; 6];
+    assert!(!p.is_effect(257, &args));
+    args[2] = libc::O_CREAT as u64 | libc::O_WRONLY as u64;
+    assert!(p.is_effect(257, &args));
+    assert!(p.is_effect(59, &[0; 6]) && !p.is_effect(56, &[0; 6]));
+}
+
+#[test]
+fn enforce_stop_calls_the_stop_action() {
+    let normal: Vec<i32> = (0..100).map(|i| i % 3).collect();
+    let c = trained(&normal, 2);
+    let model = Model::new(&c).unwrap();
+    let det = detector(&model, &meta_for(&c)).unwrap();
+    let stopped = std::sync::atomic::AtomicU32::new(0);
+    let s = Session::detect(
+        Mode::Enforce,
+        EnforceAction::Stop,
+        ContainerInfo::default(),
+        det,
+    )
+    .with_stop(|| {
+        stopped.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    for nr in NOVEL {
+        s.on_event(&ev(5, nr));
+    }
+    assert!(stopped.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+}
+
+#[test]
+fn records_what_it_sees() {
+    let buf = std::sync::Arc::new(Mutex::new(Vec::new()));
+    struct Shared(std::sync::Arc<Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let w = NativeWriter::new(
+        Box::new(Shared(buf.clone())) as Box<dyn Write + Send>,
+        Arch::X86_64,
+        0,
+    );
+    let s = Session::train(
+        ContainerInfo::default(),
+        NgramCounts::new(2, Arch::X86_64).unwrap(),
+        legacy_noise(),
+    )
+    .with_recorder(w);
+    for (tid, nr) in [(1, 0), (2, 1), (1, 2)] {
+        s.on_event(&ev(tid, nr));
+    }
+    assert_eq!(s.finish_recording().unwrap(), 3);
+    let data = buf.lock().unwrap().clone();
+    let t = ngram_profiler::trace::parse_native(std::path::Path::new("x"), &data).unwrap();
+    let got: Vec<(u32, u16)> = t.events.iter().map(|e| (e.tid, e.nr)).collect();
+    assert_eq!(got, vec![(1, 0), (2, 1), (1, 2)]);
+}
+
+/// A profile trained on `normal` (thread 7) that knows the program "/bin/known", and an
+/// enforce session over it where pid 10 runs "/bin/known" and every other pid "/tmp/new".
+fn with_programs(
+    normal: &[i32],
+    tune: impl FnOnce(Session<'_>) -> Session<'_>,
+    test: impl FnOnce(&Session<'_>, &mpsc::Receiver<Alert>),
+) {
+    let c = trained(normal, 3);
+    let model = Model::new(&c).unwrap();
+    let mut meta = meta_for(&c);
+    meta.programs = Some([("/bin/known".to_owned(), 1)].into_iter().collect());
+    let det = detector(&model, &meta).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let exe: ExeResolver =
+        Box::new(|pid| Some(if pid == 10 { "/bin/known" } else { "/tmp/new" }.to_owned()));
+    let s = Session::detect(
+        Mode::Enforce,
+        EnforceAction::Deny,
+        ContainerInfo::default(),
+        det,
+    )
+    .with_alerts(tx)
+    .with_resolvers(exe, Box::new(|_| None));
+    let s = tune(s);
+    test(&s, &rx);
+}
+
+fn call(tid: u32, pid: u32, nr: i32, args2: u64) -> Event {
+    let mut e = Event::new(tid, pid, nr, 1);
+    e.args[2] = args2;
+    e
+}
+
+const CREATE: u64 = (libc::O_CREAT | libc::O_WRONLY) as u64;
+
+#[test]
+fn a_new_program_is_a_suspect_from_its_first_call() {
+    let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
+    with_programs(
+        &normal,
+        |s| s,
+        |s, rx| {
+            // The known program runs its trained calls untouched after its execve.
+            for &nr in [59].iter().chain(&normal[..40]) {
+                assert_eq!(s.on_event(&call(10, 10, nr, 0)), Decision::Continue);
+            }
+            assert!(rx.try_recv().is_err());
+            // A new program: reported at its first call, its harmful calls refused, even a
+            // read-only openat whose n-gram was seen; harmless ones run.
+            assert_eq!(s.on_event(&call(20, 20, 59, 0)), Decision::Continue);
+            assert_eq!(s.on_event(&call(20, 20, 0, 0)), Decision::Continue);
+            let a = rx.try_recv().expect("a new program is not reported");
+            assert_eq!(a.rule, Rule::NewProgram);
+            assert_eq!(a.exe, "/tmp/new");
+            assert_eq!(a.action, Action::Denied);
+            for nr in [1, 3] {
+                assert_eq!(s.on_event(&call(20, 20, nr, 0)), Decision::Continue);
+            }
+            assert_eq!(
+                s.on_event(&call(20, 20, 257, 0)),
+                Decision::Deny(libc::EPERM)
+            );
+            assert_eq!(s.stats().new_programs, 1);
+        },
+    );
+}
+
+#[test]
+fn operator_processes_are_reported_not_refused_unless_asked() {
+    let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
+    for (policy, expect) in [
+        (ExecPolicy::Alert, Decision::Continue),
+        (ExecPolicy::Enforce, Decision::Deny(libc::EPERM)),
+    ] {
+        with_programs(
+            &normal,
+            |s| s.with_exec_policy(policy),
+            |s, rx| {
+                s.add_operator(30);
+                for nr in [59, 0, 1, 3] {
+                    s.on_event(&call(30, 30, nr, 0));
+                }
+                assert_eq!(s.on_event(&call(30, 30, 257, 0)), expect, "{policy:?}");
+                let a = rx
+                    .try_recv()
+                    .expect("an operator's new program is not reported");
+                assert_eq!(a.rule, Rule::NewProgram);
+                let want = if expect == Decision::Continue {
+                    Action::Alerted
+                } else {
+                    Action::Denied
+                };
+                assert_eq!(a.action, want);
+            },
+        );
+    }
+}
+
+#[test]
+fn a_young_programs_first_unseen_effect_call_is_refused_at_the_call() {
+    let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
+    // pid 10 is the container's init: its own anomalies never condemn it.
+    with_programs(
+        &normal,
+        |s| s.with_init(10),
+        |s, rx| {
+            for nr in [59, 0, 1, 3, 257, 0] {
+                assert_eq!(s.on_event(&call(10, 10, nr, 0)), Decision::Continue);
+            }
+            // Reading where it never read: not an effect, runs (one unseen n-gram of 10).
+            assert_eq!(s.on_event(&call(10, 10, 257, 0)), Decision::Continue);
+            assert!(rx.try_recv().is_err());
+            // Creating a file there instead: refused at once.
+            for nr in [1, 3, 257, 0] {
+                s.on_event(&call(11, 10, nr, 0));
+            }
+            // A young thread of the known program (after its execve).
+            for nr in [59, 0, 1, 3, 257, 0] {
+                assert_eq!(s.on_event(&call(12, 10, nr, 0)), Decision::Continue);
+            }
+            assert_eq!(
+                s.on_event(&call(12, 10, 257, CREATE)),
+                Decision::Deny(libc::EPERM)
+            );
+            let a = rx.try_recv().expect("no alert for the refused effect call");
+            assert_eq!((a.rule, a.action), (Rule::HarmfulCall, Action::Denied));
+            // Its process (init) is no suspect: its trained calls go on.
+            for nr in [1, 3, 257] {
+                assert_eq!(s.on_event(&call(12, 10, nr, 0)), Decision::Continue);
+            }
+            // The same call in a settled thread (a forked worker) is judged by its window.
+            for &nr in &normal[..40] {
+                s.on_event(&call(13, 10, nr, 0));
+            }
+            s.on_event(&call(13, 10, 0, 0));
+            assert_eq!(s.on_event(&call(13, 10, 257, CREATE)), Decision::Continue);
+        },
+    );
+}
+
+#[test]
+fn the_breaker_spares_the_service_never_a_new_program() {
+    let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
+    with_programs(
+        &normal,
+        |s| s.with_breaker(2),
+        |s, rx| {
+            // Settled threads of the known program stray into novel sockets: refused until
+            // more than 2 refusals in a minute, then spared.
+            let mut decisions = Vec::new();
+            for tid in 100..106 {
+                for &nr in &normal[..40] {
+                    s.on_event(&call(tid, 10, nr, 0));
+                }
+                for &nr in &NOVEL {
+                    s.on_event(&call(tid, 10, nr, 0));
+                }
+                decisions.push(s.on_event(&call(tid, 10, 41, 0)));
+            }
+            assert_eq!(decisions[..3], [Decision::Deny(libc::EPERM); 3]);
+            assert_eq!(decisions[3..], [Decision::Continue; 3]);
+            let rules: Vec<Rule> = rx.try_iter().map(|a| a.rule).collect();
+            assert_eq!(rules.iter().filter(|&&r| r == Rule::Breaker).count(), 1);
+            assert_eq!(s.stats().spared, 3);
+            // A new program after the breaker opened is still refused.
+            for nr in [59, 0] {
+                s.on_event(&call(200, 20, nr, 0));
+            }
+            assert_eq!(
+                s.on_event(&call(200, 20, 257, 0)),
+                Decision::Deny(libc::EPERM)
+            );
+        },
+    );
+}
+
+#[test]
+fn a_shadow_detector_counts_what_it_would_report_and_refuses_nothing() {
+    let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
+    let c = trained(&normal, 3);
+    let model = Model::new(&c).unwrap();
+    let mut meta = meta_for(&c);
+    meta.programs = Some([("/bin/known".to_owned(), 1)].into_iter().collect());
+    let det = detector(&model, &meta).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let exe: ExeResolver =
+        Box::new(|pid| Some(if pid == 10 { "/bin/known" } else { "/tmp/new" }.to_owned()));
+    let s = Session::train(
+        ContainerInfo::default(),
+        NgramCounts::new(3, Arch::X86_64).unwrap(),
+        legacy_noise(),
+    )
+    .with_shadow(det)
+    .with_alerts(tx)
+    .with_resolvers(exe, Box::new(|_| None));
+    for &nr in [59].iter().chain(&normal[..40]) {
+        assert_eq!(s.on_event(&call(10, 10, nr, 0)), Decision::Continue);
+    }
+    assert_eq!(s.shadow_check(5).map(|c| c.alarms), Some(0));
+    // A new program and a run of unseen calls: counted, never refused, never reported.
+    for &nr in [59, 0, 257].iter().chain(&NOVEL).chain(&[41]) {
+        assert_eq!(s.on_event(&call(20, 20, nr, 0)), Decision::Continue);
+    }
+    let check = s.shadow_check(5).unwrap();
+    assert!(check.alarms >= 1, "{check:?}");
+    assert_eq!(check.calls, 41 + 3 + NOVEL.len() as u64 + 1);
+    assert!(rx.try_recv().is_err(), "a shadow alarm was reported");
+    // Training learned every call and the programs.
+    assert_eq!(s.take_counts().unwrap().calls(), check.calls);
+    let programs = s.take_programs();
+    assert_eq!(programs.get("/bin/known"), Some(&1));
+    assert_eq!(programs.get("/tmp/new"), Some(&1));
+}
+
+#[test]
+fn thresholds_are_calibrated_on_held_out_runs() {
+    let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
+    let c = trained(&normal, 3);
+    let model = Model::new(&c).unwrap();
+    let mut meta = meta_for(&c);
+    meta.programs = Some([("/bin/known".to_owned(), 1)].into_iter().collect());
+    // A shadow run whose settled thread strays densely records its highest score.
+    let s = Session::train(
+        ContainerInfo::default(),
+        NgramCounts::new(3, Arch::X86_64).unwrap(),
+        legacy_noise(),
+    )
+    .with_shadow(detector(&model, &meta).unwrap())
+    .with_resolvers(
+        Box::new(|_| Some("/bin/known".to_owned())),
+        Box::new(|_| None),
+    );
+    for &nr in normal[..40].iter().chain(&NOVEL) {
+        s.on_event(&call(9, 10, nr, 0));
+    }
+    let check = s.shadow_check(7).unwrap();
+    let top = check.max_settled.expect("no settled score recorded");
+    assert!(top > 0.45, "{check:?}");
+    // The next detector's settled threshold is above it, the young one untouched.
+    ngram_profiler::lifecycle::record_run(&mut meta, check);
+    let det = detector(&model, &meta).unwrap();
+    let settled = det.settled.unwrap().threshold;
+    assert!(
+        settled > top && settled <= top + 0.051,
+        "{settled} vs {top}"
+    );
+    assert_eq!(
+        det.calibrated.young("/bin/known"),
+        ngram_profiler::live::LIVE_THRESHOLD
+    );
+    // So the same stray no longer alarms in alert mode.
+    let (tx, rx) = mpsc::channel();
+    let s = Session::detect(
+        Mode::Alert,
+        EnforceAction::Deny,
+        ContainerInfo::default(),
+        det,
+    )
+    .with_alerts(tx)
+    .with_resolvers(
+        Box::new(|_| Some("/bin/known".to_owned())),
+        Box::new(|_| None),
+    );
+    for &nr in normal[..40].iter().chain(&NOVEL) {
+        s.on_event(&call(9, 10, nr, 0));
+    }
+    assert!(rx.try_recv().is_err(), "a calibrated stray alarmed");
+}
+
+#[test]
+fn calls_around_the_tracer_are_refused_unless_learned() {
+    let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
+    // io_uring_setup (425) never learned: refused in a settled thread of a known program,
+    // even with the breaker open, and reported in alert mode.
+    with_programs(
+        &normal,
+        |s| s.with_breaker(0),
+        |s, rx| {
+            for &nr in &normal[..40] {
+                s.on_event(&call(9, 10, nr, 0));
+            }
+            assert_eq!(
+                s.on_event(&call(9, 10, 425, 0)),
+                Decision::Deny(libc::EPERM)
+            );
+            let a = rx.try_recv().expect("no alert for io_uring_setup");
+            assert_eq!((a.rule, a.action), (Rule::Bypass, Action::Denied));
+            assert_eq!(a.ngram.last().map(String::as_str), Some("io_uring_setup"));
+        },
+    );
+    // A profile that learned it lets it run.
+    let with_ring: Vec<i32> = (0..400).map(|i| [0, 1, 425, 257][i % 4]).collect();
+    with_programs(
+        &with_ring,
+        |s| s,
+        |s, rx| {
+            for &nr in &with_ring[..41] {
+                assert_eq!(s.on_event(&call(9, 10, nr, 0)), Decision::Continue);
+            }
+            assert!(rx.try_recv().is_err());
+        },
+    );
+}
+
+#[test]
+fn a_path_search_of_failed_execves_is_not_a_program() {
+    // The runtime's exec process tries PATH directories in turn: failed execves, then the
+    // program. The program is resolved at the first call that is not an execve.
+    let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
+    let c = trained(&normal, 3);
+    let model = Model::new(&c).unwrap();
+    let mut meta = meta_for(&c);
+    meta.programs = Some([("/bin/sh".to_owned(), 1)].into_iter().collect());
+    let (tx, rx) = mpsc::channel();
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let seen = calls.clone();
+    // The process is the runtime until its third execve succeeds.
+    let exe: ExeResolver = Box::new(move |_| {
+        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Some("/bin/sh".to_owned())
+    });
+    let s = Session::detect(
+        Mode::Alert,
+        EnforceAction::Deny,
+        ContainerInfo::default(),
+        detector(&model, &meta).unwrap(),
+    )
+    .with_alerts(tx)
+    .with_resolvers(exe, Box::new(|_| None));
+    for nr in [59, 59, 59, 0, 1, 3] {
+        s.on_event(&call(40, 40, nr, 0));
+    }
+    // One lookup to resolve the program (a window alert, if any, reads it once more).
+    let alerts: Vec<Alert> = rx.try_iter().collect();
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        1 + u32::try_from(alerts.len()).unwrap()
+    );
+    assert!(
+        alerts.iter().all(|a| a.rule != Rule::NewProgram),
+        "a known program after a PATH search was judged new: {alerts:?}"
+    );
+}
+
+#[test]
+fn a_known_program_that_strays_young_is_condemned_unless_it_is_init() {
+    let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
+    for (init, expect) in [
+        (false, Decision::Deny(libc::EPERM)),
+        (true, Decision::Continue),
+    ] {
+        with_programs(
+            &normal,
+            |s| if init { s.with_init(10) } else { s },
+            |s, _rx| {
+                // A known program (a shell the service runs) just started, doing what it
+                // never did: condemned, so even its ordinary openat is refused afterwards.
+                for &nr in [59, 0].iter().chain(&NOVEL) {
+                    s.on_event(&call(50, 10, nr, 0));
+                }
+                for nr in [0, 1, 3] {
+                    s.on_event(&call(50, 10, nr, 0));
+                }
+                assert_eq!(s.on_event(&call(50, 10, 257, 0)), expect, "init {init}");
+            },
+        );
+    }
+}
+
+#[test]
+fn young_thresholds_are_calibrated_per_program() {
+    let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
+    let c = trained(&normal, 3);
+    let model = Model::new(&c).unwrap();
+    let mut meta = meta_for(&c);
+    meta.programs = Some(
+        [("/srv/noisy".to_owned(), 1), ("/bin/sh".to_owned(), 1)]
+            .into_iter()
+            .collect(),
+    );
+    // A held-out run: the noisy program's start strays, the shell's does not.
+    let exe: ExeResolver =
+        Box::new(|pid| Some(if pid == 10 { "/srv/noisy" } else { "/bin/sh" }.to_owned()));
+    let s = Session::train(
+        ContainerInfo::default(),
+        NgramCounts::new(3, Arch::X86_64).unwrap(),
+        legacy_noise(),
+    )
+    .with_shadow(detector(&model, &meta).unwrap())
+    .with_resolvers(exe, Box::new(|_| None));
+    for &nr in [59, 0].iter().chain(&NOVEL[..4]).chain(&normal[..8]) {
+        s.on_event(&call(10, 10, nr, 0));
+    }
+    for &nr in [59].iter().chain(&normal[..12]) {
+        s.on_event(&call(20, 20, nr, 0));
+    }
+    let check = s.shadow_check(1).unwrap();
+    let noisy = check.young_by_program["/srv/noisy"];
+    assert!(noisy > 0.25, "{check:?}");
+    ngram_profiler::lifecycle::record_run(&mut meta, check);
+    let det = detector(&model, &meta).unwrap();
+    assert!(det.calibrated.young("/srv/noisy") > noisy);
+    assert_eq!(
+        det.calibrated.young("/bin/sh"),
+        ngram_profiler::live::LIVE_THRESHOLD
+    );
+}
