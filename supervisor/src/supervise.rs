@@ -165,8 +165,8 @@ pub enum SuperviseError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("profile {profile:?} cannot be used for scoring: {message}")]
-    Model { profile: String, message: String },
+    #[error("profile {profile:?} cannot be used for scoring: {error}")]
+    Model { profile: String, error: ModelError },
     #[error(transparent)]
     Alerts(#[from] ngram_profiler::alert::AlertError),
     #[error("{path}: {source}")]
@@ -179,6 +179,25 @@ pub enum SuperviseError {
     InitGone { id: String, pid: u32 },
     #[error(transparent)]
     Tracer(#[from] TracerError),
+}
+
+/// Why a profile cannot be used for scoring (shown in [`SuperviseError::Model`]'s message).
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("it numbers system calls as {0:?}; containers are traced as x86_64")]
+    Arch(Arch),
+    #[error(transparent)]
+    Score(#[from] ngram_profiler::score::ScoreError),
+    #[error(transparent)]
+    Counts(#[from] ngram_profiler::ngram::NgramError),
+}
+
+/// A [`SuperviseError::Model`] of the plan's profile.
+fn model_error(plan: &Plan) -> impl FnOnce(ModelError) -> SuperviseError + '_ {
+    move |error| SuperviseError::Model {
+        profile: plan.profile_name.clone(),
+        error,
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SuperviseError + '_ {
@@ -256,18 +275,11 @@ fn load_model(
 ) -> Result<(Model, Box<ProfileMeta>), SuperviseError> {
     let profile = st.load(key)?;
     if profile.meta.arch != Arch::X86_64 {
-        return Err(SuperviseError::Model {
-            profile: plan.profile_name.clone(),
-            message: format!(
-                "it numbers system calls as {:?}; containers are traced as x86_64",
-                profile.meta.arch
-            ),
-        });
+        return Err(model_error(plan)(ModelError::Arch(profile.meta.arch)));
     }
-    let model = Model::new(&profile.counts).map_err(|e| SuperviseError::Model {
-        profile: plan.profile_name.clone(),
-        message: e.to_string(),
-    })?;
+    let model = Model::new(&profile.counts)
+        .map_err(ModelError::from)
+        .map_err(model_error(plan))?;
     Ok((model, Box::new(profile.meta)))
 }
 
@@ -303,10 +315,9 @@ pub fn run(plan: &Plan, ready: impl FnOnce(Result<(), String>)) -> Result<(), Su
             noise,
             shadow,
         } => {
-            let counts = NgramCounts::new(*n, *arch).map_err(|e| SuperviseError::Model {
-                profile: plan.profile_name.clone(),
-                message: e.to_string(),
-            })?;
+            let counts = NgramCounts::new(*n, *arch)
+                .map_err(ModelError::from)
+                .map_err(model_error(plan))?;
             let noise = SyscallSet::of(*arch, noise.iter().map(String::as_str));
             let mut s = Session::train(info, counts, noise).with_alerts(tx);
             if let Some((model, meta)) = shadow {
@@ -322,10 +333,9 @@ pub fn run(plan: &Plan, ready: impl FnOnce(Result<(), String>)) -> Result<(), Su
             serve(plan, &s, init_pidfd, &listener)
         }
         Loaded::Detect { model, meta } => {
-            let det = session::detector(model, meta).map_err(|e| SuperviseError::Model {
-                profile: plan.profile_name.clone(),
-                message: e.to_string(),
-            })?;
+            let det = session::detector(model, meta)
+                .map_err(ModelError::from)
+                .map_err(model_error(plan))?;
             let action = if plan.enforce_stop {
                 EnforceAction::Stop
             } else {
