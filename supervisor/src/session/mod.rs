@@ -446,6 +446,13 @@ impl<'m> Session<'m> {
     }
 }
 
+/// `mprotect` (x86_64 10) asking for PROT_EXEC: never noise, even where `mprotect` is (making
+/// memory executable is what injected code does; the allocator never asks for it).
+fn makes_executable(nr: u16, args: &[u64; 6]) -> bool {
+    const MPROTECT: u16 = 10;
+    nr == MPROTECT && args[2] & libc::PROT_EXEC as u64 != 0
+}
+
 impl Handler for Session<'_> {
     fn on_event(&self, ev: &Event) -> Decision {
         if self.null {
@@ -489,7 +496,7 @@ impl Handler for Session<'_> {
         }
         // Noise: calls whose place in a sequence is timing (a signal handler's return, lock
         // waits, sleeps) are neither learned nor scored (the profile's noise set).
-        if self.noise.contains(nr) {
+        if self.noise.contains(nr) && !makes_executable(nr, &ev.args) {
             return Decision::Continue;
         }
         if let Some(counts) = inner.counts.as_mut() {

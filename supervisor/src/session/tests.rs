@@ -694,3 +694,20 @@ fn young_thresholds_are_calibrated_per_program() {
         ngram_profiler::live::LIVE_THRESHOLD
     );
 }
+
+#[test]
+fn mprotect_is_noise_only_without_prot_exec() {
+    let noise = SyscallSet::of(Arch::X86_64, ["mprotect"]);
+    let s = Session::train(
+        ContainerInfo::default(),
+        NgramCounts::new(2, Arch::X86_64).unwrap(),
+        noise,
+    );
+    let mut plain = call(1, 1, 10, libc::PROT_READ as u64);
+    s.on_event(&plain);
+    plain.args[2] = (libc::PROT_READ | libc::PROT_EXEC) as u64;
+    s.on_event(&plain);
+    s.on_event(&call(1, 1, 0, 0));
+    // Only the executable mprotect and the read were learned.
+    assert_eq!(s.take_counts().unwrap().calls(), 2);
+}
