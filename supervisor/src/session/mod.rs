@@ -458,10 +458,23 @@ impl Handler for Session<'_> {
         if self.null {
             return Decision::Continue;
         }
-        let lookups = self.lookups(ev);
+        // A panic under the lock: fail closed.
         let Ok(mut guard) = self.inner.lock() else {
-            // A panic under the lock: fail closed.
             return Decision::Kill;
+        };
+        // `/proc` is read only when needed (a new process, a new program), and then without
+        // the lock; every other call takes the lock once.
+        let needs = Self::needs(&guard, ev);
+        let lookups = if needs.any() {
+            drop(guard);
+            let lookups = self.lookups(ev, needs);
+            let Ok(g) = self.inner.lock() else {
+                return Decision::Kill;
+            };
+            guard = g;
+            lookups
+        } else {
+            programs::Lookups::default()
         };
         let inner = &mut *guard;
         inner.stats.events += 1;

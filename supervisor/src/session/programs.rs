@@ -9,26 +9,29 @@ use super::{Inner, Session};
 use crate::tracer::Event;
 
 impl<'m> Session<'m> {
-    /// What `/proc` must tell before `ev` is judged, read without the lock: the parent of a
-    /// process not seen yet, the program of a thread whose last call was `execve`.
-    pub(super) fn lookups(&self, ev: &Event) -> Lookups {
-        let Ok(inner) = self.inner.lock() else {
-            return Lookups::default();
-        };
-        let detect = inner.detector.is_some();
-        let new_proc = detect && ev.pid != 0 && !inner.procs.contains_key(&ev.pid);
+    /// What `/proc` must tell before `ev` is judged: the parent of a process not seen yet, the
+    /// program of a thread whose last call was `execve`. Cheap map lookups, under the lock.
+    pub(super) fn needs(inner: &Inner<'m>, ev: &Event) -> Needs {
+        let new_proc =
+            inner.detector.is_some() && ev.pid != 0 && !inner.procs.contains_key(&ev.pid);
         // Resolved at the first call after an `execve` that is not one itself: a failed
         // `execve` (a PATH search trying directories in turn) leaves the old program, still
         // the runtime's own, until one succeeds.
         let pending = !ev.is_execve() && inner.threads.get(&ev.tid).is_some_and(|t| t.exe_pending);
-        drop(inner);
+        Needs { new_proc, pending }
+    }
+
+    /// Read what [`Session::needs`] asked for, without the lock.
+    pub(super) fn lookups(&self, ev: &Event, needs: Needs) -> Lookups {
         Lookups {
-            parent: if new_proc {
+            parent: if needs.new_proc {
                 (self.parent_of)(ev.pid)
             } else {
                 None
             },
-            exe: pending.then(|| (self.exe_of)(ev.pid).unwrap_or_default()),
+            exe: needs
+                .pending
+                .then(|| (self.exe_of)(ev.pid).unwrap_or_default()),
         }
     }
 
@@ -85,6 +88,19 @@ impl<'m> Session<'m> {
         };
         // The whole program is new: its score is 1 (every call of it unseen) over 0.
         self.report(inner, ev, Rule::NewProgram, 1.0, 0.0, action, Some(exe));
+    }
+}
+
+/// Which `/proc` reads one event needs.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Needs {
+    pub(super) new_proc: bool,
+    pub(super) pending: bool,
+}
+
+impl Needs {
+    pub(super) fn any(self) -> bool {
+        self.new_proc || self.pending
     }
 }
 
