@@ -62,7 +62,11 @@ rootfs_hash() {
     (
         cd "$here"
         grep -v -e "changes=" -e "^ *'[A-Z]* " build-images.sh
-        find images/common "images/$1" -type f -print0 | sort -z | xargs -0 sha256sum
+        # Only directories that exist: git keeps no empty directory, so a service without files
+        # of its own (redis, postgres, nginx) has none in a clean clone.
+        local dirs=(images/common)
+        [[ -d "images/$1" ]] && dirs+=("images/$1")
+        find "${dirs[@]}" -type f -print0 | sort -z | xargs -0 sha256sum
     ) | sha256sum | cut -c1-16
 }
 
