@@ -3,12 +3,11 @@
 //! tooling (falcosidekick and the like) can route them; plus the file they go to and how
 //! people read them back.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+pub use crate::alertlog::{rotated, AlertLog, Rotation};
 
 /// Default alert log.
 pub const DEFAULT_LOG: &str = "/var/log/ngram-ids/alerts.jsonl";
@@ -16,6 +15,10 @@ pub const DEFAULT_LOG: &str = "/var/log/ngram-ids/alerts.jsonl";
 pub const RULE: &str = "ngram-ids anomalous system-call sequence";
 /// The Falco rule name of a supervisor that died before its container.
 pub const SUPERVISOR_DIED_RULE: &str = "ngram-ids supervisor died";
+/// The Falco rule name of a guard that died before its container.
+pub const GUARD_DIED_RULE: &str = "ngram-ids guard died";
+/// The Falco rule name of the summary of alerts the budget refused.
+pub const SUPPRESSED_RULE: &str = "ngram-ids alerts suppressed";
 /// The Falco `source` of the events about ngram-ids itself (anomalies have `syscall`).
 pub const SELF_SOURCE: &str = "ngram-ids";
 
@@ -231,16 +234,20 @@ pub struct SupervisorDied {
     pub container_id: String,
     pub container_name: String,
     pub supervisor_pid: u32,
+    /// The container still ran and was stopped (otherwise it had exited, and the supervisor
+    /// died while it finished: the run's training may be lost).
+    pub stopped: bool,
 }
 
 impl SupervisorDied {
     /// What happened, without the time.
     pub fn message(&self) -> String {
-        format!(
-            "supervisor (pid {}) of container {} died while the container ran: container stopped (fail closed)",
-            self.supervisor_pid,
-            short_id(&self.container_id)
-        )
+        let (pid, id) = (self.supervisor_pid, short_id(&self.container_id));
+        if self.stopped {
+            format!("supervisor (pid {pid}) of container {id} died while the container ran: container stopped (fail closed)")
+        } else {
+            format!("supervisor (pid {pid}) of container {id} died after the container exited, before it was done (the run's training may be lost)")
+        }
     }
 
     /// One line for people.
@@ -253,7 +260,9 @@ impl SupervisorDied {
         let mut fields = serde_json::Map::new();
         fields.insert("container.id".into(), self.container_id.clone().into());
         fields.insert("container.name".into(), self.container_name.clone().into());
-        fields.insert("ngram.action".into(), serde_json::json!(Action::Stopped));
+        if self.stopped {
+            fields.insert("ngram.action".into(), serde_json::json!(Action::Stopped));
+        }
         fields.insert("proc.pid".into(), self.supervisor_pid.into());
         FalcoLine {
             output: self.summary(),
@@ -279,6 +288,101 @@ impl SupervisorDied {
             container_id: s("container.id")?,
             container_name: s("container.name").unwrap_or_default(),
             supervisor_pid: u32::try_from(f.get("proc.pid")?.as_u64()?).ok()?,
+            stopped: f.get("ngram.action").and_then(|v| v.as_str()) == Some("stopped"),
+        })
+    }
+}
+
+/// An event about ngram-ids itself, other than a dead supervisor (which the guard reports).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// Nanoseconds since the Unix epoch.
+    pub time_ns: u64,
+    pub container_id: String,
+    pub container_name: String,
+    pub kind: NoticeKind,
+}
+
+/// What a [`Notice`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeKind {
+    /// The alert budget refused `count` alerts of the container in the last second.
+    Suppressed { count: u64 },
+    /// The container's guard (pid `pid`) died while the container ran: the supervisor stopped
+    /// the container (fail closed).
+    GuardDied { pid: u32 },
+}
+
+impl Notice {
+    /// What happened, without the time.
+    pub fn message(&self) -> String {
+        let id = short_id(&self.container_id);
+        match self.kind {
+            NoticeKind::Suppressed { count } => format!(
+                "{count} alerts of container {id} suppressed in the last second (alert budget; \
+                 refusals, first alerts and Critical events have budgets of their own)"
+            ),
+            NoticeKind::GuardDied { pid } => format!(
+                "guard (pid {pid}) of container {id} died while the container ran: container \
+                 stopped (fail closed)"
+            ),
+        }
+    }
+
+    /// One line for people.
+    pub fn summary(&self) -> String {
+        format!("{} {}", rfc3339_ns(self.time_ns), self.message())
+    }
+
+    /// In Falco's shape, with `hostname`.
+    pub fn to_falco(&self, hostname: &str) -> FalcoLine {
+        let mut fields = serde_json::Map::new();
+        fields.insert("container.id".into(), self.container_id.clone().into());
+        fields.insert("container.name".into(), self.container_name.clone().into());
+        let (rule, priority, tag) = match self.kind {
+            NoticeKind::Suppressed { count } => {
+                fields.insert("ngram.suppressed".into(), count.into());
+                (SUPPRESSED_RULE, "Warning", "budget")
+            }
+            NoticeKind::GuardDied { pid } => {
+                fields.insert("ngram.action".into(), serde_json::json!(Action::Stopped));
+                fields.insert("proc.pid".into(), pid.into());
+                (GUARD_DIED_RULE, "Critical", "guard")
+            }
+        };
+        FalcoLine {
+            output: self.summary(),
+            priority: priority.into(),
+            rule: rule.into(),
+            time: rfc3339_ns(self.time_ns),
+            source: SELF_SOURCE.into(),
+            tags: vec!["ngram-ids".into(), tag.into()],
+            hostname: hostname.to_owned(),
+            output_fields: fields,
+        }
+    }
+
+    /// Back from a Falco line written by [`Notice::to_falco`].
+    pub fn from_falco(line: &FalcoLine) -> Option<Self> {
+        if line.source != SELF_SOURCE {
+            return None;
+        }
+        let f = &line.output_fields;
+        let kind = match line.rule.as_str() {
+            SUPPRESSED_RULE => NoticeKind::Suppressed {
+                count: f.get("ngram.suppressed")?.as_u64()?,
+            },
+            GUARD_DIED_RULE => NoticeKind::GuardDied {
+                pid: u32::try_from(f.get("proc.pid")?.as_u64()?).ok()?,
+            },
+            _ => return None,
+        };
+        let s = |k: &str| f.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        Some(Self {
+            time_ns: parse_rfc3339_ns(&line.time)?,
+            container_id: s("container.id")?,
+            container_name: s("container.name").unwrap_or_default(),
+            kind,
         })
     }
 }
@@ -289,6 +393,7 @@ impl SupervisorDied {
 pub enum Event {
     Anomaly(Alert),
     SupervisorDied(SupervisorDied),
+    Notice(Notice),
 }
 
 impl Event {
@@ -297,6 +402,7 @@ impl Event {
         match self {
             Self::Anomaly(a) => &a.container_id,
             Self::SupervisorDied(d) => &d.container_id,
+            Self::Notice(n) => &n.container_id,
         }
     }
 
@@ -305,6 +411,7 @@ impl Event {
         match self {
             Self::Anomaly(a) => &a.container_name,
             Self::SupervisorDied(d) => &d.container_name,
+            Self::Notice(n) => &n.container_name,
         }
     }
 
@@ -313,6 +420,7 @@ impl Event {
         match self {
             Self::Anomaly(a) => a.summary(),
             Self::SupervisorDied(d) => d.summary(),
+            Self::Notice(n) => n.summary(),
         }
     }
 
@@ -321,6 +429,7 @@ impl Event {
         match self {
             Self::Anomaly(a) => a.to_falco(hostname),
             Self::SupervisorDied(d) => d.to_falco(hostname),
+            Self::Notice(n) => n.to_falco(hostname),
         }
     }
 
@@ -329,6 +438,7 @@ impl Event {
         Alert::from_falco(line)
             .map(Self::Anomaly)
             .or_else(|| SupervisorDied::from_falco(line).map(Self::SupervisorDied))
+            .or_else(|| Notice::from_falco(line).map(Self::Notice))
     }
 }
 
@@ -338,78 +448,15 @@ impl From<Alert> for Event {
     }
 }
 
+impl From<Notice> for Event {
+    fn from(n: Notice) -> Self {
+        Self::Notice(n)
+    }
+}
+
 impl From<SupervisorDied> for Event {
     fn from(d: SupervisorDied) -> Self {
         Self::SupervisorDied(d)
-    }
-}
-
-/// Append-only alert log: the directory is created 0700 and the file 0600 (root's when the
-/// runtime runs as root); each alert is one `write` of a whole line to an `O_APPEND` file, so
-/// lines of concurrent supervisors never interleave.
-#[derive(Debug)]
-pub struct AlertLog {
-    path: PathBuf,
-    file: std::fs::File,
-    hostname: String,
-}
-
-impl AlertLog {
-    /// Open (creating) the log at `path`.
-    pub fn open(path: &Path) -> Result<Self, AlertError> {
-        let io = |source| AlertError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(io)?;
-        }
-        let file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io)?;
-        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_default();
-        Ok(Self {
-            path: path.to_owned(),
-            file,
-            hostname,
-        })
-    }
-
-    /// The host name the log puts in its lines (read once, at `open`).
-    pub fn hostname(&self) -> &str {
-        &self.hostname
-    }
-
-    /// Append one alert.
-    pub fn write(&mut self, alert: &Alert) -> Result<(), AlertError> {
-        let line = alert.to_falco(&self.hostname);
-        self.write_line(&line)
-    }
-
-    /// Append one event (an anomaly or an event about ngram-ids itself).
-    pub fn write_event(&mut self, event: &Event) -> Result<(), AlertError> {
-        let line = event.to_falco(&self.hostname);
-        self.write_line(&line)
-    }
-
-    /// Append one line in Falco's shape (e.g. an event that is not an anomaly).
-    pub fn write_line(&mut self, line: &FalcoLine) -> Result<(), AlertError> {
-        let io = |source| AlertError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        let mut bytes = serde_json::to_vec(line).map_err(|e| io(e.into()))?;
-        bytes.push(b'\n');
-        self.file.write_all(&bytes).map_err(io)
     }
 }
 
@@ -581,6 +628,7 @@ mod tests {
             container_id: "0123456789abcdef0123456789abcdef".to_owned(),
             container_name: "web".to_owned(),
             supervisor_pid: 77,
+            stopped: true,
         }
     }
 
@@ -615,7 +663,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("alerts.jsonl");
         let mut log = AlertLog::open(&path).unwrap();
-        let events = [Event::from(alert()), Event::from(died())];
+        let notice = |kind| Notice {
+            time_ns: 1_795_442_096_000_000_001,
+            container_id: "0123456789abcdef0123456789abcdef".to_owned(),
+            container_name: "web".to_owned(),
+            kind,
+        };
+        let events = [
+            Event::from(alert()),
+            Event::from(died()),
+            Event::from(notice(NoticeKind::Suppressed { count: 1234 })),
+            Event::from(notice(NoticeKind::GuardDied { pid: 99 })),
+        ];
         for e in &events {
             log.write_event(e).unwrap();
         }
@@ -628,6 +687,10 @@ mod tests {
         assert_eq!(back, events);
         assert_eq!(back[1].container_name(), "web");
         assert_eq!(back[1].summary(), died().summary());
+        assert!(back[2]
+            .summary()
+            .contains("1234 alerts of container 0123456789ab suppressed"));
+        assert!(back[3].to_falco("h").priority == "Critical");
         // An anomaly parser does not take the other events.
         assert!(parse_line(&path, 2, text.lines().nth(1).unwrap()).is_err());
     }
@@ -663,20 +726,9 @@ mod tests {
     }
 
     #[test]
-    fn log_appends_whole_lines_privately() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log/alerts.jsonl");
-        let mut log = AlertLog::open(&path).unwrap();
-        log.write(&alert()).unwrap();
-        log.write(&alert()).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 2);
-        assert_eq!(parse_line(&path, 1, lines[0]).unwrap(), alert());
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        let e = parse_line(&path, 3, "{\"x\":1}").unwrap_err().to_string();
+    fn a_line_that_is_no_alert_is_named_with_its_place() {
+        let path = Path::new("/x/alerts.jsonl");
+        let e = parse_line(path, 3, "{\"x\":1}").unwrap_err().to_string();
         assert!(e.contains("alerts.jsonl:3"), "{e}");
     }
 }

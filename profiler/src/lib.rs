@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alert;
+pub mod alertlog;
 pub mod eval;
 pub mod export;
 pub mod lifecycle;

@@ -222,9 +222,83 @@ fn thin_history(h: &mut Vec<P0Point>) {
     });
 }
 
+/// The longest profile name.
+pub const MAX_NAME: usize = 200;
+
+/// Why a profile name is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("profile name {shown:?} is not valid: {why}; use 1-{MAX_NAME} letters, digits and . _ - : @ + / with no empty, \".\" or \"..\" part between slashes (like an image name)")]
+pub struct NameError {
+    /// The name, cut to 60 characters.
+    pub shown: String,
+    pub why: &'static str,
+}
+
+/// Check a profile name (a label, a CLI argument, an image name or ID): the one rule for every
+/// way a name comes in. Names are shown in lists and logs and may become a file name part, so
+/// they are short, printable, and cannot climb directories.
+pub fn check_name(name: &str) -> Result<(), NameError> {
+    let fail = |why| {
+        Err(NameError {
+            shown: name.chars().take(60).collect(),
+            why,
+        })
+    };
+    if name.is_empty() {
+        return fail("it is empty");
+    }
+    if name.len() > MAX_NAME {
+        return fail("it is longer than 200 bytes");
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "._-:@+/".contains(c);
+    if !name.chars().all(allowed) {
+        return fail("it holds a character other than letters, digits and . _ - : @ + /");
+    }
+    if name
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == "..")
+    {
+        return fail("a part between slashes is empty, \".\" or \"..\"");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_checked_by_one_rule() {
+        for good in [
+            "web",
+            "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "localhost:5000/team/app:1.2-rc1",
+            "app@sha256:abc",
+            "a.b_c+d",
+            &"x".repeat(200),
+        ] {
+            assert_eq!(check_name(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("", "empty"),
+            ("../../etc", "\"..\""),
+            ("a/b/../../c", "\"..\""),
+            ("/abs", "empty"),
+            ("a//b", "empty"),
+            ("a/", "empty"),
+            ("./a", "\".\""),
+            ("a b", "character"),
+            ("a\nb", "character"),
+            ("é", "character"),
+            (&"x".repeat(201), "longer"),
+            (&"y".repeat(10_000), "longer"),
+        ] {
+            let e = check_name(bad).unwrap_err();
+            assert!(e.to_string().contains(why), "{bad:?}: {e}");
+            assert!(e.shown.chars().count() <= 60);
+            assert!(!e.to_string().contains('\n'), "one line: {e}");
+        }
+    }
 
     #[test]
     fn history_stays_bounded_and_keeps_newest() {

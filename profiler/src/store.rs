@@ -76,6 +76,8 @@ pub enum StoreError {
     },
     #[error("profile {src:?} was trained without other calls (noise set) than {dst:?}: their counts do not add up; merge profiles of the same ngram-ids version")]
     NoiseMismatch { src: String, dst: String },
+    #[error(transparent)]
+    BadName(#[from] crate::profile::NameError),
     #[error("profile {key:?}: {source}")]
     Model {
         key: String,
@@ -314,6 +316,8 @@ impl Store {
         now: u64,
         update: impl Fn(&mut ProfileMeta, bool),
     ) -> Result<ProfileMeta, StoreError> {
+        crate::profile::check_name(key)?;
+        crate::profile::check_name(name)?;
         self.modify(key, true, |p| {
             let mut p = match p {
                 Some(p) => p,
@@ -350,6 +354,7 @@ impl Store {
             .iter()
             .map(|s| self.load(s))
             .collect::<Result<Vec<_>, _>>()?;
+        crate::profile::check_name(dst)?;
         let dst_key = self.resolve_or_new(dst)?;
         self.modify(&dst_key, true, |p| {
             let mut iter = sources.iter();
@@ -386,6 +391,8 @@ impl Store {
 
     /// Store `profile` whole, replacing any profile with its key (import).
     pub fn put(&self, profile: &Profile) -> Result<(), StoreError> {
+        crate::profile::check_name(&profile.meta.key)?;
+        crate::profile::check_name(&profile.meta.name)?;
         self.modify(&profile.meta.key, true, |_| Ok(profile.clone()))
             .map(|_| ())
     }

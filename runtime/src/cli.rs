@@ -63,6 +63,13 @@ pub struct GlobalOpts {
         default_value = "/var/log/ngram-ids/alerts.jsonl"
     )]
     pub alerts: PathBuf,
+    /// Rotate the alert log once it is larger than this many MiB (0: never): it becomes
+    /// FILE.1, and the older ones shift up to FILE.<--alerts-keep>.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    pub alerts_max_size: u64,
+    /// Rotated alert logs kept (FILE.1 ... FILE.N).
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub alerts_keep: u32,
     /// Record every traced call of every container into DIR/<profile>/<container id>.ntrc
     /// (the label `ngram-ids.record=1` records one container into STORE/records).
     #[arg(long, value_name = "DIR")]

@@ -21,6 +21,7 @@ use ngram_profiler::profile::Mode;
 use ngram_profiler::store::{Store, StoreError};
 use ngram_runtime::cli::{EnforceAction, Unprofiled};
 use ngram_runtime::{CreateHook, Created};
+use ngram_supervisor::guard::Ending;
 use ngram_supervisor::identity::{self, Identity};
 use ngram_supervisor::supervise::{self, Plan};
 
@@ -106,6 +107,8 @@ fn plan(created: &Created) -> Result<Plan, HookError> {
             .unwrap_or_default(),
         db: g.store.clone(),
         alerts: g.alerts.clone(),
+        alerts_max_mib: g.alerts_max_size,
+        alerts_keep: g.alerts_keep,
         record,
         promotion: (g.promote_below > 0.0).then_some(ngram_profiler::lifecycle::Promotion {
             max_p0: g.promote_below,
@@ -164,17 +167,7 @@ fn spawn_supervisor(plan: &Plan) -> Result<u32, HookError> {
         .spawn()
         .map_err(|e| format!("starting the supervisor: {e}"))?;
     let pid = child.id();
-    let Some(out) = child.stdout.take() else {
-        return Err("the supervisor has no stdout".into());
-    };
-    // Read its one line in a thread, so a supervisor that hangs cannot hang `create`.
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let r = BufReader::new(out).read_line(&mut line).map(|_| line);
-        let _ = tx.send(r);
-    });
-    let answer = rx.recv_timeout(READY_TIMEOUT);
+    let answer = first_line(&mut child, READY_TIMEOUT);
     let fail = |child: &mut std::process::Child, msg: String| -> Result<u32, HookError> {
         let _ = child.kill();
         let _ = child.wait();
@@ -210,6 +203,25 @@ fn spawn_supervisor(plan: &Plan) -> Result<u32, HookError> {
     }
 }
 
+/// The first line a child writes on its piped stdout, read in a thread so that a child that
+/// hangs cannot hang `create`: `Err` after `timeout`.
+fn first_line(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> Result<std::io::Result<String>, mpsc::RecvTimeoutError> {
+    let Some(out) = child.stdout.take() else {
+        return Ok(Err(std::io::Error::other("no stdout")));
+    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let r = BufReader::new(out).read_line(&mut line).map(|_| line);
+        let _ = tx.send(r);
+    });
+    rx.recv_timeout(timeout)
+}
+
+/// Start the guard and wait until it watches the supervisor (connected to its socket).
 fn spawn_guard(plan: &Plan, sup_pid: u32) -> Result<(), HookError> {
     let child = Command::new(self_exe())
         .args([
@@ -225,20 +237,39 @@ fn spawn_guard(plan: &Plan, sup_pid: u32) -> Result<(), HookError> {
             "--alerts",
         ])
         .arg(&plan.alerts)
+        .arg("--state-dir")
+        .arg(&plan.state_dir)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(log_file(plan)?)
         .process_group(0)
         .spawn();
-    match child {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            // Without a guard the container would not be stopped if the supervisor died.
-            supervise::kill_container(plan.init_pid);
-            Err(format!("starting the guard: {e}").into())
+    // Without a guard the container would not be stopped if the supervisor died.
+    let fail = |why: String| -> Result<(), HookError> {
+        supervise::kill_container(plan.init_pid);
+        Err(format!("starting the guard: {why}").into())
+    };
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return fail(e.to_string()),
+    };
+    match first_line(&mut child, READY_TIMEOUT) {
+        Ok(Ok(line)) if line.trim() == GUARD_WATCHING => Ok(()),
+        Ok(Ok(line)) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            fail(format!("it said {:?}", line.trim()))
+        }
+        Ok(Err(e)) => fail(e.to_string()),
+        Err(_) => {
+            let _ = child.kill();
+            fail(format!("not watching within {READY_TIMEOUT:?}"))
         }
     }
 }
+
+/// What the guard says on stdout once it watches the supervisor.
+const GUARD_WATCHING: &str = "watching";
 
 /// `ngram-ids __supervise --plan JSON` (started by `create`).
 #[derive(Debug, Args)]
@@ -274,23 +305,45 @@ pub struct GuardArgs {
     pub name: String,
     #[arg(long)]
     pub alerts: PathBuf,
+    /// The container's state directory (the supervisor's control socket).
+    #[arg(long)]
+    pub state_dir: PathBuf,
 }
 
-/// Watch the supervisor; stop the container and report if it dies first.
+/// Watch the supervisor (and be watched by it); stop the container and report if the
+/// supervisor dies before it is done.
 pub fn run_guard(args: &GuardArgs) -> Result<()> {
-    supervise::guard(args.supervisor, args.init, || {
-        let died = SupervisorDied {
-            time_ns: ngram_supervisor::tracer::now_ns(),
-            container_id: args.id.clone(),
-            container_name: args.name.clone(),
-            supervisor_pid: args.supervisor,
-        };
-        tracing::error!("{}", died.message());
-        if let Err(e) =
-            AlertLog::open(&args.alerts).and_then(|mut log| log.write_event(&died.into()))
-        {
-            tracing::error!("{e}");
+    let (_dir, socket) = supervise::socket_path(&args.state_dir)
+        .with_context(|| format!("state directory {}", args.state_dir.display()))?;
+    let link = match ngram_supervisor::guard::connect(&socket) {
+        Ok(link) => link,
+        Err(e) => {
+            // No supervisor to watch: it is gone already, or never listened. Fail closed.
+            supervise::kill_container(args.init);
+            report_death(args, true);
+            return Err(e).context("connecting to the supervisor");
         }
-    });
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{GUARD_WATCHING}")?;
+    out.flush()?;
+    drop(out);
+    if let Ending::Died { stopped } = supervise::guard(args.supervisor, args.init, &link) {
+        report_death(args, stopped);
+    }
     Ok(())
+}
+
+fn report_death(args: &GuardArgs, stopped: bool) {
+    let died = SupervisorDied {
+        time_ns: ngram_supervisor::tracer::now_ns(),
+        container_id: args.id.clone(),
+        container_name: args.name.clone(),
+        supervisor_pid: args.supervisor,
+        stopped,
+    };
+    tracing::error!("{}", died.message());
+    if let Err(e) = AlertLog::open(&args.alerts).and_then(|mut log| log.write_event(&died.into())) {
+        tracing::error!("{e}");
+    }
 }

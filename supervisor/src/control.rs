@@ -16,6 +16,9 @@ pub const SOCKET: &str = "supervisor.sock";
 pub enum Request {
     /// Trace the exec process about to start among the descendants of this runtime pid.
     AttachTree { runtime_pid: u32 },
+    /// The container's guard: it keeps the connection open while it watches the supervisor
+    /// ([`crate::guard`]).
+    Guard,
 }
 
 /// What the supervisor answers.
@@ -25,6 +28,8 @@ pub enum Response {
     Ok,
     /// It is not, and why (the process was killed: it must not run untraced).
     Error(String),
+    /// To the guard: the supervisor is done (everything flushed) and exits now.
+    Done,
 }
 
 /// Errors of the protocol.
@@ -42,10 +47,14 @@ impl Request {
     fn line(&self) -> String {
         match self {
             Self::AttachTree { runtime_pid } => format!("attach-tree {runtime_pid}\n"),
+            Self::Guard => "guard\n".to_owned(),
         }
     }
 
     fn parse(line: &str) -> Result<Self, ControlError> {
+        if line.trim() == "guard" {
+            return Ok(Self::Guard);
+        }
         line.trim()
             .strip_prefix("attach-tree ")
             .and_then(|p| p.parse().ok())
@@ -58,6 +67,7 @@ impl Response {
     fn line(&self) -> String {
         match self {
             Self::Ok => "ok\n".to_owned(),
+            Self::Done => "done\n".to_owned(),
             // One line: a message never breaks the framing.
             Self::Error(m) => format!("error {}\n", m.replace('\n', " ")),
         }
@@ -66,6 +76,7 @@ impl Response {
     fn parse(line: &str) -> Self {
         match line.trim() {
             "ok" => Self::Ok,
+            "done" => Self::Done,
             other => Self::Error(other.strip_prefix("error ").unwrap_or(other).to_owned()),
         }
     }
@@ -89,6 +100,11 @@ pub fn send(mut stream: &UnixStream, req: &Request) -> Result<(), ControlError> 
 /// Client: wait up to `timeout` for the answer.
 pub fn answer(stream: &UnixStream, timeout: Duration) -> Result<Response, ControlError> {
     Ok(Response::parse(&read_line(stream, timeout)?))
+}
+
+/// Parse one answer line (e.g. read by the guard).
+pub fn parse_response(line: &str) -> Response {
+    Response::parse(line)
 }
 
 /// Supervisor: read one request, waiting up to `timeout`.
@@ -120,17 +136,19 @@ mod tests {
     #[test]
     fn requests_and_answers_cross_a_socket() {
         let (a, b) = UnixStream::pair().unwrap();
-        let req = Request::AttachTree { runtime_pid: 4242 };
-        send(&a, &req).unwrap();
-        assert_eq!(receive(&b, Duration::from_secs(1)).unwrap(), req);
+        for req in [Request::AttachTree { runtime_pid: 4242 }, Request::Guard] {
+            send(&a, &req).unwrap();
+            assert_eq!(receive(&b, Duration::from_secs(1)).unwrap(), req);
+        }
         for resp in [
             Response::Ok,
+            Response::Done,
             Response::Error("no listener\nin tree".to_owned()),
         ] {
             reply(&b, &resp).unwrap();
             let got = answer(&a, Duration::from_secs(1)).unwrap();
             match resp {
-                Response::Ok => assert_eq!(got, Response::Ok),
+                Response::Ok | Response::Done => assert_eq!(got, resp),
                 Response::Error(_) => {
                     assert_eq!(got, Response::Error("no listener in tree".to_owned()))
                 }

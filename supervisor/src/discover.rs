@@ -119,16 +119,21 @@ pub fn wait_notify_fd_in_tree(root: u32, timeout: Duration) -> Result<(u32, RawF
 }
 
 /// Poll `root`'s descendants (`crate::poll`, up to `timeout`) for the first one `found`
-/// answers for.
+/// answers for. Gives up at once when `root` is gone (e.g. a `docker exec` that failed to
+/// start: its runtime process exits), watched through its pidfd.
 pub fn find_in_tree<T>(
     root: u32,
     timeout: Duration,
     mut found: impl FnMut(u32) -> Option<T>,
 ) -> Option<T> {
+    let root_fd = crate::sys::pidfd_open(root).ok();
     crate::poll::until(
         |waited| match descendants(root).into_iter().find_map(&mut found) {
             Some(t) => Some(Some(t)),
-            None => (waited >= timeout).then_some(None),
+            None => {
+                let gone = root_fd.as_ref().is_none_or(crate::supervise::exited);
+                (gone || waited >= timeout).then_some(None)
+            }
         },
     )
 }
@@ -196,6 +201,22 @@ fn parse_tgid(status: &[u8]) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_search_under_a_process_that_exits_ends_with_it() {
+        // A `docker exec` whose runtime process fails: nothing ever appears under it, and the
+        // search must not run to its timeout (issue 15: it scanned /proc for 30 s).
+        let mut child = std::process::Command::new("sleep")
+            .arg("0.3")
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        let found = find_in_tree(child.id(), Duration::from_secs(60), |_| None::<u32>);
+        let waited = start.elapsed();
+        child.wait().unwrap();
+        assert_eq!(found, None);
+        assert!(waited < Duration::from_secs(30), "searched for {waited:?}");
+    }
 
     #[test]
     fn parses_tgid_lines() {

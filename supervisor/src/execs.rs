@@ -9,33 +9,51 @@ use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
+use ngram_profiler::alert::NoticeKind;
+
 use crate::control::{self, ControlError, Request, Response};
+use crate::guard::GuardLink;
 use crate::handshake::{wait_for_comm, wake_when_seized, WAIT_COMM};
 use crate::ptrace::PtraceTracer;
 use crate::session::Session;
-use crate::supervise::{notify_config, ptrace_config, Plan, TracerKind};
+use crate::supervise::{kill_container, notify_config, ptrace_config, Plan, TracerKind};
 use crate::{discover, sys, NotifyTracer, Tracer};
 
-/// Accept requests from `ngram-ids exec` until the container is done; each is served by its
-/// own thread, which then traces the exec process.
+/// Accept requests on the control socket until the container is done, each served by its own
+/// thread: `ngram-ids exec`'s (the thread then traces the exec process), and the guard's (the
+/// thread watches it: [`GuardLink`]).
 pub(crate) fn accept_execs(
     plan: &Plan,
     session: &Session<'_>,
     listener: &UnixListener,
     done: &AtomicBool,
+    guard: &GuardLink,
 ) {
     std::thread::scope(|s| {
         while !done.load(Ordering::SeqCst) {
             match listener.accept() {
                 Ok((stream, _)) => {
-                    s.spawn(move || match attach_exec(stream, plan, session) {
-                        Ok(Some(mut tracer)) => {
-                            if let Err(e) = tracer.run(session) {
-                                tracing::error!(id = %plan.id, "exec tracer failed: {e}");
+                    s.spawn(move || match control::receive(&stream, Duration::from_secs(10)) {
+                        Ok(Request::Guard) => guard.watch(stream, done, |pid| {
+                            kill_container(plan.init_pid);
+                            session.notice(NoticeKind::GuardDied { pid });
+                        }),
+                        Ok(Request::AttachTree { runtime_pid }) => {
+                            match attach_exec(stream, runtime_pid, plan, session) {
+                                Ok(Some(mut tracer)) => {
+                                    if let Err(e) = tracer.run(session) {
+                                        tracing::error!(id = %plan.id, "exec tracer failed: {e}");
+                                    }
+                                }
+                                Ok(None) => {}
+                                Err(e) => tracing::error!(id = %plan.id, "exec attach: {e}"),
                             }
                         }
-                        Ok(None) => {}
-                        Err(e) => tracing::error!(id = %plan.id, "exec attach: {e}"),
+                        Err(ControlError::BadRequest(line)) => {
+                            let answer = Response::Error(format!("bad request {line:?}"));
+                            let _ = control::reply(&stream, &answer);
+                        }
+                        Err(e) => tracing::error!(id = %plan.id, "control socket: {e}"),
                     });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -62,17 +80,10 @@ const EXEC_ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
 /// wait forever).
 fn attach_exec(
     stream: UnixStream,
+    root: u32,
     plan: &Plan,
     session: &Session<'_>,
 ) -> Result<Option<Box<dyn Tracer + Send>>, ControlError> {
-    let root = match control::receive(&stream, Duration::from_secs(10)) {
-        Ok(Request::AttachTree { runtime_pid }) => runtime_pid,
-        Err(ControlError::BadRequest(line)) => {
-            control::reply(&stream, &Response::Error(format!("bad request {line:?}")))?;
-            return Ok(None);
-        }
-        Err(e) => return Err(e),
-    };
     if plan.tracer == TracerKind::Ptrace {
         // The exec process names itself WAIT_COMM and waits for a tracer before it loads its
         // filter: find it; the caller's thread seizes it when it runs the tracer.

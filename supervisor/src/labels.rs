@@ -25,7 +25,7 @@ pub const RECORD: &str = "ngram-ids.record";
 /// The labels of one container, parsed; `None` where the label is absent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Labels {
-    /// A non-empty profile name.
+    /// A valid profile name ([`ngram_profiler::profile::check_name`]).
     pub profile: Option<String>,
     pub mode: Option<Mode>,
     pub tracer: Option<TracerKind>,
@@ -46,6 +46,15 @@ pub struct LabelError {
     pub expected: &'static str,
 }
 
+/// A label value as an error shows it: cut to 80 characters.
+fn shown(value: &str) -> String {
+    if value.chars().count() > 80 {
+        value.chars().take(80).chain("...".chars()).collect()
+    } else {
+        value.to_owned()
+    }
+}
+
 impl Labels {
     /// Parse the `ngram-ids.*` entries of `map` (the labels of container `id`, from `from`).
     pub fn parse(
@@ -58,7 +67,7 @@ impl Labels {
                 id: id.to_owned(),
                 from,
                 key,
-                value: value.clone(),
+                value: shown(value),
                 expected,
             }
         };
@@ -73,7 +82,15 @@ impl Labels {
                 .transpose()
         }
         Ok(Self {
-            profile: map.get(PROFILE).filter(|p| !p.is_empty()).cloned(),
+            profile: get(
+                map,
+                PROFILE,
+                |v| ngram_profiler::profile::check_name(v).ok().map(|()| v.to_owned()),
+                field(
+                    PROFILE,
+                    "1-200 letters, digits and . _ - : @ + / with no empty, \".\" or \"..\" part (like an image name)",
+                ),
+            )?,
             mode: get(
                 map,
                 MODE,
@@ -102,11 +119,11 @@ impl Labels {
                 map,
                 RECORD,
                 |v| match v {
-                    "1" | "true" | "yes" => Some(true),
-                    "0" | "false" | "no" | "" => Some(false),
+                    "1" | "true" => Some(true),
+                    "0" | "false" => Some(false),
                     _ => None,
                 },
-                field(RECORD, "1 or 0"),
+                field(RECORD, "1 or 0 (true or false)"),
             )?,
         })
     }
@@ -132,7 +149,7 @@ mod tests {
                 (TRACER, "ptrace"),
                 (ENFORCE, "stop"),
                 (EXEC, "enforce"),
-                (RECORD, "yes"),
+                (RECORD, "true"),
                 ("other", "x"),
             ]),
             "c1",
@@ -151,9 +168,29 @@ mod tests {
             }
         );
         assert_eq!(
-            Labels::parse(&map(&[(PROFILE, "")]), "c1", "label").unwrap(),
+            Labels::parse(&map(&[]), "c1", "label").unwrap(),
             Labels::default()
         );
+    }
+
+    #[test]
+    fn an_empty_or_climbing_profile_name_is_refused() {
+        for name in ["", "../../etc", "a/b/../../c"] {
+            let e = Labels::parse(&map(&[(PROFILE, name)]), "c1", "label")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!(
+                    "container c1: label {PROFILE}={name:?}: use 1-200"
+                )),
+                "{e}"
+            );
+        }
+        let long = "n".repeat(10_000);
+        let e = Labels::parse(&map(&[(PROFILE, &long)]), "c1", "label")
+            .unwrap_err()
+            .to_string();
+        assert!(e.len() < 300, "the name is shown cut: {e}");
     }
 
     #[test]
@@ -163,7 +200,9 @@ mod tests {
             (TRACER, "ebpf2", "notify or ptrace"),
             (ENFORCE, "kill", "deny or stop"),
             (EXEC, "deny", "alert or enforce"),
-            (RECORD, "maybe", "1 or 0"),
+            (RECORD, "maybe", "1 or 0 (true or false)"),
+            (RECORD, "yes", "1 or 0 (true or false)"),
+            (RECORD, "", "1 or 0 (true or false)"),
         ] {
             let e = Labels::parse(&map(&[(key, value)]), "c7", "annotation")
                 .unwrap_err()

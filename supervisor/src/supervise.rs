@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
-use ngram_profiler::alert::{Alert, AlertLog};
+use ngram_profiler::alert::{AlertLog, Event as AlertEvent, Notice, NoticeKind, Rotation};
 use ngram_profiler::lifecycle::Promotion;
 use ngram_profiler::ngram::NgramCounts;
 use ngram_profiler::profile::{Mode, ProfileMeta};
@@ -24,11 +24,13 @@ use ngram_profiler::trace::NativeWriter;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use serde::{Deserialize, Serialize};
 
+use crate::control;
 use crate::discover;
 use crate::execs::accept_execs;
+use crate::guard::GuardLink;
 use crate::handshake::wake_when_seized;
 use crate::ptrace::{PtraceConfig, PtraceTracer};
-use crate::session::{self, ContainerInfo, EnforceAction, ExecPolicy, Session};
+use crate::session::{self, ContainerInfo, EnforceAction, ExecPolicy, Session, Suppressed};
 use crate::sys;
 use crate::training::{flush, periodic_flush};
 use crate::{NotifyConfig, NotifyTracer, RecordFrom, Tracer, TracerError};
@@ -98,6 +100,12 @@ pub struct Plan {
     pub image: String,
     pub db: PathBuf,
     pub alerts: PathBuf,
+    /// Rotate the alert log past this many MiB (0: never).
+    #[serde(default = "default_alerts_max_mib")]
+    pub alerts_max_mib: u64,
+    /// Rotated alert logs kept.
+    #[serde(default = "default_alerts_keep")]
+    pub alerts_keep: u32,
     /// Native trace file to write, if recording.
     pub record: Option<PathBuf>,
     /// Promote the profile to alert mode once its learning is done (`None`: never).
@@ -125,6 +133,14 @@ pub struct Plan {
 
 fn yes() -> bool {
     true
+}
+
+fn default_alerts_max_mib() -> u64 {
+    Rotation::default().max_bytes >> 20
+}
+
+fn default_alerts_keep() -> u32 {
+    Rotation::default().keep
 }
 
 fn default_flush() -> u64 {
@@ -264,6 +280,10 @@ fn load(plan: &Plan) -> Result<Loaded, SuperviseError> {
         });
     };
     let (model, meta) = load_model(plan, &st, &meta.key)?;
+    // Checked here, before the supervisor says ready (it is built again in `run`).
+    session::detector(&model, &meta)
+        .map_err(ModelError::from)
+        .map_err(model_error(plan))?;
     Ok(Loaded::Detect { model, meta })
 }
 
@@ -287,7 +307,13 @@ fn load_model(
 /// until the container's last process is gone. Returns when everything is flushed.
 pub fn run(plan: &Plan, ready: impl FnOnce(Result<(), String>)) -> Result<(), SuperviseError> {
     let prepared = prepare(plan);
-    let (loaded, init_pidfd, listener, alert_log) = match prepared {
+    let Prepared {
+        loaded,
+        init_pidfd,
+        listener,
+        alert_log,
+        recorder,
+    } = match prepared {
         Ok(p) => {
             ready(Ok(()));
             p
@@ -297,17 +323,22 @@ pub fn run(plan: &Plan, ready: impl FnOnce(Result<(), String>)) -> Result<(), Su
             return Err(e);
         }
     };
-    let (tx, rx) = mpsc::channel::<Alert>();
-    let writer = std::thread::Builder::new()
-        .name("alerts".into())
-        .spawn(move || write_alerts(alert_log, rx))
-        .map_err(io(&plan.alerts))?;
+    let (tx, rx) = mpsc::channel::<AlertEvent>();
     let info = ContainerInfo {
         id: plan.id.clone(),
         name: plan.container_name.clone(),
         image: plan.image.clone(),
         profile: plan.profile_name.clone(),
     };
+    let suppressed = Suppressed::default();
+    let writer = {
+        let (info, suppressed) = (info.clone(), suppressed.clone());
+        std::thread::Builder::new()
+            .name("alerts".into())
+            .spawn(move || write_alerts(alert_log, &rx, &info, &suppressed))
+            .map_err(io(&plan.alerts))?
+    };
+    let guard = GuardLink::default();
     let result = match &loaded {
         Loaded::Train {
             n,
@@ -319,7 +350,9 @@ pub fn run(plan: &Plan, ready: impl FnOnce(Result<(), String>)) -> Result<(), Su
                 .map_err(ModelError::from)
                 .map_err(model_error(plan))?;
             let noise = SyscallSet::of(*arch, noise.iter().map(String::as_str));
-            let mut s = Session::train(info, counts, noise).with_alerts(tx);
+            let mut s = Session::train(info, counts, noise)
+                .with_alerts(tx)
+                .with_suppressed(suppressed);
             if let Some((model, meta)) = shadow {
                 match session::detector(model, meta) {
                     Ok(det) => s = s.with_shadow(det).with_init(plan.init_pid),
@@ -329,8 +362,11 @@ pub fn run(plan: &Plan, ready: impl FnOnce(Result<(), String>)) -> Result<(), Su
             if plan.null_handler {
                 s = s.null();
             }
-            let s = with_recorder(plan, s)?;
-            serve(plan, &s, init_pidfd, &listener)
+            let s = match recorder {
+                Some(w) => s.with_recorder(w),
+                None => s,
+            };
+            serve(plan, &s, init_pidfd, &listener, &guard)
         }
         Loaded::Detect { model, meta } => {
             let det = session::detector(model, meta)
@@ -347,23 +383,57 @@ pub fn run(plan: &Plan, ready: impl FnOnce(Result<(), String>)) -> Result<(), Su
                 .with_exec_policy(plan.exec_policy)
                 .with_breaker(plan.breaker)
                 .with_alerts(tx)
+                .with_suppressed(suppressed)
                 .with_stop(move || kill_container(init_pid));
-            let s = with_recorder(plan, s)?;
-            serve(plan, &s, init_pidfd, &listener)
+            let s = match recorder {
+                Some(w) => s.with_recorder(w),
+                None => s,
+            };
+            serve(plan, &s, init_pidfd, &listener, &guard)
         }
     };
     let _ = std::fs::remove_file(plan.state_dir.join(SOCKET));
     let _ = writer.join();
+    // Everything is flushed: tell the guard (a guard whose connection was never accepted,
+    // when init exited before its workload started, is told here too).
+    guard.done();
+    say_done_to_waiting_guards(&listener);
     result
 }
 
-fn prepare(plan: &Plan) -> Result<(Loaded, OwnedFd, UnixListener, AlertLog), SuperviseError> {
+/// Answer [`control::Response::Done`] to a guard still waiting in the socket's queue.
+fn say_done_to_waiting_guards(listener: &UnixListener) {
+    while let Ok((stream, _)) = listener.accept() {
+        if let Ok(control::Request::Guard) =
+            control::receive(&stream, std::time::Duration::from_millis(200))
+        {
+            let _ = control::reply(&stream, &control::Response::Done);
+        }
+    }
+}
+
+/// What `prepare` opened: everything that can fail is done before the supervisor says ready.
+struct Prepared {
+    loaded: Loaded,
+    init_pidfd: OwnedFd,
+    listener: UnixListener,
+    alert_log: AlertLog,
+    recorder: Option<Recorder>,
+}
+
+type Recorder = NativeWriter<Box<dyn Write + Send>>;
+
+fn prepare(plan: &Plan) -> Result<Prepared, SuperviseError> {
     let init_pidfd = sys::pidfd_open(plan.init_pid).map_err(|_| SuperviseError::InitGone {
         id: plan.id.clone(),
         pid: plan.init_pid,
     })?;
     let loaded = load(plan)?;
-    let alert_log = AlertLog::open(&plan.alerts)?;
+    let rotation = Rotation {
+        max_bytes: plan.alerts_max_mib.saturating_mul(1 << 20),
+        keep: plan.alerts_keep,
+    };
+    let alert_log = AlertLog::open_with(&plan.alerts, rotation)?;
     let sock = plan.state_dir.join(SOCKET);
     let _ = std::fs::remove_file(&sock);
     let (_dir, short) = socket_path(&plan.state_dir).map_err(io(&plan.state_dir))?;
@@ -376,7 +446,13 @@ fn prepare(plan: &Plan) -> Result<(Loaded, OwnedFd, UnixListener, AlertLog), Sup
     )?;
     let pid_file = plan.state_dir.join(PID_FILE);
     write_private(&pid_file, format!("{}\n", std::process::id()).as_bytes())?;
-    Ok((loaded, init_pidfd, listener, alert_log))
+    Ok(Prepared {
+        loaded,
+        init_pidfd,
+        listener,
+        alert_log,
+        recorder: open_recorder(plan)?,
+    })
 }
 
 /// Write a root-only file atomically (temporary file + rename).
@@ -393,9 +469,10 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), SuperviseError> {
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
-fn with_recorder<'m>(plan: &Plan, s: Session<'m>) -> Result<Session<'m>, SuperviseError> {
+/// The recording file of `plan`, if it records.
+fn open_recorder(plan: &Plan) -> Result<Option<Recorder>, SuperviseError> {
     let Some(path) = &plan.record else {
-        return Ok(s);
+        return Ok(None);
     };
     if let Some(dir) = path.parent() {
         std::fs::DirBuilder::new()
@@ -418,15 +495,53 @@ fn with_recorder<'m>(plan: &Plan, s: Session<'m>) -> Result<Session<'m>, Supervi
     let out: Box<dyn Write + Send> = Box::new(std::io::BufWriter::new(file));
     let w = NativeWriter::with_meta(out, Arch::X86_64, crate::tracer::now_ns(), &meta)
         .map_err(io(path))?;
-    Ok(s.with_recorder(w))
+    Ok(Some(w))
 }
 
-fn write_alerts(mut log: AlertLog, rx: mpsc::Receiver<Alert>) {
-    for alert in rx {
-        if let Err(e) = log.write(&alert) {
-            tracing::error!("{e}");
+/// The alert writer: every event on `rx` goes to the log, and once a second the count of
+/// alerts the budget refused becomes one summary line (never dropped silently). The
+/// supervisor's own log gets the summaries, not a copy of every alert.
+fn write_alerts(
+    mut log: AlertLog,
+    rx: &mpsc::Receiver<AlertEvent>,
+    info: &ContainerInfo,
+    suppressed: &Suppressed,
+) {
+    let summarise = |log: &mut AlertLog| {
+        let count = suppressed.take();
+        if count > 0 {
+            let n = Notice {
+                time_ns: crate::tracer::now_ns(),
+                container_id: info.id.clone(),
+                container_name: info.name.clone(),
+                kind: NoticeKind::Suppressed { count },
+            };
+            tracing::warn!("{}", n.message());
+            if let Err(e) = log.write_event(&n.into()) {
+                tracing::error!("{e}");
+            }
         }
-        tracing::warn!("{}", alert.summary());
+    };
+    let mut next = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let wait = next.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(event) => {
+                if let Err(e) = log.write_event(&event) {
+                    tracing::error!("{e}");
+                }
+                tracing::debug!("{}", event.summary());
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                summarise(&mut log);
+                return;
+            }
+        }
+        if std::time::Instant::now() >= next {
+            summarise(&mut log);
+            next = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        }
     }
 }
 
@@ -487,6 +602,7 @@ fn serve(
     session: &Session<'_>,
     init_pidfd: OwnedFd,
     listener: &UnixListener,
+    guard: &GuardLink,
 ) -> Result<(), SuperviseError> {
     let mut tracer: Box<dyn Tracer + Send> = match plan.tracer {
         TracerKind::Notify => {
@@ -508,7 +624,7 @@ fn serve(
     let done = AtomicBool::new(false);
     let result = std::thread::scope(|s| {
         let done = &done;
-        s.spawn(move || accept_execs(plan, session, listener, done));
+        s.spawn(move || accept_execs(plan, session, listener, done, guard));
         if plan.tracer == TracerKind::Ptrace {
             let pidfd = &init_pidfd;
             s.spawn(move || {

@@ -153,6 +153,7 @@ fn exec_answer(stream: std::os::unix::net::UnixStream) -> Result<(), String> {
     match control::answer(&stream, std::time::Duration::from_secs(40)) {
         Ok(Response::Ok) => Ok(()),
         Ok(Response::Error(m)) => Err(m),
+        Ok(Response::Done) => Err("the supervisor is done: the container is exiting".to_owned()),
         Err(e) => Err(format!("no answer: {e}")),
     }
 }

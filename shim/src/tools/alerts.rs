@@ -1,8 +1,9 @@
-//! `ngram-ids alerts [--follow]`: the alert log, explained, one line an alert. A line that
-//! does not read is named on stderr and skipped.
+//! `ngram-ids alerts [--follow]`: the alert log, explained, one line an alert, starting with
+//! its rotated files (`FILE.<n>` ... `FILE.1`, oldest first). A line that does not read is
+//! named on stderr and skipped.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -29,15 +30,24 @@ pub struct AlertsArgs {
 
 /// `ngram-ids alerts`.
 pub(crate) fn run(args: &AlertsArgs) -> Result<ExitCode> {
-    let unreadable = || format!("cannot read alert log {}", args.file.display());
-    let lines = Lines::open(&args.file, args.follow).with_context(unreadable)?;
     let mut out = std::io::stdout().lock();
+    for old in alert::rotated(&args.file) {
+        print_file(args, &old, false, &mut out)?;
+    }
+    print_file(args, &args.file, args.follow, &mut out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Print the events of one file of the log (following it with `follow`).
+fn print_file(args: &AlertsArgs, file: &Path, follow: bool, out: &mut impl Write) -> Result<()> {
+    let unreadable = || format!("cannot read alert log {}", file.display());
+    let lines = Lines::open(file, follow).with_context(unreadable)?;
     for line in lines {
         let line = line.with_context(unreadable)?;
         let text = line.text.trim_end();
         // One line that does not read (written by another program, or damaged) must not hide
         // the rest of the log: it is named on stderr and skipped.
-        let event = match alert::parse_event(&args.file, line.number, text) {
+        let event = match alert::parse_event(file, line.number, text) {
             Ok(e) => e,
             Err(e) => {
                 eprintln!("ngram-ids: warning: {e}; line skipped");
@@ -58,5 +68,5 @@ pub(crate) fn run(args: &AlertsArgs) -> Result<ExitCode> {
             out.flush()?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

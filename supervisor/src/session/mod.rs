@@ -19,7 +19,7 @@ use std::io::Write;
 use std::sync::mpsc::Sender;
 use std::sync::Mutex;
 
-use ngram_profiler::alert::{Action, Alert, Rule};
+use ngram_profiler::alert::{Action, Event as AlertEvent, Notice, NoticeKind, Rule};
 use ngram_profiler::ngram::{FxHashMap, NgramCounts, ThreadWindow};
 use ngram_profiler::policy::SyscallSet;
 use ngram_profiler::profile::Mode;
@@ -34,6 +34,7 @@ use crate::sys::AUDIT_ARCH_X86_64;
 use crate::tracer::{Decision, Event, Handler};
 use judge::{CallFacts, LivePolicy, Procs, ThreadState};
 use report::AlertBudget;
+pub use report::Suppressed;
 
 /// What enforce mode does with an anomalous call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -114,7 +115,9 @@ pub struct Session<'m> {
     exec_policy: ExecPolicy,
     info: ContainerInfo,
     inner: Mutex<Inner<'m>>,
-    alerts: Option<Sender<Alert>>,
+    alerts: Option<Sender<AlertEvent>>,
+    /// Alerts the budget refused, for the writer's summary lines.
+    suppressed: Suppressed,
     stop: Box<dyn Fn() + Sync + Send + 'm>,
     policy: LivePolicy,
     /// The calls neither learned nor scored (the profile's noise set).
@@ -188,6 +191,7 @@ impl<'m> Session<'m> {
                 shadow_young: Default::default(),
             }),
             alerts: None,
+            suppressed: Suppressed::default(),
             stop: Box::new(|| {}),
             policy: LivePolicy::default(),
             noise,
@@ -208,8 +212,28 @@ impl<'m> Session<'m> {
     }
 
     /// Send alerts to `tx` (a writer thread owns the log).
-    pub fn with_alerts(mut self, tx: Sender<Alert>) -> Self {
+    pub fn with_alerts(mut self, tx: Sender<AlertEvent>) -> Self {
         self.alerts = Some(tx);
+        self
+    }
+
+    /// Write an event about ngram-ids itself (e.g. a dead guard) to the alert log.
+    pub fn notice(&self, kind: NoticeKind) {
+        let notice = Notice {
+            time_ns: crate::tracer::now_ns(),
+            container_id: self.info.id.clone(),
+            container_name: self.info.name.clone(),
+            kind,
+        };
+        tracing::error!("{}", notice.message());
+        if let Some(tx) = &self.alerts {
+            let _ = tx.send(notice.into());
+        }
+    }
+
+    /// Count the alerts the budget refuses in `suppressed` (shared with the alert writer).
+    pub fn with_suppressed(mut self, suppressed: Suppressed) -> Self {
+        self.suppressed = suppressed;
         self
     }
 
@@ -527,6 +551,7 @@ impl Handler for Session<'_> {
             inner.threads.remove(&ev.tid);
             if ev.nr == nr::EXIT_GROUP || ev.pid == ev.tid {
                 inner.procs.remove(&ev.pid);
+                inner.budget.forget(ev.pid);
             }
             if let Some(det) = inner.detector.as_mut() {
                 det.scorer.end_thread(ev.tid);

@@ -1,46 +1,133 @@
-//! Sending alerts: building one from the scorer's explanation, and the alert budget: at most [`ALERTS_PER_SECOND`] alerts a second per container and
-//! [`PROCESS_ALERTS_PER_SECOND`] per process reach the log; the rest are counted
-//! (docs/decisions.md, decisions 18 and 21).
+//! Sending alerts: building one from the scorer's explanation, and the alert budget
+//! (docs/decisions.md, decisions 18, 21 and 33). Alerts fall in four classes, each with a
+//! budget of its own a second, so that one class cannot use up another's:
+//! - **critical**: every refusal, a stopped container, the breaker ([`CRITICAL_PER_SECOND`]);
+//! - **rule**: a program never seen, a call around the tracer, a harmful call of a new
+//!   program ([`RULE_PER_SECOND`]): what an attack raises, which forking cannot flood;
+//! - **first**: the first alert of each process ([`FIRST_PER_SECOND`]);
+//! - **noise**: everything else, the repeated alerts of processes already reported
+//!   ([`ALERTS_PER_SECOND`] in all, [`PROCESS_ALERTS_PER_SECOND`] per process).
+//!
+//! What a budget refuses is counted in a [`Suppressed`] counter that the alert writer turns
+//! into one summary line a second, never dropped silently.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use ngram_profiler::alert::{Action, Alert, Rule};
-use ngram_profiler::ngram::FxHashMap;
+use ngram_profiler::ngram::{FxHashMap, FxHashSet};
 
 use super::{Inner, Session};
 use crate::tracer::Event;
 
-/// At most this many alerts per second per container reach the log.
+/// At most this many noise-class alerts per second per container reach the log.
 pub const ALERTS_PER_SECOND: u32 = 50;
 
 /// And at most this many of one process, so that a process that keeps straying cannot hide
 /// another one's alerts.
 pub const PROCESS_ALERTS_PER_SECOND: u32 = 10;
 
-/// Alerts admitted in the current second, per container and per process.
+/// First alerts of processes a second.
+pub const FIRST_PER_SECOND: u32 = 100;
+
+/// Alerts of the attack rules (new program, call around the tracer, harmful call) a second.
+pub const RULE_PER_SECOND: u32 = 100;
+
+/// Refusals and other Critical events a second.
+pub const CRITICAL_PER_SECOND: u32 = 100;
+
+/// The budget class of an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Critical,
+    Rule,
+    First,
+    Noise,
+}
+
+impl Class {
+    /// The class of an alert of `rule` with `action`, `first` when its process has had none.
+    pub fn of(rule: Rule, action: Action, first: bool) -> Self {
+        match (rule, action) {
+            (Rule::Breaker, _) | (_, Action::Denied | Action::Stopped) => Self::Critical,
+            (Rule::NewProgram | Rule::Bypass | Rule::HarmfulCall, _) => Self::Rule,
+            _ if first => Self::First,
+            _ => Self::Noise,
+        }
+    }
+}
+
+/// Alerts the budget refused, shared with the writer that summarises them.
+#[derive(Debug, Clone, Default)]
+pub struct Suppressed(Arc<AtomicU64>);
+
+impl Suppressed {
+    /// Count one.
+    pub fn add(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The count since the last take, reset to 0.
+    pub fn take(&self) -> u64 {
+        self.0.swap(0, Ordering::Relaxed)
+    }
+}
+
+/// Alerts admitted in the current second, per class, and the processes already reported.
 #[derive(Debug, Default)]
 pub struct AlertBudget {
     second: u64,
-    total: u32,
+    noise: u32,
+    first: u32,
+    rule: u32,
+    critical: u32,
     per_process: FxHashMap<u32, u32>,
+    /// Processes that have had an alert (their next ones are noise-class).
+    reported: FxHashSet<u32>,
 }
 
 impl AlertBudget {
-    /// May an alert of process `pid` at `ts_ns` go out? Counts it if so.
-    pub fn admit(&mut self, ts_ns: u64, pid: u32) -> bool {
+    /// May an alert of `rule` and `action`, of process `pid` at `ts_ns`, go out? Counts it if
+    /// so.
+    pub fn admit(&mut self, ts_ns: u64, pid: u32, rule: Rule, action: Action) -> bool {
         let sec = ts_ns / 1_000_000_000;
         if self.second != sec {
             self.second = sec;
-            self.total = 0;
+            self.noise = 0;
+            self.first = 0;
+            self.rule = 0;
+            self.critical = 0;
             self.per_process.clear();
         }
-        let of_process = self.per_process.entry(pid).or_default();
-        if self.total < ALERTS_PER_SECOND && *of_process < PROCESS_ALERTS_PER_SECOND {
-            *of_process += 1;
-            self.total += 1;
-            true
-        } else {
-            false
+        let first = !self.reported.contains(&pid);
+        let admitted = match Class::of(rule, action, first) {
+            Class::Critical => take(&mut self.critical, CRITICAL_PER_SECOND),
+            Class::Rule => take(&mut self.rule, RULE_PER_SECOND),
+            Class::First => take(&mut self.first, FIRST_PER_SECOND),
+            Class::Noise => {
+                let of_process = self.per_process.entry(pid).or_default();
+                self.noise < ALERTS_PER_SECOND
+                    && take(of_process, PROCESS_ALERTS_PER_SECOND)
+                    && take(&mut self.noise, ALERTS_PER_SECOND)
+            }
+        };
+        if admitted {
+            self.reported.insert(pid);
         }
+        admitted
     }
+
+    /// A process is gone: its next alert (a reused pid) is a first one again.
+    pub fn forget(&mut self, pid: u32) {
+        self.reported.remove(&pid);
+    }
+}
+
+/// Count one in `n` if it is under `max`.
+fn take(n: &mut u32, max: u32) -> bool {
+    let ok = *n < max;
+    *n += u32::from(ok);
+    ok
 }
 
 impl<'m> Session<'m> {
@@ -57,8 +144,9 @@ impl<'m> Session<'m> {
         exe: Option<String>,
     ) {
         // The breaker's own event always goes out: it changes what enforce does.
-        if rule != Rule::Breaker && !inner.budget.admit(ev.ts_ns, ev.pid) {
+        if !inner.budget.admit(ev.ts_ns, ev.pid, rule, action) {
             inner.stats.suppressed += 1;
+            self.suppressed.add();
             return;
         }
         inner.stats.alerts += 1;
@@ -91,7 +179,7 @@ impl<'m> Session<'m> {
             rule,
         };
         if let Some(tx) = &self.alerts {
-            let _ = tx.send(alert);
+            let _ = tx.send(alert.into());
         }
     }
 }
@@ -100,13 +188,72 @@ impl<'m> Session<'m> {
 mod tests {
     use super::*;
 
+    const S: u64 = 5_000_000_000;
+
+    fn noise(b: &mut AlertBudget, pid: u32) -> bool {
+        b.admit(S, pid, Rule::Sequence, Action::Alerted)
+    }
+
     #[test]
-    fn limits_per_process_and_per_container() {
+    fn noise_is_limited_per_process_and_per_container() {
         let mut b = AlertBudget::default();
-        let s = 5_000_000_000;
-        assert_eq!((0..20).filter(|_| b.admit(s, 1)).count(), 10);
-        let others = (2..100).filter(|&p| b.admit(s, p)).count();
-        assert_eq!(others, 40, "50 a second in all");
-        assert!(b.admit(s + 1_000_000_000, 1), "a new second starts afresh");
+        // The first alert of a process is first-class; the next ten are its noise budget.
+        assert_eq!((0..20).filter(|_| noise(&mut b, 1)).count(), 11);
+        let others = (2..100).filter(|&p| noise(&mut b, p)).count();
+        assert_eq!(others, 98, "each process's first alert has its own budget");
+        let again = (2..100).filter(|&p| noise(&mut b, p)).count();
+        assert_eq!(again, 40, "50 noise alerts a second in all");
+        assert!(
+            b.admit(S + 1_000_000_000, 1, Rule::Sequence, Action::Alerted),
+            "a new second starts afresh"
+        );
+    }
+
+    #[test]
+    fn noise_cannot_use_up_first_or_critical_alerts() {
+        let mut b = AlertBudget::default();
+        for p in 1..=6 {
+            noise(&mut b, p);
+        }
+        // Six flooding processes use up the noise budget...
+        while (1..=6).any(|p| noise(&mut b, p)) {}
+        assert!(!noise(&mut b, 3));
+        // ...and a call around the tracer, a new program, a refusal and a new process's
+        // first alert still go out.
+        assert!(b.admit(S, 3, Rule::Bypass, Action::Alerted));
+        assert!(b.admit(S, 3, Rule::NewProgram, Action::Alerted));
+        assert!(b.admit(S, 3, Rule::Sequence, Action::Denied));
+        assert!(b.admit(S, 3, Rule::Breaker, Action::Alerted));
+        assert!(noise(&mut b, 77), "a process's first alert");
+        assert!(!noise(&mut b, 77), "its second is noise");
+        b.forget(77);
+        assert!(noise(&mut b, 77), "a reused pid is a new process");
+    }
+
+    #[test]
+    fn every_class_has_a_bound() {
+        let mut b = AlertBudget::default();
+        let denied = (0..1000)
+            .filter(|_| b.admit(S, 9, Rule::Sequence, Action::Denied))
+            .count();
+        assert_eq!(denied, CRITICAL_PER_SECOND as usize);
+        let firsts = (1000..3000).filter(|&p| noise(&mut b, p)).count();
+        assert_eq!(firsts, FIRST_PER_SECOND as usize);
+        // Many new processes cannot use up the attack rules' budget either.
+        assert!(b.admit(S, 5000, Rule::Bypass, Action::Alerted));
+        let rules = (0..1000)
+            .filter(|&p| b.admit(S, 6000 + p, Rule::NewProgram, Action::Alerted))
+            .count();
+        assert_eq!(rules, RULE_PER_SECOND as usize - 1);
+    }
+
+    #[test]
+    fn suppressed_counts_are_taken_once() {
+        let s = Suppressed::default();
+        let writer = s.clone();
+        s.add();
+        s.add();
+        assert_eq!(writer.take(), 2);
+        assert_eq!(writer.take(), 0);
     }
 }

@@ -3,10 +3,32 @@
 use super::*;
 use std::sync::mpsc;
 
-use ngram_profiler::alert::Action;
+use ngram_profiler::alert::{Action, Alert};
 use ngram_profiler::policy::LEGACY_NOISE;
 use ngram_profiler::score::Model;
 use ngram_profiler::syscalls::Arch;
+
+/// The anomalies a session sends (its other events are not the tests' business).
+struct Alerts(mpsc::Receiver<AlertEvent>);
+
+impl Alerts {
+    fn try_recv(&self) -> Result<Alert, mpsc::TryRecvError> {
+        loop {
+            if let AlertEvent::Anomaly(a) = self.0.try_recv()? {
+                return Ok(a);
+            }
+        }
+    }
+
+    fn try_iter(&self) -> impl Iterator<Item = Alert> + '_ {
+        std::iter::from_fn(|| self.try_recv().ok())
+    }
+}
+
+fn alerts() -> (mpsc::Sender<AlertEvent>, Alerts) {
+    let (tx, rx) = mpsc::channel();
+    (tx, Alerts(rx))
+}
 
 fn ev(tid: u32, nr: i32) -> Event {
     Event::new(tid, tid, nr, 1)
@@ -60,12 +82,12 @@ fn with_session(
     n: usize,
     mode: Mode,
     action: EnforceAction,
-    test: impl FnOnce(&Session<'_>, &mpsc::Receiver<Alert>),
+    test: impl FnOnce(&Session<'_>, &Alerts),
 ) {
     let c = trained(normal, n);
     let model = Model::new(&c).unwrap();
     let det = detector(&model, &meta_for(&c)).unwrap();
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = alerts();
     let s = Session::detect(mode, action, ContainerInfo::default(), det).with_alerts(tx);
     test(&s, &rx);
 }
@@ -292,14 +314,14 @@ fn records_what_it_sees() {
 fn with_programs(
     normal: &[i32],
     tune: impl FnOnce(Session<'_>) -> Session<'_>,
-    test: impl FnOnce(&Session<'_>, &mpsc::Receiver<Alert>),
+    test: impl FnOnce(&Session<'_>, &Alerts),
 ) {
     let c = trained(normal, 3);
     let model = Model::new(&c).unwrap();
     let mut meta = meta_for(&c);
     meta.programs = Some([("/bin/known".to_owned(), 1)].into_iter().collect());
     let det = detector(&model, &meta).unwrap();
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = alerts();
     let exe: ExeResolver =
         Box::new(|pid| Some(if pid == 10 { "/bin/known" } else { "/tmp/new" }.to_owned()));
     let s = Session::detect(
@@ -471,7 +493,7 @@ fn a_shadow_detector_counts_what_it_would_report_and_refuses_nothing() {
     let mut meta = meta_for(&c);
     meta.programs = Some([("/bin/known".to_owned(), 1)].into_iter().collect());
     let det = detector(&model, &meta).unwrap();
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = alerts();
     let exe: ExeResolver =
         Box::new(|pid| Some(if pid == 10 { "/bin/known" } else { "/tmp/new" }.to_owned()));
     let s = Session::train(
@@ -538,7 +560,7 @@ fn thresholds_are_calibrated_on_held_out_runs() {
         ngram_profiler::live::LIVE_THRESHOLD
     );
     // So the same stray no longer alarms in alert mode.
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = alerts();
     let s = Session::detect(
         Mode::Alert,
         EnforceAction::Deny,
@@ -600,7 +622,7 @@ fn a_path_search_of_failed_execves_is_not_a_program() {
     let model = Model::new(&c).unwrap();
     let mut meta = meta_for(&c);
     meta.programs = Some([("/bin/sh".to_owned(), 1)].into_iter().collect());
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = alerts();
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let seen = calls.clone();
     // The process is the runtime until its third execve succeeds.
