@@ -80,6 +80,14 @@ pub struct DbArg {
     pub db: PathBuf,
 }
 
+/// A profile name that may be created: the store's one rule
+/// ([`ngram_profiler::profile::check_name`]).
+pub fn profile_name(s: &str) -> Result<String, String> {
+    ngram_profiler::profile::check_name(s)
+        .map(|()| s.to_owned())
+        .map_err(|e| e.to_string())
+}
+
 /// `--format`'s parser.
 pub(crate) fn parse_format(s: &str) -> Result<Format, String> {
     s.parse()

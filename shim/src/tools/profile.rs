@@ -15,7 +15,7 @@ use ngram_profiler::sgt::SgtFit;
 use ngram_profiler::store::{self, Store, StoreError};
 use ngram_profiler::trace::Format;
 
-use super::opts::{parse_format, CalibrateOpts, DbArg, ScoreOpts};
+use super::opts::{parse_format, profile_name, CalibrateOpts, DbArg, ScoreOpts};
 use super::traces::{count_traces, read_traces};
 
 #[derive(Debug, Args)]
@@ -31,6 +31,7 @@ pub enum ProfileCmd {
     /// Learn from recorded traces: merge their n-gram counts into profile NAME.
     Train {
         /// Profile name (created when missing).
+        #[arg(value_parser = profile_name)]
         name: String,
         /// Trace format.
         #[arg(long, value_parser = parse_format)]
@@ -55,6 +56,7 @@ pub enum ProfileCmd {
     Rm { name: String },
     /// Merge the counts of profiles SRC… into DST (created when missing).
     Merge {
+        #[arg(value_parser = profile_name)]
         dst: String,
         #[arg(required = true)]
         srcs: Vec<String>,
