@@ -401,6 +401,22 @@ pub fn run(plan: &Plan, ready: impl FnOnce(Result<(), String>)) -> Result<(), Su
     result
 }
 
+/// Every [`session::SWEEP_SECS`], free the state of threads and processes that ended without
+/// `exit` or `exit_group` (killed by a signal).
+fn sweep_threads(session: &Session<'_>, done: &AtomicBool) {
+    let mut last = std::time::Instant::now();
+    while !done.load(Ordering::SeqCst) {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        if last.elapsed().as_secs() >= session::SWEEP_SECS {
+            last = std::time::Instant::now();
+            let freed = session.sweep();
+            if freed > 0 {
+                tracing::debug!(freed, tracked = ?session.tracked(), "swept ended threads");
+            }
+        }
+    }
+}
+
 /// Answer [`control::Response::Done`] to a guard still waiting in the socket's queue.
 fn say_done_to_waiting_guards(listener: &UnixListener) {
     while let Ok((stream, _)) = listener.accept() {
@@ -636,6 +652,7 @@ fn serve(
         if session.mode() == Mode::Train && plan.flush_secs > 0 {
             s.spawn(move || periodic_flush(plan, session, done));
         }
+        s.spawn(move || sweep_threads(session, done));
         let r = tracer.run(session);
         done.store(true, Ordering::SeqCst);
         r

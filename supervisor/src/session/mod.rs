@@ -14,6 +14,7 @@ pub mod breaker;
 pub mod judge;
 mod programs;
 pub mod report;
+mod threads;
 
 use std::io::Write;
 use std::sync::mpsc::Sender;
@@ -35,6 +36,7 @@ use crate::tracer::{Decision, Event, Handler};
 use judge::{CallFacts, LivePolicy, Procs, ThreadState};
 use report::AlertBudget;
 pub use report::Suppressed;
+pub use threads::{Tracked, SWEEP_SECS};
 
 /// What enforce mode does with an anomalous call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -100,6 +102,8 @@ struct Inner<'m> {
     procs: Procs,
     recorder: Option<NativeWriter<Box<dyn Write + Send>>>,
     budget: AlertBudget,
+    /// The process of every thread seen, to free a process's threads at its end.
+    thread_pid: FxHashMap<u32, u32>,
     breaker: Breaker,
     stats: SessionStats,
     /// Shadow (train) mode: the highest settled and young-known window scores of the run.
@@ -185,6 +189,7 @@ impl<'m> Session<'m> {
                 procs: Procs::default(),
                 recorder: None,
                 budget: AlertBudget::default(),
+                thread_pid: FxHashMap::default(),
                 breaker: Breaker::new(breaker::DEFAULT_LIMIT),
                 stats: SessionStats::default(),
                 shadow_max: [None; 2],
@@ -502,6 +507,7 @@ impl Handler for Session<'_> {
         };
         let inner = &mut *guard;
         inner.stats.events += 1;
+        inner.note_thread(ev.tid, ev.pid);
         // The model is x86_64; i386 calls (int 0x80) have other numbers: they are not
         // modelled, and in enforce mode they are refused.
         let nr = match u16::try_from(ev.nr) {
@@ -545,16 +551,15 @@ impl Handler for Session<'_> {
         if ev.is_execve() {
             inner.threads.entry(ev.tid).or_default().exe_pending = decision == Decision::Continue;
         }
-        // A thread that exits starts a new stream if its tid is reused.
-        if ev.nr == nr::EXIT || ev.nr == nr::EXIT_GROUP {
-            inner.windows.remove(&ev.tid);
-            inner.threads.remove(&ev.tid);
-            if ev.nr == nr::EXIT_GROUP || ev.pid == ev.tid {
+        // A thread that exits starts a new stream if its tid is reused; a process that exits
+        // takes all its threads (those that never call `exit`) with it (see `threads`).
+        if ev.nr == nr::EXIT_GROUP {
+            inner.forget_process(ev.pid);
+        } else if ev.nr == nr::EXIT {
+            inner.forget_thread(ev.tid);
+            if ev.pid == ev.tid {
                 inner.procs.remove(&ev.pid);
                 inner.budget.forget(ev.pid);
-            }
-            if let Some(det) = inner.detector.as_mut() {
-                det.scorer.end_thread(ev.tid);
             }
         }
         decision
