@@ -5,6 +5,7 @@
 
 pub mod alert;
 pub mod alertlog;
+pub mod args;
 pub mod eval;
 pub mod export;
 pub mod lifecycle;

@@ -1,0 +1,729 @@
+//! Argument classes (issue 16): for the calls where an argument decides the harm, a small,
+//! explainable abstraction of it that a profile learns per program, beside the n-grams.
+//!
+//! - **Files**: the directory of the path and the access (read, write, exec). A file name is
+//!   never a class of its own: siblings in a learned directory are known (uploads, data files
+//!   and logs come and go). A directory that has held more than [`DEEP_AFTER`] distinct
+//!   subdirectories becomes a class for everything below it (`DIR/**`: per-user upload
+//!   trees, hashed caches).
+//! - **Destinations** (`connect`, `bind`, `sendto`/`sendmsg` with an address): the family,
+//!   the address class (loopback, private networks, other) and the port.
+//!
+//! What is unseen is judged with its Good-Turing unseen mass, as n-grams are: the share of a
+//! program's observations that were the first of their class ([`ProgramArgs::p_new`]). A
+//! program that opens new directories all the time (a file manager) makes a new one normal; a
+//! web worker that read the same four directories a million times makes one suspect. See
+//! docs/decisions.md, decision 38.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A directory with more distinct subdirectories than this is learned as `DIR/**`.
+pub const DEEP_AFTER: usize = 8;
+
+/// An unseen class is anomalous when the program's unseen mass is below this.
+pub const P_NEW_MAX: f64 = 0.01;
+
+/// What a call does with a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    Read,
+    /// Write, create, truncate, append, or change the name or metadata.
+    Write,
+    Exec,
+}
+
+impl Access {
+    /// The access of `open`/`openat` flags: any of O_WRONLY, O_RDWR, O_CREAT, O_TRUNC,
+    /// O_APPEND writes (x86_64 values).
+    pub fn of_open_flags(flags: u64) -> Self {
+        const WRITES: u64 = 0o1 | 0o2 | 0o100 | 0o1000 | 0o2000;
+        if flags & WRITES == 0 {
+            Self::Read
+        } else {
+            Self::Write
+        }
+    }
+
+    fn bit(self) -> u8 {
+        match self {
+            Self::Read => 1,
+            Self::Write => 2,
+            Self::Exec => 4,
+        }
+    }
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Exec => "exec",
+        })
+    }
+}
+
+/// `path` made absolute against `base` (the process's working directory or the directory of a
+/// `dirfd`) and normalised lexically: empty and `.` parts dropped, `..` removes the part before
+/// it (never above `/`). `None` for an empty path or a relative one without a base. Symbolic
+/// links are not resolved (a hint, not a guarantee: docs/decisions.md, decision 38).
+pub fn normalize(base: Option<&str>, path: &str) -> Option<String> {
+    if path.is_empty() {
+        return None;
+    }
+    let joined;
+    let full = if path.starts_with('/') {
+        path
+    } else {
+        joined = format!("{}/{path}", base?);
+        &joined
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for part in full.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    Some(format!("/{}", parts.join("/")))
+}
+
+/// The directory of a normalised path (`/` for a file at the root).
+pub fn dir_of(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) | None => "/",
+        Some(i) => &path[..i],
+    }
+}
+
+/// The ancestors of a directory, nearest first, ending with `/`.
+fn ancestors(dir: &str) -> impl Iterator<Item = &str> {
+    let mut next = Some(dir);
+    std::iter::from_fn(move || {
+        let d = next?;
+        next = (d != "/").then(|| dir_of(d));
+        Some(d)
+    })
+}
+
+/// The address class of a destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AddrClass {
+    Loopback,
+    /// RFC 1918, link-local, IPv6 unique-local and link-local: the container's own networks
+    /// and its neighbours.
+    Private,
+    Other,
+}
+
+/// A destination of `connect`, `bind`, `sendto`/`sendmsg`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "family")]
+pub enum Dest {
+    Inet {
+        class: AddrClass,
+        port: u16,
+    },
+    Inet6 {
+        class: AddrClass,
+        port: u16,
+    },
+    /// A Unix socket: its normalised path (abstract names start with `@`).
+    Unix {
+        path: String,
+    },
+}
+
+impl fmt::Display for Dest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let class = |c: &AddrClass| match c {
+            AddrClass::Loopback => "loopback",
+            AddrClass::Private => "private",
+            AddrClass::Other => "other",
+        };
+        match self {
+            Self::Inet { class: c, port } => write!(f, "inet {} port {port}", class(c)),
+            Self::Inet6 { class: c, port } => write!(f, "inet6 {} port {port}", class(c)),
+            Self::Unix { path } => write!(f, "unix {path}"),
+        }
+    }
+}
+
+/// The destination in a `sockaddr` as the kernel lays it out (x86_64); `None` for families
+/// that are not classed (netlink, packet: a namespace or privilege question, judged by the
+/// n-grams) and for short buffers.
+pub fn parse_sockaddr(b: &[u8]) -> Option<Dest> {
+    let family = u16::from_ne_bytes([*b.first()?, *b.get(1)?]);
+    let port = || u16::from_be_bytes([b[2], b[3]]);
+    match i32::from(family) {
+        libc_af::INET if b.len() >= 8 => {
+            let ip = [b[4], b[5], b[6], b[7]];
+            let class = match ip {
+                [127, ..] => AddrClass::Loopback,
+                [10, ..] | [192, 168, ..] | [169, 254, ..] => AddrClass::Private,
+                [172, x, ..] if (16..32).contains(&x) => AddrClass::Private,
+                _ => AddrClass::Other,
+            };
+            Some(Dest::Inet {
+                class,
+                port: port(),
+            })
+        }
+        libc_af::INET6 if b.len() >= 24 => {
+            let ip = &b[8..24];
+            let mapped_v4 = ip[..10].iter().all(|&x| x == 0) && ip[10] == 0xff && ip[11] == 0xff;
+            let class = if ip[..15].iter().all(|&x| x == 0) && ip[15] == 1 {
+                AddrClass::Loopback
+            } else if mapped_v4 {
+                let v4 = [2, 0, b[2], b[3], ip[12], ip[13], ip[14], ip[15]];
+                match parse_sockaddr(&v4) {
+                    Some(Dest::Inet { class, .. }) => class,
+                    _ => AddrClass::Other,
+                }
+            } else if ip[0] & 0xfe == 0xfc || (ip[0] == 0xfe && ip[1] & 0xc0 == 0x80) {
+                AddrClass::Private
+            } else {
+                AddrClass::Other
+            };
+            Some(Dest::Inet6 {
+                class,
+                port: port(),
+            })
+        }
+        libc_af::UNIX if b.len() > 2 => {
+            let raw = &b[2..];
+            let path = if raw[0] == 0 {
+                let name = raw[1..].split(|&c| c == 0).next().unwrap_or_default();
+                format!("@{}", String::from_utf8_lossy(name))
+            } else {
+                let name = raw.split(|&c| c == 0).next().unwrap_or_default();
+                normalize(Some("/"), &String::from_utf8_lossy(name))?
+            };
+            Some(Dest::Unix { path })
+        }
+        _ => None,
+    }
+}
+
+/// A map with structured keys as a JSON list of `[key, value]` pairs.
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        m: &BTreeMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
+}
+
+/// Address family numbers (x86_64 Linux), without depending on libc here.
+mod libc_af {
+    pub const UNIX: i32 = 1;
+    pub const INET: i32 = 2;
+    pub const INET6: i32 = 10;
+}
+
+/// A learned directory of one program.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirClass {
+    /// The accesses seen (bits of [`Access`]).
+    pub access: u8,
+    /// Observations.
+    pub count: u64,
+    /// Everything below it is known (`DIR/**`, [`DEEP_AFTER`]).
+    #[serde(default)]
+    pub deep: bool,
+}
+
+/// What one program's arguments were in training.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramArgs {
+    /// Directories by normalised path.
+    pub dirs: BTreeMap<String, DirClass>,
+    /// Destinations with their counts (a list of pairs in JSON: keys must be strings there).
+    #[serde(with = "pairs")]
+    pub dests: BTreeMap<Dest, u64>,
+    /// Observations of both.
+    pub observations: u64,
+    /// Observations that were the first of their class (for the unseen mass).
+    pub firsts: u64,
+}
+
+/// How an argument fared against a profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArgVerdict {
+    /// Its class was learned.
+    pub known: bool,
+    /// The program's unseen mass (Good-Turing: first sightings / observations); 1 when the
+    /// program has no observations.
+    pub p_new: f64,
+    /// Unseen and improbable: anomalous.
+    pub anomalous: bool,
+    /// For people, e.g. "never opened anything under /etc for write in training".
+    pub why: String,
+}
+
+impl ProgramArgs {
+    /// The unseen mass: how often training met a class for the first time.
+    pub fn p_new(&self) -> f64 {
+        if self.observations == 0 {
+            1.0
+        } else {
+            // u64 -> f64: counts far below 2^53.
+            #[allow(clippy::cast_precision_loss)]
+            let p = self.firsts as f64 / self.observations as f64;
+            p
+        }
+    }
+
+    /// Learn a file access.
+    pub fn learn_path(&mut self, path: &str, access: Access) {
+        self.observations += 1;
+        let dir = dir_of(path);
+        if self.covering(dir, access).is_none() {
+            self.firsts += 1;
+        }
+        let new_dir = !self.dirs.contains_key(dir);
+        let entry = self.dirs.entry(dir.to_owned()).or_default();
+        entry.access |= access.bit();
+        entry.count += 1;
+        // Only a new directory can change how many subdirectories its parent has.
+        if new_dir {
+            self.deepen(dir);
+        }
+    }
+
+    /// Mark the parent of `dir` deep when it now has more than [`DEEP_AFTER`] learned
+    /// subdirectories.
+    fn deepen(&mut self, dir: &str) {
+        if dir == "/" {
+            return;
+        }
+        let parent = dir_of(dir);
+        let prefix = if parent == "/" {
+            "/".to_owned()
+        } else {
+            format!("{parent}/")
+        };
+        let children: BTreeSet<&str> = self
+            .dirs
+            .range(prefix.clone()..)
+            .take_while(|(d, _)| d.starts_with(&prefix))
+            .filter_map(|(d, _)| d[prefix.len()..].split('/').next())
+            .filter(|c| !c.is_empty())
+            .collect();
+        if children.len() > DEEP_AFTER {
+            let access = self
+                .dirs
+                .range(prefix.clone()..)
+                .take_while(|(d, _)| d.starts_with(&prefix))
+                .fold(0, |a, (_, c)| a | c.access);
+            let e = self.dirs.entry(parent.to_owned()).or_default();
+            e.deep = true;
+            e.access |= access;
+        }
+    }
+
+    /// The learned directory that covers `dir` for `access`: `dir` itself, or a deep ancestor.
+    fn covering<'a>(&self, dir: &'a str, access: Access) -> Option<&'a str> {
+        ancestors(dir).enumerate().find_map(|(i, d)| {
+            let c = self.dirs.get(d)?;
+            (c.access & access.bit() != 0 && (i == 0 || c.deep)).then_some(d)
+        })
+    }
+
+    /// Judge a file access.
+    pub fn judge_path(&self, path: &str, access: Access) -> ArgVerdict {
+        let dir = dir_of(path);
+        let p_new = self.p_new();
+        if self.covering(dir, access).is_some() {
+            return ArgVerdict {
+                known: true,
+                p_new,
+                anomalous: false,
+                why: String::new(),
+            };
+        }
+        // The nearest ancestor the program touched at all, to explain.
+        let near = ancestors(dir).find(|d| {
+            let prefix = if *d == "/" {
+                "/".to_owned()
+            } else {
+                format!("{d}/")
+            };
+            self.dirs.contains_key(*d)
+                || self
+                    .dirs
+                    .range(prefix.clone()..)
+                    .next()
+                    .is_some_and(|(k, _)| k.starts_with(&prefix))
+        });
+        let why = match near {
+            Some(d) if d == dir => {
+                format!("never {access} in {dir} in training (only other accesses)")
+            }
+            Some(d) => format!("never {access} under {dir} in training (nearest learned: {d})"),
+            None => format!("never {access} anything in training"),
+        };
+        ArgVerdict {
+            known: false,
+            p_new,
+            anomalous: p_new < P_NEW_MAX,
+            why,
+        }
+    }
+
+    /// Learn a destination.
+    pub fn learn_dest(&mut self, dest: Dest) {
+        self.observations += 1;
+        let n = self.dests.entry(dest).or_default();
+        if *n == 0 {
+            self.firsts += 1;
+        }
+        *n += 1;
+    }
+
+    /// Judge a destination.
+    pub fn judge_dest(&self, dest: &Dest) -> ArgVerdict {
+        let p_new = self.p_new();
+        let known = self.dests.contains_key(dest);
+        ArgVerdict {
+            known,
+            p_new,
+            anomalous: !known && p_new < P_NEW_MAX,
+            why: if known {
+                String::new()
+            } else {
+                format!("never reached {dest} in training")
+            },
+        }
+    }
+
+    /// Add `other` (another run of the same program).
+    pub fn merge(&mut self, other: &Self) {
+        for (dir, c) in &other.dirs {
+            let e = self.dirs.entry(dir.clone()).or_default();
+            e.access |= c.access;
+            e.count += c.count;
+            e.deep |= c.deep;
+        }
+        for (d, n) in &other.dests {
+            *self.dests.entry(d.clone()).or_default() += n;
+        }
+        let dirs: Vec<String> = self.dirs.keys().cloned().collect();
+        for d in dirs {
+            self.deepen(&d);
+        }
+        self.observations += other.observations;
+        self.firsts += other.firsts;
+    }
+}
+
+/// A profile's argument classes: per program (the executable), and per phase of its threads
+/// (a young thread, in its first calls after `execve`, and a settled one), because a service
+/// reads its configuration at start-up and its data afterwards.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArgClasses {
+    /// Key: `program` for settled threads, `program (start)` for young ones.
+    pub programs: BTreeMap<String, ProgramArgs>,
+}
+
+/// The key of a program's classes in a phase.
+pub fn phase_key(program: &str, young: bool) -> String {
+    if young {
+        format!("{program} (start)")
+    } else {
+        program.to_owned()
+    }
+}
+
+impl ArgClasses {
+    /// The classes of `program` in a phase, created when missing.
+    pub fn of_mut(&mut self, program: &str, young: bool) -> &mut ProgramArgs {
+        self.programs.entry(phase_key(program, young)).or_default()
+    }
+
+    /// Judge a file access by `program` in a phase: a young thread may do what the program
+    /// did at start-up or afterwards, a settled one only what it did afterwards.
+    pub fn judge_path(&self, program: &str, young: bool, path: &str, access: Access) -> ArgVerdict {
+        let settled = self.programs.get(program);
+        let start = young
+            .then(|| self.programs.get(&phase_key(program, true)))
+            .flatten();
+        let verdicts: Vec<ArgVerdict> = [settled, start]
+            .into_iter()
+            .flatten()
+            .map(|p| p.judge_path(path, access))
+            .collect();
+        pick(verdicts, || {
+            format!("{program} never ran with arguments in training")
+        })
+    }
+
+    /// Judge a destination, like [`ArgClasses::judge_path`].
+    pub fn judge_dest(&self, program: &str, young: bool, dest: &Dest) -> ArgVerdict {
+        let settled = self.programs.get(program);
+        let start = young
+            .then(|| self.programs.get(&phase_key(program, true)))
+            .flatten();
+        let verdicts: Vec<ArgVerdict> = [settled, start]
+            .into_iter()
+            .flatten()
+            .map(|p| p.judge_dest(dest))
+            .collect();
+        pick(verdicts, || {
+            format!("{program} never ran with arguments in training")
+        })
+    }
+
+    /// Add another run's classes.
+    pub fn merge(&mut self, other: &Self) {
+        for (k, p) in &other.programs {
+            self.programs.entry(k.clone()).or_default().merge(p);
+        }
+    }
+}
+
+/// Known if any phase knows it; otherwise the verdict with the largest unseen mass (the most
+/// lenient); a program with no classes at all is not judged (known, p_new 1).
+fn pick(verdicts: Vec<ArgVerdict>, none: impl FnOnce() -> String) -> ArgVerdict {
+    if let Some(v) = verdicts.iter().find(|v| v.known) {
+        return v.clone();
+    }
+    verdicts
+        .into_iter()
+        .max_by(|a, b| a.p_new.total_cmp(&b.p_new))
+        .unwrap_or_else(|| ArgVerdict {
+            known: true,
+            p_new: 1.0,
+            anomalous: false,
+            why: none(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_normalise_lexically() {
+        let n = |b: Option<&str>, p: &str| normalize(b, p);
+        assert_eq!(n(None, "/etc/passwd").as_deref(), Some("/etc/passwd"));
+        assert_eq!(
+            n(Some("/srv/data"), "../../etc/passwd").as_deref(),
+            Some("/etc/passwd")
+        );
+        assert_eq!(n(Some("/"), "../../..").as_deref(), Some("/"));
+        assert_eq!(n(None, "//a/./b//c/").as_deref(), Some("/a/b/c"));
+        assert_eq!(n(None, "a/b"), None, "relative without a base");
+        assert_eq!(n(Some("/x"), ""), None);
+        assert_eq!(dir_of("/etc/passwd"), "/etc");
+        assert_eq!(dir_of("/passwd"), "/");
+        assert_eq!(dir_of("/"), "/");
+        assert_eq!(
+            ancestors("/a/b/c").collect::<Vec<_>>(),
+            ["/a/b/c", "/a/b", "/a", "/"]
+        );
+    }
+
+    #[test]
+    fn open_flags_give_the_access() {
+        assert_eq!(Access::of_open_flags(0), Access::Read); // O_RDONLY
+        assert_eq!(Access::of_open_flags(0o2000000), Access::Read); // O_CLOEXEC
+        assert_eq!(Access::of_open_flags(0o200000), Access::Read); // O_DIRECTORY
+        for w in [0o1, 0o2, 0o100, 0o1000, 0o2000, 0o101 | 0o2000000] {
+            assert_eq!(Access::of_open_flags(w), Access::Write, "{w:o}");
+        }
+    }
+
+    fn v4(ip: [u8; 4], port: u16) -> Vec<u8> {
+        let mut b = vec![2, 0];
+        b.extend(port.to_be_bytes());
+        b.extend(ip);
+        b.extend([0; 8]);
+        b
+    }
+
+    fn v6(ip: [u8; 16], port: u16) -> Vec<u8> {
+        let mut b = vec![10, 0];
+        b.extend(port.to_be_bytes());
+        b.extend([0; 4]);
+        b.extend(ip);
+        b.extend([0; 4]);
+        b
+    }
+
+    #[test]
+    fn addresses_fall_in_their_class() {
+        let c = |b: &[u8]| match parse_sockaddr(b) {
+            Some(Dest::Inet { class, port } | Dest::Inet6 { class, port }) => (class, port),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(c(&v4([127, 0, 0, 1], 80)), (AddrClass::Loopback, 80));
+        assert_eq!(c(&v4([10, 1, 2, 3], 5432)), (AddrClass::Private, 5432));
+        assert_eq!(c(&v4([172, 17, 0, 2], 1)), (AddrClass::Private, 1));
+        assert_eq!(c(&v4([172, 32, 0, 2], 1)), (AddrClass::Other, 1));
+        assert_eq!(c(&v4([192, 168, 9, 9], 443)).0, AddrClass::Private);
+        assert_eq!(c(&v4([169, 254, 169, 254], 80)).0, AddrClass::Private);
+        assert_eq!(c(&v4([8, 8, 8, 8], 53)), (AddrClass::Other, 53));
+        let mut lo6 = [0; 16];
+        lo6[15] = 1;
+        assert_eq!(c(&v6(lo6, 8080)), (AddrClass::Loopback, 8080));
+        let mut ula = [0; 16];
+        ula[0] = 0xfd;
+        assert_eq!(c(&v6(ula, 1)).0, AddrClass::Private);
+        let mut mapped = [0; 16];
+        mapped[10] = 0xff;
+        mapped[11] = 0xff;
+        mapped[12..].copy_from_slice(&[127, 0, 0, 1]);
+        assert_eq!(c(&v6(mapped, 9)), (AddrClass::Loopback, 9));
+        let mut global = [0; 16];
+        global[0] = 0x20;
+        assert_eq!(c(&v6(global, 9)).0, AddrClass::Other);
+        let mut unix = vec![1, 0];
+        unix.extend(b"/run/../run/app.sock\0junk");
+        assert_eq!(
+            parse_sockaddr(&unix),
+            Some(Dest::Unix {
+                path: "/run/app.sock".into()
+            })
+        );
+        let abs = [1, 0, 0, b'x', b'y'];
+        assert_eq!(
+            parse_sockaddr(&abs),
+            Some(Dest::Unix { path: "@xy".into() })
+        );
+        assert_eq!(parse_sockaddr(&[16, 0, 0, 0]), None, "netlink");
+        assert_eq!(parse_sockaddr(&[2, 0, 1]), None, "short");
+    }
+
+    /// A web worker trained on its data directories, a traversal read and an upload out of
+    /// its directory.
+    #[test]
+    fn a_worker_knows_its_directories_and_not_a_traversal() {
+        let mut p = ProgramArgs::default();
+        for i in 0..10_000 {
+            p.learn_path(&format!("/srv/data/{}.txt", i % 40), Access::Read);
+            p.learn_path(&format!("/srv/uploads/u{}.bin", i), Access::Write);
+        }
+        assert!(p.p_new() < 1e-3, "{}", p.p_new());
+        assert!(p.judge_path("/srv/data/new-file.txt", Access::Read).known);
+        assert!(p.judge_path("/srv/uploads/other.bin", Access::Write).known);
+        let read = p.judge_path("/etc/passwd", Access::Read);
+        assert!(!read.known && read.anomalous, "{read:?}");
+        assert!(read.why.contains("never read under /etc"), "{}", read.why);
+        let up = p.judge_path("/var/www/html/shell.php", Access::Write);
+        assert!(up.anomalous, "{up:?}");
+        let write_data = p.judge_path("/srv/data/a.txt", Access::Write);
+        assert!(write_data.anomalous, "{write_data:?}");
+        assert!(
+            write_data.why.contains("only other accesses"),
+            "{}",
+            write_data.why
+        );
+    }
+
+    #[test]
+    fn many_subdirectories_make_a_deep_class() {
+        let mut p = ProgramArgs::default();
+        for user in 0..=DEEP_AFTER {
+            for _ in 0..100 {
+                p.learn_path(&format!("/srv/uploads/user{user}/f"), Access::Write);
+            }
+        }
+        assert!(p.dirs["/srv/uploads"].deep);
+        assert!(
+            p.judge_path("/srv/uploads/new-user/x/y", Access::Write)
+                .known
+        );
+        assert!(!p.judge_path("/srv/uploads/new-user/x", Access::Read).known);
+        assert!(!p.judge_path("/srv/other/x", Access::Write).known);
+    }
+
+    #[test]
+    fn a_program_that_keeps_meeting_new_directories_is_not_judged_by_them() {
+        let mut p = ProgramArgs::default();
+        for i in 0..100 {
+            p.learn_path(&format!("/home/u/{i}/file"), Access::Read);
+            p.learn_path(&format!("/home/u/{i}/file2"), Access::Read);
+        }
+        // Half of its observations were new directories... until /home/u became deep.
+        let v = p.judge_path("/tmp/x", Access::Read);
+        assert!(!v.known);
+        assert!(p.p_new() > P_NEW_MAX, "{}", p.p_new());
+        assert!(!v.anomalous);
+    }
+
+    #[test]
+    fn destinations_are_learned_with_their_port() {
+        let mut p = ProgramArgs::default();
+        let db = Dest::Inet {
+            class: AddrClass::Private,
+            port: 5432,
+        };
+        for _ in 0..1000 {
+            p.learn_dest(db.clone());
+        }
+        assert!(p.judge_dest(&db).known);
+        let ssrf = Dest::Inet {
+            class: AddrClass::Loopback,
+            port: 6379,
+        };
+        let v = p.judge_dest(&ssrf);
+        assert!(v.anomalous, "{v:?}");
+        assert_eq!(v.why, "never reached inet loopback port 6379 in training");
+    }
+
+    #[test]
+    fn phases_and_merges() {
+        let mut a = ArgClasses::default();
+        for _ in 0..1000 {
+            a.of_mut("/usr/sbin/nginx", true)
+                .learn_path("/etc/nginx/nginx.conf", Access::Read);
+            a.of_mut("/usr/sbin/nginx", false)
+                .learn_path("/var/www/html/index.html", Access::Read);
+        }
+        let nginx = "/usr/sbin/nginx";
+        assert!(
+            a.judge_path(nginx, true, "/etc/nginx/x", Access::Read)
+                .known
+        );
+        let v = a.judge_path(nginx, false, "/etc/nginx/x", Access::Read);
+        assert!(v.anomalous, "a settled worker reading configuration: {v:?}");
+        assert!(
+            a.judge_path(nginx, false, "/var/www/html/a", Access::Read)
+                .known
+        );
+        let unknown = a.judge_path("/bin/other", false, "/etc/shadow", Access::Read);
+        assert!(!unknown.anomalous, "no classes: not judged by arguments");
+        let mut b = ArgClasses::default();
+        b.of_mut(nginx, false).learn_path("/srv/x/y", Access::Read);
+        let before = a.programs[nginx].observations;
+        a.merge(&b);
+        assert!(a.judge_path(nginx, false, "/srv/x/z", Access::Read).known);
+        assert_eq!(a.programs[nginx].observations, before + 1);
+        let json = serde_json::to_string(&a).unwrap();
+        let back: ArgClasses = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, a);
+    }
+}
