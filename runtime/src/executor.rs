@@ -26,6 +26,9 @@ pub struct NgramExecutor {
     /// Load the tracing filter last, so the supervisor sees the workload from its `execve`
     /// on: notify every call, or (ptrace backend) wait to be seized, then trace every call.
     pub trace: Option<TracerKind>,
+    /// Make the stdio descriptors that point to `/dev/null` read-write (init only; see
+    /// [`reopen_dev_null_rw`]).
+    pub dev_null_rw: bool,
 }
 
 impl NgramExecutor {
@@ -35,6 +38,7 @@ impl NgramExecutor {
         Self {
             trace,
             drop_sys_admin,
+            dev_null_rw: true,
             ..Self::default()
         }
     }
@@ -50,6 +54,7 @@ impl NgramExecutor {
             seccomp,
             drop_sys_admin,
             trace,
+            dev_null_rw: false,
         }
     }
 }
@@ -126,6 +131,39 @@ fn spec_path_var(spec: &Spec) -> Option<String> {
         .as_ref()?
         .iter()
         .find_map(|e| e.strip_prefix("PATH=").map(str::to_owned))
+}
+
+/// libcontainer points the init process's stdio descriptors that refer to the host's
+/// `/dev/null` at the container's, opened read-only; runc opens it read-write (a workload may
+/// write to its fd 0, or have fd 1 or 2 on `/dev/null`). Re-open each such read-only descriptor
+/// read-write. Returns the descriptors changed.
+pub fn reopen_dev_null_rw() -> Result<Vec<i32>, ExecutorError> {
+    use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
+    use nix::sys::stat::{fstat, Mode, SFlag};
+    let other = |what: &str, e: nix::Error| ExecutorError::Other(format!("{what}: {e}"));
+    let null = open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| other("opening /dev/null read-write", e))?;
+    let null_rdev = fstat(null)
+        .map_err(|e| other("fstat /dev/null", e))?
+        .st_rdev;
+    let mut changed = Vec::new();
+    for fd in 0..3 {
+        let Ok(st) = fstat(fd) else { continue };
+        let is_null = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits())
+            == SFlag::S_IFCHR
+            && st.st_rdev == null_rdev;
+        let Ok(flags) = fcntl(fd, FcntlArg::F_GETFL) else {
+            continue;
+        };
+        let read_only = OFlag::from_bits_truncate(flags) & OFlag::O_ACCMODE == OFlag::O_RDONLY;
+        if is_null && read_only {
+            nix::unistd::dup2(null, fd)
+                .map_err(|e| other(&format!("dup2 /dev/null to fd {fd}"), e))?;
+            changed.push(fd);
+        }
+    }
+    let _ = nix::unistd::close(null);
+    Ok(changed)
 }
 
 /// Whether the calling thread has CAP_SYS_ADMIN in its effective set (bit 21 of `CapEff`).
@@ -235,6 +273,9 @@ impl Executor for NgramExecutor {
             .map(|a| CString::new(a.as_bytes()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| ExecutorError::InvalidArg)?;
+        if self.dev_null_rw {
+            reopen_dev_null_rw()?;
+        }
         if let Some(seccomp) = &self.seccomp {
             install_seccomp(seccomp)?;
         }

@@ -290,3 +290,39 @@ fn create_errors_go_to_the_log_only() {
     );
     let _ = e.run(&["delete", "--force", &id]);
 }
+
+/// Start container `id` created from bundle `b` and wait until its process has ended.
+fn run_to_end(e: &Env, id: &str, b: &Path) {
+    let (ok, printed) = e.create(&["create", "--bundle", b.to_str().unwrap(), id]);
+    assert!(ok, "create {id}: {printed}");
+    let out = e.run(&["start", id]);
+    assert!(out.status.success(), "start {id}: {out:?}");
+    e.wait_status(id, "stopped");
+}
+
+#[test]
+#[ignore = "needs root, /bin/busybox and NGRAM_IDS_BIN=<built ngram-ids>: make unit runs it"]
+fn init_stdio_dev_null_is_read_write_as_in_runc() {
+    let e = setup();
+    let id = format!("ngram-rt-null-{}", std::process::id());
+    // create's stdin is /dev/null: libcontainer re-opened it read-only in the container.
+    let b = e.bundle(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "echo w >&0 && echo fd0-writable; grep flags /proc/self/fdinfo/0",
+        ],
+        json!(0),
+    );
+    run_to_end(&e, &id, &b);
+    let printed = std::fs::read_to_string(e.dir.path().join("create-stdio")).unwrap();
+    assert!(printed.contains("fd0-writable"), "{printed}");
+    let flags = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .map(|f| u32::from_str_radix(f.trim(), 8).unwrap())
+        .unwrap_or_else(|| panic!("no flags line: {printed}"));
+    assert_eq!(flags & 3, 2, "fd 0 is not O_RDWR: {printed}");
+    assert!(e.run(&["delete", &id]).status.success());
+}
