@@ -211,6 +211,23 @@ pub enum RuntimeCmd {
     Update(liboci_cli::Update),
     /// Print what this runtime supports (runtime-spec features document).
     Features(liboci_cli::Features),
+    /// Internal: run a prestart or createRuntime hook with the caller's bundle in the state
+    /// on its stdin (`create` writes these into the private copy of config.json).
+    #[command(name = "__oci-hook", hide = true)]
+    OciHook(OciHookArgs),
+}
+
+/// Arguments of the hidden `__oci-hook` subcommand.
+#[derive(Debug, Args)]
+pub struct OciHookArgs {
+    /// The bundle the caller of `create` gave.
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// The hook's path.
+    pub path: PathBuf,
+    /// The hook's arguments, arg0 first.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub argv: Vec<std::ffi::OsString>,
 }
 
 impl RuntimeCmd {

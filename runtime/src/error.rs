@@ -69,6 +69,8 @@ pub enum RuntimeError {
     Mount(#[from] crate::mounts::MountError),
     #[error("{0}")]
     Hybrid(#[from] crate::hybrid::HybridError),
+    #[error(transparent)]
+    OciHook(#[from] crate::hooks::HookError),
 }
 
 impl RuntimeError {

@@ -2,7 +2,7 @@
 //!
 //! Layout: [`cli`] is runc's command line as data (no behaviour), [`commands`] runs one command
 //! each, [`executor`] is the code that runs inside the container just before `execve`,
-//! [`seal`] re-executes the binary from a sealed memfd (CVE-2019-5736), [`logfmt`] formats log
+//! [`hooks`] runs the OCI hooks libcontainer gets wrong, [`seal`] re-executes the binary from a sealed memfd (CVE-2019-5736), [`logfmt`] formats log
 //! lines the way containerd reads them, and [`sys`] holds the only `unsafe` code.
 
 pub mod bundle;
@@ -11,6 +11,7 @@ pub mod commands;
 pub mod diagnose;
 pub mod error;
 pub mod executor;
+pub mod hooks;
 pub mod hybrid;
 pub mod logfmt;
 pub mod mounts;

@@ -62,3 +62,18 @@ pub(crate) fn in_mount_namespace(
         },
     }
 }
+
+/// Make the process `cmd` starts receive SIGKILL when the thread that started it exits (a hook
+/// run by the `__oci-hook` wrapper must not outlive the wrapper that libcontainer kills when
+/// the hook's timeout expires).
+pub(crate) fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before execve and only calls prctl(2),
+    // which is async-signal-safe, allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
+    }
+}

@@ -326,3 +326,172 @@ fn init_stdio_dev_null_is_read_write_as_in_runc() {
     assert_eq!(flags & 3, 2, "fd 0 is not O_RDWR: {printed}");
     assert!(e.run(&["delete", &id]).status.success());
 }
+
+/// A container `id` running `true` whose hooks are `hooks` (`"save:NAME"`: write the state
+/// read on stdin to OUT/NAME; `"fail"`: exit 3), per kind. Returns (canonical bundle, OUT).
+fn bundle_with_hooks(e: &Env, id: &str, hooks: &[(&str, &[&str])]) -> (PathBuf, PathBuf) {
+    let b = std::fs::canonicalize(e.bundle(id, &["true"], json!(0))).unwrap();
+    let out = e.dir.path().join(format!("{id}-hooks"));
+    std::fs::create_dir(&out).unwrap();
+    // Hooks run on the host: the rootfs's static busybox is their shell.
+    let sh = b.join("rootfs/bin/busybox").to_string_lossy().into_owned();
+    let hook = |what: &str| {
+        let script = match what.strip_prefix("save:") {
+            Some(name) => format!("cat > {}/{name}", out.display()),
+            None => "exit 3".to_owned(),
+        };
+        json!({"path": sh, "args": ["sh", "-c", script]})
+    };
+    let cfg_path = b.join("config.json");
+    let mut cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    cfg["hooks"] = json!({});
+    for (kind, list) in hooks {
+        cfg["hooks"][*kind] = Value::Array(list.iter().map(|h| hook(h)).collect());
+    }
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    (b, out)
+}
+
+/// The state a `save:` hook read on its stdin.
+fn hook_state(out: &Path, name: &str) -> Value {
+    let text = std::fs::read_to_string(out.join(name))
+        .unwrap_or_else(|err| panic!("the {name} hook did not run: {err}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+#[ignore = "needs root, /bin/busybox and NGRAM_IDS_BIN=<built ngram-ids>: make unit runs it"]
+fn state_and_hooks_name_the_callers_bundle() {
+    let e = setup();
+    let id = format!("ngram-rt-bundle-{}", std::process::id());
+    let (b, out) = bundle_with_hooks(
+        &e,
+        &id,
+        &[
+            ("prestart", &["save:prestart"]),
+            ("createRuntime", &["save:createRuntime"]),
+            ("poststart", &["save:poststart"]),
+            ("poststop", &["save:poststop"]),
+        ],
+    );
+    let bs = b.to_str().unwrap();
+    let (ok, printed) = e.create(&["create", "--bundle", bs, &id]);
+    assert!(ok, "{printed}");
+    assert_eq!(e.state(&id)["bundle"], bs);
+    assert_eq!(e.state(&id)["rootfs"], b.join("rootfs").to_str().unwrap());
+    assert!(e.run(&["start", &id]).status.success());
+    e.wait_status(&id, "stopped");
+    assert_eq!(e.state(&id)["bundle"], bs);
+    assert!(e.run(&["delete", &id]).status.success());
+    // libcontainer's statuses: "creating" for the hooks that run during create.
+    for (hook, status) in [
+        ("prestart", "creating"),
+        ("createRuntime", "creating"),
+        ("poststart", "running"),
+        ("poststop", "stopped"),
+    ] {
+        let state = hook_state(&out, hook);
+        assert_eq!(state["bundle"], bs, "{hook}: {state}");
+        assert_eq!(state["id"], id.as_str(), "{hook}: {state}");
+        assert_eq!(state["status"], status, "{hook}: {state}");
+    }
+}
+
+#[test]
+#[ignore = "needs root, /bin/busybox and NGRAM_IDS_BIN=<built ngram-ids>: make unit runs it"]
+fn a_failing_poststart_hook_is_a_warning() {
+    let e = setup();
+    let id = format!("ngram-rt-poststart-{}", std::process::id());
+    let (b, out) = bundle_with_hooks(&e, &id, &[("poststart", &["fail", "save:poststart"])]);
+    let (ok, printed) = e.create(&["create", "--bundle", b.to_str().unwrap(), &id]);
+    assert!(ok, "{printed}");
+    let started = e.run(&["start", &id]);
+    assert!(started.status.success(), "{started:?}");
+    let warned = String::from_utf8_lossy(&started.stderr);
+    assert!(warned.contains("poststart hook 0"), "no warning: {warned}");
+    assert_eq!(hook_state(&out, "poststart")["status"], "running");
+    e.wait_status(&id, "stopped");
+    assert!(e.run(&["delete", &id]).status.success());
+}
+
+#[test]
+#[ignore = "needs root, /bin/busybox and NGRAM_IDS_BIN=<built ngram-ids>: make unit runs it"]
+fn every_poststop_hook_runs_in_order_after_a_failing_one() {
+    let e = setup();
+    let id = format!("ngram-rt-poststop-{}", std::process::id());
+    let (b, out) = bundle_with_hooks(
+        &e,
+        &id,
+        &[("poststop", &["save:first", "fail", "save:third"])],
+    );
+    run_to_end(&e, &id, &b);
+    let deleted = e.run(&["delete", &id]);
+    assert!(deleted.status.success(), "{deleted:?}");
+    assert!(!e.root.join(&id).exists());
+    let mtime = |n: &str| std::fs::metadata(out.join(n)).unwrap().modified().unwrap();
+    assert_eq!(hook_state(&out, "first")["status"], "stopped");
+    assert_eq!(hook_state(&out, "third")["status"], "stopped");
+    assert!(mtime("first") <= mtime("third"));
+    let warned = String::from_utf8_lossy(&deleted.stderr);
+    assert!(warned.contains("poststop hook 1"), "no warning: {warned}");
+}
+
+#[test]
+#[ignore = "needs root, /bin/busybox and NGRAM_IDS_BIN=<built ngram-ids>: make unit runs it"]
+fn delete_returns_after_the_supervisor_has_merged() {
+    let e = setup();
+    let id = format!("ngram-rt-merge-{}", std::process::id());
+    let b = e.bundle(&id, &["true"], json!(0));
+    run_to_end(&e, &id, &b);
+    let pid: i32 = std::fs::read_to_string(e.root.join(&id).join("supervisor.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Hold the store's lock: the supervisor cannot merge (nor exit) until it is released.
+    let lock = std::fs::File::open(e.dir.path().join("store/lock")).unwrap();
+    lock.lock().unwrap();
+    let mut delete = e.command(&["delete", &id]);
+    delete
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = delete.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "delete returned while the supervisor waited for the store to merge"
+    );
+    lock.unlock().unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "delete never returned"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    // Gone, or a zombie its new parent has not reaped yet.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(") ").map(|(_, rest)| &rest[..1]);
+    assert!(
+        matches!(state, None | Some("Z" | "X")),
+        "supervisor {pid} still runs after delete: {stat}"
+    );
+    // The run's counts are in the store when delete has returned.
+    let show = Command::new(&e.bin)
+        .arg("profile")
+        .arg("--db")
+        .arg(e.dir.path().join("store"))
+        .args(["show", "--json", &format!("root-test-{id}")])
+        .output()
+        .unwrap();
+    assert!(show.status.success(), "{show:?}");
+    let meta: Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(meta["runs"], 1, "{meta}");
+}

@@ -198,7 +198,8 @@ pub fn remove_lent_bundle(root: &Path, id: &str) {
 /// Copy `bundle`'s config.json into a private bundle with CAP_SYS_ADMIN added to the init
 /// process's effective and permitted sets (never the bounding set, so it cannot survive
 /// `execve`; the executor drops it right after loading the tracing filter) and `root.path`
-/// made absolute. `None` when the process has the capability anyway.
+/// made absolute, its prestart and createRuntime hooks wrapped ([`crate::hooks::wrap`]) and the
+/// caller's bundle path recorded beside it. `None` when the process has the capability anyway.
 fn lend_bundle(root: &Path, id: &str, bundle: &Path) -> Result<Option<PathBuf>, RuntimeError> {
     use std::os::unix::fs::DirBuilderExt;
     let mut v = super::exec::read_json(&bundle.join("config.json"))?;
@@ -222,7 +223,16 @@ fn lend_bundle(root: &Path, id: &str, bundle: &Path) -> Result<Option<PathBuf>, 
             path: dir.clone(),
             source,
         })?;
+    // The state and the hooks name the caller's bundle, not this copy.
+    crate::hooks::wrap(&mut v, bundle);
     super::exec::write_private_json(&dir.join("config.json"), &v, false)?;
+    let origin = dir.join(crate::hooks::CALLER_BUNDLE_FILE);
+    std::fs::write(&origin, bundle.as_os_str().as_encoded_bytes()).map_err(|source| {
+        RuntimeError::Io {
+            path: origin.clone(),
+            source,
+        }
+    })?;
     Ok(Some(dir))
 }
 

@@ -8,9 +8,11 @@ use libcontainer::container::ContainerStatus;
 use libcontainer::error::LibcontainerError;
 use serde::Serialize;
 
+use super::supervisor_exit::Supervisor as SupervisorExit;
 use super::{cgroup_manager, container_dir, load};
 use crate::cli::GlobalOpts;
 use crate::error::RuntimeError;
+use crate::hooks::PostHooks;
 use crate::signal::parse_signal;
 use crate::sys::kill_raw;
 
@@ -24,7 +26,16 @@ pub fn start(global: &GlobalOpts, id: &str) -> Result<(), RuntimeError> {
             status: status_name(c.status()).to_owned(),
         });
     }
-    c.start().map_err(|e| RuntimeError::lib(id, "start", e))
+    // libcontainer fails `start` at the first failing poststart hook and skips the others;
+    // the spec says to warn and go on: run them here, one by one.
+    let dir = container_dir(global, id);
+    let poststart = crate::hooks::take(&dir, PostHooks::Poststart)?;
+    if let Err(e) = c.start() {
+        crate::hooks::put_back(&dir, PostHooks::Poststart, poststart);
+        return Err(RuntimeError::lib(id, "start", e));
+    }
+    crate::hooks::run_each(PostHooks::Poststart, &poststart, &c.state, Some(&dir));
+    Ok(())
 }
 
 /// runc's name of a status.
@@ -67,11 +78,16 @@ pub fn state_json(c: &libcontainer::container::Container) -> StateJson {
         ContainerStatus::Stopped => 0,
         _ => c.pid().map(|p| p.as_raw()).unwrap_or(0),
     };
-    let bundle = c.bundle().clone();
-    let rootfs = crate::bundle::load_spec(&bundle)
-        .map(|s| crate::bundle::rootfs(&bundle, &s))
+    // libcontainer's bundle may be the private copy `create` lent it: read the config from
+    // there, and report the caller's.
+    let lent = c.bundle().clone();
+    let bundle = crate::hooks::caller_bundle(&lent);
+    let spec = crate::bundle::load_spec(&lent);
+    let rootfs = spec
+        .as_ref()
+        .map(|s| crate::bundle::rootfs(&bundle, s))
         .unwrap_or_else(|_| bundle.join("rootfs"));
-    let annotations = crate::bundle::load_spec(&bundle)
+    let annotations = spec
         .ok()
         .and_then(|s| s.annotations().clone())
         .map(|a| a.into_iter().collect())
@@ -165,8 +181,8 @@ pub fn kill(global: &GlobalOpts, id: &str, signal: &str, all: bool) -> Result<()
     Ok(())
 }
 
-/// `ngram-ids delete`. A failing poststop hook is logged and does not stop the state from
-/// being removed (libcontainer would return before removing it and strand the container).
+/// `ngram-ids delete`. Waits (bounded) for the container's supervisor to exit; then removes the
+/// state and runs every poststop hook, a failing one logged as a warning.
 pub fn delete(global: &GlobalOpts, id: &str, force: bool) -> Result<(), RuntimeError> {
     let dir = container_dir(global, id);
     let mut c = match load(global, id) {
@@ -201,12 +217,33 @@ pub fn delete(global: &GlobalOpts, id: &str, force: bool) -> Result<(), RuntimeE
         .then(|| crate::bundle::load_spec(c.bundle()).ok())
         .flatten()
         .and_then(|s| crate::hybrid::cgroupfs_path(&s));
+    // The supervisor merges the run's training counts when the container's last process is
+    // gone: wait for it (bounded) before the state goes, or right after the kill of a
+    // container that still runs, so the merge is complete when `delete` returns.
+    let mut supervisor = SupervisorExit::find(&dir);
+    if c.status() == ContainerStatus::Stopped {
+        if let Some(s) = supervisor.take() {
+            s.wait_or_warn(id);
+        }
+    }
+    // libcontainer stops at the first failing poststop hook: run them here, each one.
+    let poststop = crate::hooks::take(&dir, PostHooks::Poststop).unwrap_or_else(|e| {
+        tracing::warn!("{}; running no poststop hook", crate::error::chain(&e));
+        Vec::new()
+    });
     let res = delete_state(&mut c, id, force, &dir);
     if let Some(path) = extra {
         crate::hybrid::remove(&path);
     }
-    if res.is_ok() {
-        super::create::remove_lent_bundle(&global.root_dir(), id);
+    match &res {
+        Ok(()) => {
+            if let Some(s) = supervisor {
+                s.wait_or_warn(id);
+            }
+            crate::hooks::run_each(PostHooks::Poststop, &poststop, &c.state, None);
+            super::create::remove_lent_bundle(&global.root_dir(), id);
+        }
+        Err(_) => crate::hooks::put_back(&dir, PostHooks::Poststop, poststop),
     }
     res
 }

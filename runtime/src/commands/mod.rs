@@ -4,6 +4,7 @@ mod create;
 mod exec;
 mod features;
 mod lifecycle;
+pub mod supervisor_exit;
 mod update;
 
 use std::io::Write;
@@ -54,6 +55,7 @@ pub fn run(
             ))?;
             Ok(0)
         }
+        RuntimeCmd::OciHook(a) => Ok(crate::hooks::run_wrapped(&a.bundle, &a.path, &a.argv)?),
     }
 }
 
