@@ -89,6 +89,11 @@ pub struct GlobalOpts {
     /// profile before it, raised no alarm (stable period).
     #[arg(long, value_name = "RUNS", default_value_t = 3)]
     pub promote_clean_runs: usize,
+    /// Profile of a container that names none: no Docker image (a bare OCI bundle, as the OCI
+    /// runtime-tools suite makes) and no `ngram-ids.profile` label or annotation. Without it
+    /// such a container is refused.
+    #[arg(long, value_name = "NAME")]
+    pub default_profile: Option<String>,
     /// Tracing backend: seccomp user notification (default) or ptrace with a
     /// SECCOMP_RET_TRACE filter (label `ngram-ids.tracer` overrides).
     #[arg(long, value_enum, default_value_t = TracerArg::Notify)]

@@ -282,3 +282,40 @@ fn hybrid_hosts_have_named_and_unified_extra_hierarchies() {
     let v2_only = "41 1 0:38 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
     assert!(extra_hierarchies(v2_only).is_empty());
 }
+
+#[test]
+fn default_profile_applies_only_without_image_and_profile_label() {
+    use ngram_runtime::commands::with_default_profile;
+    use ngram_supervisor::identity::{Identity, PROFILE_LABEL};
+    let bare = Identity::default();
+    let got = with_default_profile(bare.clone(), Some("oci"));
+    assert_eq!(
+        got.labels.get(PROFILE_LABEL).map(String::as_str),
+        Some("oci")
+    );
+    assert_eq!(
+        with_default_profile(bare.clone(), None)
+            .labels
+            .get(PROFILE_LABEL),
+        None
+    );
+    let mut labelled = bare.clone();
+    labelled
+        .labels
+        .insert(PROFILE_LABEL.to_owned(), "mine".to_owned());
+    let got = with_default_profile(labelled, Some("oci"));
+    assert_eq!(
+        got.labels.get(PROFILE_LABEL).map(String::as_str),
+        Some("mine")
+    );
+    let imaged = Identity {
+        image_id: Some("sha256:ab".to_owned()),
+        ..bare
+    };
+    assert_eq!(
+        with_default_profile(imaged, Some("oci"))
+            .labels
+            .get(PROFILE_LABEL),
+        None
+    );
+}

@@ -94,7 +94,8 @@ pub fn create(
     let identity = hook
         .traces()
         .then(|| ngram_supervisor::identity::identify(&id, &spec).ok())
-        .flatten();
+        .flatten()
+        .map(|i| with_default_profile(i, global.default_profile.as_deref()));
     let traces = if hook.traces() {
         let labels = match &identity {
             Some(i) => i.labels().map_err(|e| RuntimeError::Hook {
@@ -178,6 +179,18 @@ pub fn create(
         remove_lent_bundle(&root, &id);
     }
     created
+}
+
+/// `--default-profile NAME`: the profile label of a container that has no image and no
+/// profile label (checked like any label by the supervisor's plan).
+pub fn with_default_profile(mut identity: Identity, default: Option<&str>) -> Identity {
+    if let Some(name) = default.filter(|_| identity.image_id.is_none()) {
+        identity
+            .labels
+            .entry(ngram_supervisor::identity::PROFILE_LABEL.to_owned())
+            .or_insert_with(|| name.to_owned());
+    }
+    identity
 }
 
 /// Where the private bundle copies live: `<root>/.lent-bundles/<id>` (0700, root's).
