@@ -39,6 +39,9 @@ pub enum Rule {
     /// A call that hands work to something per-call tracing does not see (io_uring, BPF,
     /// another process's memory...) that the profile never learned.
     Bypass,
+    /// A call's argument (a file's directory and access, a destination) of a class the
+    /// program never used in training (`args`).
+    Argument,
 }
 
 impl Rule {
@@ -50,6 +53,7 @@ impl Rule {
             Self::HarmfulCall => "ngram-ids unseen harmful call of a new program",
             Self::Breaker => "ngram-ids enforce circuit breaker opened",
             Self::Bypass => "ngram-ids unlearned call around the tracer (io_uring, bpf, ptrace...)",
+            Self::Argument => "ngram-ids argument never seen in training",
         }
     }
 }
@@ -92,6 +96,13 @@ pub struct Alert {
     /// The rule that fired.
     #[serde(default)]
     pub rule: Rule,
+    /// With [`Rule::Argument`]: the call's argument and why it is anomalous, e.g.
+    /// `openat /etc/passwd (read): never read under /etc in training (nearest learned: /)`.
+    #[serde(default)]
+    pub argument: Option<String>,
+    /// With a file argument: its path (Falco's `fd.name`).
+    #[serde(default)]
+    pub fd_name: Option<String>,
 }
 
 /// The Falco-compatible line.
@@ -132,6 +143,20 @@ impl Alert {
             (Action::Denied, Some(e)) => format!("denied (errno {e})"),
             (a, _) => format!("{a:?}").to_lowercase(),
         };
+        if let Some(arg) = &self.argument {
+            return format!(
+                "{} {}: container {} ({}) image {} pid {} tid {} {}: {arg}; after [{}]; {action}",
+                rfc3339_ns(self.time_ns),
+                self.rule.falco_name(),
+                self.container_name,
+                short_id(&self.container_id),
+                self.image,
+                self.pid,
+                self.tid,
+                self.exe,
+                self.ngram.join(" "),
+            );
+        }
         format!(
             "{} {}: container {} ({}) image {} pid {} tid {} {}: [{}] p {:.3e}{}, window score {:.4} > threshold {:.4}; {action}",
             rfc3339_ns(self.time_ns),
@@ -176,6 +201,12 @@ impl Alert {
         put("ngram.latency_ns", json!(self.latency_ns));
         put("ngram.rule", json!(self.rule));
         put("evt.time", json!(self.time_ns));
+        if let Some(a) = &self.argument {
+            put("ngram.argument", json!(a));
+        }
+        if let Some(f) = &self.fd_name {
+            put("fd.name", json!(f));
+        }
         FalcoLine {
             output: self.summary(),
             priority: match (self.rule, self.action) {
@@ -222,6 +253,8 @@ impl Alert {
                 .get("ngram.rule")
                 .and_then(|v| serde_json::from_value(v.clone()).ok())
                 .unwrap_or_default(),
+            argument: s("ngram.argument"),
+            fd_name: s("fd.name"),
         })
     }
 }
@@ -585,6 +618,8 @@ mod tests {
             action: Action::Denied,
             errno: Some(1),
             rule: Rule::Sequence,
+            argument: None,
+            fd_name: None,
         }
     }
 

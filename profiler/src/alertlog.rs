@@ -205,6 +205,8 @@ mod tests {
             action: Action::Alerted,
             errno: None,
             rule: Rule::Sequence,
+            argument: None,
+            fd_name: None,
         }
     }
 

@@ -107,6 +107,10 @@ pub struct ProfileMeta {
     /// Seconds since the Unix epoch when the profile promoted itself out of training.
     #[serde(default)]
     pub promoted_at: Option<u64>,
+    /// The argument classes its programs used (`args`); `None`: not learned (a profile from
+    /// before, or trained offline), and then no argument is judged.
+    #[serde(default)]
+    pub args: Option<crate::args::ArgClasses>,
 }
 
 impl ProfileMeta {
@@ -174,6 +178,7 @@ impl Profile {
             programs: None,
             run_checks: Vec::new(),
             promoted_at: None,
+            args: None,
         };
         refresh_summary(&mut meta, &counts);
         Self { meta, counts }

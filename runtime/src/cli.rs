@@ -49,6 +49,11 @@ pub struct GlobalOpts {
     /// overrides).
     #[arg(long, value_enum, default_value_t = ExecPolicyArg::Alert)]
     pub exec_policy: ExecPolicyArg,
+    /// Argument classes (decision 38): learn in train mode, and judge in alert and enforce
+    /// mode, the directories and accesses of file calls and the destinations of connections,
+    /// per program.
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    pub arguments: Switch,
     /// Enforce's circuit breaker: after more than N refusals a minute of the service's own
     /// processes (not of new programs), stop refusing them and report it (0: never).
     #[arg(long, value_name = "N", default_value_t = 10)]
@@ -141,6 +146,13 @@ pub enum Mode {
 pub enum EnforceAction {
     Deny,
     Stop,
+}
+
+/// A feature on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 /// See [`GlobalOpts::tracer`].

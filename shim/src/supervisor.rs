@@ -123,6 +123,7 @@ fn plan(created: &Created) -> Result<Plan, HookError> {
         null_handler: g.bench_null_handler,
         tracer,
         sync_wake_up: !g.bench_no_sync_wake_up,
+        arguments: g.arguments == ngram_runtime::cli::Switch::On,
     })
 }
 

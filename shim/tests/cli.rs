@@ -319,6 +319,8 @@ fn alerts_prints_filters_and_follows() {
         action: Action::Alerted,
         errno: None,
         rule: ngram_profiler::alert::Rule::Sequence,
+        argument: None,
+        fd_name: None,
     };
     let mut log = AlertLog::open(&path).unwrap();
     log.write(&mk("aaaaaaaaaaaaaaaa", "web", "execve")).unwrap();
@@ -568,6 +570,8 @@ fn alerts_skips_a_damaged_line_and_says_so() {
         action: Action::Alerted,
         errno: None,
         rule: Rule::Sequence,
+        argument: None,
+        fd_name: None,
     };
     let mut log = AlertLog::open(&path).unwrap();
     log.write(&mk("aaaa")).unwrap();
@@ -598,4 +602,54 @@ fn alerts_skips_a_damaged_line_and_says_so() {
         stderr.contains(":2:") && stderr.contains("skipped"),
         "{stderr}"
     );
+}
+
+/// `ngram-ids alerts` reads the rotated files first, oldest first, then the live one.
+#[test]
+fn alerts_reads_rotated_files_in_order() {
+    use ngram_profiler::alert::{Action, Alert, AlertLog, Rotation, Rule};
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("alerts.jsonl");
+    let mk = |pid: u32| Alert {
+        time_ns: 1_795_442_096_000_000_000,
+        latency_ns: 1000,
+        container_id: "cccccccccccccccc".to_owned(),
+        container_name: "c".to_owned(),
+        image: "img".to_owned(),
+        profile: "p".to_owned(),
+        pid,
+        tid: pid,
+        exe: "/bin/x".to_owned(),
+        ngram: vec!["read".to_owned()],
+        probability: 1e-6,
+        seen: false,
+        window_score: 5.0,
+        threshold: 2.0,
+        action: Action::Alerted,
+        errno: None,
+        rule: Rule::Sequence,
+        argument: None,
+        fd_name: None,
+    };
+    // Every line rotates: FILE.3 = [1], FILE.2 = [2], FILE.1 = [3], FILE = [] then [4].
+    let mut log = AlertLog::open_with(
+        &path,
+        Rotation {
+            max_bytes: 1,
+            keep: 3,
+        },
+    )
+    .unwrap();
+    for pid in 1..=3 {
+        log.write(&mk(pid)).unwrap();
+    }
+    drop(log);
+    let mut last = AlertLog::open_with(&path, Rotation::default()).unwrap();
+    last.write(&mk(4)).unwrap();
+    let out = ok(tmp.path(), &["alerts", "--file", path.to_str().unwrap()]);
+    let pids: Vec<&str> = out
+        .lines()
+        .map(|l| l.split(" pid ").nth(1).unwrap().split(' ').next().unwrap())
+        .collect();
+    assert_eq!(pids, ["1", "2", "3", "4"], "{out}");
 }

@@ -126,6 +126,9 @@ pub struct Plan {
     /// The tracer backend.
     #[serde(default)]
     pub tracer: TracerKind,
+    /// Learn and judge argument classes (files, destinations; decision 38).
+    #[serde(default = "yes")]
+    pub arguments: bool,
     /// Ask for `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP` (off only to measure what it buys).
     #[serde(default = "yes")]
     pub sync_wake_up: bool,
@@ -352,7 +355,8 @@ pub fn run(plan: &Plan, ready: impl FnOnce(Result<(), String>)) -> Result<(), Su
             let noise = SyscallSet::of(*arch, noise.iter().map(String::as_str));
             let mut s = Session::train(info, counts, noise)
                 .with_alerts(tx)
-                .with_suppressed(suppressed);
+                .with_suppressed(suppressed)
+                .with_arguments(plan.arguments);
             if let Some((model, meta)) = shadow {
                 match session::detector(model, meta) {
                     Ok(det) => s = s.with_shadow(det).with_init(plan.init_pid),
@@ -384,6 +388,7 @@ pub fn run(plan: &Plan, ready: impl FnOnce(Result<(), String>)) -> Result<(), Su
                 .with_breaker(plan.breaker)
                 .with_alerts(tx)
                 .with_suppressed(suppressed)
+                .with_arguments(plan.arguments)
                 .with_stop(move || kill_container(init_pid));
             let s = match recorder {
                 Some(w) => s.with_recorder(w),

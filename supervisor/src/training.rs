@@ -34,6 +34,7 @@ pub(crate) fn flush(plan: &Plan, session: &Session<'_>, runs: u64) -> Result<(),
         return Ok(());
     };
     let programs = session.take_programs();
+    let args = session.take_args();
     // The end of a run judged against the profile before it: record how it fared.
     let check = (runs > 0)
         .then(|| session.shadow_check(store::now_secs()))
@@ -52,10 +53,18 @@ pub(crate) fn flush(plan: &Plan, session: &Session<'_>, runs: u64) -> Result<(),
                 m.score = ScoreConfig::live();
                 m.noise = Some(ngram_profiler::policy::noise_names());
                 m.programs = Some(Default::default());
+                if args.is_some() {
+                    m.args = Some(Default::default());
+                }
             }
             // Once per merge: after the counts went in.
             if !created {
                 m.learn_programs(&programs);
+                // A profile that did not learn arguments from its first run stays without
+                // them: its classes would be missing what the earlier runs did.
+                if let (Some(learned), Some(a)) = (&args, m.args.as_mut()) {
+                    a.merge(learned);
+                }
                 if let Some(c) = &check {
                     lifecycle::record_run(m, c.clone());
                 }

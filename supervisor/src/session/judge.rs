@@ -41,6 +41,8 @@ pub struct Detector<'m> {
     /// The policy's `bypass` calls this profile never learned: refused in enforce mode and
     /// reported in alert mode wherever they come from (decision 31).
     pub unlearned: SyscallSet,
+    /// The argument classes the profile's programs used; `None`: not learned, not judged.
+    pub args: Option<ngram_profiler::args::ArgClasses>,
 }
 
 /// The live default's rule for settled threads: the share of their window's n-grams that
@@ -120,6 +122,7 @@ pub fn detector<'m>(model: &'m Model, meta: &ProfileMeta) -> Result<Detector<'m>
                 .names()
                 .filter(|n| meta.arch.number(n).is_some_and(|nr| !model.knows_call(nr))),
         ),
+        args: meta.args.clone(),
     })
 }
 

@@ -10,6 +10,7 @@
 //! program's executable) happens outside it. Alerts leave the critical path through a channel;
 //! a writer thread puts them in the log.
 
+mod arguments;
 pub mod breaker;
 pub mod judge;
 mod programs;
@@ -102,8 +103,13 @@ struct Inner<'m> {
     procs: Procs,
     recorder: Option<NativeWriter<Box<dyn Write + Send>>>,
     budget: AlertBudget,
-    /// The process of every thread seen, to free a process's threads at its end.
-    thread_pid: FxHashMap<u32, u32>,
+    /// The process of every thread seen (to free a process's threads at its end) and its
+    /// calls since it started or last ran `execve` (its phase, for argument classes).
+    thread_pid: FxHashMap<u32, threads::ThreadMeta>,
+    /// The program of each process that made a classed call (`arguments`).
+    arg_programs: FxHashMap<u32, std::sync::Arc<str>>,
+    /// Train mode: the argument classes learned since the last flush.
+    args_learned: Option<ngram_profiler::args::ArgClasses>,
     breaker: Breaker,
     stats: SessionStats,
     /// Shadow (train) mode: the highest settled and young-known window scores of the run.
@@ -129,6 +135,8 @@ pub struct Session<'m> {
     exe_of: ExeResolver,
     parent_of: ParentResolver,
     null: bool,
+    /// Learn and judge argument classes (`arguments`).
+    arguments: bool,
 }
 
 impl std::fmt::Debug for Session<'_> {
@@ -190,6 +198,8 @@ impl<'m> Session<'m> {
                 recorder: None,
                 budget: AlertBudget::default(),
                 thread_pid: FxHashMap::default(),
+                arg_programs: FxHashMap::default(),
+                args_learned: None,
                 breaker: Breaker::new(breaker::DEFAULT_LIMIT),
                 stats: SessionStats::default(),
                 shadow_max: [None; 2],
@@ -203,6 +213,7 @@ impl<'m> Session<'m> {
             exe_of: Box::new(programs::exe_of),
             parent_of: Box::new(crate::discover::read_stat_ppid),
             null: false,
+            arguments: false,
         }
     }
 
@@ -248,6 +259,25 @@ impl<'m> Session<'m> {
             inner.recorder = Some(writer);
         }
         self
+    }
+
+    /// Learn (train mode) and judge (alert and enforce mode, when the profile learned them)
+    /// the classes of call arguments: files, destinations (decision 38).
+    pub fn with_arguments(self, on: bool) -> Self {
+        let mut s = self;
+        s.arguments = on;
+        if let Ok(mut inner) = s.inner.lock() {
+            if on && inner.counts.is_some() {
+                inner.args_learned = Some(ngram_profiler::args::ArgClasses::default());
+            }
+        }
+        s
+    }
+
+    /// Take the argument classes learned since the last call (train mode with arguments).
+    pub fn take_args(&self) -> Option<ngram_profiler::args::ArgClasses> {
+        let mut inner = self.inner.lock().ok()?;
+        inner.args_learned.as_mut().map(std::mem::take)
     }
 
     /// Answer every call CONTINUE and do nothing else: the floor of the notify design, for
@@ -432,6 +462,7 @@ impl<'m> Session<'m> {
                     verdict.threshold,
                     Action::Denied,
                     None,
+                    None,
                 );
             }
         }
@@ -462,6 +493,7 @@ impl<'m> Session<'m> {
                 verdict.threshold,
                 action,
                 None,
+                None,
             );
         }
         if stop {
@@ -475,11 +507,13 @@ impl<'m> Session<'m> {
     }
 }
 
-/// `mprotect` (x86_64 10) asking for PROT_EXEC: never noise, even where `mprotect` is (making
-/// memory executable is what injected code does; the allocator never asks for it).
+/// `mprotect` (x86_64 10) or `mmap` (9) asking for PROT_EXEC: never noise, even where they
+/// are (making memory executable is what a loader and injected code do; the allocator never
+/// asks for it).
 fn makes_executable(nr: u16, args: &[u64; 6]) -> bool {
+    const MMAP: u16 = 9;
     const MPROTECT: u16 = 10;
-    nr == MPROTECT && args[2] & libc::PROT_EXEC as u64 != 0
+    (nr == MPROTECT || nr == MMAP) && args[2] & libc::PROT_EXEC as u64 != 0
 }
 
 impl Handler for Session<'_> {
@@ -493,7 +527,7 @@ impl Handler for Session<'_> {
         };
         // `/proc` is read only when needed (a new process, a new program), and then without
         // the lock; every other call takes the lock once.
-        let needs = Self::needs(&guard, ev);
+        let needs = self.needs(&guard, ev);
         let lookups = if needs.any() {
             drop(guard);
             let lookups = self.lookups(ev, needs);
@@ -507,7 +541,7 @@ impl Handler for Session<'_> {
         };
         let inner = &mut *guard;
         inner.stats.events += 1;
-        inner.note_thread(ev.tid, ev.pid);
+        inner.note_thread(ev.tid, ev.pid, ev.is_execve());
         // The model is x86_64; i386 calls (int 0x80) have other numbers: they are not
         // modelled, and in enforce mode they are refused.
         let nr = match u16::try_from(ev.nr) {
@@ -546,7 +580,16 @@ impl Handler for Session<'_> {
             let w = inner.windows.entry(ev.tid).or_default();
             counts.push(w, nr);
         }
-        let decision = self.decide(inner, ev, nr);
+        let mut decision = self.decide(inner, ev, nr);
+        if let Some(arg) = lookups.arg {
+            if let Some(exe) = lookups.arg_exe {
+                inner.arg_programs.insert(ev.pid, exe.into());
+            }
+            let by_arg = self.argument(inner, ev, arg);
+            if decision == Decision::Continue {
+                decision = by_arg;
+            }
+        }
         // A program starts at the thread's next call, unless its `execve` was refused.
         if ev.is_execve() {
             inner.threads.entry(ev.tid).or_default().exe_pending = decision == Decision::Continue;

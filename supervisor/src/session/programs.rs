@@ -5,20 +5,36 @@
 use ngram_profiler::alert::{Action, Rule};
 use ngram_profiler::profile::Mode;
 
-use super::{Inner, Session};
+use super::{arguments, Inner, Session};
 use crate::tracer::Event;
 
 impl<'m> Session<'m> {
     /// What `/proc` must tell before `ev` is judged: the parent of a process not seen yet, the
     /// program of a thread whose last call was `execve`. Cheap map lookups, under the lock.
-    pub(super) fn needs(inner: &Inner<'m>, ev: &Event) -> Needs {
+    pub(super) fn needs(&self, inner: &Inner<'m>, ev: &Event) -> Needs {
         let new_proc =
             inner.detector.is_some() && ev.pid != 0 && !inner.procs.contains_key(&ev.pid);
         // Resolved at the first call after an `execve` that is not one itself: a failed
         // `execve` (a PATH search trying directories in turn) leaves the old program, still
         // the runtime's own, until one succeeds.
         let pending = !ev.is_execve() && inner.threads.get(&ev.tid).is_some_and(|t| t.exe_pending);
-        Needs { new_proc, pending }
+        // A classed argument is read when this session learns or judges arguments; the
+        // program of its process once (a process forked from a known one runs its program).
+        let arg = if self.arguments
+            && (inner.args_learned.is_some()
+                || inner.detector.as_ref().is_some_and(|d| d.args.is_some()))
+        {
+            arguments::raw_of(ev.nr, &ev.args)
+        } else {
+            None
+        };
+        let arg_exe = arg.is_some() && ev.pid != 0 && !inner.arg_programs.contains_key(&ev.pid);
+        Needs {
+            new_proc,
+            pending,
+            arg,
+            arg_exe,
+        }
     }
 
     /// Read what [`Session::needs`] asked for, without the lock.
@@ -32,6 +48,12 @@ impl<'m> Session<'m> {
             exe: needs
                 .pending
                 .then(|| (self.exe_of)(ev.pid).unwrap_or_default()),
+            arg: needs.arg.and_then(|raw| arguments::read(ev, raw)),
+            arg_exe: if needs.arg_exe {
+                (self.exe_of)(ev.pid)
+            } else {
+                None
+            },
         }
     }
 
@@ -52,6 +74,9 @@ impl<'m> Session<'m> {
     pub(super) fn program_started(&self, inner: &mut Inner<'m>, ev: &Event, exe: String) {
         if let Some(t) = inner.threads.get_mut(&ev.tid) {
             t.exe_pending = false;
+        }
+        if !exe.is_empty() {
+            inner.arg_programs.insert(ev.pid, exe.as_str().into());
         }
         if inner.counts.is_some() {
             *inner.programs.entry(exe.clone()).or_default() += 1;
@@ -87,7 +112,16 @@ impl<'m> Session<'m> {
             Action::Alerted
         };
         // The whole program is new: its score is 1 (every call of it unseen) over 0.
-        self.report(inner, ev, Rule::NewProgram, 1.0, 0.0, action, Some(exe));
+        self.report(
+            inner,
+            ev,
+            Rule::NewProgram,
+            1.0,
+            0.0,
+            action,
+            Some(exe),
+            None,
+        );
     }
 }
 
@@ -96,11 +130,15 @@ impl<'m> Session<'m> {
 pub(super) struct Needs {
     pub(super) new_proc: bool,
     pub(super) pending: bool,
+    /// A classed argument to read from the caller's memory.
+    pub(super) arg: Option<arguments::Raw>,
+    /// The program of the caller's process, for its argument classes.
+    pub(super) arg_exe: bool,
 }
 
 impl Needs {
     pub(super) fn any(self) -> bool {
-        self.new_proc || self.pending
+        self.new_proc || self.pending || self.arg.is_some() || self.arg_exe
     }
 }
 
@@ -110,6 +148,10 @@ pub(super) struct Lookups {
     pub(super) parent: Option<u32>,
     /// The program of a thread that just ran `execve` ("" when it could not be read).
     pub(super) exe: Option<String>,
+    /// The call's classed argument, read.
+    pub(super) arg: Option<arguments::Arg>,
+    /// The program of the caller's process, when the session did not know it.
+    pub(super) arg_exe: Option<String>,
 }
 
 /// The executable of a process, `None` when it is gone.

@@ -36,6 +36,15 @@ pub const RULE_PER_SECOND: u32 = 100;
 /// Refusals and other Critical events a second.
 pub const CRITICAL_PER_SECOND: u32 = 100;
 
+/// What an argument alert says about the argument.
+#[derive(Debug, Clone)]
+pub struct ArgText {
+    /// The call, its argument and why it is anomalous.
+    pub argument: String,
+    /// A file argument's path.
+    pub fd_name: Option<String>,
+}
+
 /// The budget class of an alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
@@ -50,7 +59,7 @@ impl Class {
     pub fn of(rule: Rule, action: Action, first: bool) -> Self {
         match (rule, action) {
             (Rule::Breaker, _) | (_, Action::Denied | Action::Stopped) => Self::Critical,
-            (Rule::NewProgram | Rule::Bypass | Rule::HarmfulCall, _) => Self::Rule,
+            (Rule::NewProgram | Rule::Bypass | Rule::HarmfulCall | Rule::Argument, _) => Self::Rule,
             _ if first => Self::First,
             _ => Self::Noise,
         }
@@ -142,8 +151,8 @@ impl<'m> Session<'m> {
         threshold: f64,
         action: Action,
         exe: Option<String>,
+        arg: Option<ArgText>,
     ) {
-        // The breaker's own event always goes out: it changes what enforce does.
         if !inner.budget.admit(ev.ts_ns, ev.pid, rule, action) {
             inner.stats.suppressed += 1;
             self.suppressed.add();
@@ -177,6 +186,8 @@ impl<'m> Session<'m> {
             action,
             errno: (action == Action::Denied).then_some(libc::EPERM),
             rule,
+            fd_name: arg.as_ref().and_then(|a| a.fd_name.clone()),
+            argument: arg.map(|a| a.argument),
         };
         if let Some(tx) = &self.alerts {
             let _ = tx.send(alert.into());

@@ -718,20 +718,22 @@ fn young_thresholds_are_calibrated_per_program() {
 }
 
 #[test]
-fn mprotect_is_noise_only_without_prot_exec() {
-    let noise = SyscallSet::of(Arch::X86_64, ["mprotect"]);
-    let s = Session::train(
-        ContainerInfo::default(),
-        NgramCounts::new(2, Arch::X86_64).unwrap(),
-        noise,
-    );
-    let mut plain = call(1, 1, 10, libc::PROT_READ as u64);
-    s.on_event(&plain);
-    plain.args[2] = (libc::PROT_READ | libc::PROT_EXEC) as u64;
-    s.on_event(&plain);
-    s.on_event(&call(1, 1, 0, 0));
-    // Only the executable mprotect and the read were learned.
-    assert_eq!(s.take_counts().unwrap().calls(), 2);
+fn mprotect_and_mmap_are_noise_only_without_prot_exec() {
+    for (name, nr) in [("mprotect", 10), ("mmap", 9)] {
+        let noise = SyscallSet::of(Arch::X86_64, [name]);
+        let s = Session::train(
+            ContainerInfo::default(),
+            NgramCounts::new(2, Arch::X86_64).unwrap(),
+            noise,
+        );
+        let mut plain = call(1, 1, nr, libc::PROT_READ as u64);
+        s.on_event(&plain);
+        plain.args[2] = (libc::PROT_READ | libc::PROT_EXEC) as u64;
+        s.on_event(&plain);
+        s.on_event(&call(1, 1, 0, 0));
+        // Only the executable call and the read were learned.
+        assert_eq!(s.take_counts().unwrap().calls(), 2, "{name}");
+    }
 }
 
 /// Threads that never call `exit` (their process called `exit_group`, or was killed) leave
@@ -779,4 +781,101 @@ fn ended_threads_and_processes_leave_no_state() {
         assert_eq!(s.sweep_with(|id| id == 7), 0);
         assert_eq!(s.tracked().threads, 1);
     }
+}
+
+/// Argument classes through the handler: a training run learns where the program reads and
+/// writes (paths read from the caller's memory: this process stands for the traced thread),
+/// and a detecting session reports, and in enforce mode refuses, a read outside them: the
+/// path traversal of issue 16.
+#[test]
+fn arguments_are_learned_and_a_traversal_is_judged() {
+    let me = std::process::id();
+    let paths: Vec<std::ffi::CString> = ["/srv/data/a.txt", "/srv/data/b.txt", "/etc/passwd"]
+        .iter()
+        .map(|p| std::ffi::CString::new(*p).unwrap())
+        .collect();
+    let openat = |path: &std::ffi::CString, flags: u64| {
+        let mut e = call(me, me, 257, 0);
+        e.args = [
+            (-100i32) as u32 as u64,
+            path.as_ptr() as u64,
+            flags,
+            0,
+            0,
+            0,
+        ];
+        e
+    };
+    let exe = || -> ExeResolver { Box::new(|_| Some("/usr/bin/app".to_owned())) };
+    let normal: Vec<i32> = (0..200).map(|i| i % 4).collect();
+    let s = Session::train(
+        ContainerInfo::default(),
+        NgramCounts::new(3, Arch::X86_64).unwrap(),
+        legacy_noise(),
+    )
+    .with_arguments(true)
+    .with_resolvers(exe(), Box::new(|_| None));
+    for i in 0..2_000 {
+        s.on_event(&call(me, me, normal[i % 200], 0));
+        if i % 10 == 0 {
+            s.on_event(&openat(&paths[i % 2], 0));
+        }
+    }
+    let counts = s.take_counts().unwrap();
+    let args = s
+        .take_args()
+        .expect("train mode with arguments learns them");
+    let learned = &args.programs["/usr/bin/app"];
+    assert!(learned.dirs.contains_key("/srv/data"), "{args:?}");
+    let mut meta = meta_for(&counts);
+    meta.args = Some(args);
+    let model = Model::new(&counts).unwrap();
+    for mode in [Mode::Alert, Mode::Enforce] {
+        let det = detector(&model, &meta).unwrap();
+        let (tx, rx) = alerts();
+        let s = Session::detect(mode, EnforceAction::Deny, ContainerInfo::default(), det)
+            .with_alerts(tx)
+            .with_arguments(true)
+            .with_resolvers(exe(), Box::new(|_| None));
+        for i in 0..400 {
+            s.on_event(&call(me, me, normal[i % 200], 0));
+        }
+        assert_eq!(s.on_event(&openat(&paths[1], 0)), Decision::Continue);
+        assert!(
+            rx.try_recv().is_err(),
+            "{mode}: a learned directory was reported"
+        );
+        let d = s.on_event(&openat(&paths[2], 0));
+        let a = rx.try_recv().expect("the traversal read is not reported");
+        assert_eq!(a.rule, Rule::Argument);
+        assert_eq!(a.fd_name.as_deref(), Some("/etc/passwd"));
+        let why = a.argument.unwrap_or_default();
+        assert!(why.contains("openat /etc/passwd (read)"), "{why}");
+        assert!(why.contains("never read under /etc"), "{why}");
+        if mode == Mode::Enforce {
+            assert_eq!(d, Decision::Deny(libc::EPERM));
+            assert_eq!(a.action, Action::Denied);
+        } else {
+            assert_eq!(d, Decision::Continue);
+        }
+        // A write into the data directory it only read is new too.
+        s.on_event(&openat(&paths[0], 0o101));
+        assert_eq!(rx.try_recv().map(|a| a.rule).ok(), Some(Rule::Argument));
+    }
+    // Without arguments nothing is read or judged.
+    let det = detector(&model, &meta).unwrap();
+    let (tx, rx) = alerts();
+    let s = Session::detect(
+        Mode::Alert,
+        EnforceAction::Deny,
+        ContainerInfo::default(),
+        det,
+    )
+    .with_alerts(tx)
+    .with_resolvers(exe(), Box::new(|_| None));
+    for i in 0..400 {
+        s.on_event(&call(me, me, normal[i % 200], 0));
+    }
+    s.on_event(&openat(&paths[2], 0));
+    assert!(rx.try_recv().is_err());
 }

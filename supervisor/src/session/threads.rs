@@ -16,10 +16,29 @@ pub struct Tracked {
     pub processes: usize,
 }
 
+/// What the session keeps of every thread it has seen.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ThreadMeta {
+    pub pid: u32,
+    /// Calls since the thread started or last ran `execve`.
+    pub calls: u32,
+}
+
 impl Inner<'_> {
-    /// Note that thread `tid` belongs to process `pid` (the first time it is seen).
-    pub(super) fn note_thread(&mut self, tid: u32, pid: u32) {
-        self.thread_pid.entry(tid).or_insert(pid);
+    /// Count a call of thread `tid` of process `pid` (an `execve` starts its count again).
+    pub(super) fn note_thread(&mut self, tid: u32, pid: u32, execve: bool) {
+        let t = self
+            .thread_pid
+            .entry(tid)
+            .or_insert(ThreadMeta { pid, calls: 0 });
+        t.calls = if execve { 0 } else { t.calls.saturating_add(1) };
+    }
+
+    /// Thread `tid` is in its first calls (since it started or ran `execve`).
+    pub(super) fn thread_young(&self, tid: u32) -> bool {
+        self.thread_pid
+            .get(&tid)
+            .is_none_or(|t| u64::from(t.calls) <= super::YOUNG_CALLS)
     }
 
     /// Forget thread `tid`: its window, state and scorer state.
@@ -37,7 +56,7 @@ impl Inner<'_> {
         let tids: Vec<u32> = self
             .thread_pid
             .iter()
-            .filter(|&(_, &p)| p == pid)
+            .filter(|&(_, t)| t.pid == pid)
             .map(|(&t, _)| t)
             .collect();
         for tid in tids {
@@ -45,6 +64,7 @@ impl Inner<'_> {
         }
         self.procs.remove(&pid);
         self.budget.forget(pid);
+        self.arg_programs.remove(&pid);
     }
 }
 

@@ -1,0 +1,434 @@
+//! Argument classes in the session (issue 16, `ngram_profiler::args`): which calls carry an
+//! argument that decides the harm, reading it from the caller's memory (outside the session's
+//! lock), and the program and phase a thread is in when it makes the call.
+//!
+//! A path or address is read from user memory while the thread waits in the call. Another
+//! thread of the process can change it after we read it and before the kernel does (TOCTOU):
+//! in enforce mode a decision on it is a hint, not a guarantee (docs/decisions.md, decision
+//! 38). The BPF LSM engine (issue 10) will judge the kernel's resolved path instead.
+
+use std::io::IoSliceMut;
+
+use ngram_profiler::alert::{Action, Rule};
+use ngram_profiler::args::{normalize, parse_sockaddr, Access, Dest};
+use ngram_profiler::profile::Mode;
+use nix::sys::uio::{process_vm_readv, RemoteIoVec};
+use nix::unistd::Pid;
+
+use super::report::ArgText;
+use super::{Inner, Session};
+use crate::tracer::{Decision, Event};
+
+/// The longest path read.
+const PATH_MAX: usize = 4096;
+/// The longest socket address read.
+const SOCKADDR_MAX: usize = 128;
+/// `AT_FDCWD` as the kernel sees the 32-bit `dirfd` argument.
+const AT_FDCWD: i32 = -100;
+
+/// Where a call's classed argument is, before it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Raw {
+    /// A path at `addr`, relative to `dirfd` (`None`: the working directory).
+    Path {
+        dirfd: Option<i32>,
+        addr: u64,
+        access: Access,
+    },
+    /// `openat2`: a path, and the flags in the `open_how` at `how`.
+    Openat2 { dirfd: i32, addr: u64, how: u64 },
+    /// A socket address of `len` bytes at `addr`.
+    Sock { addr: u64, len: u64 },
+}
+
+/// A classed argument, read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Arg {
+    File { path: String, access: Access },
+    Dest(Dest),
+}
+
+impl std::fmt::Display for Arg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File { path, access } => write!(f, "{path} ({access})"),
+            Self::Dest(d) => write!(f, "{d}"),
+        }
+    }
+}
+
+/// The 32-bit `dirfd` argument.
+fn dirfd(a: u64) -> Option<i32> {
+    // The kernel reads the low 32 bits as an int.
+    #[allow(clippy::cast_possible_truncation)]
+    let fd = a as u32 as i32;
+    (fd != AT_FDCWD).then_some(fd)
+}
+
+/// The classed argument of an x86_64 call, if it has one (`execve` is not here: the program
+/// it starts is read from `/proc/PID/exe` after the kernel resolved it).
+pub(super) fn raw_of(nr: i32, a: &[u64; 6]) -> Option<Raw> {
+    let path = |addr: u64, access| Raw::Path {
+        dirfd: None,
+        addr,
+        access,
+    };
+    let at = |fd: u64, addr: u64, access| Raw::Path {
+        dirfd: dirfd(fd),
+        addr,
+        access,
+    };
+    use Access::Write;
+    Some(match nr {
+        2 => path(a[0], Access::of_open_flags(a[1])), // open
+        257 => at(a[0], a[1], Access::of_open_flags(a[2])), // openat
+        437 => Raw::Openat2 {
+            // openat2
+            dirfd: dirfd(a[0]).unwrap_or(AT_FDCWD),
+            addr: a[1],
+            how: a[2],
+        },
+        85 | 76 | 87 | 83 | 84 | 90 | 92 | 94 | 133 => path(a[0], Write), // creat truncate unlink mkdir rmdir chmod chown lchown mknod
+        82 | 86 | 88 => path(a[1], Write), // rename link symlink: the new name
+        263 | 258 | 268 | 260 | 259 => at(a[0], a[1], Write), // unlinkat mkdirat fchmodat fchownat mknodat
+        264 | 316 | 265 => at(a[2], a[3], Write), // renameat renameat2 linkat: the new name
+        266 => at(a[1], a[2], Write),             // symlinkat
+        21 | 4 | 6 | 262 => return None, // access stat lstat newfstatat: reads of metadata, not classed
+        42 | 49 => Raw::Sock {
+            // connect bind
+            addr: a[1],
+            len: a[2],
+        },
+        44 if a[4] != 0 => Raw::Sock {
+            // sendto with an address
+            addr: a[4],
+            len: a[5],
+        },
+        _ => return None,
+    })
+}
+
+/// Does call `nr` carry a classed argument (whatever its arguments)? For tests of
+/// [`raw_of`].
+#[cfg(test)]
+fn is_classed(nr: i32) -> bool {
+    matches!(
+        nr,
+        2 | 257
+            | 437
+            | 85
+            | 76
+            | 87
+            | 83
+            | 84
+            | 90
+            | 92
+            | 94
+            | 133
+            | 82
+            | 86
+            | 88
+            | 263
+            | 258
+            | 268
+            | 260
+            | 259
+            | 264
+            | 316
+            | 265
+            | 266
+            | 42
+            | 49
+            | 44
+    )
+}
+
+/// Read `len` bytes at `addr` in the memory of thread `tid` (fewer at the end of a mapping).
+fn read_mem(tid: u32, addr: u64, len: usize) -> Option<Vec<u8>> {
+    let pid = Pid::from_raw(i32::try_from(tid).ok()?);
+    let mut buf = vec![0u8; len];
+    let mut got = 0;
+    // Page by page, so a string that ends before an unmapped page is still read.
+    while got < len {
+        let at = addr.checked_add(got as u64)?;
+        let to_page_end = 4096 - usize::try_from(at % 4096).ok()?;
+        let n = to_page_end.min(len - got);
+        let remote = [RemoteIoVec {
+            base: usize::try_from(at).ok()?,
+            len: n,
+        }];
+        let mut local = [IoSliceMut::new(&mut buf[got..got + n])];
+        match process_vm_readv(pid, &mut local, &remote) {
+            Ok(0) | Err(_) => break,
+            Ok(r) => got += r,
+        }
+        // Stop at the end of a C string.
+        if buf[..got].contains(&0) {
+            break;
+        }
+    }
+    buf.truncate(got);
+    (got > 0).then_some(buf)
+}
+
+/// A C string at `addr` of thread `tid`.
+fn read_path(tid: u32, addr: u64) -> Option<String> {
+    let bytes = read_mem(tid, addr, PATH_MAX)?;
+    let end = bytes.iter().position(|&b| b == 0)?;
+    Some(String::from_utf8_lossy(&bytes[..end]).into_owned())
+}
+
+/// The directory a relative path starts from: the working directory, or the file `dirfd`
+/// names, as the process sees them (a process in another mount namespace reads as its own
+/// paths through `/proc`).
+fn base_of(ev: &Event, dirfd: Option<i32>) -> Option<String> {
+    let link = match dirfd {
+        None => format!("/proc/{}/cwd", ev.tid),
+        Some(fd) => format!("/proc/{}/fd/{fd}", ev.pid),
+    };
+    std::fs::read_link(link)
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// Read the argument `raw` of `ev` from the caller's memory and `/proc`. `None` when it cannot
+/// be read (the thread is gone, a bad pointer: the call will fail on its own), or when it is
+/// not classed (a socket family such as netlink).
+pub(super) fn read(ev: &Event, raw: Raw) -> Option<Arg> {
+    match raw {
+        Raw::Path {
+            dirfd,
+            addr,
+            access,
+        } => {
+            let p = read_path(ev.tid, addr)?;
+            let base = if p.starts_with('/') {
+                None
+            } else {
+                base_of(ev, dirfd)
+            };
+            Some(Arg::File {
+                path: normalize(base.as_deref(), &p)?,
+                access,
+            })
+        }
+        Raw::Openat2 { dirfd, addr, how } => {
+            let flags = read_mem(ev.tid, how, 8)?;
+            let flags = u64::from_ne_bytes(flags.get(..8)?.try_into().ok()?);
+            read(
+                ev,
+                Raw::Path {
+                    dirfd: (dirfd != AT_FDCWD).then_some(dirfd),
+                    addr,
+                    access: Access::of_open_flags(flags),
+                },
+            )
+        }
+        Raw::Sock { addr, len } => {
+            let len = usize::try_from(len).ok()?.min(SOCKADDR_MAX);
+            parse_sockaddr(&read_mem(ev.tid, addr, len)?).map(Arg::Dest)
+        }
+    }
+}
+
+impl<'m> Session<'m> {
+    /// A call with a classed argument `arg`: learn it (train mode), or judge it against the
+    /// classes the caller's program used in training, in the thread's phase. An unseen,
+    /// improbable class is an anomaly (rule `argument`): reported, and refused in enforce
+    /// mode (not for an operator's `docker exec` under the default exec policy; the circuit
+    /// breaker counts and may spare it like any refusal of the service's own processes).
+    pub(super) fn argument(&self, inner: &mut Inner<'m>, ev: &Event, arg: Arg) -> Decision {
+        let young = inner.thread_young(ev.tid);
+        let program = inner
+            .arg_programs
+            .get(&ev.pid)
+            .map_or_else(|| "?".to_owned(), ToString::to_string);
+        if let Some(learned) = inner.args_learned.as_mut() {
+            let p = learned.of_mut(&program, young);
+            match &arg {
+                Arg::File { path, access } => p.learn_path(path, *access),
+                Arg::Dest(d) => p.learn_dest(d.clone()),
+            }
+        }
+        let Some(classes) = inner.detector.as_ref().and_then(|d| d.args.as_ref()) else {
+            return Decision::Continue;
+        };
+        let verdict = match &arg {
+            Arg::File { path, access } => classes.judge_path(&program, young, path, *access),
+            Arg::Dest(d) => classes.judge_dest(&program, young, d),
+        };
+        if !verdict.anomalous {
+            return Decision::Continue;
+        }
+        inner.stats.anomalies += 1;
+        if self.mode == Mode::Train {
+            inner.stats.shadow_alarms += 1;
+            return Decision::Continue;
+        }
+        let name = inner
+            .detector
+            .as_ref()
+            .and_then(|d| d.arch.name(u16::try_from(ev.nr).ok()?))
+            .unwrap_or("?");
+        let text = ArgText {
+            argument: format!(
+                "{name} {arg}: {} (unseen mass {:.1e})",
+                verdict.why, verdict.p_new
+            ),
+            fd_name: match &arg {
+                Arg::File { path, .. } => Some(path.clone()),
+                Arg::Dest(_) => None,
+            },
+        };
+        let mut deny = self.mode == Mode::Enforce && !self.spares_operator(&inner.procs, ev.pid);
+        let suspect = inner.procs.get(&ev.pid).is_some_and(|p| p.suspect);
+        if deny && !suspect {
+            if inner.breaker.is_open() {
+                deny = false;
+                inner.stats.spared += 1;
+            } else if inner.breaker.count(ev.ts_ns) {
+                self.report(
+                    inner,
+                    ev,
+                    Rule::Breaker,
+                    1.0,
+                    0.0,
+                    Action::Denied,
+                    None,
+                    None,
+                );
+            }
+        }
+        let action = if deny {
+            inner.stats.denied += 1;
+            Action::Denied
+        } else {
+            Action::Alerted
+        };
+        let exe = Some(program);
+        self.report(
+            inner,
+            ev,
+            Rule::Argument,
+            1.0,
+            verdict.p_new,
+            action,
+            exe,
+            Some(text),
+        );
+        if deny {
+            Decision::Deny(libc::EPERM)
+        } else {
+            Decision::Continue
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_name_their_classed_argument() {
+        let mut a = [0u64; 6];
+        a[0] = 0x1000;
+        a[1] = 0o101; // O_WRONLY | O_CREAT
+        assert_eq!(
+            raw_of(2, &a),
+            Some(Raw::Path {
+                dirfd: None,
+                addr: 0x1000,
+                access: Access::Write
+            })
+        );
+        let cwd = (-100i32) as u32 as u64;
+        let b = [cwd, 0x2000, 0, 0, 0, 0];
+        assert_eq!(
+            raw_of(257, &b),
+            Some(Raw::Path {
+                dirfd: None,
+                addr: 0x2000,
+                access: Access::Read
+            })
+        );
+        let c = [5, 0x2000, 0o1, 0, 0, 0];
+        assert_eq!(
+            raw_of(257, &c),
+            Some(Raw::Path {
+                dirfd: Some(5),
+                addr: 0x2000,
+                access: Access::Write
+            })
+        );
+        assert_eq!(
+            raw_of(316, &[cwd, 1, 7, 0x3000, 0, 0]),
+            Some(Raw::Path {
+                dirfd: Some(7),
+                addr: 0x3000,
+                access: Access::Write
+            }),
+            "renameat2: the new name"
+        );
+        assert_eq!(
+            raw_of(42, &[3, 0x4000, 16, 0, 0, 0]),
+            Some(Raw::Sock {
+                addr: 0x4000,
+                len: 16
+            })
+        );
+        assert_eq!(
+            raw_of(44, &[3, 1, 2, 0, 0, 0]),
+            None,
+            "sendto on a connected socket"
+        );
+        assert_eq!(raw_of(0, &a), None, "read");
+        for nr in 0..500 {
+            let any = [cwd, 0x1000, 0, 0, 0x1000, 16];
+            assert_eq!(
+                raw_of(nr, &any).is_some(),
+                is_classed(nr),
+                "call {nr}: raw_of and is_classed disagree"
+            );
+        }
+    }
+
+    #[test]
+    fn reads_a_path_and_an_address_from_a_process() {
+        // This process's own memory, through process_vm_readv as for a traced thread.
+        let path = b"../../etc/passwd\0";
+        let me = std::process::id();
+        let ev = Event::new(me, me, 257, 0);
+        let raw = Raw::Path {
+            dirfd: None,
+            addr: path.as_ptr() as u64,
+            access: Access::Read,
+        };
+        let cwd = std::env::current_dir().unwrap();
+        let want = normalize(cwd.to_str(), "../../etc/passwd").unwrap();
+        assert_eq!(
+            read(&ev, raw),
+            Some(Arg::File {
+                path: want,
+                access: Access::Read
+            })
+        );
+        let sa: [u8; 16] = [2, 0, 0x1f, 0x90, 127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+        let raw = Raw::Sock {
+            addr: sa.as_ptr() as u64,
+            len: 16,
+        };
+        assert_eq!(
+            read(&ev, raw),
+            Some(Arg::Dest(Dest::Inet {
+                class: ngram_profiler::args::AddrClass::Loopback,
+                port: 8080
+            }))
+        );
+        let bad = Raw::Path {
+            dirfd: None,
+            addr: 8,
+            access: Access::Read,
+        };
+        assert_eq!(read(&ev, bad), None, "an unmapped pointer");
+    }
+}
