@@ -285,7 +285,37 @@ fn print_show(m: &ProfileMeta, syscalls: &[String], fit: &str) {
         println!("P0 history   {}", curve.join(" "));
     }
     print_lifecycle(m, store::now_secs());
+    print_args(m);
     println!("syscalls     {} {}", syscalls.len(), syscalls.join(" "));
+}
+
+/// The argument classes, for review (decision 38): per program and phase, the directories
+/// with their accesses and the destinations.
+fn print_args(m: &ProfileMeta) {
+    let Some(args) = &m.args else {
+        println!("arguments    not learned");
+        return;
+    };
+    println!("arguments    {} programs and phases", args.programs.len());
+    for (program, p) in &args.programs {
+        println!(
+            "  {program}: {} observations, unseen mass {:.1e}",
+            p.observations,
+            p.p_new()
+        );
+        for (dir, c) in &p.dirs {
+            let access: Vec<&str> = [(1, "read"), (2, "write"), (4, "exec")]
+                .iter()
+                .filter(|(bit, _)| c.access & bit != 0)
+                .map(|(_, name)| *name)
+                .collect();
+            let deep = if c.deep { "/**" } else { "" };
+            println!("    {dir}{deep} {} ({})", access.join(","), c.count);
+        }
+        for (dest, n) in &p.dests {
+            println!("    -> {dest} ({n})");
+        }
+    }
 }
 
 /// The learning lifecycle (docs/decisions.md, decisions 26, 29, 30): state, progress toward
