@@ -16,25 +16,31 @@ pub struct Tracked {
     pub processes: usize,
 }
 
+/// The call count a thread that did not run `execve` starts from: past any start-up.
+const SETTLED: u32 = u32::MAX / 2;
+
 /// What the session keeps of every thread it has seen.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ThreadMeta {
     pub pid: u32,
-    /// Calls since the thread started or last ran `execve`.
+    /// Calls since the thread last ran `execve` ([`SETTLED`] and more when it never did).
     pub calls: u32,
 }
 
 impl Inner<'_> {
-    /// Count a call of thread `tid` of process `pid` (an `execve` starts its count again).
+    /// Count a call of thread `tid` of process `pid`. Only an `execve` starts the count (the
+    /// program's start-up); a new thread or a forked process runs the code of a program that
+    /// has started already, and counts as settled from its first call (as decision 21 judges
+    /// it).
     pub(super) fn note_thread(&mut self, tid: u32, pid: u32, execve: bool) {
-        let t = self
-            .thread_pid
-            .entry(tid)
-            .or_insert(ThreadMeta { pid, calls: 0 });
+        let t = self.thread_pid.entry(tid).or_insert(ThreadMeta {
+            pid,
+            calls: SETTLED,
+        });
         t.calls = if execve { 0 } else { t.calls.saturating_add(1) };
     }
 
-    /// Thread `tid` is in its first calls (since it started or ran `execve`).
+    /// Thread `tid` is in its program's start-up: its first calls since it ran `execve`.
     pub(super) fn thread_young(&self, tid: u32) -> bool {
         self.thread_pid
             .get(&tid)
