@@ -480,3 +480,57 @@ fn many_short_threads_leave_the_supervisor_flat() {
         "the supervisor grew by {growth} kB from 20,000 to 100,000 threads: {rss:?}"
     );
 }
+
+/// `docker run --rm` returns after the run's training is merged: `delete` waits for the
+/// supervisor. The store is held busy (its lock) while the container ends, so the merge
+/// waits; when `docker run --rm` returns, the supervisor must be gone and the run counted.
+/// (Before, `docker run --rm` returned while the supervisor still waited to merge.)
+#[test]
+fn training_is_merged_when_docker_run_rm_returns() {
+    let Some(e) = setup_ids("training_is_merged_when_docker_run_rm_returns") else {
+        return;
+    };
+    let profile = Profile::new("merged");
+    let first = e.container();
+    e.run_with(
+        TRAIN,
+        &first,
+        &["--rm", "--label", &profile.label, BUSYBOX, "true"],
+    )
+    .success();
+    profile.wait_for_runs(1, MERGE_TIMEOUT);
+    let c = e.container();
+    std::thread::scope(|s| {
+        let run = s.spawn(|| {
+            e.run_with(
+                TRAIN,
+                &c,
+                &["--rm", "--label", &profile.label, BUSYBOX, "sleep", "2"],
+            )
+        });
+        let sup = poll("the supervisor", Duration::from_secs(10), || {
+            let id = e.docker(&["inspect", "-f", "{{.Id}}", &c.name]);
+            supervisor_pid(id.out())
+        });
+        // Hold the store while the container ends (`flock` on its lock file).
+        let mut hold = Command::new("flock");
+        hold.args(["-x", "/var/lib/ngram-ids/lock", "-c", "sleep 5"]);
+        let holder = hold.spawn().expect("flock");
+        let out = run.join().expect("docker run");
+        out.success();
+        let alive = Path::new(&format!("/proc/{sup}")).exists()
+            && std::fs::read(format!("/proc/{sup}/cmdline"))
+                .is_ok_and(|c| c.windows(11).any(|w| w == b"__supervise"));
+        let mut holder = holder;
+        let _ = holder.wait();
+        assert!(
+            !alive,
+            "docker run --rm returned while the supervisor {sup} still waited to merge"
+        );
+        let runs = profile.show().map_or(0, |m| m.runs);
+        assert_eq!(
+            runs, 2,
+            "the run is not counted right after docker run --rm"
+        );
+    });
+}
