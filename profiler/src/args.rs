@@ -26,6 +26,10 @@ pub const DEEP_AFTER: usize = 8;
 /// An unseen class is anomalous when the program's unseen mass is below this.
 pub const P_NEW_MAX: f64 = 0.01;
 
+/// A program with fewer observations than this in a phase is not judged by its arguments
+/// (its unseen mass cannot be estimated).
+pub const MIN_OBSERVATIONS: u64 = 100;
+
 /// What a call does with a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -265,8 +269,6 @@ pub struct ProgramArgs {
     pub dests: BTreeMap<Dest, u64>,
     /// Observations of both.
     pub observations: u64,
-    /// Observations that were the first of their class (for the unseen mass).
-    pub firsts: u64,
 }
 
 /// How an argument fared against a profile.
@@ -274,8 +276,8 @@ pub struct ProgramArgs {
 pub struct ArgVerdict {
     /// Its class was learned.
     pub known: bool,
-    /// The program's unseen mass (Good-Turing: first sightings / observations); 1 when the
-    /// program has no observations.
+    /// The program's unseen mass (Good-Turing: classes seen once / observations); 1 when the
+    /// program has too few observations to judge.
     pub p_new: f64,
     /// Unseen and improbable: anomalous.
     pub anomalous: bool,
@@ -284,25 +286,28 @@ pub struct ArgVerdict {
 }
 
 impl ProgramArgs {
-    /// The unseen mass: how often training met a class for the first time.
+    /// The unseen mass, Good-Turing's N1/N: the share of observations that were of a class
+    /// seen only once (at least one such class is assumed); 1 below [`MIN_OBSERVATIONS`].
     pub fn p_new(&self) -> f64 {
-        if self.observations == 0 {
-            1.0
-        } else {
-            // u64 -> f64: counts far below 2^53.
-            #[allow(clippy::cast_precision_loss)]
-            let p = self.firsts as f64 / self.observations as f64;
-            p
+        if self.observations < MIN_OBSERVATIONS {
+            return 1.0;
         }
+        let once = self.dirs.values().filter(|c| c.count == 1).count()
+            + self.dests.values().filter(|&&n| n == 1).count();
+        // Counts far below 2^53.
+        #[allow(clippy::cast_precision_loss)]
+        let p = once.max(1) as f64 / self.observations as f64;
+        p
     }
 
-    /// Learn a file access.
+    /// Learn a file access (its directory).
     pub fn learn_path(&mut self, path: &str, access: Access) {
+        self.learn_dir(dir_of(path), access);
+    }
+
+    /// Learn an access in directory `dir` (a directory opened itself, e.g. to list it).
+    pub fn learn_dir(&mut self, dir: &str, access: Access) {
         self.observations += 1;
-        let dir = dir_of(path);
-        if self.covering(dir, access).is_none() {
-            self.firsts += 1;
-        }
         let new_dir = !self.dirs.contains_key(dir);
         let entry = self.dirs.entry(dir.to_owned()).or_default();
         entry.access |= access.bit();
@@ -352,9 +357,13 @@ impl ProgramArgs {
         })
     }
 
-    /// Judge a file access.
+    /// Judge a file access (its directory).
     pub fn judge_path(&self, path: &str, access: Access) -> ArgVerdict {
-        let dir = dir_of(path);
+        self.judge_dir(dir_of(path), access)
+    }
+
+    /// Judge an access in directory `dir`.
+    pub fn judge_dir(&self, dir: &str, access: Access) -> ArgVerdict {
         let p_new = self.p_new();
         if self.covering(dir, access).is_some() {
             return ArgVerdict {
@@ -396,11 +405,7 @@ impl ProgramArgs {
     /// Learn a destination.
     pub fn learn_dest(&mut self, dest: Dest) {
         self.observations += 1;
-        let n = self.dests.entry(dest).or_default();
-        if *n == 0 {
-            self.firsts += 1;
-        }
-        *n += 1;
+        *self.dests.entry(dest).or_default() += 1;
     }
 
     /// Judge a destination.
@@ -435,7 +440,6 @@ impl ProgramArgs {
             self.deepen(&d);
         }
         self.observations += other.observations;
-        self.firsts += other.firsts;
     }
 }
 
@@ -474,6 +478,23 @@ impl ArgClasses {
             .into_iter()
             .flatten()
             .map(|p| p.judge_path(path, access))
+            .collect();
+        pick(verdicts, || {
+            format!("{program} never ran with arguments in training")
+        })
+    }
+
+    /// Judge an access in directory `dir` itself (a directory opened to be listed), like
+    /// [`ArgClasses::judge_path`].
+    pub fn judge_dir(&self, program: &str, young: bool, dir: &str, access: Access) -> ArgVerdict {
+        let settled = self.programs.get(program);
+        let start = young
+            .then(|| self.programs.get(&phase_key(program, true)))
+            .flatten();
+        let verdicts: Vec<ArgVerdict> = [settled, start]
+            .into_iter()
+            .flatten()
+            .map(|p| p.judge_dir(dir, access))
             .collect();
         pick(verdicts, || {
             format!("{program} never ran with arguments in training")
@@ -664,14 +685,38 @@ mod tests {
     fn a_program_that_keeps_meeting_new_directories_is_not_judged_by_them() {
         let mut p = ProgramArgs::default();
         for i in 0..100 {
-            p.learn_path(&format!("/home/u/{i}/file"), Access::Read);
-            p.learn_path(&format!("/home/u/{i}/file2"), Access::Read);
+            p.learn_path(&format!("/home/u{i}/file"), Access::Read);
+            p.learn_path("/etc/config", Access::Read);
         }
-        // Half of its observations were new directories... until /home/u became deep.
+        // Half of its observations were of directories it saw once.
         let v = p.judge_path("/tmp/x", Access::Read);
         assert!(!v.known);
         assert!(p.p_new() > P_NEW_MAX, "{}", p.p_new());
         assert!(!v.anomalous);
+    }
+
+    #[test]
+    fn too_little_training_is_not_judged_and_singletons_make_the_mass() {
+        let mut p = ProgramArgs::default();
+        for _ in 0..(MIN_OBSERVATIONS - 1) {
+            p.learn_path("/srv/data/a", Access::Read);
+        }
+        assert_eq!(p.p_new(), 1.0);
+        assert!(!p.judge_path("/etc/passwd", Access::Read).anomalous);
+        p.learn_path("/srv/data/b", Access::Read);
+        // No class seen once: one is assumed.
+        assert!((p.p_new() - 0.01).abs() < 1e-12, "{}", p.p_new());
+        for _ in 0..900 {
+            p.learn_path("/srv/data/a", Access::Read);
+        }
+        p.learn_path("/srv/once/x", Access::Read);
+        p.learn_path("/srv/twice/x", Access::Read);
+        p.learn_path("/srv/twice/y", Access::Read);
+        assert!((p.p_new() - 1.0 / 1003.0).abs() < 1e-12, "{}", p.p_new());
+        // A directory opened itself is a class of its own.
+        p.learn_dir("/srv/listed", Access::Read);
+        assert!(p.judge_dir("/srv/listed", Access::Read).known);
+        assert!(!p.judge_path("/srv/listed", Access::Read).known);
     }
 
     #[test]

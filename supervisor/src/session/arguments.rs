@@ -34,6 +34,8 @@ pub(super) enum Raw {
         dirfd: Option<i32>,
         addr: u64,
         access: Access,
+        /// Opened with O_DIRECTORY: the path is a directory (e.g. to list it), its own class.
+        dir: bool,
     },
     /// `openat2`: a path, and the flags in the `open_how` at `how`.
     Openat2 { dirfd: i32, addr: u64, how: u64 },
@@ -44,18 +46,26 @@ pub(super) enum Raw {
 /// A classed argument, read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Arg {
-    File { path: String, access: Access },
+    File {
+        path: String,
+        access: Access,
+        /// The path is a directory opened itself.
+        dir: bool,
+    },
     Dest(Dest),
 }
 
 impl std::fmt::Display for Arg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::File { path, access } => write!(f, "{path} ({access})"),
+            Self::File { path, access, .. } => write!(f, "{path} ({access})"),
             Self::Dest(d) => write!(f, "{d}"),
         }
     }
 }
+
+/// O_DIRECTORY (x86_64).
+const O_DIRECTORY: u64 = 0o200000;
 
 /// The 32-bit `dirfd` argument.
 fn dirfd(a: u64) -> Option<i32> {
@@ -72,38 +82,52 @@ pub(super) fn raw_of(nr: i32, a: &[u64; 6]) -> Option<Raw> {
         dirfd: None,
         addr,
         access,
+        dir: false,
     };
     let at = |fd: u64, addr: u64, access| Raw::Path {
         dirfd: dirfd(fd),
         addr,
         access,
+        dir: false,
+    };
+    let open = |fd: Option<i32>, addr: u64, flags: u64| Raw::Path {
+        dirfd: fd,
+        addr,
+        access: Access::of_open_flags(flags),
+        dir: flags & O_DIRECTORY != 0,
     };
     use Access::Write;
+    // x86_64 numbers; for calls with two paths, the new name is the one classed.
     Some(match nr {
-        2 => path(a[0], Access::of_open_flags(a[1])), // open
-        257 => at(a[0], a[1], Access::of_open_flags(a[2])), // openat
+        // open, openat, openat2 (its flags are in the open_how it points to)
+        2 => open(None, a[0], a[1]),
+        257 => open(dirfd(a[0]), a[1], a[2]),
         437 => Raw::Openat2 {
-            // openat2
             dirfd: dirfd(a[0]).unwrap_or(AT_FDCWD),
             addr: a[1],
             how: a[2],
         },
-        85 | 76 | 87 | 83 | 84 | 90 | 92 | 94 | 133 => path(a[0], Write), // creat truncate unlink mkdir rmdir chmod chown lchown mknod
-        82 | 86 | 88 => path(a[1], Write), // rename link symlink: the new name
-        263 | 258 | 268 | 260 | 259 => at(a[0], a[1], Write), // unlinkat mkdirat fchmodat fchownat mknodat
-        264 | 316 | 265 => at(a[2], a[3], Write), // renameat renameat2 linkat: the new name
-        266 => at(a[1], a[2], Write),             // symlinkat
-        21 | 4 | 6 | 262 => return None, // access stat lstat newfstatat: reads of metadata, not classed
+        // creat truncate unlink mkdir rmdir chmod chown lchown mknod
+        85 | 76 | 87 | 83 | 84 | 90 | 92 | 94 | 133 => path(a[0], Write),
+        // rename link symlink
+        82 | 86 | 88 => path(a[1], Write),
+        // unlinkat mkdirat fchmodat fchownat mknodat
+        263 | 258 | 268 | 260 | 259 => at(a[0], a[1], Write),
+        // renameat renameat2 linkat
+        264 | 316 | 265 => at(a[2], a[3], Write),
+        // symlinkat
+        266 => at(a[1], a[2], Write),
+        // connect bind
         42 | 49 => Raw::Sock {
-            // connect bind
             addr: a[1],
             len: a[2],
         },
+        // sendto with an address
         44 if a[4] != 0 => Raw::Sock {
-            // sendto with an address
             addr: a[4],
             len: a[5],
         },
+        // Everything else, among them access, stat and newfstatat: reads of metadata.
         _ => return None,
     })
 }
@@ -200,6 +224,7 @@ pub(super) fn read(ev: &Event, raw: Raw) -> Option<Arg> {
             dirfd,
             addr,
             access,
+            dir,
         } => {
             let p = read_path(ev.tid, addr)?;
             let base = if p.starts_with('/') {
@@ -210,6 +235,7 @@ pub(super) fn read(ev: &Event, raw: Raw) -> Option<Arg> {
             Some(Arg::File {
                 path: normalize(base.as_deref(), &p)?,
                 access,
+                dir,
             })
         }
         Raw::Openat2 { dirfd, addr, how } => {
@@ -221,6 +247,7 @@ pub(super) fn read(ev: &Event, raw: Raw) -> Option<Arg> {
                     dirfd: (dirfd != AT_FDCWD).then_some(dirfd),
                     addr,
                     access: Access::of_open_flags(flags),
+                    dir: flags & O_DIRECTORY != 0,
                 },
             )
         }
@@ -246,7 +273,12 @@ impl<'m> Session<'m> {
         if let Some(learned) = inner.args_learned.as_mut() {
             let p = learned.of_mut(&program, young);
             match &arg {
-                Arg::File { path, access } => p.learn_path(path, *access),
+                Arg::File {
+                    path,
+                    access,
+                    dir: true,
+                } => p.learn_dir(path, *access),
+                Arg::File { path, access, .. } => p.learn_path(path, *access),
                 Arg::Dest(d) => p.learn_dest(d.clone()),
             }
         }
@@ -254,7 +286,12 @@ impl<'m> Session<'m> {
             return Decision::Continue;
         };
         let verdict = match &arg {
-            Arg::File { path, access } => classes.judge_path(&program, young, path, *access),
+            Arg::File {
+                path,
+                access,
+                dir: true,
+            } => classes.judge_dir(&program, young, path, *access),
+            Arg::File { path, access, .. } => classes.judge_path(&program, young, path, *access),
             Arg::Dest(d) => classes.judge_dest(&program, young, d),
         };
         if !verdict.anomalous {
@@ -338,7 +375,8 @@ mod tests {
             Some(Raw::Path {
                 dirfd: None,
                 addr: 0x1000,
-                access: Access::Write
+                access: Access::Write,
+                dir: false
             })
         );
         let cwd = (-100i32) as u32 as u64;
@@ -348,7 +386,8 @@ mod tests {
             Some(Raw::Path {
                 dirfd: None,
                 addr: 0x2000,
-                access: Access::Read
+                access: Access::Read,
+                dir: false
             })
         );
         let c = [5, 0x2000, 0o1, 0, 0, 0];
@@ -357,7 +396,8 @@ mod tests {
             Some(Raw::Path {
                 dirfd: Some(5),
                 addr: 0x2000,
-                access: Access::Write
+                access: Access::Write,
+                dir: false
             })
         );
         assert_eq!(
@@ -365,7 +405,8 @@ mod tests {
             Some(Raw::Path {
                 dirfd: Some(7),
                 addr: 0x3000,
-                access: Access::Write
+                access: Access::Write,
+                dir: false
             }),
             "renameat2: the new name"
         );
@@ -402,6 +443,7 @@ mod tests {
             dirfd: None,
             addr: path.as_ptr() as u64,
             access: Access::Read,
+            dir: false,
         };
         let cwd = std::env::current_dir().unwrap();
         let want = normalize(cwd.to_str(), "../../etc/passwd").unwrap();
@@ -409,7 +451,8 @@ mod tests {
             read(&ev, raw),
             Some(Arg::File {
                 path: want,
-                access: Access::Read
+                access: Access::Read,
+                dir: false
             })
         );
         let sa: [u8; 16] = [2, 0, 0x1f, 0x90, 127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
@@ -428,6 +471,7 @@ mod tests {
             dirfd: None,
             addr: 8,
             access: Access::Read,
+            dir: false,
         };
         assert_eq!(read(&ev, bad), None, "an unmapped pointer");
     }
