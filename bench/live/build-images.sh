@@ -9,6 +9,8 @@
 #   ngram-live-redis     redis-server 7, protected configs, DEBUG and MODULE enabled, run as redis
 #   ngram-live-go        a static CGO_ENABLED=0 net/http server built on the host with Debian's
 #                        golang-go (bench/live/images/go/main.go), in a minbase image
+#                        (python and go run as user app, which owns its web root /srv/www: an
+#                        upload whose name climbs out of uploads/ can deface it, issue 16)
 #   ngram-live-tomcat    tomcat10 (OpenJDK 17 headless) with JSPs (bench/live/images/tomcat/)
 # The web services have /tool/wc?file= (command injection), /read?name= (path traversal) or
 # their PHP/JSP/CGI equivalents; every image has /srv/secret.key (readable by the service's
@@ -203,7 +205,7 @@ ENTRY
             tarball python python3,mount "$files" "$tar" \
                 'chroot "$1" useradd --system --uid 999 --user-group --home-dir /srv/app app' \
                 "$(key_hook app)" \
-                'chroot "$1" chown app:app /srv/www/uploads /srv/state'
+                'chroot "$1" chown app:app /srv/www /srv/www/uploads /srv/state'
             changes=('CMD ["/usr/bin/python3", "/srv/app/app.py"]' 'USER app' 'EXPOSE 8080')
             ;;
         go)
@@ -215,7 +217,7 @@ ENTRY
             tarball go mount "$files" "$tar" \
                 'chroot "$1" useradd --system --uid 999 --user-group --home-dir /srv/app app' \
                 "$(key_hook app)" \
-                'chroot "$1" chown app:app /srv/www/uploads /srv/state'
+                'chroot "$1" chown app:app /srv/www /srv/www/uploads /srv/state'
             changes=('CMD ["/srv/app/server"]' 'USER app' 'EXPOSE 8080')
             ;;
         apache)

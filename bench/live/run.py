@@ -356,7 +356,7 @@ class WebService:
     # the route table: name -> weight
     WEIGHTS = [("index", 10), ("about", 6), ("css", 6), ("js", 4), ("items_list", 8), ("item_create", 5),
                ("item_get", 4), ("item_delete", 2), ("stats", 3), ("hash", 3), ("uptime", 2), ("wc", 3),
-               ("read", 3), ("upload", 1), ("missing", 1)]
+               ("read", 3), ("upload", 1), ("missing", 1), ("fetch", 2)]
 
     def routes(self):
         return [(n, w) for n, w in self.WEIGHTS if n in self.paths()]
@@ -455,6 +455,8 @@ class AppService(WebService):
             "read": lambda r, s: ("GET", "/read?name=%s.txt" % r.choice("abc"), None, None, (200,)),
             "upload": lambda r, s: ("POST", "/upload?name=up-%d.txt" % r.randint(0, 19), ("x" * r.randint(10, 4000)).encode(), "text/plain", (201,)),
             "missing": lambda r, s: ("GET", "/static/missing-%d.html" % r.randint(0, 9), None, None, (404,)),
+            # The service asks itself (an internal API) through its fetch handler.
+            "fetch": lambda r, s: ("GET", "/fetch?url=" + q("http://127.0.0.1:%d/api/%s" % (self.port, r.choice(["stats", "items"]))), None, None, (200,)),
         }
 
     def inject(self, port, cmd):
@@ -462,6 +464,25 @@ class AppService(WebService):
 
     def read(self, port, path):
         return http_once(port, "GET", "/read?name=" + q("../.." + path))[1]
+
+    def attacks(self, lst):
+        """The common attacks, and two through the service's own code paths (issue 16): an
+        upload whose name climbs out of the upload directory into the served tree, and a
+        server-side request forgery to an address and port the service never fetched."""
+        page = "/srv/www/pwned.html"
+
+        def upload_traversal(port, c):
+            status, body = http_once(port, "POST", "/upload?name=" + q("../pwned.html"),
+                                     b"<h1>defaced</h1>", "text/plain")
+            return created(c, page), ("%s %s" % (status, body))[:200]
+
+        def ssrf(port, c):
+            t0 = now_ns()
+            status, body = http_once(port, "GET", "/fetch?url=" + q("http://%s:%d/" % (lst.host, lst.port)))
+            time.sleep(0.5)
+            return bool(lst.since(t0)), ("%s %s" % (status, body))[:200]
+
+        return super().attacks(lst) + [("upload-traversal", upload_traversal, False), ("ssrf", ssrf, False)]
 
 
 class GoService(AppService):

@@ -3,9 +3,10 @@
 // DELIBERATELY VULNERABLE (an attack target for the ngram-ids live evaluation; never deploy):
 //   /tool/wc?file=NAME  runs `sh -c "wc -c /srv/data/NAME"` (command injection through NAME)
 //   /read?name=NAME     returns the file /srv/data/NAME (path traversal through NAME)
+//   POST /upload?name=N writes /srv/www/uploads/N (path traversal through N: ../page.html)
+//   /fetch?url=URL      fetches URL and returns its start (server-side request forgery)
 // Other handlers: / and /static/ (static files from /srv/www), /api/items (JSON: GET, POST,
-// DELETE /api/items/ID), /api/stats, /api/hash?data=, /tool/uptime (a fixed command),
-// POST /upload?name=N (a file under /srv/www/uploads).
+// DELETE /api/items/ID), /api/stats, /api/hash?data=, /tool/uptime (a fixed command).
 package main
 
 import (
@@ -22,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 var (
@@ -112,12 +114,25 @@ func main() {
 		}
 		w.Write(data)
 	})
+	// VULNERABLE: server-side request forgery.
+	http.HandleFunc("/fetch", func(w http.ResponseWriter, r *http.Request) {
+		client := http.Client{Timeout: 3 * time.Second}
+		resp, err := client.Get(r.URL.Query().Get("url"))
+		if err != nil {
+			w.WriteHeader(502)
+			io.WriteString(w, err.Error())
+			return
+		}
+		defer resp.Body.Close()
+		io.Copy(w, io.LimitReader(resp.Body, 1000))
+	})
 	http.HandleFunc("/upload", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			reply(w, 405, map[string]string{"error": "POST only"})
 			return
 		}
-		name := filepath.Base(r.URL.Query().Get("name"))
+		// VULNERABLE: path traversal (filepath.Join cleans "../" against the upload directory).
+		name := r.URL.Query().Get("name")
 		data, _ := io.ReadAll(r.Body)
 		if err := os.WriteFile(filepath.Join("/srv/www/uploads", name), data, 0o644); err != nil {
 			reply(w, 500, map[string]string{"error": err.Error()})

@@ -4,9 +4,10 @@
 DELIBERATELY VULNERABLE (an attack target for the ngram-ids live evaluation; never deploy):
   /tool/wc?file=NAME   runs `sh -c "wc -c /srv/data/NAME"` (command injection through NAME)
   /read?name=NAME      returns the file /srv/data/NAME (path traversal through NAME)
+  POST /upload?name=N  writes /srv/www/uploads/N (path traversal through N: ../page.html)
+  /fetch?url=URL       fetches URL and returns its start (server-side request forgery)
 Other handlers: / and /static/FILE (static files), /api/items (JSON API: GET, POST, DELETE),
-/api/stats (JSON), /tool/uptime (runs a fixed command), POST /upload?name=N (a file under
-/srv/www/uploads).
+/api/stats (JSON), /tool/uptime (runs a fixed command).
 """
 import hashlib
 import json
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import threading
 import urllib.parse
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 STATIC = "/srv/www"
@@ -81,6 +83,14 @@ class Handler(BaseHTTPRequestHandler):
             name = q.get("file", ["a.txt"])[0]
             out = subprocess.run("wc -c /srv/data/" + name, shell=True, capture_output=True, text=True, timeout=20)
             return self.reply(200, out.stdout + out.stderr, "text/plain")
+        if p == "/fetch":  # VULNERABLE: server-side request forgery
+            url = q.get("url", [""])[0]
+            try:
+                with urllib.request.urlopen(url, timeout=3) as r:
+                    data = r.read(1000)
+            except (OSError, ValueError) as e:
+                return self.reply(502, str(e), "text/plain")
+            return self.reply(200, data, "text/plain")
         if p == "/read":  # VULNERABLE: path traversal
             name = q.get("name", [""])[0]
             try:
@@ -104,7 +114,8 @@ class Handler(BaseHTTPRequestHandler):
                 ITEMS[item["id"]] = item
             return self.reply(201, json.dumps(item))
         if url.path == "/upload":
-            name = os.path.basename(urllib.parse.parse_qs(url.query).get("name", ["upload.txt"])[0])
+            # VULNERABLE: path traversal (no basename)
+            name = urllib.parse.parse_qs(url.query).get("name", ["upload.txt"])[0]
             data = self.body()
             with open(os.path.join(STATIC, "uploads", name), "wb") as f:
                 f.write(data)
