@@ -56,8 +56,10 @@ TRAIN_RT, ALERT_RT, ENFORCE_RT = "ngram-ids-train", "ngram-ids", "ngram-ids-enfo
 ENV_TOKEN = "LIVE-ENV-TOKEN-51ab8e"
 KEY_TOKEN = "LIVE-SECRET-KEY-9f27c1"
 ALERT_LOG = os.environ.get("NGRAM_IDS_ALERTS", "/var/log/ngram-ids/alerts.jsonl")
-LABEL = "ngram-ids.live=1"
 RUN_ID = "%x" % (int(time.time()) & 0xFFFFFF)
+# Every container of this run carries its run id: a cleanup removes this run's containers only,
+# never those of another run going on at the same time (one did, and ended a soak).
+LABEL = "ngram-ids.live=" + RUN_ID
 
 
 class HarnessError(Exception):
@@ -207,7 +209,7 @@ def created(name, path):
 
 
 def cleanup_all():
-    rc, out, _ = sh(["docker", "ps", "-aq", "--filter", "label=ngram-ids.live=1"], check=False)
+    rc, out, _ = sh(["docker", "ps", "-aq", "--filter", "label=" + LABEL], check=False)
     ids = out.split()
     if ids:
         sh(["docker", "rm", "-f"] + ids, timeout=120, check=False)
