@@ -201,6 +201,15 @@ def docker_rm(name):
     CONTAINERS.discard(name)
 
 
+def read_alert_lines():
+    """The alert log's lines (empty when it cannot be read)."""
+    try:
+        with open(ALERT_LOG, encoding="utf-8", errors="replace") as f:
+            return f.read().splitlines()
+    except OSError:
+        return []
+
+
 def created(name, path):
     """Did the container's writable layer gain (or change) PATH? (`docker diff`: no exec, so it
     works in enforce mode too.)"""
@@ -1018,7 +1027,11 @@ def run_service(svc, cfg, lst):
                 break
             time.sleep(0.5)
         else:
-            raise HarnessError("profile %s did not reach %d runs within 90 s" % (profile, run))
+            # What the supervisor said about it (a failed merge is written to the alert log).
+            said = [l for l in read_alert_lines() if name in l and "ngram-ids training merge failed" in l]
+            raise HarnessError("profile %s did not reach %d runs within 90 s (runs %s; %s)" % (
+                profile, run, (meta or {}).get("runs"),
+                json.loads(said[-1]).get("output") if said else "no merge failure in the alert log"))
         train["runs"].append({"run": run, "load": st.json(), "calls": meta.get("calls"), "p0": meta.get("p0")})
         log("  run %d: %d requests (%d failed); profile calls %s P0 %s" % (run, st.requests, st.failed, meta.get("calls"), fmt_num(meta.get("p0"))))
     docker_rm(name)

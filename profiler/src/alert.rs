@@ -17,6 +17,8 @@ pub const RULE: &str = "ngram-ids anomalous system-call sequence";
 pub const SUPERVISOR_DIED_RULE: &str = "ngram-ids supervisor died";
 /// The Falco rule name of a guard that died before its container.
 pub const GUARD_DIED_RULE: &str = "ngram-ids guard died";
+/// The Falco rule name of a training run that could not be merged.
+pub const MERGE_FAILED_RULE: &str = "ngram-ids training merge failed";
 /// The Falco rule name of the summary of alerts the budget refused.
 pub const SUPPRESSED_RULE: &str = "ngram-ids alerts suppressed";
 /// The Falco `source` of the events about ngram-ids itself (anomalies have `syscall`).
@@ -334,6 +336,8 @@ pub struct Notice {
     pub container_id: String,
     pub container_name: String,
     pub kind: NoticeKind,
+    /// More about it, e.g. the error of a failed merge ("" when there is nothing more).
+    pub detail: String,
 }
 
 /// What a [`Notice`] says.
@@ -344,6 +348,9 @@ pub enum NoticeKind {
     /// The container's guard (pid `pid`) died while the container ran: the supervisor stopped
     /// the container (fail closed).
     GuardDied { pid: u32 },
+    /// The run's training counts could not be merged into the profile (the reason is in
+    /// [`Notice::detail`]).
+    MergeFailed,
 }
 
 impl Notice {
@@ -358,6 +365,10 @@ impl Notice {
             NoticeKind::GuardDied { pid } => format!(
                 "guard (pid {pid}) of container {id} died while the container ran: container \
                  stopped (fail closed)"
+            ),
+            NoticeKind::MergeFailed => format!(
+                "the training of container {id} could not be merged into its profile: {}",
+                self.detail
             ),
         }
     }
@@ -382,7 +393,11 @@ impl Notice {
                 fields.insert("proc.pid".into(), pid.into());
                 (GUARD_DIED_RULE, "Critical", "guard")
             }
+            NoticeKind::MergeFailed => (MERGE_FAILED_RULE, "Error", "training"),
         };
+        if !self.detail.is_empty() {
+            fields.insert("ngram.detail".into(), self.detail.clone().into());
+        }
         FalcoLine {
             output: self.summary(),
             priority: priority.into(),
@@ -408,6 +423,7 @@ impl Notice {
             GUARD_DIED_RULE => NoticeKind::GuardDied {
                 pid: u32::try_from(f.get("proc.pid")?.as_u64()?).ok()?,
             },
+            MERGE_FAILED_RULE => NoticeKind::MergeFailed,
             _ => return None,
         };
         let s = |k: &str| f.get(k).and_then(|v| v.as_str()).map(str::to_owned);
@@ -416,6 +432,7 @@ impl Notice {
             container_id: s("container.id")?,
             container_name: s("container.name").unwrap_or_default(),
             kind,
+            detail: s("ngram.detail").unwrap_or_default(),
         })
     }
 }
@@ -703,12 +720,18 @@ mod tests {
             container_id: "0123456789abcdef0123456789abcdef".to_owned(),
             container_name: "web".to_owned(),
             kind,
+            detail: String::new(),
+        };
+        let merge = Notice {
+            detail: "profile database /x is busy".to_owned(),
+            ..notice(NoticeKind::MergeFailed)
         };
         let events = [
             Event::from(alert()),
             Event::from(died()),
             Event::from(notice(NoticeKind::Suppressed { count: 1234 })),
             Event::from(notice(NoticeKind::GuardDied { pid: 99 })),
+            Event::from(merge),
         ];
         for e in &events {
             log.write_event(e).unwrap();
@@ -726,6 +749,9 @@ mod tests {
             .summary()
             .contains("1234 alerts of container 0123456789ab suppressed"));
         assert!(back[3].to_falco("h").priority == "Critical");
+        assert!(back[4]
+            .summary()
+            .contains("could not be merged into its profile: profile database /x is busy"));
         // An anomaly parser does not take the other events.
         assert!(parse_line(&path, 2, text.lines().nth(1).unwrap()).is_err());
     }

@@ -36,7 +36,7 @@ pub(crate) fn accept_execs(
                     s.spawn(move || match control::receive(&stream, Duration::from_secs(10)) {
                         Ok(Request::Guard) => guard.watch(stream, done, |pid| {
                             kill_container(plan.init_pid);
-                            session.notice(NoticeKind::GuardDied { pid });
+                            session.notice(NoticeKind::GuardDied { pid }, String::new());
                         }),
                         Ok(Request::AttachTree { runtime_pid }) => {
                             match attach_exec(stream, runtime_pid, plan, session) {

@@ -536,6 +536,7 @@ fn write_alerts(
                 container_id: info.id.clone(),
                 container_name: info.name.clone(),
                 kind: NoticeKind::Suppressed { count },
+                detail: String::new(),
             };
             tracing::warn!("{}", n.message());
             if let Err(e) = log.write_event(&n.into()) {
@@ -677,7 +678,12 @@ fn serve(
         Ok(_) => {}
         Err(e) => tracing::error!("finishing the recording: {e}"),
     }
-    flush(plan, session, 1)?;
+    // A merge that fails is said in the alert log too: the supervisor's own log goes with the
+    // container's state directory.
+    if let Err(e) = flush(plan, session, 1) {
+        session.notice(NoticeKind::MergeFailed, e.to_string());
+        return Err(e);
+    }
     result.map(drop).map_err(Into::into)
 }
 

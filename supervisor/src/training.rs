@@ -20,6 +20,10 @@ pub(crate) fn periodic_flush(plan: &Plan, session: &Session<'_>, done: &AtomicBo
             last = Instant::now();
             if let Err(e) = flush(plan, session, 0) {
                 tracing::error!("periodic flush of training counts: {e}");
+                session.notice(
+                    ngram_profiler::alert::NoticeKind::MergeFailed,
+                    format!("periodic flush: {e}"),
+                );
             }
         }
     }

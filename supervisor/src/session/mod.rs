@@ -234,12 +234,13 @@ impl<'m> Session<'m> {
     }
 
     /// Write an event about ngram-ids itself (e.g. a dead guard) to the alert log.
-    pub fn notice(&self, kind: NoticeKind) {
+    pub fn notice(&self, kind: NoticeKind, detail: String) {
         let notice = Notice {
             time_ns: crate::tracer::now_ns(),
             container_id: self.info.id.clone(),
             container_name: self.info.name.clone(),
             kind,
+            detail,
         };
         tracing::error!("{}", notice.message());
         if let Some(tx) = &self.alerts {
