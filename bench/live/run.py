@@ -31,7 +31,8 @@ Environment (each overrides the default of the chosen version, full / --short):
   NGRAM_IDS            the ngram-ids binary (ngram-ids on PATH, else /usr/local/bin/ngram-ids)
 Exit status: 0 when the protocol ran (whatever the detection figures), 1 on a harness failure
 (an image missing, a service that does not start under the train runtime, a tool missing), 2 on
-bad usage.
+bad usage. A training run whose merge does not show within 90 s is an error of that service,
+written in its results and the table's details, and its training stops there.
 """
 import argparse
 import datetime
@@ -1028,10 +1029,18 @@ def run_service(svc, cfg, lst):
             time.sleep(0.5)
         else:
             # What the supervisor said about it (a failed merge is written to the alert log).
+            # Recorded as an error of the service, and training stops there: the measurement
+            # goes on with the runs that merged (seen twice this way, unexplained yet: the
+            # second run of redis after python and go in one harness run).
             said = [l for l in read_alert_lines() if name in l and "ngram-ids training merge failed" in l]
-            raise HarnessError("profile %s did not reach %d runs within 90 s (runs %s; %s)" % (
-                profile, run, (meta or {}).get("runs"),
-                json.loads(said[-1]).get("output") if said else "no merge failure in the alert log"))
+            msg = "training run %d was not merged within 90 s (profile runs %s; %s)" % (
+                run, (meta or {}).get("runs"),
+                json.loads(said[-1]).get("output") if said else "no merge failure in the alert log")
+            log("  " + msg)
+            res["errors"].append(msg)
+            if not meta:
+                raise HarnessError("profile %s does not exist after training: %s" % (profile, msg))
+            break
         train["runs"].append({"run": run, "load": st.json(), "calls": meta.get("calls"), "p0": meta.get("p0")})
         log("  run %d: %d requests (%d failed); profile calls %s P0 %s" % (run, st.requests, st.failed, meta.get("calls"), fmt_num(meta.get("p0"))))
     docker_rm(name)
@@ -1164,7 +1173,8 @@ def table(results):
             effect = "-"
             failed = "service down: " + e.get("start_error", "?")
         rows.append("| %s | %s | %s | %s | %.1f | %s | %s | %s | %s |" % (
-            r["service"], calls, p.get("runs"), fmt_num(p.get("p0")), a.get("heldout_secs", 0) / 60.0, fa, det, effect, failed))
+            r["service"] + (" (errors: see the details)" if r.get("errors") else ""), calls, p.get("runs"),
+            fmt_num(p.get("p0")), a.get("heldout_secs", 0) / 60.0, fa, det, effect, failed))
     return "\n".join(rows)
 
 
