@@ -145,22 +145,8 @@ impl Alert {
             (Action::Denied, Some(e)) => format!("denied (errno {e})"),
             (a, _) => format!("{a:?}").to_lowercase(),
         };
-        if let Some(arg) = &self.argument {
-            return format!(
-                "{} {}: container {} ({}) image {} pid {} tid {} {}: {arg}; after [{}]; {action}",
-                rfc3339_ns(self.time_ns),
-                self.rule.falco_name(),
-                self.container_name,
-                short_id(&self.container_id),
-                self.image,
-                self.pid,
-                self.tid,
-                self.exe,
-                self.ngram.join(" "),
-            );
-        }
-        format!(
-            "{} {}: container {} ({}) image {} pid {} tid {} {}: [{}] p {:.3e}{}, window score {:.4} > threshold {:.4}; {action}",
+        let head = format!(
+            "{} {}: container {} ({}) image {} pid {} tid {} {}",
             rfc3339_ns(self.time_ns),
             self.rule.falco_name(),
             self.container_name,
@@ -169,7 +155,13 @@ impl Alert {
             self.pid,
             self.tid,
             self.exe,
-            self.ngram.join(" "),
+        );
+        let ngram = self.ngram.join(" ");
+        if let Some(arg) = &self.argument {
+            return format!("{head}: {arg}; after [{ngram}]; {action}");
+        }
+        format!(
+            "{head}: [{ngram}] p {:.3e}{}, window score {:.4} > threshold {:.4}; {action}",
             self.probability,
             if self.seen { "" } else { " (never seen)" },
             self.window_score,

@@ -470,48 +470,32 @@ impl ArgClasses {
     /// Judge a file access by `program` in a phase: a young thread may do what the program
     /// did at start-up or afterwards, a settled one only what it did afterwards.
     pub fn judge_path(&self, program: &str, young: bool, path: &str, access: Access) -> ArgVerdict {
-        let settled = self.programs.get(program);
-        let start = young
-            .then(|| self.programs.get(&phase_key(program, true)))
-            .flatten();
-        let verdicts: Vec<ArgVerdict> = [settled, start]
-            .into_iter()
-            .flatten()
-            .map(|p| p.judge_path(path, access))
-            .collect();
-        pick(verdicts, || {
-            format!("{program} never ran with arguments in training")
-        })
+        self.judge(program, young, |p| p.judge_path(path, access))
     }
 
     /// Judge an access in directory `dir` itself (a directory opened to be listed), like
     /// [`ArgClasses::judge_path`].
     pub fn judge_dir(&self, program: &str, young: bool, dir: &str, access: Access) -> ArgVerdict {
-        let settled = self.programs.get(program);
-        let start = young
-            .then(|| self.programs.get(&phase_key(program, true)))
-            .flatten();
-        let verdicts: Vec<ArgVerdict> = [settled, start]
-            .into_iter()
-            .flatten()
-            .map(|p| p.judge_dir(dir, access))
-            .collect();
-        pick(verdicts, || {
-            format!("{program} never ran with arguments in training")
-        })
+        self.judge(program, young, |p| p.judge_dir(dir, access))
     }
 
     /// Judge a destination, like [`ArgClasses::judge_path`].
     pub fn judge_dest(&self, program: &str, young: bool, dest: &Dest) -> ArgVerdict {
+        self.judge(program, young, |p| p.judge_dest(dest))
+    }
+
+    /// Judge with `one` against the classes of `program` in the phases a thread may use.
+    fn judge(
+        &self,
+        program: &str,
+        young: bool,
+        one: impl Fn(&ProgramArgs) -> ArgVerdict,
+    ) -> ArgVerdict {
         let settled = self.programs.get(program);
         let start = young
             .then(|| self.programs.get(&phase_key(program, true)))
             .flatten();
-        let verdicts: Vec<ArgVerdict> = [settled, start]
-            .into_iter()
-            .flatten()
-            .map(|p| p.judge_dest(dest))
-            .collect();
+        let verdicts: Vec<ArgVerdict> = [settled, start].into_iter().flatten().map(one).collect();
         pick(verdicts, || {
             format!("{program} never ran with arguments in training")
         })

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
-use ngram_profiler::alert::{AlertLog, Event as AlertEvent, Notice, NoticeKind, Rotation};
+use ngram_profiler::alert::{AlertLog, Event as AlertEvent, NoticeKind, Rotation};
 use ngram_profiler::lifecycle::Promotion;
 use ngram_profiler::ngram::NgramCounts;
 use ngram_profiler::profile::{Mode, ProfileMeta};
@@ -531,13 +531,7 @@ fn write_alerts(
     let summarise = |log: &mut AlertLog| {
         let count = suppressed.take();
         if count > 0 {
-            let n = Notice {
-                time_ns: crate::tracer::now_ns(),
-                container_id: info.id.clone(),
-                container_name: info.name.clone(),
-                kind: NoticeKind::Suppressed { count },
-                detail: String::new(),
-            };
+            let n = info.notice(NoticeKind::Suppressed { count }, String::new());
             tracing::warn!("{}", n.message());
             if let Err(e) = log.write_event(&n.into()) {
                 tracing::error!("{e}");

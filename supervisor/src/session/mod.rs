@@ -71,6 +71,19 @@ pub struct ContainerInfo {
     pub profile: String,
 }
 
+impl ContainerInfo {
+    /// An event about ngram-ids itself concerning this container, now.
+    pub fn notice(&self, kind: NoticeKind, detail: String) -> Notice {
+        Notice {
+            time_ns: crate::tracer::now_ns(),
+            container_id: self.id.clone(),
+            container_name: self.name.clone(),
+            kind,
+            detail,
+        }
+    }
+}
+
 /// What [`Session`] counts, for the supervisor's log and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SessionStats {
@@ -235,13 +248,7 @@ impl<'m> Session<'m> {
 
     /// Write an event about ngram-ids itself (e.g. a dead guard) to the alert log.
     pub fn notice(&self, kind: NoticeKind, detail: String) {
-        let notice = Notice {
-            time_ns: crate::tracer::now_ns(),
-            container_id: self.info.id.clone(),
-            container_name: self.info.name.clone(),
-            kind,
-            detail,
-        };
+        let notice = self.info.notice(kind, detail);
         tracing::error!("{}", notice.message());
         if let Some(tx) = &self.alerts {
             let _ = tx.send(notice.into());
