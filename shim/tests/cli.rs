@@ -298,29 +298,14 @@ fn bad_input_gives_one_line_errors() {
 
 #[test]
 fn alerts_prints_filters_and_follows() {
-    use ngram_profiler::alert::{Action, Alert, AlertLog};
+    use ngram_profiler::alert::{Alert, AlertLog};
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("alerts.jsonl");
     let mk = |id: &str, name: &str, call: &str| Alert {
-        time_ns: 1_795_442_096_000_000_000,
-        latency_ns: 1000,
-        container_id: id.to_owned(),
-        container_name: name.to_owned(),
         image: "ngram-nginx".to_owned(),
-        profile: "p".to_owned(),
-        pid: 10,
-        tid: 11,
         exe: "/usr/sbin/nginx".to_owned(),
         ngram: vec!["read".to_owned(), call.to_owned()],
-        probability: 1e-6,
-        seen: false,
-        window_score: 5.0,
-        threshold: 2.0,
-        action: Action::Alerted,
-        errno: None,
-        rule: ngram_profiler::alert::Rule::Sequence,
-        argument: None,
-        fd_name: None,
+        ..sample_alert(id, name, 10, 11)
     };
     let mut log = AlertLog::open(&path).unwrap();
     log.write(&mk("aaaaaaaaaaaaaaaa", "web", "execve")).unwrap();
@@ -549,30 +534,10 @@ mod command_line {
 /// A damaged line in the alert log is named on stderr and skipped; the alerts around it print.
 #[test]
 fn alerts_skips_a_damaged_line_and_says_so() {
-    use ngram_profiler::alert::{Action, Alert, AlertLog, Rule};
+    use ngram_profiler::alert::AlertLog;
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("alerts.jsonl");
-    let mk = |id: &str| Alert {
-        time_ns: 1_795_442_096_000_000_000,
-        latency_ns: 1000,
-        container_id: id.to_owned(),
-        container_name: id.to_owned(),
-        image: "img".to_owned(),
-        profile: "p".to_owned(),
-        pid: 10,
-        tid: 11,
-        exe: "/bin/x".to_owned(),
-        ngram: vec!["read".to_owned()],
-        probability: 1e-6,
-        seen: false,
-        window_score: 5.0,
-        threshold: 2.0,
-        action: Action::Alerted,
-        errno: None,
-        rule: Rule::Sequence,
-        argument: None,
-        fd_name: None,
-    };
+    let mk = |id: &str| sample_alert(id, id, 10, 11);
     let mut log = AlertLog::open(&path).unwrap();
     log.write(&mk("aaaa")).unwrap();
     drop(log);
@@ -607,30 +572,10 @@ fn alerts_skips_a_damaged_line_and_says_so() {
 /// `ngram-ids alerts` reads the rotated files first, oldest first, then the live one.
 #[test]
 fn alerts_reads_rotated_files_in_order() {
-    use ngram_profiler::alert::{Action, Alert, AlertLog, Rotation, Rule};
+    use ngram_profiler::alert::{AlertLog, Rotation};
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("alerts.jsonl");
-    let mk = |pid: u32| Alert {
-        time_ns: 1_795_442_096_000_000_000,
-        latency_ns: 1000,
-        container_id: "cccccccccccccccc".to_owned(),
-        container_name: "c".to_owned(),
-        image: "img".to_owned(),
-        profile: "p".to_owned(),
-        pid,
-        tid: pid,
-        exe: "/bin/x".to_owned(),
-        ngram: vec!["read".to_owned()],
-        probability: 1e-6,
-        seen: false,
-        window_score: 5.0,
-        threshold: 2.0,
-        action: Action::Alerted,
-        errno: None,
-        rule: Rule::Sequence,
-        argument: None,
-        fd_name: None,
-    };
+    let mk = |pid: u32| sample_alert("cccccccccccccccc", "c", pid, pid);
     // Every line rotates: FILE.3 = [1], FILE.2 = [2], FILE.1 = [3], FILE = [] then [4].
     let mut log = AlertLog::open_with(
         &path,
@@ -652,4 +597,30 @@ fn alerts_reads_rotated_files_in_order() {
         .map(|l| l.split(" pid ").nth(1).unwrap().split(' ').next().unwrap())
         .collect();
     assert_eq!(pids, ["1", "2", "3", "4"], "{out}");
+}
+
+/// An alert of container `id` (named `name`) by `pid`/`tid`, for the alert log tests.
+fn sample_alert(id: &str, name: &str, pid: u32, tid: u32) -> ngram_profiler::alert::Alert {
+    use ngram_profiler::alert::{Action, Alert, Rule};
+    Alert {
+        time_ns: 1_795_442_096_000_000_000,
+        latency_ns: 1000,
+        container_id: id.to_owned(),
+        container_name: name.to_owned(),
+        image: "img".to_owned(),
+        profile: "p".to_owned(),
+        pid,
+        tid,
+        exe: "/bin/x".to_owned(),
+        ngram: vec!["read".to_owned()],
+        probability: 1e-6,
+        seen: false,
+        window_score: 5.0,
+        threshold: 2.0,
+        action: Action::Alerted,
+        errno: None,
+        rule: Rule::Sequence,
+        argument: None,
+        fd_name: None,
+    }
 }
