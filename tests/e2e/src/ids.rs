@@ -30,6 +30,12 @@ pub const DEFAULT_ALERT_LOG: &str = "/var/log/ngram-ids/alerts.jsonl";
 /// Where a container labelled `ngram-ids.record=1` leaves its trace:
 /// `<RECORDS_DIR>/<profile name>/<container id>.ntrc`.
 pub const RECORDS_DIR: &str = "/var/lib/ngram-ids/records";
+/// The pid in the supervisor's pid file of the container with full id `id`, while it exists.
+pub fn supervisor_pid(id: &str) -> Option<u32> {
+    let pidfile = Path::new(RUNTIME_ROOT).join(id).join("supervisor.pid");
+    std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()
+}
+
 /// Time limit of one `ngram-ids` CLI command.
 pub const CLI_TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -8,8 +8,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ngram_e2e::ids::{
-    alert_log, alerts, ngram_ids, now_ns, poll, setup_ids, wait_for_alerts, Profile, ALERT,
-    ENFORCE, RUNTIME_ROOT, TRAIN,
+    alert_log, alerts, ngram_ids, now_ns, poll, setup_ids, supervisor_pid, wait_for_alerts,
+    Profile, ALERT, ENFORCE, RUNTIME_ROOT, TRAIN,
 };
 use ngram_e2e::{run_cmd, Container, E2e, TempDir, BUSYBOX};
 
@@ -266,11 +266,6 @@ fn guard_pid(id: &str) -> Option<u32> {
     })
 }
 
-fn supervisor_pid(id: &str) -> Option<u32> {
-    let pidfile = Path::new(RUNTIME_ROOT).join(id).join("supervisor.pid");
-    std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()
-}
-
 /// The supervisor and the guard watch each other: whichever is killed first, idle or under
 /// load, the container stops and a Critical line names what died.
 #[test]
@@ -472,7 +467,7 @@ fn many_short_threads_leave_the_supervisor_flat() {
             rss[round - 1]
         );
     }
-    // Before the threads of ended processes were freed: 10,688 -> 12,256 kB here (and 9.8 ->
+    // Before the threads of ended processes were freed: 15,236 -> 18,016 kB here (and 9.8 ->
     // 24.9 MB in the review's run); after: no growth at all.
     let growth = rss[4].saturating_sub(rss[0]);
     assert!(

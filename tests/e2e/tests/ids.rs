@@ -528,17 +528,14 @@ fn killing_the_supervisor_stops_the_container() {
         &["--label", &profile.label, BUSYBOX, "sleep", "600"],
     );
     let id = e.container_id(&c);
-    let pidfile = Path::new(ids::RUNTIME_ROOT)
-        .join(&id)
-        .join("supervisor.pid");
     let pid: u32 = poll(
-        &format!("{}", pidfile.display()),
+        &format!("the supervisor pid file of {c}"),
         Duration::from_secs(10),
-        || std::fs::read_to_string(&pidfile).ok()?.trim().parse().ok(),
+        || ids::supervisor_pid(&id),
     );
     assert!(
         Path::new(&format!("/proc/{pid}")).exists(),
-        "supervisor {pid} of {pidfile:?} is not running"
+        "supervisor {pid} of {c} is not running"
     );
     assert_ne!(pid, e.pid(&c), "the supervisor pid is the container's init");
     let mut kill = Command::new("kill");
