@@ -24,7 +24,9 @@ Environment (each overrides the default of the chosen version, full / --short):
                        as a detection (1000; the issue's target is 100)
   LIVE_SEED            base random seed (1); training run k uses SEED*1000+k, held-out and
                        enforce other seeds (and so other request orders)
-  LIVE_KEEP_PROFILES   1: keep the live-<service> profiles afterwards (default: removed)
+  LIVE_KEEP_PROFILES   1: keep the <prefix><service> profiles afterwards (default: removed)
+  LIVE_PROFILE_PREFIX  the profiles' name prefix (live-): two harness runs at once that share a
+                       service need different prefixes, since they share the profile store
   LIVE_RESULTS_DIR     where the JSON goes (bench/results)
   LIVE_DOC             the markdown file the table goes into (docs/evaluation-live.md); "" = none
   LIVE_DOC_SECTION     the section of LIVE_DOC replaced (full / short)
@@ -994,8 +996,12 @@ def run_attacks(svc, name, cid, port, lst, cfg, result, destructive):
             (" first: " + alert_brief(first)) if first else ""))
 
 
+def profile_name(service):
+    return os.environ.get("LIVE_PROFILE_PREFIX", "live-") + service
+
+
 def run_service(svc, cfg, lst):
-    profile = "live-" + svc.name
+    profile = profile_name(svc.name)
     res = {"service": svc.name, "image": svc.image, "profile": profile, "errors": [], "notes": []}
     rc, out, _ = sh(["docker", "image", "inspect", "-f", "{{.Id}}", svc.image], check=False)
     if rc != 0:
@@ -1281,7 +1287,7 @@ def main():
                 for c in list(CONTAINERS):
                     docker_rm(c)
                 if not cfg["keep_profiles"]:
-                    profile_rm("live-" + name)
+                    profile_rm(profile_name(name))
             r["wall_secs"] = round(time.time() - t0, 1)
             results.append(r)
     except HarnessError as e:
@@ -1295,7 +1301,7 @@ def main():
             docker_rm(c)
         if not cfg["keep_profiles"]:
             for name in services:
-                profile_rm("live-" + name)
+                profile_rm(profile_name(name))
     rc, ver, _ = sh([ids_bin(), "--version"], check=False)
     _, bsha, _ = sh(["sha256sum", ids_bin()], check=False)
     rc2, commit, _ = sh(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], check=False)

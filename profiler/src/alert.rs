@@ -44,9 +44,20 @@ pub enum Rule {
     /// A call's argument (a file's directory and access, a destination) of a class the
     /// program never used in training (`args`).
     Argument,
+    /// A call's argument changed between the supervisor's two reads of it: another thread
+    /// rewrote it while the call was checked (a time-of-check/time-of-use race). At most once
+    /// per process: its later calls with such arguments are refused under rule `argument`.
+    Race,
 }
 
 impl Rule {
+    /// Is an alert of this rule with `action` critical (Falco's priority; the alert budget's
+    /// critical class): a refusal, a stop, the breaker opening, a race caught?
+    pub fn critical(self, action: Action) -> bool {
+        matches!(self, Self::Breaker | Self::Race)
+            || matches!(action, Action::Denied | Action::Stopped)
+    }
+
     /// The Falco rule name.
     pub fn falco_name(self) -> &'static str {
         match self {
@@ -56,6 +67,7 @@ impl Rule {
             Self::Breaker => "ngram-ids enforce circuit breaker opened",
             Self::Bypass => "ngram-ids unlearned call around the tracer (io_uring, bpf, ptrace...)",
             Self::Argument => "ngram-ids argument never seen in training",
+            Self::Race => "ngram-ids argument rewritten while it was checked (TOCTOU race)",
         }
     }
 }
@@ -203,9 +215,10 @@ impl Alert {
         }
         FalcoLine {
             output: self.summary(),
-            priority: match (self.rule, self.action) {
-                (Rule::Breaker, _) | (_, Action::Denied | Action::Stopped) => "Critical",
-                (_, Action::Alerted) => "Warning",
+            priority: if self.rule.critical(self.action) {
+                "Critical"
+            } else {
+                "Warning"
             }
             .to_owned(),
             rule: self.rule.falco_name().to_owned(),

@@ -373,6 +373,7 @@ fn worker(shared: &Shared<'_>, handler: &dyn Handler) -> Result<RunStats, Tracer
                     args: req.data.args,
                     ts_ns,
                     id: req.id,
+                    notify_fd: Some(raw),
                 };
                 stats.events += 1;
                 let d = handler.on_event(&event);

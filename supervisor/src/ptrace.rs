@@ -413,6 +413,7 @@ impl Loop<'_> {
             args: call.args,
             ts_ns,
             id: 0,
+            notify_fd: None,
         };
         self.stats.events += 1;
         let decision = self.handler.on_event(&event);

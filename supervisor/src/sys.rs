@@ -96,14 +96,16 @@ pub fn notif_send(fd: BorrowedFd<'_>, resp: &libc::seccomp_notif_resp) -> Result
 /// `SECCOMP_IOCTL_NOTIF_ID_VALID`: is the notification `id` still pending (its thread alive and
 /// still blocked in that call)?
 pub fn notif_id_valid(fd: BorrowedFd<'_>, id: u64) -> Result<(), Errno> {
-    // SAFETY: the kernel reads one u64 through the pointer, which points at a live local.
-    let ret = unsafe {
-        libc::ioctl(
-            fd.as_raw_fd(),
-            libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
-            &id as *const u64,
-        )
-    };
+    notif_id_valid_raw(fd.as_raw_fd(), id)
+}
+
+/// [`notif_id_valid`] on a descriptor number, for an event handler that holds no borrow of
+/// the tracer's descriptor (the tracer keeps it open while the handler runs).
+pub fn notif_id_valid_raw(fd: RawFd, id: u64) -> Result<(), Errno> {
+    // SAFETY: the kernel reads one u64 through the pointer, which points at a live local; on
+    // a descriptor that is not a seccomp listener the ioctl fails (ENOTTY/EBADF), it writes
+    // nothing.
+    let ret = unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &id as *const u64) };
     Errno::result(ret).map(drop)
 }
 

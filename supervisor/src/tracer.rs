@@ -29,6 +29,9 @@ pub struct Event {
     pub ts_ns: u64,
     /// The kernel's cookie for the call (0 in a replay).
     pub id: u64,
+    /// The seccomp notification descriptor the call came through (`None` for ptrace and
+    /// replays): open while the handler runs, so [`Event::still_pending`] can ask about `id`.
+    pub notify_fd: Option<i32>,
 }
 
 impl Event {
@@ -42,7 +45,17 @@ impl Event {
             args: [0; 6],
             ts_ns,
             id: 0,
+            notify_fd: None,
         }
+    }
+
+    /// Is the thread still blocked in this very call (`SECCOMP_IOCTL_NOTIF_ID_VALID`)? What
+    /// was read from its memory or its `/proc` entries after the notification arrived then
+    /// belongs to it, not to a process that reused its pid (seccomp_unotify(2)). Always true
+    /// without a notification (ptrace: the thread is stopped until the tracer resumes it).
+    pub fn still_pending(&self) -> bool {
+        self.notify_fd
+            .is_none_or(|fd| crate::sys::notif_id_valid_raw(fd, self.id).is_ok())
     }
 
     /// Is this an x86_64 `execve`/`execveat`?

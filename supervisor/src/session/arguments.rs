@@ -64,6 +64,32 @@ impl std::fmt::Display for Arg {
     }
 }
 
+impl Arg {
+    /// A file argument's path (Falco's `fd.name`).
+    fn fd_name(&self) -> Option<String> {
+        match self {
+            Self::File { path, .. } => Some(path.clone()),
+            Self::Dest(_) => None,
+        }
+    }
+
+    /// The same argument, read twice: equal up to whether a path names a directory (which a
+    /// concurrent `mkdir` can change without anyone changing the call's argument).
+    fn same_as(&self, other: &Self) -> bool {
+        match (self, other) {
+            (
+                Self::File {
+                    path: a, access: x, ..
+                },
+                Self::File {
+                    path: b, access: y, ..
+                },
+            ) => a == b && x == y,
+            (a, b) => a == b,
+        }
+    }
+}
+
 /// O_DIRECTORY (x86_64).
 const O_DIRECTORY: u64 = 0o200000;
 
@@ -263,7 +289,72 @@ pub(super) fn read(ev: &Event, raw: Raw) -> Option<Arg> {
     }
 }
 
+/// The name of `ev`'s call in the profile's architecture ("?" without one).
+fn call_name<'a>(inner: &'a Inner<'_>, ev: &Event) -> &'a str {
+    inner
+        .detector
+        .as_ref()
+        .and_then(|d| d.arch.name(u16::try_from(ev.nr).ok()?))
+        .unwrap_or("?")
+}
+
 impl<'m> Session<'m> {
+    /// Does this session judge argument classes (a profile with classes, arguments on)?
+    pub(super) fn judges_arguments(&self, inner: &Inner<'m>) -> bool {
+        self.arguments && inner.detector.as_ref().is_some_and(|d| d.args.is_some())
+    }
+
+    /// Enforce mode, a call about to be let through on its argument `arg`, read from the
+    /// caller's memory before judging: read it again, as late as possible before the answer.
+    /// Another thread of the process that rewrote the path or address in between (to pass
+    /// the check with a harmless value and run the call with another) is refused, and the
+    /// alert names both values. This narrows the window of the race, it cannot close it:
+    /// the kernel reads the memory again after our answer (decision 40).
+    pub(super) fn recheck_argument(
+        &self,
+        ev: &Event,
+        raw: Raw,
+        arg: &Arg,
+        decision: Decision,
+    ) -> Decision {
+        let now = read(ev, raw);
+        if now.as_ref().is_some_and(|n| n.same_as(arg)) || !ev.still_pending() {
+            return decision;
+        }
+        // A panic under the lock: fail closed.
+        let Ok(mut guard) = self.inner.lock() else {
+            return Decision::Kill;
+        };
+        let inner = &mut *guard;
+        inner.stats.anomalies += 1;
+        let deny = !self.spares_operator(&inner.procs, ev.pid);
+        if deny {
+            inner.procs.entry(ev.pid).or_default().racer = true;
+        }
+        let action = if deny {
+            inner.stats.denied += 1;
+            Action::Denied
+        } else {
+            Action::Alerted
+        };
+        let now = now.map_or_else(|| "unreadable".to_owned(), |n| n.to_string());
+        let text = ArgText {
+            argument: format!(
+                "{} {arg}: the argument changed while it was checked (now {now}), as when \
+                 another thread races the check",
+                call_name(inner, ev)
+            ),
+            fd_name: arg.fd_name(),
+        };
+        let exe = inner.arg_programs.get(&ev.pid).map(ToString::to_string);
+        self.report(inner, ev, Rule::Race, 1.0, 0.0, action, exe, Some(text));
+        if deny {
+            Decision::Deny(libc::EPERM)
+        } else {
+            decision
+        }
+    }
+
     /// A call with a classed argument `arg`: learn it (train mode), or judge it against the
     /// classes the caller's program used in training, in the thread's phase. An unseen,
     /// improbable class is an anomaly (rule `argument`): reported, and refused in enforce
@@ -290,6 +381,30 @@ impl<'m> Session<'m> {
         let Some(classes) = inner.detector.as_ref().and_then(|d| d.args.as_ref()) else {
             return Decision::Continue;
         };
+        if self.mode == Mode::Enforce && inner.procs.get(&ev.pid).is_some_and(|p| p.racer) {
+            // Refuse when in doubt: a process that raced one check gets no benefit of it.
+            inner.stats.anomalies += 1;
+            inner.stats.denied += 1;
+            let text = ArgText {
+                argument: format!(
+                    "{} {arg}: this process rewrote an argument while it was checked before",
+                    call_name(inner, ev)
+                ),
+                fd_name: arg.fd_name(),
+            };
+            let exe = inner.arg_programs.get(&ev.pid).map(ToString::to_string);
+            self.report(
+                inner,
+                ev,
+                Rule::Argument,
+                1.0,
+                0.0,
+                Action::Denied,
+                exe,
+                Some(text),
+            );
+            return Decision::Deny(libc::EPERM);
+        }
         let verdict = match &arg {
             Arg::File {
                 path,
@@ -307,20 +422,13 @@ impl<'m> Session<'m> {
             inner.stats.shadow_alarms += 1;
             return Decision::Continue;
         }
-        let name = inner
-            .detector
-            .as_ref()
-            .and_then(|d| d.arch.name(u16::try_from(ev.nr).ok()?))
-            .unwrap_or("?");
+        let name = call_name(inner, ev);
         let text = ArgText {
             argument: format!(
                 "{name} {arg}: {} (unseen mass {:.1e})",
                 verdict.why, verdict.p_new
             ),
-            fd_name: match &arg {
-                Arg::File { path, .. } => Some(path.clone()),
-                Arg::Dest(_) => None,
-            },
+            fd_name: arg.fd_name(),
         };
         // The circuit breaker neither counts nor spares these refusals: they fail only the
         // requests that reach an unseen directory or destination (they cannot take a service

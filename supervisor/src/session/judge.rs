@@ -200,6 +200,9 @@ pub struct ProcState {
     pub program: Option<std::sync::Arc<str>>,
     /// Its program's young threshold (decision 30); set with `known_program`.
     pub young_threshold: f64,
+    /// Caught rewriting a call's argument while the call was checked (decision 40): enforce
+    /// refuses every later call of it (and of its children) with a classed argument.
+    pub racer: bool,
 }
 
 /// The per-process table.

@@ -547,6 +547,10 @@ impl Handler for Session<'_> {
         } else {
             programs::Lookups::default()
         };
+        if lookups.gone {
+            // Nobody waits for this answer; a restarted call is notified again.
+            return Decision::Continue;
+        }
         let inner = &mut *guard;
         inner.stats.events += 1;
         inner.note_thread(ev.tid, ev.pid, ev.is_execve());
@@ -589,13 +593,18 @@ impl Handler for Session<'_> {
             counts.push(w, nr);
         }
         let mut decision = self.decide(inner, ev, nr);
+        let mut recheck = None;
         if let Some(arg) = lookups.arg {
             if let Some(exe) = lookups.arg_exe {
                 inner.arg_programs.insert(ev.pid, exe.into());
             }
-            let by_arg = self.argument(inner, ev, arg);
+            let judged = self.mode == Mode::Enforce && self.judges_arguments(inner);
+            let by_arg = self.argument(inner, ev, arg.clone());
             if decision == Decision::Continue {
                 decision = by_arg;
+            }
+            if judged && decision == Decision::Continue {
+                recheck = needs.arg.map(|raw| (raw, arg));
             }
         }
         // A program starts at the thread's next call, unless its `execve` was refused.
@@ -613,7 +622,13 @@ impl Handler for Session<'_> {
                 inner.budget.forget(ev.pid);
             }
         }
-        decision
+        match recheck {
+            Some((raw, arg)) => {
+                drop(guard);
+                self.recheck_argument(ev, raw, &arg, decision)
+            }
+            None => decision,
+        }
     }
 }
 

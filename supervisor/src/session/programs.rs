@@ -39,7 +39,7 @@ impl<'m> Session<'m> {
 
     /// Read what [`Session::needs`] asked for, without the lock.
     pub(super) fn lookups(&self, ev: &Event, needs: Needs) -> Lookups {
-        Lookups {
+        let read = Lookups {
             parent: if needs.new_proc {
                 (self.parent_of)(ev.pid)
             } else {
@@ -54,6 +54,15 @@ impl<'m> Session<'m> {
             } else {
                 None
             },
+            gone: false,
+        };
+        if ev.still_pending() {
+            read
+        } else {
+            Lookups {
+                gone: true,
+                ..Lookups::default()
+            }
         }
     }
 
@@ -152,6 +161,10 @@ pub(super) struct Lookups {
     pub(super) arg: Option<arguments::Arg>,
     /// The program of the caller's process, when the session did not know it.
     pub(super) arg_exe: Option<String>,
+    /// The call's notification went away while `/proc` and its memory were read (the thread
+    /// was killed, or a signal interrupted the call, which then comes again): what was read
+    /// may belong to another process that reused the pid, so none of it is used.
+    pub(super) gone: bool,
 }
 
 /// The executable of a process, `None` when it is gone.

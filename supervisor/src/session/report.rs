@@ -48,6 +48,9 @@ pub struct ArgText {
 /// The budget class of an alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
+    /// A process caught racing a check (rule `race`): once per process, its own budget, so a
+    /// flood of refusals in the same second cannot hide it.
+    Race,
     Critical,
     Rule,
     First,
@@ -58,7 +61,8 @@ impl Class {
     /// The class of an alert of `rule` with `action`, `first` when its process has had none.
     pub fn of(rule: Rule, action: Action, first: bool) -> Self {
         match (rule, action) {
-            (Rule::Breaker, _) | (_, Action::Denied | Action::Stopped) => Self::Critical,
+            (Rule::Race, _) => Self::Race,
+            _ if rule.critical(action) => Self::Critical,
             (Rule::NewProgram | Rule::Bypass | Rule::HarmfulCall | Rule::Argument, _) => Self::Rule,
             _ if first => Self::First,
             _ => Self::Noise,
@@ -90,6 +94,7 @@ pub struct AlertBudget {
     first: u32,
     rule: u32,
     critical: u32,
+    race: u32,
     per_process: FxHashMap<u32, u32>,
     /// Processes that have had an alert (their next ones are noise-class).
     reported: FxHashSet<u32>,
@@ -106,10 +111,12 @@ impl AlertBudget {
             self.first = 0;
             self.rule = 0;
             self.critical = 0;
+            self.race = 0;
             self.per_process.clear();
         }
         let first = !self.reported.contains(&pid);
         let admitted = match Class::of(rule, action, first) {
+            Class::Race => take(&mut self.race, CRITICAL_PER_SECOND),
             Class::Critical => take(&mut self.critical, CRITICAL_PER_SECOND),
             Class::Rule => take(&mut self.rule, RULE_PER_SECOND),
             Class::First => take(&mut self.first, FIRST_PER_SECOND),

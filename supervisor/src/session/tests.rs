@@ -787,48 +787,70 @@ fn ended_threads_and_processes_leave_no_state() {
 /// writes (paths read from the caller's memory: this process stands for the traced thread),
 /// and a detecting session reports, and in enforce mode refuses, a read outside them: the
 /// path traversal of issue 16.
-#[test]
-fn arguments_are_learned_and_a_traversal_is_judged() {
+/// `openat(AT_FDCWD, path, flags)` by this process (which stands for a traced thread: its
+/// arguments are read from its memory).
+fn openat_call(path: &std::ffi::CStr, flags: u64) -> Event {
     let me = std::process::id();
-    let paths: Vec<std::ffi::CString> = ["/srv/data/a.txt", "/srv/data/b.txt", "/etc/passwd"]
-        .iter()
-        .map(|p| std::ffi::CString::new(*p).unwrap())
-        .collect();
-    let openat = |path: &std::ffi::CString, flags: u64| {
-        let mut e = call(me, me, 257, 0);
-        e.args = [
-            (-100i32) as u32 as u64,
-            path.as_ptr() as u64,
-            flags,
-            0,
-            0,
-            0,
-        ];
-        e
-    };
-    let exe = || -> ExeResolver { Box::new(|_| Some("/usr/bin/app".to_owned())) };
-    let normal: Vec<i32> = (0..200).map(|i| i % 4).collect();
+    let mut e = call(me, me, 257, 0);
+    e.args = [
+        (-100i32) as u32 as u64,
+        path.as_ptr() as u64,
+        flags,
+        0,
+        0,
+        0,
+    ];
+    e
+}
+
+fn app_exe() -> ExeResolver {
+    Box::new(|_| Some("/usr/bin/app".to_owned()))
+}
+
+/// The calls of the argument tests' program: a loop of four calls.
+fn app_calls(i: usize) -> i32 {
+    i32::try_from(i % 4).unwrap()
+}
+
+/// A training run of a program that reads `/srv/data/a.txt` and `b.txt` every tenth call:
+/// its counts and a profile's meta with the argument classes it learned.
+fn app_trained() -> (NgramCounts, ngram_profiler::profile::ProfileMeta) {
+    let me = std::process::id();
+    let data = [c"/srv/data/a.txt", c"/srv/data/b.txt"];
     let s = Session::train(
         ContainerInfo::default(),
         NgramCounts::new(3, Arch::X86_64).unwrap(),
         legacy_noise(),
     )
     .with_arguments(true)
-    .with_resolvers(exe(), Box::new(|_| None));
+    .with_resolvers(app_exe(), Box::new(|_| None));
     for i in 0..2_000 {
-        s.on_event(&call(me, me, normal[i % 200], 0));
+        s.on_event(&call(me, me, app_calls(i), 0));
         if i % 10 == 0 {
-            s.on_event(&openat(&paths[i % 2], 0));
+            s.on_event(&openat_call(data[i % 2], 0));
         }
     }
     let counts = s.take_counts().unwrap();
     let args = s
         .take_args()
         .expect("train mode with arguments learns them");
-    let learned = &args.programs["/usr/bin/app"];
-    assert!(learned.dirs.contains_key("/srv/data"), "{args:?}");
+    assert!(
+        args.programs["/usr/bin/app"].dirs.contains_key("/srv/data"),
+        "{args:?}"
+    );
     let mut meta = meta_for(&counts);
     meta.args = Some(args);
+    (counts, meta)
+}
+
+#[test]
+fn arguments_are_learned_and_a_traversal_is_judged() {
+    let me = std::process::id();
+    let (counts, meta) = app_trained();
+    let paths = [c"/srv/data/a.txt", c"/srv/data/b.txt", c"/etc/passwd"];
+    let openat = |p: &std::ffi::CStr, flags| openat_call(p, flags);
+    let exe = app_exe;
+    let normal: Vec<i32> = (0..200).map(app_calls).collect();
     let model = Model::new(&counts).unwrap();
     for mode in [Mode::Alert, Mode::Enforce] {
         let det = detector(&model, &meta).unwrap();
@@ -840,12 +862,12 @@ fn arguments_are_learned_and_a_traversal_is_judged() {
         for i in 0..400 {
             s.on_event(&call(me, me, normal[i % 200], 0));
         }
-        assert_eq!(s.on_event(&openat(&paths[1], 0)), Decision::Continue);
+        assert_eq!(s.on_event(&openat(paths[1], 0)), Decision::Continue);
         assert!(
             rx.try_recv().is_err(),
             "{mode}: a learned directory was reported"
         );
-        let d = s.on_event(&openat(&paths[2], 0));
+        let d = s.on_event(&openat(paths[2], 0));
         let a = rx.try_recv().expect("the traversal read is not reported");
         assert_eq!(a.rule, Rule::Argument);
         assert_eq!(a.fd_name.as_deref(), Some("/etc/passwd"));
@@ -859,7 +881,7 @@ fn arguments_are_learned_and_a_traversal_is_judged() {
             assert_eq!(d, Decision::Continue);
         }
         // A write into the data directory it only read is new too.
-        s.on_event(&openat(&paths[0], 0o101));
+        s.on_event(&openat(paths[0], 0o101));
         assert_eq!(rx.try_recv().map(|a| a.rule).ok(), Some(Rule::Argument));
     }
     // Without arguments nothing is read or judged.
@@ -876,6 +898,83 @@ fn arguments_are_learned_and_a_traversal_is_judged() {
     for i in 0..400 {
         s.on_event(&call(me, me, normal[i % 200], 0));
     }
-    s.on_event(&openat(&paths[2], 0));
+    s.on_event(&openat(paths[2], 0));
     assert!(rx.try_recv().is_err());
+}
+
+/// Enforce mode reads a judged argument again just before it answers: a path that another
+/// thread rewrote after the check (a harmless name judged, another one opened) is refused and
+/// reported with both, and the process's later calls with classed arguments are refused; one
+/// that stayed the same passes. And what was read for a call whose notification went away is
+/// not used.
+#[test]
+fn an_argument_rewritten_during_its_check_is_refused() {
+    let me = std::process::id();
+    let (counts, meta) = app_trained();
+    let model = Model::new(&counts).unwrap();
+    let det = detector(&model, &meta).unwrap();
+    let (tx, rx) = alerts();
+    let s = Session::detect(
+        Mode::Enforce,
+        EnforceAction::Deny,
+        ContainerInfo::default(),
+        det,
+    )
+    .with_alerts(tx)
+    .with_arguments(true)
+    .with_resolvers(app_exe(), Box::new(|_| None));
+    for i in 0..400 {
+        s.on_event(&call(me, me, app_calls(i), 0));
+    }
+    let judged = arguments::Arg::File {
+        path: "/srv/data/a.txt".to_owned(),
+        access: ngram_profiler::args::Access::Read,
+        dir: false,
+    };
+    let same = c"/srv/data/a.txt";
+    // The whole path through the handler: an unchanged argument is judged, read again, passes.
+    assert_eq!(s.on_event(&openat_call(same, 0)), Decision::Continue);
+    assert!(rx.try_recv().is_err());
+    // A notification that is no longer pending (here: a descriptor that is no seccomp
+    // listener): the traversal is neither judged nor reported, the answer goes nowhere.
+    let mut gone = openat_call(c"/etc/passwd", 0);
+    gone.notify_fd = Some(-1);
+    gone.id = 42;
+    assert!(!gone.still_pending());
+    assert_eq!(s.on_event(&gone), Decision::Continue);
+    assert!(rx.try_recv().is_err(), "what a gone call read was used");
+    gone.notify_fd = None;
+    assert_eq!(s.on_event(&gone), Decision::Deny(libc::EPERM));
+    assert_eq!(rx.try_recv().map(|a| a.rule).ok(), Some(Rule::Argument));
+    let ev = openat_call(same, 0);
+    let raw = arguments::raw_of(ev.nr, &ev.args).unwrap();
+    assert_eq!(
+        s.recheck_argument(&ev, raw, &judged, Decision::Continue),
+        Decision::Continue
+    );
+    assert!(rx.try_recv().is_err(), "an unchanged argument was reported");
+    let swapped = c"/etc/shadow";
+    let ev = openat_call(swapped, 0);
+    let raw = arguments::raw_of(ev.nr, &ev.args).unwrap();
+    assert_eq!(
+        s.recheck_argument(&ev, raw, &judged, Decision::Continue),
+        Decision::Deny(libc::EPERM)
+    );
+    let a = rx.try_recv().expect("the rewritten path is not reported");
+    assert_eq!(a.rule, Rule::Race);
+    assert_eq!(a.action, Action::Denied);
+    let why = a.argument.unwrap_or_default();
+    assert!(why.contains("changed while it was checked"), "{why}");
+    assert!(why.contains("/etc/shadow"), "{why}");
+    // From then on the process gets no benefit of the doubt: even its learned reads are
+    // refused.
+    assert_eq!(
+        s.on_event(&openat_call(same, 0)),
+        Decision::Deny(libc::EPERM)
+    );
+    let a = rx
+        .try_recv()
+        .expect("the refusal of a racer is not reported");
+    let why = a.argument.unwrap_or_default();
+    assert!(why.contains("rewrote an argument"), "{why}");
 }
