@@ -277,12 +277,23 @@ pub struct ArgVerdict {
     /// Its class was learned.
     pub known: bool,
     /// The program's unseen mass (Good-Turing: classes seen once / observations); 1 when the
-    /// program has too few observations to judge.
+    /// program has too few observations to judge. Computed for an unseen class only (it walks
+    /// the program's classes, and known classes are the hot path): 0 for a known one.
     pub p_new: f64,
     /// Unseen and improbable: anomalous.
     pub anomalous: bool,
     /// For people, e.g. "never opened anything under /etc for write in training".
     pub why: String,
+}
+
+impl ArgVerdict {
+    /// A learned class.
+    const KNOWN: Self = Self {
+        known: true,
+        p_new: 0.0,
+        anomalous: false,
+        why: String::new(),
+    };
 }
 
 impl ProgramArgs {
@@ -364,15 +375,10 @@ impl ProgramArgs {
 
     /// Judge an access in directory `dir`.
     pub fn judge_dir(&self, dir: &str, access: Access) -> ArgVerdict {
-        let p_new = self.p_new();
         if self.covering(dir, access).is_some() {
-            return ArgVerdict {
-                known: true,
-                p_new,
-                anomalous: false,
-                why: String::new(),
-            };
+            return ArgVerdict::KNOWN;
         }
+        let p_new = self.p_new();
         // The nearest ancestor the program touched at all, to explain.
         let near = ancestors(dir).find(|d| {
             let prefix = if *d == "/" {
@@ -410,17 +416,15 @@ impl ProgramArgs {
 
     /// Judge a destination.
     pub fn judge_dest(&self, dest: &Dest) -> ArgVerdict {
+        if self.dests.contains_key(dest) {
+            return ArgVerdict::KNOWN;
+        }
         let p_new = self.p_new();
-        let known = self.dests.contains_key(dest);
         ArgVerdict {
-            known,
+            known: false,
             p_new,
-            anomalous: !known && p_new < P_NEW_MAX,
-            why: if known {
-                String::new()
-            } else {
-                format!("never reached {dest} in training")
-            },
+            anomalous: p_new < P_NEW_MAX,
+            why: format!("never reached {dest} in training"),
         }
     }
 
@@ -495,9 +499,23 @@ impl ArgClasses {
         let start = young
             .then(|| self.programs.get(&phase_key(program, true)))
             .flatten();
-        let verdicts: Vec<ArgVerdict> = [settled, start].into_iter().flatten().map(one).collect();
-        pick(verdicts, || {
-            format!("{program} never ran with arguments in training")
+        // Known if any phase knows it (the common case, without allocating); otherwise the
+        // verdict with the largest unseen mass (the most lenient); a program with no classes
+        // at all is not judged (known, p_new 1).
+        let mut lenient: Option<ArgVerdict> = None;
+        for v in [settled, start].into_iter().flatten().map(one) {
+            if v.known {
+                return v;
+            }
+            if lenient.as_ref().is_none_or(|l| v.p_new > l.p_new) {
+                lenient = Some(v);
+            }
+        }
+        lenient.unwrap_or_else(|| ArgVerdict {
+            known: true,
+            p_new: 1.0,
+            anomalous: false,
+            why: format!("{program} never ran with arguments in training"),
         })
     }
 
@@ -507,23 +525,6 @@ impl ArgClasses {
             self.programs.entry(k.clone()).or_default().merge(p);
         }
     }
-}
-
-/// Known if any phase knows it; otherwise the verdict with the largest unseen mass (the most
-/// lenient); a program with no classes at all is not judged (known, p_new 1).
-fn pick(verdicts: Vec<ArgVerdict>, none: impl FnOnce() -> String) -> ArgVerdict {
-    if let Some(v) = verdicts.iter().find(|v| v.known) {
-        return v.clone();
-    }
-    verdicts
-        .into_iter()
-        .max_by(|a, b| a.p_new.total_cmp(&b.p_new))
-        .unwrap_or_else(|| ArgVerdict {
-            known: true,
-            p_new: 1.0,
-            anomalous: false,
-            why: none(),
-        })
 }
 
 #[cfg(test)]
