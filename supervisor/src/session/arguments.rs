@@ -41,6 +41,8 @@ pub(super) enum Raw {
     Openat2 { dirfd: i32, addr: u64, how: u64 },
     /// A socket address of `len` bytes at `addr`.
     Sock { addr: u64, len: u64 },
+    /// `sendmsg`: the address, if any, named by the `msghdr` at `hdr`.
+    Msg { hdr: u64 },
 }
 
 /// A classed argument, read.
@@ -153,6 +155,8 @@ pub(super) fn raw_of(nr: i32, a: &[u64; 6]) -> Option<Raw> {
             addr: a[4],
             len: a[5],
         },
+        // sendmsg (its msghdr may name an address; sendmmsg's vector is not classed)
+        46 => Raw::Msg { hdr: a[1] },
         // Everything else, among them access, stat and newfstatat: reads of metadata.
         _ => return None,
     })
@@ -190,6 +194,7 @@ fn is_classed(nr: i32) -> bool {
             | 42
             | 49
             | 44
+            | 46
     )
 }
 
@@ -285,6 +290,22 @@ pub(super) fn read(ev: &Event, raw: Raw) -> Option<Arg> {
         Raw::Sock { addr, len } => {
             let len = usize::try_from(len).ok()?.min(SOCKADDR_MAX);
             parse_sockaddr(&read_mem(ev.tid, addr, len)?).map(Arg::Dest)
+        }
+        Raw::Msg { hdr } => {
+            // struct msghdr (x86_64): msg_name (a pointer) at 0, msg_namelen (u32) at 8.
+            let h = read_mem(ev.tid, hdr, 16)?;
+            let name = u64::from_ne_bytes(h.get(..8)?.try_into().ok()?);
+            let len = u32::from_ne_bytes(h.get(8..12)?.try_into().ok()?);
+            if name == 0 || len == 0 {
+                return None;
+            }
+            read(
+                ev,
+                Raw::Sock {
+                    addr: name,
+                    len: u64::from(len),
+                },
+            )
         }
     }
 }
@@ -567,6 +588,21 @@ mod tests {
                 port: 8080
             }))
         );
+        // sendmsg: the address its msghdr names; none on a connected socket.
+        let mut hdr = [0u8; 56];
+        hdr[..8].copy_from_slice(&(sa.as_ptr() as u64).to_ne_bytes());
+        hdr[8..12].copy_from_slice(&16u32.to_ne_bytes());
+        let raw = raw_of(46, &[3, hdr.as_ptr() as u64, 0, 0, 0, 0]).unwrap();
+        assert_eq!(
+            read(&ev, raw),
+            Some(Arg::Dest(Dest::Inet {
+                class: ngram_profiler::args::AddrClass::Loopback,
+                port: 8080
+            }))
+        );
+        let connected = [0u8; 56];
+        let raw = raw_of(46, &[3, connected.as_ptr() as u64, 0, 0, 0, 0]).unwrap();
+        assert_eq!(read(&ev, raw), None, "sendmsg without an address");
         let bad = Raw::Path {
             dirfd: None,
             addr: 8,
