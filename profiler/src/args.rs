@@ -267,7 +267,11 @@ pub struct ProgramArgs {
     /// Destinations with their counts (a list of pairs in JSON: keys must be strings there).
     #[serde(with = "pairs")]
     pub dests: BTreeMap<Dest, u64>,
-    /// Observations of both.
+    /// Namespace, mount and privilege calls by class (`privilege`, e.g. `unshare NEWNS`),
+    /// with their counts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub privileged: BTreeMap<String, u64>,
+    /// Observations of all three.
     pub observations: u64,
 }
 
@@ -304,7 +308,8 @@ impl ProgramArgs {
             return 1.0;
         }
         let once = self.dirs.values().filter(|c| c.count == 1).count()
-            + self.dests.values().filter(|&&n| n == 1).count();
+            + self.dests.values().filter(|&&n| n == 1).count()
+            + self.privileged.values().filter(|&&n| n == 1).count();
         // Counts far below 2^53.
         #[allow(clippy::cast_precision_loss)]
         let p = once.max(1) as f64 / self.observations as f64;
@@ -428,8 +433,31 @@ impl ProgramArgs {
         }
     }
 
+    /// Learn a namespace, mount or privilege call's class.
+    pub fn learn_privileged(&mut self, class: &str) {
+        self.observations += 1;
+        *self.privileged.entry(class.to_owned()).or_default() += 1;
+    }
+
+    /// Judge a namespace, mount or privilege call's class.
+    pub fn judge_privileged(&self, class: &str) -> ArgVerdict {
+        if self.privileged.contains_key(class) {
+            return ArgVerdict::KNOWN;
+        }
+        let p_new = self.p_new();
+        ArgVerdict {
+            known: false,
+            p_new,
+            anomalous: p_new < P_NEW_MAX,
+            why: format!("never made a {class} call in training"),
+        }
+    }
+
     /// Add `other` (another run of the same program).
     pub fn merge(&mut self, other: &Self) {
+        for (c, n) in &other.privileged {
+            *self.privileged.entry(c.clone()).or_default() += n;
+        }
         for (dir, c) in &other.dirs {
             let e = self.dirs.entry(dir.clone()).or_default();
             e.access |= c.access;
@@ -486,6 +514,11 @@ impl ArgClasses {
     /// Judge a destination, like [`ArgClasses::judge_path`].
     pub fn judge_dest(&self, program: &str, young: bool, dest: &Dest) -> ArgVerdict {
         self.judge(program, young, |p| p.judge_dest(dest))
+    }
+
+    /// Judge a namespace, mount or privilege call's class, like [`ArgClasses::judge_path`].
+    pub fn judge_privileged(&self, program: &str, young: bool, class: &str) -> ArgVerdict {
+        self.judge(program, young, |p| p.judge_privileged(class))
     }
 
     /// Judge with `one` against the classes of `program` in the phases a thread may use.
@@ -755,5 +788,29 @@ mod tests {
         let json = serde_json::to_string(&a).unwrap();
         let back: ArgClasses = serde_json::from_str(&json).unwrap();
         assert_eq!(back, a);
+    }
+
+    #[test]
+    fn privileged_calls_are_classes_of_their_program() {
+        let mut a = ArgClasses::default();
+        let pg = "/usr/lib/postgresql/15/bin/postgres";
+        for _ in 0..500 {
+            a.of_mut(pg, false)
+                .learn_path("/var/lib/pg/base/1", Access::Read);
+        }
+        a.of_mut(pg, true).learn_privileged("setuid uid 101");
+        assert!(a.judge_privileged(pg, true, "setuid uid 101").known);
+        let v = a.judge_privileged(pg, false, "unshare NEWNS|NEWUSER");
+        assert!(v.anomalous, "{v:?}");
+        assert!(
+            v.why.contains("never made a unshare NEWNS|NEWUSER call"),
+            "{v:?}"
+        );
+        // A profile written before these classes reads with none.
+        let old = r#"{"programs":{"/bin/x":{"dirs":{},"dests":[],"observations":3}}}"#;
+        let back: ArgClasses = serde_json::from_str(old).unwrap();
+        assert!(back.programs["/bin/x"].privileged.is_empty());
+        let json = serde_json::to_string(&a).unwrap();
+        assert_eq!(serde_json::from_str::<ArgClasses>(&json).unwrap(), a);
     }
 }

@@ -12,6 +12,7 @@ pub mod lifecycle;
 pub mod live;
 pub mod ngram;
 pub mod policy;
+pub mod privilege;
 pub mod profile;
 pub mod score;
 pub mod sgt;

@@ -290,7 +290,7 @@ fn print_show(m: &ProfileMeta, syscalls: &[String], fit: &str) {
 }
 
 /// The argument classes, for review (decision 38): per program and phase, the directories
-/// with their accesses and the destinations.
+/// with their accesses, the destinations, and the namespace, mount and privilege calls.
 fn print_args(m: &ProfileMeta) {
     let Some(args) = &m.args else {
         println!("arguments    not learned");
@@ -314,6 +314,9 @@ fn print_args(m: &ProfileMeta) {
         }
         for (dest, n) in &p.dests {
             println!("    -> {dest} ({n})");
+        }
+        for (class, n) in &p.privileged {
+            println!("    ! {class} ({n})");
         }
     }
 }

@@ -11,6 +11,7 @@ use std::io::IoSliceMut;
 
 use ngram_profiler::alert::{Action, Rule};
 use ngram_profiler::args::{normalize, parse_sockaddr, Access, Dest};
+use ngram_profiler::privilege::{clone_namespaces, PrivCall};
 use ngram_profiler::profile::Mode;
 use nix::sys::uio::{process_vm_readv, RemoteIoVec};
 use nix::unistd::Pid;
@@ -43,6 +44,9 @@ pub(super) enum Raw {
     Sock { addr: u64, len: u64 },
     /// `sendmsg`: the address, if any, named by the `msghdr` at `hdr`.
     Msg { hdr: u64 },
+    /// A namespace, mount or privilege call (`ngram_profiler::privilege`): its number and
+    /// registers (`mount`'s file system type and `clone3`'s flags are in memory).
+    Priv { nr: i32, args: [u64; 6] },
 }
 
 /// A classed argument, read.
@@ -55,6 +59,8 @@ pub(super) enum Arg {
         dir: bool,
     },
     Dest(Dest),
+    /// The class of a namespace, mount or privilege call, e.g. `unshare NEWNS|NEWUSER`.
+    Priv(String),
 }
 
 impl std::fmt::Display for Arg {
@@ -62,6 +68,7 @@ impl std::fmt::Display for Arg {
         match self {
             Self::File { path, access, .. } => write!(f, "{path} ({access})"),
             Self::Dest(d) => write!(f, "{d}"),
+            Self::Priv(c) => write!(f, "{c}"),
         }
     }
 }
@@ -71,7 +78,7 @@ impl Arg {
     fn fd_name(&self) -> Option<String> {
         match self {
             Self::File { path, .. } => Some(path.clone()),
-            Self::Dest(_) => None,
+            Self::Dest(_) | Self::Priv(_) => None,
         }
     }
 
@@ -157,6 +164,13 @@ pub(super) fn raw_of(nr: i32, a: &[u64; 6]) -> Option<Raw> {
         },
         // sendmsg (its msghdr may name an address; sendmmsg's vector is not classed)
         46 => Raw::Msg { hdr: a[1] },
+        // mount umount2 unshare setns setuid setgid setreuid setregid setresuid setresgid
+        // clone3 (glibc's threads too: its flags are in memory), and a clone that creates
+        // namespaces (a thread's or a fork's clone is not classed)
+        165 | 166 | 272 | 308 | 105 | 106 | 113 | 114 | 117 | 119 | 435 => {
+            Raw::Priv { nr, args: *a }
+        }
+        56 if clone_namespaces(a[0]) != 0 => Raw::Priv { nr, args: *a },
         // Everything else, among them access, stat and newfstatat: reads of metadata.
         _ => return None,
     })
@@ -195,6 +209,18 @@ fn is_classed(nr: i32) -> bool {
             | 49
             | 44
             | 46
+            | 165
+            | 166
+            | 272
+            | 308
+            | 105
+            | 106
+            | 113
+            | 114
+            | 117
+            | 119
+            | 435
+            | 56
     )
 }
 
@@ -290,6 +316,50 @@ pub(super) fn read(ev: &Event, raw: Raw) -> Option<Arg> {
         Raw::Sock { addr, len } => {
             let len = usize::try_from(len).ok()?.min(SOCKADDR_MAX);
             parse_sockaddr(&read_mem(ev.tid, addr, len)?).map(Arg::Dest)
+        }
+        Raw::Priv { nr, args } => {
+            let id = |i: usize| {
+                // The kernel reads ids as 32-bit values.
+                #[allow(clippy::cast_possible_truncation)]
+                let v = args[i] as u32;
+                v
+            };
+            let set = |call, gid, n: usize| PrivCall::SetIds {
+                call,
+                gid,
+                ids: (0..n).map(id).collect(),
+            };
+            let call = match nr {
+                165 => PrivCall::Mount {
+                    fstype: (args[2] != 0).then(|| read_path(ev.tid, args[2])).flatten(),
+                    flags: args[3],
+                },
+                166 => PrivCall::Umount { flags: args[1] },
+                272 => PrivCall::Unshare { flags: args[0] },
+                308 => PrivCall::Setns { nstype: args[1] },
+                56 => PrivCall::Clone { flags: args[0] },
+                // struct clone_args: flags (u64) first.
+                435 => {
+                    let f = read_mem(ev.tid, args[0], 8)?;
+                    PrivCall::Unshare {
+                        flags: u64::from_ne_bytes(f.get(..8)?.try_into().ok()?),
+                    }
+                }
+                105 => set("setuid", false, 1),
+                106 => set("setgid", true, 1),
+                113 => set("setreuid", false, 2),
+                114 => set("setregid", true, 2),
+                117 => set("setresuid", false, 3),
+                119 => set("setresgid", true, 3),
+                _ => return None,
+            };
+            let class = call.class()?;
+            // clone3's flags were read as an unshare's: name the call it is.
+            Some(Arg::Priv(if nr == 435 {
+                class.replacen("unshare", "clone3", 1)
+            } else {
+                class
+            }))
         }
         Raw::Msg { hdr } => {
             // struct msghdr (x86_64): msg_name (a pointer) at 0, msg_namelen (u32) at 8.
@@ -397,6 +467,7 @@ impl<'m> Session<'m> {
                 } => p.learn_dir(path, *access),
                 Arg::File { path, access, .. } => p.learn_path(path, *access),
                 Arg::Dest(d) => p.learn_dest(d.clone()),
+                Arg::Priv(c) => p.learn_privileged(c),
             }
         }
         let Some(classes) = inner.detector.as_ref().and_then(|d| d.args.as_ref()) else {
@@ -434,6 +505,7 @@ impl<'m> Session<'m> {
             } => classes.judge_dir(&program, young, path, *access),
             Arg::File { path, access, .. } => classes.judge_path(&program, young, path, *access),
             Arg::Dest(d) => classes.judge_dest(&program, young, d),
+            Arg::Priv(c) => classes.judge_privileged(&program, young, c),
         };
         if !verdict.anomalous {
             return Decision::Continue;
@@ -603,6 +675,24 @@ mod tests {
         let connected = [0u8; 56];
         let raw = raw_of(46, &[3, connected.as_ptr() as u64, 0, 0, 0, 0]).unwrap();
         assert_eq!(read(&ev, raw), None, "sendmsg without an address");
+        // Namespaces: from registers; clone3's flags from memory; a thread is no class.
+        let unshare = raw_of(272, &[0x1002_0000, 0, 0, 0, 0, 0]).unwrap();
+        assert_eq!(
+            read(&ev, unshare),
+            Some(Arg::Priv("unshare NEWNS|NEWUSER".into()))
+        );
+        assert_eq!(raw_of(56, &[0x3d0f00, 0, 0, 0, 0, 0]), None, "a thread");
+        let clone_args: [u64; 11] = [0x4000_0000, 0, 0, 0, 17, 0, 0, 0, 0, 0, 0];
+        let raw = raw_of(435, &[clone_args.as_ptr() as u64, 88, 0, 0, 0, 0]).unwrap();
+        assert_eq!(read(&ev, raw), Some(Arg::Priv("clone3 NEWNET".into())));
+        let thread_args: [u64; 11] = [0x3d0f00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let raw = raw_of(435, &[thread_args.as_ptr() as u64, 88, 0, 0, 0, 0]).unwrap();
+        assert_eq!(read(&ev, raw), None, "clone3 of a thread");
+        let fstype = c"cgroup";
+        let raw = raw_of(165, &[0, 0, fstype.as_ptr() as u64, 4096, 0, 0]).unwrap();
+        assert_eq!(read(&ev, raw), Some(Arg::Priv("mount cgroup BIND".into())));
+        let raw = raw_of(117, &[0, 0, u64::from(u32::MAX), 0, 0, 0]).unwrap();
+        assert_eq!(read(&ev, raw), Some(Arg::Priv("setresuid root".into())));
         let bad = Raw::Path {
             dirfd: None,
             addr: 8,

@@ -264,3 +264,82 @@ fn a_path_rewritten_by_another_thread_during_the_check_is_refused() {
         );
     }
 }
+
+/// A program the profile knows entering namespaces it never entered in training: busybox's
+/// `unshare` applet is the same executable as the trained shell (`/bin/busybox`), so neither
+/// the new-program rule nor a start-up anomaly names it; the class `unshare NEWNS|NEWUSER` of
+/// its `unshare` call does. Docker's default seccomp profile would refuse the call before the
+/// supervisor saw it, hence `seccomp=unconfined` (the case where the IDS is the last line).
+#[test]
+fn a_known_program_entering_new_namespaces_is_caught_by_the_flags() {
+    let Some(e) = setup_ids("a_known_program_entering_new_namespaces_is_caught_by_the_flags")
+    else {
+        return;
+    };
+    let dir = TempDir::new("namespaces");
+    std::fs::create_dir_all(dir.path().join("data")).expect("fixture directory");
+    std::fs::write(dir.path().join("data/a.txt"), "data\n").expect("fixture data");
+    let profile = Profile::new("nsflags");
+    let mount = format!("{}:/d", dir.path().display());
+    let go = |runtime: &str, script: &str| {
+        let c = e.container();
+        let t0 = now_ns();
+        let out = e.run_with(
+            runtime,
+            &c,
+            &[
+                "--label",
+                &profile.label,
+                "--security-opt",
+                "seccomp=unconfined",
+                "-v",
+                &mount,
+                BUSYBOX,
+                "sh",
+                "-c",
+                script,
+            ],
+        );
+        let id = e.container_id(&c);
+        let _ = e.docker(&["rm", "-f", &c.name]);
+        (out, id, t0)
+    };
+    for run_no in 1..=2 {
+        go(TRAIN, &trained_loop(1500)).0.success();
+        profile.wait_for_runs(run_no, MERGE_TIMEOUT);
+    }
+    let attack = format!(
+        "{}; unshare -U -m sh -c 'echo inside' ; echo end",
+        trained_loop(50)
+    );
+    let mut problems = Vec::new();
+    for runtime in [ALERT, ENFORCE] {
+        let (out, id, t0) = go(runtime, &attack);
+        let found = wait_for_alerts(&id, t0, Duration::from_secs(10));
+        let named = found.iter().any(|a| {
+            a.rule == "argument"
+                && a.json["output_fields"]["ngram.argument"]
+                    .as_str()
+                    .is_some_and(|w| w.contains("unshare NEWNS|NEWUSER"))
+        });
+        let entered = out.stdout.contains("inside");
+        println!(
+            "{runtime}: entered {entered}; {} alerts; the unshare named {named}",
+            found.len()
+        );
+        if !named {
+            problems.push(format!(
+                "{runtime}: the unshare's namespaces are not reported"
+            ));
+        }
+        if runtime == ALERT && !entered {
+            problems.push(format!(
+                "alert mode: the control failed (no namespace entered): {out}"
+            ));
+        }
+        if runtime == ENFORCE && entered {
+            problems.push(format!("enforce mode let the namespaces be entered: {out}"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
