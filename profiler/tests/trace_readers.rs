@@ -163,7 +163,6 @@ fn native_fixture_written_from_the_spec() {
     assert_eq!(r.header().meta, r#"{"container":"c0ffee","image":"nginx"}"#);
     assert_eq!(r.header().start_ns, t0);
 
-    // The writer produces exactly the same bytes.
     let mut w = NativeWriter::with_meta(
         Vec::new(),
         Arch::X86_64,
@@ -174,7 +173,12 @@ fn native_fixture_written_from_the_spec() {
     for e in &t.events {
         w.write_event(e).unwrap();
     }
-    assert_eq!(w.finish().unwrap(), std::fs::read(&path).unwrap());
+    // The writer produces the same bytes, but for the version: the fixture is a version 1
+    // trace (before argument records), which this reader still reads; the writer writes 2.
+    let mut fixture = std::fs::read(&path).unwrap();
+    assert_eq!(fixture[8], 1);
+    fixture[8] = ngram_profiler::trace::NATIVE_VERSION;
+    assert_eq!(w.finish().unwrap(), fixture);
 }
 
 #[test]

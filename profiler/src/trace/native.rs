@@ -2,11 +2,13 @@
 //! varint-coded record per system call, then an end record. See `docs/trace-formats.md`.
 //!
 //! ```text
-//! header : magic "NGRAMTRC" | version u8 (=1) | arch u8 | flags u8 (=0)
+//! header : magic "NGRAMTRC" | version u8 (=2; 1 is read too) | arch u8 | flags u8 (=0)
 //!          | start_ns varint | meta_len varint | meta (UTF-8, meta_len bytes)
 //! event  : head varint = nr << 3 | same_tid << 1 | has_ts      (bit 2 clear)
 //!          [tid varint        if same_tid == 0]
 //!          [ts delta varint   if has_ts == 1: zigzag(ts - previous ts), wrapping]
+//! arg    : head varint = 0b1100 | len varint | len bytes of UTF-8   (version 2)
+//!          the argument of the event that follows (e.g. `file read /etc/passwd`)
 //! end    : head varint = 0b100 | count varint (number of events) | end of file
 //! ```
 //!
@@ -22,8 +24,10 @@ use crate::syscalls::Arch;
 
 /// The first eight bytes of every native trace.
 pub const MAGIC: &[u8; 8] = b"NGRAMTRC";
-/// The format version this code writes and reads.
-pub const VERSION: u8 = 1;
+/// The format version this code writes (it reads 1 and 2; 2 added argument records).
+pub const VERSION: u8 = 2;
+/// The longest argument record.
+pub const MAX_ARGUMENT: usize = 8 * 1024;
 /// Largest metadata block a header may carry.
 pub const MAX_META: usize = 64 * 1024;
 /// The writer hands its buffer to the underlying writer when it holds this many bytes.
@@ -33,6 +37,7 @@ const HEAD_HAS_TS: u64 = 0b001;
 const HEAD_SAME_TID: u64 = 0b010;
 const HEAD_CONTROL: u64 = 0b100;
 const CONTROL_END: u64 = HEAD_CONTROL;
+const CONTROL_ARGUMENT: u64 = HEAD_CONTROL | 0b1000;
 
 fn arch_code(arch: Arch) -> u8 {
     match arch {
@@ -122,6 +127,18 @@ impl<W: Write> NativeWriter<W> {
         }
     }
 
+    /// Give the next event written an argument (its class for people and for offline
+    /// models, e.g. `file read /srv/www/a.txt`), cut at [`MAX_ARGUMENT`] bytes.
+    pub fn write_argument(&mut self, text: &str) {
+        let mut end = text.len().min(MAX_ARGUMENT);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        put_varint(&mut self.buf, CONTROL_ARGUMENT);
+        put_varint(&mut self.buf, end as u64);
+        self.buf.extend_from_slice(&text.as_bytes()[..end]);
+    }
+
     /// Append one event. Writes to the underlying writer only when the buffer is full.
     pub fn write_event(&mut self, ev: &Event) -> io::Result<()> {
         let mut head = u64::from(ev.nr) << 3;
@@ -198,6 +215,8 @@ pub struct NativeReader<R: Read> {
     allow_partial: bool,
     truncated_at: Option<u64>,
     done: bool,
+    /// The argument of the event last returned (version 2).
+    argument: Option<String>,
 }
 
 /// Why a varint or byte could not be read.
@@ -239,6 +258,7 @@ impl<R: Read> NativeReader<R> {
             allow_partial: false,
             truncated_at: None,
             done: false,
+            argument: None,
         };
         r.read_header()?;
         r.prev_ts = r.header.start_ns;
@@ -251,6 +271,12 @@ impl<R: Read> NativeReader<R> {
     pub fn allow_partial(mut self, yes: bool) -> Self {
         self.allow_partial = yes;
         self
+    }
+
+    /// The argument recorded with the event the iterator returned last (`None` without one,
+    /// and always in a version 1 trace).
+    pub fn argument(&self) -> Option<&str> {
+        self.argument.as_deref()
     }
 
     /// The header read by [`NativeReader::new`].
@@ -333,10 +359,13 @@ impl<R: Read> NativeReader<R> {
             return Err(self.err(0, "not a native trace (bad magic, expected \"NGRAMTRC\")"));
         }
         let version = self.byte().map_err(|s| self.short_err(8, "header", s))?;
-        if version != VERSION {
+        if !(1..=VERSION).contains(&version) {
             return Err(self.err(
                 8,
-                format!("native trace version {version} is not supported (this reads {VERSION})"),
+                format!(
+                    "native trace version {version} is not supported (this reads 1 to \
+                     {VERSION}: a newer ngram-ids wrote it)"
+                ),
             ));
         }
         let code = self.byte().map_err(|s| self.short_err(8, "header", s))?;
@@ -386,8 +415,66 @@ impl<R: Read> NativeReader<R> {
     }
 
     fn next_record(&mut self) -> Option<Result<Event, TraceError>> {
-        let start = self.offset;
-        let head = match self.varint() {
+        self.argument = None;
+        loop {
+            let start = self.offset;
+            match self.varint() {
+                Ok(CONTROL_ARGUMENT) if self.header.version >= 2 => {
+                    match self.argument_record(start) {
+                        Ok(text) => self.argument = Some(text),
+                        Err(Some(e)) => return self.fail(e),
+                        Err(None) => {
+                            let e = self.err(
+                                self.offset,
+                                format!(
+                                    "truncated: file ends inside the argument record that \
+                                     starts at byte {start}"
+                                ),
+                            );
+                            return self.truncated(start, e);
+                        }
+                    }
+                }
+                head => return self.record(start, head),
+            }
+        }
+    }
+
+    /// The text of an argument record whose head was read at `start`; `Err(None)` when the
+    /// file ends inside it.
+    fn argument_record(&mut self, start: u64) -> Result<String, Option<TraceError>> {
+        let len = match self.varint() {
+            Ok(n) => n,
+            Err(Short::Eof | Short::Cut) => return Err(None),
+            Err(s) => return Err(Some(self.short_err(start, "argument record", s))),
+        };
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&n| n <= MAX_ARGUMENT)
+            .ok_or_else(|| {
+                Some(self.err(
+                    start,
+                    format!("argument record of {len} bytes (at most {MAX_ARGUMENT})"),
+                ))
+            })?;
+        let mut text = Vec::with_capacity(len);
+        for _ in 0..len {
+            match self.byte() {
+                Ok(b) => text.push(b),
+                Err(Short::Io(e)) => return Err(Some(TraceError::io(&self.path, e))),
+                Err(_) => return Err(None),
+            }
+        }
+        String::from_utf8(text).map_err(|_| Some(self.err(start, "argument record is not UTF-8")))
+    }
+
+    /// The record whose head (or the failure to read it) was read at `start`.
+    fn record(
+        &mut self,
+        start: u64,
+        head: Result<u64, Short>,
+    ) -> Option<Result<Event, TraceError>> {
+        let head = match head {
             Ok(h) => h,
             Err(Short::Eof) => {
                 let e = self.err(
@@ -551,6 +638,45 @@ mod tests {
         assert!(bytes.len() < 21 + 5 * 6 + 2, "{} bytes", bytes.len());
     }
 
+    /// Version 2's argument records: each goes with the event after it; a version 1 trace
+    /// (what ngram-ids wrote before them) still reads, and in it an argument record is an
+    /// unknown control record.
+    #[test]
+    fn arguments_go_with_their_event_and_version_1_still_reads() {
+        let mut w = NativeWriter::new(Vec::new(), Arch::X86_64, 0);
+        w.write_event(&ev(7, 0, None)).unwrap();
+        w.write_argument("file read /etc/passwd");
+        w.write_event(&ev(7, 257, None)).unwrap();
+        w.write_argument(&"é".repeat(MAX_ARGUMENT));
+        w.write_event(&ev(8, 42, None)).unwrap();
+        let bytes = w.finish().unwrap();
+        assert_eq!(bytes[8], 2, "version");
+        let mut r = NativeReader::new(&bytes[..], Path::new("a.ngt")).unwrap();
+        let mut seen = Vec::new();
+        while let Some(e) = r.next() {
+            seen.push((e.unwrap().nr, r.argument().map(str::to_owned)));
+        }
+        assert_eq!(seen[0], (0, None));
+        assert_eq!(seen[1], (257, Some("file read /etc/passwd".to_owned())));
+        let long = seen[2].1.as_deref().unwrap();
+        assert_eq!(long.len(), MAX_ARGUMENT, "cut at a character boundary");
+        assert!(long.chars().all(|c| c == 'é'));
+        // The same bytes marked version 1: the argument record is refused, clearly.
+        let mut v1 = bytes.clone();
+        v1[8] = 1;
+        let err = parse_native(Path::new("a.ngt"), &v1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown control record 0xc"), "{err}");
+        // A version 1 trace without arguments reads as before.
+        let mut plain = write(&[ev(1, 2, None), ev(1, 3, None)]);
+        plain[8] = 1;
+        assert_eq!(
+            parse_native(Path::new("p"), &plain).unwrap().events.len(),
+            2
+        );
+    }
+
     #[test]
     fn truncation_is_an_error_naming_the_offset() {
         let bytes = write(&[ev(1, 2, Some(3)), ev(1, 300, Some(4))]);
@@ -600,8 +726,9 @@ mod tests {
             "h: at byte 0: not a native trace (bad magic, expected \"NGRAMTRC\")"
         );
         assert_eq!(
-            e(b"NGRAMTRC\x02\x01\x00\x00\x00"),
-            "h: at byte 8: native trace version 2 is not supported (this reads 1)"
+            e(b"NGRAMTRC\x03\x01\x00\x00\x00"),
+            "h: at byte 8: native trace version 3 is not supported (this reads 1 to 2: a newer \
+             ngram-ids wrote it)"
         );
         assert_eq!(
             e(b"NGRAMTRC\x01\x09\x00\x00\x00"),

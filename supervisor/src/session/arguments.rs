@@ -74,6 +74,19 @@ impl std::fmt::Display for Arg {
 }
 
 impl Arg {
+    /// The argument as a recording keeps it (a native trace's argument record): `file ACCESS
+    /// PATH`, `dir ACCESS PATH` (a directory opened itself), `dest DESTINATION` or `priv
+    /// CLASS`.
+    pub(super) fn record_text(&self) -> String {
+        match self {
+            Self::File { path, access, dir } => {
+                format!("{} {access} {path}", if *dir { "dir" } else { "file" })
+            }
+            Self::Dest(d) => format!("dest {d}"),
+            Self::Priv(c) => format!("priv {c}"),
+        }
+    }
+
     /// A file argument's path (Falco's `fd.name`).
     fn fd_name(&self) -> Option<String> {
         match self {

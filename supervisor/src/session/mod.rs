@@ -568,6 +568,9 @@ impl Handler for Session<'_> {
             }
         };
         if let Some(rec) = inner.recorder.as_mut() {
+            if let Some(arg) = &lookups.arg {
+                rec.write_argument(&arg.record_text());
+            }
             let te = TraceEvent {
                 tid: ev.tid,
                 nr,

@@ -298,15 +298,35 @@ fn records_what_it_sees() {
         NgramCounts::new(2, Arch::X86_64).unwrap(),
         legacy_noise(),
     )
-    .with_recorder(w);
+    .with_recorder(w)
+    .with_arguments(true)
+    .with_resolvers(app_exe(), Box::new(|_| None));
     for (tid, nr) in [(1, 0), (2, 1), (1, 2)] {
         s.on_event(&ev(tid, nr));
     }
-    assert_eq!(s.finish_recording().unwrap(), 3);
+    // A call with a classed argument keeps it (issue 16: recordings keep the classes).
+    let opened = openat_call(c"/etc/hostname", 0o1101);
+    s.on_event(&opened);
+    assert_eq!(s.finish_recording().unwrap(), 4);
     let data = buf.lock().unwrap().clone();
     let t = ngram_profiler::trace::parse_native(std::path::Path::new("x"), &data).unwrap();
     let got: Vec<(u32, u16)> = t.events.iter().map(|e| (e.tid, e.nr)).collect();
-    assert_eq!(got, vec![(1, 0), (2, 1), (1, 2)]);
+    assert_eq!(got, vec![(1, 0), (2, 1), (1, 2), (opened.tid, 257)]);
+    let mut r =
+        ngram_profiler::trace::NativeReader::new(&data[..], std::path::Path::new("x")).unwrap();
+    let mut args = Vec::new();
+    while let Some(e) = r.next() {
+        args.push((e.unwrap().nr, r.argument().map(str::to_owned)));
+    }
+    assert_eq!(
+        args,
+        vec![
+            (0, None),
+            (1, None),
+            (2, None),
+            (257, Some("file write /etc/hostname".to_owned()))
+        ]
+    );
 }
 
 /// A profile trained on `normal` (thread 7) that knows the program "/bin/known", and an
