@@ -22,7 +22,8 @@ DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
 # wrk it counts failed requests itself (connect, read, length and non-2xx), it opens a new
 # connection per request by default (accept/close is part of the server behaviour learned and
 # checked) and it uses one thread, leaving the second core of small hosts to the container.
-# wrk stays for ad-hoc throughput runs.
+# wrk stays for ad-hoc throughput runs. apparmor gives `apparmor_parser`, which checks what
+# `profile export-apparmor` writes (tests/e2e/tests/arguments.rs; parsing needs no AppArmor LSM).
 declare -A PKG_CMD=(
     [docker.io]=dockerd
     [libseccomp-dev]=""
@@ -35,6 +36,7 @@ declare -A PKG_CMD=(
     [bsdutils]=script
     [gcc]=cc
     [make]=make
+    [apparmor]=apparmor_parser
 )
 
 missing=()

@@ -52,7 +52,8 @@ impl Access {
         }
     }
 
-    fn bit(self) -> u8 {
+    /// Its bit in [`DirClass::access`].
+    pub fn bit(self) -> u8 {
         match self {
             Self::Read => 1,
             Self::Write => 2,

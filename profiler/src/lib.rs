@@ -5,6 +5,7 @@
 
 pub mod alert;
 pub mod alertlog;
+pub mod apparmor;
 pub mod args;
 pub mod eval;
 pub mod export;

@@ -8,12 +8,12 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use ngram_profiler::alert;
-use ngram_profiler::export;
 use ngram_profiler::profile::{Mode, ProfileMeta};
 use ngram_profiler::score::{self, Model};
 use ngram_profiler::sgt::SgtFit;
 use ngram_profiler::store::{self, Store, StoreError};
 use ngram_profiler::trace::Format;
+use ngram_profiler::{apparmor, export};
 
 use super::opts::{parse_format, profile_name, CalibrateOpts, DbArg, ScoreOpts};
 use super::traces::{count_traces, read_traces};
@@ -89,6 +89,14 @@ pub enum ProfileCmd {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Write an AppArmor profile of the directories, programs, address families and mounts
+    /// the profile's training saw (its argument classes), for review and `apparmor_parser`.
+    ExportApparmor {
+        name: String,
+        /// Output file (default: standard output). Written atomically.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
 }
 
 /// Run one `profile` subcommand on the database at `db`.
@@ -118,7 +126,15 @@ pub(crate) fn run(db: &Path, cmd: ProfileCmd) -> Result<ExitCode> {
             let meta = Store::open(db)?.update_meta(&name, |m| m.pin_mode(to))?;
             println!("profile {}: mode {}", meta.name, meta.mode);
         }
-        ProfileCmd::ExportSeccomp { name, output } => export_seccomp(db, &name, output.as_deref())?,
+        ProfileCmd::ExportSeccomp { name, output } => {
+            let p = Store::open(db)?.load(&name)?;
+            let json = export::seccomp_json(&p.meta, &p.counts.syscalls())?;
+            write_out(output.as_deref(), &json)?;
+        }
+        ProfileCmd::ExportApparmor { name, output } => {
+            let meta = Store::open(db)?.load(&name)?.meta;
+            write_out(output.as_deref(), &apparmor::apparmor_profile(&meta)?)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -215,13 +231,11 @@ fn calibrate(
     Ok(())
 }
 
-/// `profile export-seccomp`: the seccomp allowlist, to `output` or standard output.
-fn export_seccomp(db: &Path, name: &str, output: Option<&Path>) -> Result<()> {
-    let p = Store::open(db)?.load(name)?;
-    let json = export::seccomp_json(&p.meta, &p.counts.syscalls())?;
+/// An export, to `output` (atomically) or standard output.
+fn write_out(output: Option<&Path>, text: &str) -> Result<()> {
     match output {
-        Some(path) => write_atomic(path, json.as_bytes())?,
-        None => std::io::stdout().write_all(json.as_bytes())?,
+        Some(path) => write_atomic(path, text.as_bytes())?,
+        None => std::io::stdout().write_all(text.as_bytes())?,
     }
     Ok(())
 }

@@ -61,6 +61,27 @@ fn mimicry_through_the_programs_own_calls_is_caught_by_its_arguments() {
         shown.stdout.contains("/d/data read"),
         "profile show does not list the learned directory: {shown}"
     );
+    // The classes as an AppArmor profile that AppArmor's own parser accepts (installed by
+    // scripts/setup-host.sh; parsed only: this kernel's LSMs do not include AppArmor).
+    let policy = dir.path().join("policy.aa");
+    let policy_arg = policy.display().to_string();
+    ngram_e2e::ids::ngram_ids(&[
+        "profile",
+        "export-apparmor",
+        &profile.name,
+        "-o",
+        &policy_arg,
+    ])
+    .success();
+    let text = std::fs::read_to_string(&policy).expect("the exported AppArmor profile");
+    assert!(
+        text.contains("  /d/data/* rm,") && text.contains("/bin/busybox mrix,"),
+        "the AppArmor profile lacks the learned directory or program:\n{text}"
+    );
+    let mut parse = Command::new("apparmor_parser");
+    parse.args(["--skip-kernel-load", "--skip-cache", "--skip-read-cache"]);
+    parse.arg(&policy);
+    run_cmd(parse, b"", Duration::from_secs(60)).success();
     // The same loop, then the same two commands pointed elsewhere.
     let attack = format!(
         "{}; cat /d/secret/key; echo pwned >/d/out/f; echo end",

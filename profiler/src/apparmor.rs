@@ -1,0 +1,216 @@
+//! A profile's argument classes as an AppArmor profile (issue 16, `profile export-apparmor`):
+//! a path policy for users who want the kernel to hold the directories, programs and
+//! namespace calls the container used in training.
+//!
+//! AppArmor confines the whole container, so the classes of every program and phase are
+//! joined: what any program did is allowed to all (the per-program, per-phase judgement stays
+//! ngram-ids' own). A directory class becomes `DIR/ r` (listing it) and `DIR/* PERMS` (its
+//! files), a deep one (`DIR/**`) `DIR/** PERMS`; read is `rm` (the loader maps libraries it
+//! reads), write `w`; the programs run become `PATH mrix`; address families `network FAMILY`;
+//! mounts are allowed only when training saw one. Capabilities, signals and Unix sockets are
+//! left to Docker (`capability`, `signal`, `unix` allowed). The output is deterministic and
+//! sorted, for review and diffing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::args::{dir_of, Access, Dest};
+use crate::profile::ProfileMeta;
+
+/// Why a profile cannot be exported.
+#[derive(Debug, thiserror::Error)]
+pub enum AppArmorError {
+    #[error(
+        "profile {key:?} has no argument classes (trained with --arguments off, or before \
+         ngram-ids learned them): train it again to export a path policy"
+    )]
+    NoClasses { key: String },
+}
+
+/// A path for an AppArmor rule: globbing characters escaped, quoted when it holds
+/// whitespace.
+fn quote(path: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 2);
+    for c in path.chars() {
+        if matches!(
+            c,
+            '*' | '?' | '[' | ']' | '{' | '}' | '^' | '"' | '\\' | ',' | '@'
+        ) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    if out.chars().any(char::is_whitespace) {
+        format!("\"{out}\"")
+    } else {
+        out
+    }
+}
+
+/// The AppArmor permissions of a set of [`Access`] bits.
+fn perms(bits: u8) -> String {
+    let mut p = String::new();
+    if bits & Access::Read.bit() != 0 || bits & Access::Exec.bit() != 0 {
+        p.push_str("rm");
+    }
+    if bits & Access::Write.bit() != 0 {
+        p.push('w');
+    }
+    p
+}
+
+/// The AppArmor profile `ngram-ids-NAME` of `meta`'s argument classes and programs.
+pub fn apparmor_profile(meta: &ProfileMeta) -> Result<String, AppArmorError> {
+    let args = meta.args.as_ref().ok_or_else(|| AppArmorError::NoClasses {
+        key: meta.key.clone(),
+    })?;
+    // Directories, joined over programs and phases: access bits, deep or not.
+    let mut dirs: BTreeMap<&str, (u8, bool)> = BTreeMap::new();
+    let mut families = BTreeSet::new();
+    let mut mounts = false;
+    for p in args.programs.values() {
+        for (dir, c) in &p.dirs {
+            let e = dirs.entry(dir.as_str()).or_default();
+            e.0 |= c.access;
+            e.1 |= c.deep;
+        }
+        for d in p.dests.keys() {
+            families.insert(match d {
+                Dest::Inet { .. } => "inet",
+                Dest::Inet6 { .. } => "inet6",
+                Dest::Unix { .. } => "unix",
+            });
+        }
+        mounts |= p
+            .privileged
+            .keys()
+            .any(|c| c.starts_with("mount ") || c.starts_with("umount"));
+    }
+    let mut out = String::new();
+    let name = format!("ngram-ids-{}", meta.name);
+    out.push_str(&format!(
+        "# AppArmor profile of ngram-ids profile {:?} (image key {:?}): the directories, \
+         programs,\n# address families and mounts its training saw, joined over programs. A \
+         starting point\n# for review, not a complete policy. Load: apparmor_parser -r FILE; \
+         use: docker run\n# --security-opt apparmor={name} ...\n",
+        meta.name, meta.key
+    ));
+    out.push_str("#include <tunables/global>\n\n");
+    out.push_str(&format!(
+        "profile {name} flags=(attach_disconnected,mediate_deleted) {{\n"
+    ));
+    out.push_str("  #include <abstractions/base>\n\n");
+    out.push_str("  # Left to Docker: capabilities, signals, Unix sockets.\n");
+    out.push_str("  capability,\n  signal,\n  unix,\n\n");
+    for f in &families {
+        if *f != "unix" {
+            out.push_str(&format!("  network {f},\n"));
+        }
+    }
+    if mounts {
+        out.push_str("  mount,\n  umount,\n");
+    } else {
+        out.push_str("  deny mount,\n  deny umount,\n  deny pivot_root,\n");
+    }
+    out.push('\n');
+    // A directory under a deep one with the same accesses or more is covered by its `/**`.
+    let under_deep = |dir: &str, bits: u8| {
+        let mut d = dir;
+        while d != "/" {
+            d = dir_of(d);
+            if dirs.get(d).is_some_and(|e| e.1 && e.0 & bits == bits) {
+                return true;
+            }
+        }
+        false
+    };
+    for (dir, (bits, deep)) in &dirs {
+        let p = perms(*bits);
+        if p.is_empty() || under_deep(dir, *bits) {
+            continue;
+        }
+        let base = if *dir == "/" {
+            String::new()
+        } else {
+            quote(dir)
+        };
+        if *deep {
+            out.push_str(&format!("  {base}/** {p},\n"));
+        } else {
+            out.push_str(&format!("  {base}/ r,\n  {base}/* {p},\n"));
+        }
+    }
+    if let Some(programs) = &meta.programs {
+        out.push('\n');
+        for exe in programs.keys().filter(|e| e.starts_with('/')) {
+            out.push_str(&format!("  {} mrix,\n", quote(exe)));
+        }
+    }
+    out.push_str("}\n");
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::{AddrClass, ArgClasses};
+
+    fn meta() -> ProfileMeta {
+        let mut a = ArgClasses::default();
+        let py = a.of_mut("/usr/bin/python3.11", false);
+        py.learn_path("/srv/www/index.html", Access::Read);
+        py.learn_path("/srv/www/uploads/a b.txt", Access::Write);
+        py.learn_dest(Dest::Inet {
+            class: AddrClass::Loopback,
+            port: 80,
+        });
+        for i in 0..12 {
+            py.learn_path(&format!("/srv/data/u{i}/f"), Access::Read);
+        }
+        a.of_mut("/usr/bin/python3.11", true)
+            .learn_path("/usr/lib/python3.11/os.py", Access::Read);
+        let counts = crate::ngram::NgramCounts::new(3, crate::syscalls::Arch::X86_64).unwrap();
+        let mut m = crate::profile::Profile::new("sha256:abc", "web", counts).meta;
+        m.args = Some(a);
+        m.programs = Some(
+            [("/usr/bin/python3.11".to_owned(), 3)]
+                .into_iter()
+                .collect(),
+        );
+        m
+    }
+
+    #[test]
+    fn classes_become_path_rules() {
+        let out = apparmor_profile(&meta()).unwrap();
+        for want in [
+            "profile ngram-ids-web flags=(attach_disconnected,mediate_deleted) {",
+            "  /srv/www/ r,\n  /srv/www/* rm,\n",
+            "  /srv/www/uploads/* w,\n",
+            "  /srv/data/** rm,\n",
+            "  /usr/lib/python3.11/* rm,\n",
+            "  /usr/bin/python3.11 mrix,\n",
+            "  network inet,\n",
+            "  deny mount,\n",
+        ] {
+            assert!(out.contains(want), "missing {want:?} in\n{out}");
+        }
+        assert!(
+            !out.contains("/srv/data/u1/"),
+            "a deep directory lists its children:\n{out}"
+        );
+        assert!(out.ends_with("}\n"));
+        assert_eq!(out, apparmor_profile(&meta()).unwrap(), "deterministic");
+    }
+
+    #[test]
+    fn paths_are_escaped_and_a_profile_without_classes_is_refused() {
+        assert_eq!(quote("/srv/a*b"), "/srv/a\\*b");
+        assert_eq!(quote("/srv/x y"), "\"/srv/x y\"");
+        assert_eq!(quote("/srv/{a,b}"), "/srv/\\{a\\,b\\}");
+        let mut m = meta();
+        m.args = None;
+        let e = apparmor_profile(&m).unwrap_err().to_string();
+        assert!(e.contains("has no argument classes"), "{e}");
+        assert!(e.contains("train it again"), "{e}");
+    }
+}
