@@ -483,6 +483,10 @@ impl ProgramArgs {
 pub struct ArgClasses {
     /// Key: `program` for settled threads, `program (start)` for young ones.
     pub programs: BTreeMap<String, ProgramArgs>,
+    /// The training learned files mapped executable (`mmap` with PROT_EXEC of a file, access
+    /// [`Access::Exec`]); profiles from before do not judge them (decision 43).
+    #[serde(default)]
+    pub maps_learned: bool,
 }
 
 /// The key of a program's classes in a phase.
@@ -495,6 +499,14 @@ pub fn phase_key(program: &str, young: bool) -> String {
 }
 
 impl ArgClasses {
+    /// Empty classes for a training run that learns everything this version learns.
+    pub fn learning() -> Self {
+        Self {
+            programs: BTreeMap::new(),
+            maps_learned: true,
+        }
+    }
+
     /// The classes of `program` in a phase, created when missing.
     pub fn of_mut(&mut self, program: &str, young: bool) -> &mut ProgramArgs {
         self.programs.entry(phase_key(program, young)).or_default()
@@ -553,8 +565,33 @@ impl ArgClasses {
         })
     }
 
+    /// Judge a file mapped executable (a library, a module, code loaded at run time): known
+    /// when any program of the profile, in any phase, mapped code from its directory (or a
+    /// deep ancestor) in training. Code comes from a few library directories, the same for
+    /// every program of an image, so the whole profile is the evidence and no minimum of
+    /// observations applies: a directory no program ever loaded code from is anomalous. Not
+    /// judged for profiles trained before mappings were learned.
+    pub fn judge_exec_map(&self, path: &str) -> ArgVerdict {
+        let dir = dir_of(path);
+        if !self.maps_learned
+            || self
+                .programs
+                .values()
+                .any(|p| p.covering(dir, Access::Exec).is_some())
+        {
+            return ArgVerdict::KNOWN;
+        }
+        ArgVerdict {
+            known: false,
+            p_new: 0.0,
+            anomalous: true,
+            why: format!("no program of the image loaded code from {dir} in training"),
+        }
+    }
+
     /// Add another run's classes.
     pub fn merge(&mut self, other: &Self) {
+        self.maps_learned |= other.maps_learned;
         for (k, p) in &other.programs {
             self.programs.entry(k.clone()).or_default().merge(p);
         }
@@ -789,6 +826,47 @@ mod tests {
         let json = serde_json::to_string(&a).unwrap();
         let back: ArgClasses = serde_json::from_str(&json).unwrap();
         assert_eq!(back, a);
+    }
+
+    #[test]
+    fn code_is_judged_against_every_program_of_the_image() {
+        let mut a = ArgClasses::learning();
+        a.of_mut("/usr/bin/python3", true)
+            .learn_path("/usr/lib/x86_64-linux-gnu/libssl.so.3", Access::Exec);
+        a.of_mut("/usr/bin/python3", true)
+            .learn_path("/usr/lib/python3.11/lib-dynload/_json.so", Access::Exec);
+        // Another program, settled, few observations: the image's evidence still holds.
+        assert!(
+            a.judge_exec_map("/usr/lib/x86_64-linux-gnu/libz.so.1")
+                .known
+        );
+        assert!(
+            a.judge_exec_map("/usr/lib/python3.11/lib-dynload/_ssl.so")
+                .known
+        );
+        let v = a.judge_exec_map("/var/lib/redis/evil.so");
+        assert!(v.anomalous, "{v:?}");
+        assert!(v.why.contains("loaded code from /var/lib/redis"), "{v:?}");
+        assert!(
+            a.judge_exec_map("/memfd:x (deleted)").anomalous,
+            "code from memory"
+        );
+        // Reading a library directory is not loading code from it.
+        let mut r = ArgClasses::learning();
+        r.of_mut("/bin/sh", false)
+            .learn_path("/tmp/x.so", Access::Read);
+        assert!(r.judge_exec_map("/tmp/x.so").anomalous);
+        // Profiles trained before mappings were learned do not judge them.
+        let mut old = ArgClasses::default();
+        old.of_mut("/bin/sh", false)
+            .learn_path("/etc/x", Access::Read);
+        assert!(!old.judge_exec_map("/tmp/x.so").anomalous);
+        let old_json = r#"{"programs":{}}"#;
+        assert!(
+            !serde_json::from_str::<ArgClasses>(old_json)
+                .unwrap()
+                .maps_learned
+        );
     }
 
     #[test]

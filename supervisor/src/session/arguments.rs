@@ -44,6 +44,8 @@ pub(super) enum Raw {
     Sock { addr: u64, len: u64 },
     /// `sendmsg`: the address, if any, named by the `msghdr` at `hdr`.
     Msg { hdr: u64 },
+    /// A file mapped executable (`mmap` with PROT_EXEC of descriptor `fd`).
+    Mapped { fd: i32 },
     /// A namespace, mount or privilege call (`ngram_profiler::privilege`): its number and
     /// registers (`mount`'s file system type and `clone3`'s flags are in memory).
     Priv { nr: i32, args: [u64; 6] },
@@ -112,6 +114,10 @@ impl Arg {
     }
 }
 
+/// PROT_EXEC and MAP_ANONYMOUS (x86_64).
+const PROT_EXEC: u64 = 0x4;
+const MAP_ANONYMOUS: u64 = 0x20;
+
 /// O_DIRECTORY (x86_64).
 const O_DIRECTORY: u64 = 0o200000;
 
@@ -175,6 +181,16 @@ pub(super) fn raw_of(nr: i32, a: &[u64; 6]) -> Option<Raw> {
             addr: a[4],
             len: a[5],
         },
+        // mmap of a file with PROT_EXEC: code loaded (a library, a module, a dropped .so)
+        9 if a[2] & PROT_EXEC != 0 && a[3] & MAP_ANONYMOUS == 0 && dirfd(a[4]).is_some() => {
+            // The kernel reads the fd as an int; -1 (and AT_FDCWD) name no file.
+            #[allow(clippy::cast_possible_truncation)]
+            let fd = a[4] as u32 as i32;
+            if fd < 0 {
+                return None;
+            }
+            Raw::Mapped { fd }
+        }
         // sendmsg (its msghdr may name an address; sendmmsg's vector is not classed)
         46 => Raw::Msg { hdr: a[1] },
         // mount umount2 unshare setns setuid setgid setreuid setregid setresuid setresgid
@@ -234,6 +250,7 @@ fn is_classed(nr: i32) -> bool {
             | 119
             | 435
             | 56
+            | 9
     )
 }
 
@@ -329,6 +346,17 @@ pub(super) fn read(ev: &Event, raw: Raw) -> Option<Arg> {
         Raw::Sock { addr, len } => {
             let len = usize::try_from(len).ok()?.min(SOCKADDR_MAX);
             parse_sockaddr(&read_mem(ev.tid, addr, len)?).map(Arg::Dest)
+        }
+        Raw::Mapped { fd } => {
+            // What the descriptor names, as the process sees it: a file's path, or e.g.
+            // `/memfd:NAME (deleted)` for code in memory, whose directory is `/`.
+            let path = std::fs::read_link(format!("/proc/{}/fd/{fd}", ev.pid)).ok()?;
+            let path = path.to_string_lossy();
+            path.starts_with('/').then(|| Arg::File {
+                path: path.into_owned(),
+                access: Access::Exec,
+                dir: false,
+            })
         }
         Raw::Priv { nr, args } => {
             let id = |i: usize| {
@@ -516,6 +544,11 @@ impl<'m> Session<'m> {
                 access,
                 dir: true,
             } => classes.judge_dir(&program, young, path, *access),
+            Arg::File {
+                path,
+                access: Access::Exec,
+                ..
+            } => classes.judge_exec_map(path),
             Arg::File { path, access, .. } => classes.judge_path(&program, young, path, *access),
             Arg::Dest(d) => classes.judge_dest(&program, young, d),
             Arg::Priv(c) => classes.judge_privileged(&program, young, c),
@@ -630,7 +663,7 @@ mod tests {
         );
         assert_eq!(raw_of(0, &a), None, "read");
         for nr in 0..500 {
-            let any = [cwd, 0x1000, 0, 0, 0x1000, 16];
+            let any = [cwd, 0x1000, PROT_EXEC, 0, 0x1000, 16];
             assert_eq!(
                 raw_of(nr, &any).is_some(),
                 is_classed(nr),
@@ -688,6 +721,26 @@ mod tests {
         let connected = [0u8; 56];
         let raw = raw_of(46, &[3, connected.as_ptr() as u64, 0, 0, 0, 0]).unwrap();
         assert_eq!(read(&ev, raw), None, "sendmsg without an address");
+        // Code mapped from a file: its path through /proc/PID/fd, access exec; anonymous
+        // memory and data mappings are no class.
+        let lib = std::fs::File::open("/proc/self/exe").unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&lib) as u64;
+        let raw = raw_of(9, &[0, 4096, PROT_EXEC | 1, 2, fd, 0]).unwrap();
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        assert_eq!(
+            read(&ev, raw),
+            Some(Arg::File {
+                path: exe.to_string_lossy().into_owned(),
+                access: Access::Exec,
+                dir: false
+            })
+        );
+        assert_eq!(raw_of(9, &[0, 4096, 1, 2, fd, 0]), None, "a data mapping");
+        assert_eq!(
+            raw_of(9, &[0, 4096, PROT_EXEC, MAP_ANONYMOUS | 2, u64::MAX, 0]),
+            None,
+            "anonymous code (a JIT)"
+        );
         // Namespaces: from registers; clone3's flags from memory; a thread is no class.
         let unshare = raw_of(272, &[0x1002_0000, 0, 0, 0, 0, 0]).unwrap();
         assert_eq!(

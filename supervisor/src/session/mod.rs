@@ -276,7 +276,7 @@ impl<'m> Session<'m> {
         s.arguments = on;
         if let Ok(mut inner) = s.inner.lock() {
             if on && inner.counts.is_some() {
-                inner.args_learned = Some(ngram_profiler::args::ArgClasses::default());
+                inner.args_learned = Some(ngram_profiler::args::ArgClasses::learning());
             }
         }
         s
@@ -285,7 +285,10 @@ impl<'m> Session<'m> {
     /// Take the argument classes learned since the last call (train mode with arguments).
     pub fn take_args(&self) -> Option<ngram_profiler::args::ArgClasses> {
         let mut inner = self.inner.lock().ok()?;
-        inner.args_learned.as_mut().map(std::mem::take)
+        inner
+            .args_learned
+            .as_mut()
+            .map(|a| std::mem::replace(a, ngram_profiler::args::ArgClasses::learning()))
     }
 
     /// Answer every call CONTINUE and do nothing else: the floor of the notify design, for

@@ -364,3 +364,102 @@ fn a_known_program_entering_new_namespaces_is_caught_by_the_flags() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// Code loaded from a directory no program of the image loaded code from (decision 43): a
+/// static fixture maps a file executable, as a loader, a module load (`MODULE LOAD`,
+/// `LOAD_FILE`, `ctypes`) or an `LD_PRELOAD` of a dropped shared object does. Trained mapping
+/// `/d/lib/code.bin` executable and reading (mapping as data) `/d/drop/data.bin`; then it maps
+/// `/d/drop/evil.bin` executable: a directory it reads, the same program, the same calls, but
+/// code. Alert mode reports it (the mapping happens: the control); enforce refuses the `mmap`.
+#[test]
+fn code_mapped_from_a_directory_never_loaded_from_is_caught() {
+    let Some(e) = setup_ids("code_mapped_from_a_directory_never_loaded_from_is_caught") else {
+        return;
+    };
+    let dir = TempDir::new("mapexec");
+    for sub in ["u", "d/lib", "d/drop"] {
+        std::fs::create_dir_all(dir.path().join(sub)).expect("fixture directory");
+    }
+    for f in ["d/lib/code.bin", "d/drop/evil.bin", "d/drop/data.bin"] {
+        std::fs::write(dir.path().join(f), vec![0xc3u8; 4096]).expect("fixture code");
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/mapexec.c");
+    let mut cc = Command::new("cc");
+    cc.args(["-static", "-O2", "-o"])
+        .arg(dir.path().join("u/mapexec"))
+        .arg(&src);
+    run_cmd(cc, b"", Duration::from_secs(120)).success();
+    let mounts = [
+        format!("{}:/u:ro", dir.path().join("u").display()),
+        format!("{}:/d:ro", dir.path().join("d").display()),
+    ];
+    let profile = Profile::new("mapexec");
+    let go = |runtime: &str, mode: &str, file: &str, n: &str| {
+        let c = e.container();
+        let t0 = now_ns();
+        let out = e.run_with(
+            runtime,
+            &c,
+            &[
+                "--label",
+                &profile.label,
+                "-v",
+                &mounts[0],
+                "-v",
+                &mounts[1],
+                BUSYBOX,
+                "/u/mapexec",
+                mode,
+                file,
+                n,
+            ],
+        );
+        let id = e.container_id(&c);
+        let _ = e.docker(&["rm", "-f", &c.name]);
+        (out, id, t0)
+    };
+    for run_no in 1..=2 {
+        let (out, _, _) = go(TRAIN, "exec", "/d/lib/code.bin", "300");
+        assert!(out.stdout.contains("mapped 300"), "training: {out}");
+        profile.wait_for_runs(2 * run_no - 1, MERGE_TIMEOUT);
+        let (out, _, _) = go(TRAIN, "read", "/d/drop/data.bin", "300");
+        assert!(out.stdout.contains("mapped 300"), "training: {out}");
+        profile.wait_for_runs(2 * run_no, MERGE_TIMEOUT);
+    }
+    let mut problems = Vec::new();
+    for runtime in [ALERT, ENFORCE] {
+        let (known, id_known, t_known) = go(runtime, "exec", "/d/lib/code.bin", "5");
+        let (out, id, t0) = go(runtime, "exec", "/d/drop/evil.bin", "1");
+        let found = wait_for_alerts(&id, t0, Duration::from_secs(10));
+        let named = found.iter().any(|a| {
+            a.rule == "argument"
+                && a.json["output_fields"]["fd.name"] == "/d/drop/evil.bin"
+                && a.json["output_fields"]["ngram.argument"]
+                    .as_str()
+                    .is_some_and(|w| w.contains("loaded code from /d/drop"))
+        });
+        let known_alerts = alerts_since(&id_known, t_known);
+        println!(
+            "{runtime}: trained file: {} ({} alerts); dropped file: {} (reported {named})",
+            known.stdout.trim(),
+            known_alerts.len(),
+            out.stdout.trim()
+        );
+        if !known.stdout.contains("mapped 5") || !known_alerts.is_empty() {
+            problems.push(format!(
+                "{runtime}: the trained mapping was judged: {known}"
+            ));
+        }
+        if !named {
+            problems.push(format!("{runtime}: the dropped code is not reported"));
+        }
+        let mapped = out.stdout.contains("mapped 1");
+        if runtime == ALERT && !mapped {
+            problems.push(format!("alert mode: the control failed: {out}"));
+        }
+        if runtime == ENFORCE && (mapped || !out.stdout.contains("refused 1")) {
+            problems.push(format!("enforce mode did not refuse the mapping: {out}"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
