@@ -1022,6 +1022,9 @@ def run_attacks(svc, name, cid, port, lst, cfg, result, destructive):
         entry = {"attack": aname, "detected": latency is not None and latency <= cfg["detect_ms"],
                  "late": latency is not None and latency > cfg["detect_ms"], "effect": effect, "alerts": len(found),
                  "latency_ms": latency,
+                 # The supervisor's own time from seeing the call to the alert (the rest of
+                 # latency_ms is the service reaching that call, e.g. forking a backend).
+                 "decision_us": round(first.get("ngram.latency_ns", 0) / 1e3, 1) if first else None,
                  "denied": sum(1 for a in found if a.get("ngram.action") == "denied"),
                  "first_alert": alert_sample(first) if first else None, "evidence": evidence}
         result.append(entry)
