@@ -422,7 +422,14 @@ impl ProgramArgs {
 
     /// Judge a destination.
     pub fn judge_dest(&self, dest: &Dest) -> ArgVerdict {
-        if self.dests.contains_key(dest) {
+        self.judge_member(self.dests.contains_key(dest), || {
+            format!("never reached {dest} in training")
+        })
+    }
+
+    /// Known, or unseen and judged by the program's unseen mass (explained by `why`).
+    fn judge_member(&self, known: bool, why: impl FnOnce() -> String) -> ArgVerdict {
+        if known {
             return ArgVerdict::KNOWN;
         }
         let p_new = self.p_new();
@@ -430,7 +437,7 @@ impl ProgramArgs {
             known: false,
             p_new,
             anomalous: p_new < P_NEW_MAX,
-            why: format!("never reached {dest} in training"),
+            why: why(),
         }
     }
 
@@ -442,16 +449,9 @@ impl ProgramArgs {
 
     /// Judge a namespace, mount or privilege call's class.
     pub fn judge_privileged(&self, class: &str) -> ArgVerdict {
-        if self.privileged.contains_key(class) {
-            return ArgVerdict::KNOWN;
-        }
-        let p_new = self.p_new();
-        ArgVerdict {
-            known: false,
-            p_new,
-            anomalous: p_new < P_NEW_MAX,
-            why: format!("never made a {class} call in training"),
-        }
+        self.judge_member(self.privileged.contains_key(class), || {
+            format!("never made a {class} call in training")
+        })
     }
 
     /// Add `other` (another run of the same program).

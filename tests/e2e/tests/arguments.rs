@@ -152,6 +152,58 @@ fn mimicry_through_the_programs_own_calls_is_caught_by_its_arguments() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// A static program built from `fixtures/PROG.c` (at `/u/PROG`, read-only) and a data tree
+/// (`/d`, read-only) for one test.
+struct StaticFixture {
+    dir: TempDir,
+    prog: &'static str,
+}
+
+impl StaticFixture {
+    /// Build `prog` (with pthreads) and create the data directories `dirs` under `/d`.
+    fn new(prog: &'static str, dirs: &[&str]) -> Self {
+        let dir = TempDir::new(prog);
+        std::fs::create_dir_all(dir.path().join("u")).expect("fixture directory");
+        for sub in dirs {
+            std::fs::create_dir_all(dir.path().join("d").join(sub)).expect("fixture directory");
+        }
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/{prog}.c"));
+        let mut cc = Command::new("cc");
+        cc.args(["-static", "-O2", "-pthread", "-o"])
+            .arg(dir.path().join("u").join(prog))
+            .arg(&src);
+        run_cmd(cc, b"", Duration::from_secs(120)).success();
+        Self { dir, prog }
+    }
+
+    /// Write a data file (`rel` under `/d`).
+    fn write(&self, rel: &str, data: impl AsRef<[u8]>) {
+        std::fs::write(self.dir.path().join("d").join(rel), data).expect("fixture data");
+    }
+
+    /// Run `/u/PROG ARGS` in a container of `runtime` with profile label `label`: its
+    /// output, the container's id and the time just before it started.
+    fn run(
+        &self,
+        e: &E2e,
+        runtime: &str,
+        label: &str,
+        args: &[&str],
+    ) -> (ngram_e2e::Output, String, u64) {
+        let u = format!("{}:/u:ro", self.dir.path().join("u").display());
+        let d = format!("{}:/d:ro", self.dir.path().join("d").display());
+        let exe = format!("/u/{}", self.prog);
+        let mut all = vec!["--label", label, "-v", &u, "-v", &d, BUSYBOX, &exe];
+        all.extend_from_slice(args);
+        let c = e.container();
+        let t0 = now_ns();
+        let out = e.run_with(runtime, &c, &all);
+        let id = e.container_id(&c);
+        let _ = e.docker(&["rm", "-f", &c.name]);
+        (out, id, t0)
+    }
+}
+
 /// The fixture's counts: "opened A a B b refused r failed f".
 #[derive(Debug, Default)]
 struct Race {
@@ -186,50 +238,13 @@ fn a_path_rewritten_by_another_thread_during_the_check_is_refused() {
     else {
         return;
     };
-    let dir = TempDir::new("toctou");
-    for sub in ["u", "d/data", "d/dat2", "d/secr"] {
-        std::fs::create_dir_all(dir.path().join(sub)).expect("fixture directory");
-    }
+    let fx = StaticFixture::new("toctou", &["data", "dat2", "secr"]);
     for sub in ["data", "dat2", "secr"] {
-        std::fs::write(
-            dir.path().join(format!("d/{sub}/key")),
-            format!("/d/{sub}/"),
-        )
-        .expect("fixture key");
+        fx.write(&format!("{sub}/key"), format!("/d/{sub}/"));
     }
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/toctou.c");
-    let mut cc = Command::new("cc");
-    cc.args(["-static", "-O2", "-pthread", "-o"])
-        .arg(dir.path().join("u/toctou"))
-        .arg(&src);
-    run_cmd(cc, b"", Duration::from_secs(120)).success();
-    let mounts = [
-        format!("{}:/u:ro", dir.path().join("u").display()),
-        format!("{}:/d:ro", dir.path().join("d").display()),
-    ];
     let profile = Profile::new("toctou");
     let go = |runtime: &str, other: &str| {
-        let c = e.container();
-        let t0 = now_ns();
-        let out = e.run_with(
-            runtime,
-            &c,
-            &[
-                "--label",
-                &profile.label,
-                "-v",
-                &mounts[0],
-                "-v",
-                &mounts[1],
-                BUSYBOX,
-                "/u/toctou",
-                "/d/data/",
-                other,
-                "4000",
-            ],
-        );
-        let id = e.container_id(&c);
-        let _ = e.docker(&["rm", "-f", &c.name]);
+        let (out, id, t0) = fx.run(&e, runtime, &profile.label, &["/d/data/", other, "4000"]);
         let race = Race::parse(&out.stdout)
             .unwrap_or_else(|| panic!("{runtime}: the fixture did not report: {out}"));
         (race, id, t0)
@@ -376,47 +391,13 @@ fn code_mapped_from_a_directory_never_loaded_from_is_caught() {
     let Some(e) = setup_ids("code_mapped_from_a_directory_never_loaded_from_is_caught") else {
         return;
     };
-    let dir = TempDir::new("mapexec");
-    for sub in ["u", "d/lib", "d/drop"] {
-        std::fs::create_dir_all(dir.path().join(sub)).expect("fixture directory");
+    let fx = StaticFixture::new("mapexec", &["lib", "drop"]);
+    for f in ["lib/code.bin", "drop/evil.bin", "drop/data.bin"] {
+        fx.write(f, vec![0xc3u8; 4096]);
     }
-    for f in ["d/lib/code.bin", "d/drop/evil.bin", "d/drop/data.bin"] {
-        std::fs::write(dir.path().join(f), vec![0xc3u8; 4096]).expect("fixture code");
-    }
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/mapexec.c");
-    let mut cc = Command::new("cc");
-    cc.args(["-static", "-O2", "-o"])
-        .arg(dir.path().join("u/mapexec"))
-        .arg(&src);
-    run_cmd(cc, b"", Duration::from_secs(120)).success();
-    let mounts = [
-        format!("{}:/u:ro", dir.path().join("u").display()),
-        format!("{}:/d:ro", dir.path().join("d").display()),
-    ];
     let profile = Profile::new("mapexec");
     let go = |runtime: &str, mode: &str, file: &str, n: &str| {
-        let c = e.container();
-        let t0 = now_ns();
-        let out = e.run_with(
-            runtime,
-            &c,
-            &[
-                "--label",
-                &profile.label,
-                "-v",
-                &mounts[0],
-                "-v",
-                &mounts[1],
-                BUSYBOX,
-                "/u/mapexec",
-                mode,
-                file,
-                n,
-            ],
-        );
-        let id = e.container_id(&c);
-        let _ = e.docker(&["rm", "-f", &c.name]);
-        (out, id, t0)
+        fx.run(&e, runtime, &profile.label, &[mode, file, n])
     };
     for run_no in 1..=2 {
         let (out, _, _) = go(TRAIN, "exec", "/d/lib/code.bin", "300");
