@@ -45,6 +45,7 @@ unit: build
 	$(CARGO) test --release
 	NGRAM_IDS_BIN=$(abspath $(BIN)) $(CARGO) test --release -p ngram-runtime --test root_lifecycle -- --ignored
 	$(CARGO) test --release -p ngram-supervisor --test notify --test ptrace -- --ignored
+	$(CARGO) test --release -p ngram-ebpf -- --include-ignored
 
 e2e:
 	./scripts/test-e2e.sh --runtime runc

@@ -37,6 +37,11 @@ declare -A PKG_CMD=(
     [gcc]=cc
     [make]=make
     [apparmor]=apparmor_parser
+    # ebpf/: clang builds the kernel program, bpftool dumps vmlinux.h, the vendored libbpf links libelf, zlib.
+    [clang]=clang
+    [bpftool]=bpftool
+    [libelf-dev]=""
+    [zlib1g-dev]=""
 )
 
 missing=()

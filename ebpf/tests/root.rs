@@ -1,0 +1,301 @@
+//! Root tests of the eBPF counter against the real kernel: a fresh cgroup v2 directory, a
+//! deterministic static fixture (`fixtures/cycle.c`) moved into it, exact n-gram counts.
+//! They need root and BPF: `#[ignore]` in a plain `cargo test`, run by `make unit`.
+
+#![allow(clippy::unwrap_used)] // tests
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use ngram_ebpf::{Counter, KernelCounts, Options};
+
+const GETPPID: u16 = 110;
+const GETPGRP: u16 = 111;
+const GETPGID: u16 = 121;
+const GETSID: u16 = 124;
+/// The fixture's cycle, in the order it calls them.
+const CYCLE: [u16; 4] = [GETPPID, GETPGRP, GETSID, GETPGID];
+
+/// The fixture, built once per test binary with `cc -static`.
+fn fixture() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cycle.c");
+        let bin = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ngram-ebpf-cycle");
+        let status = Command::new("cc")
+            .args(["-static", "-O1", "-Wall", "-pthread", "-o"])
+            .arg(&bin)
+            .arg(&src)
+            .status()
+            .expect("run cc (apt-get install gcc)");
+        assert!(status.success(), "cc -static {} failed", src.display());
+        bin
+    })
+}
+
+/// The cgroup2 mount: /sys/fs/cgroup on a unified host, /sys/fs/cgroup/unified on a hybrid one.
+fn cgroup2_root() -> PathBuf {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    mountinfo
+        .lines()
+        .find_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            (right.split(' ').next() == Some("cgroup2"))
+                .then(|| PathBuf::from(left.split(' ').nth(4).unwrap()))
+        })
+        .expect("no cgroup2 mount")
+}
+
+/// A fresh cgroup v2 directory, removed on drop.
+struct TestCgroup(PathBuf);
+
+impl TestCgroup {
+    fn new(name: &str) -> Self {
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let dir = cgroup2_root().join(format!(
+            "ngram-ebpf-test-{}-{}-{name}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        // The fixture has exited; the kernel may take a moment to let go of the cgroup.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.0).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Start the fixture inside `cgroup` (the shell moves itself in, then execs it).
+fn spawn_in(cgroup: &Path, args: &[&str]) -> Child {
+    Command::new("sh")
+        .arg("-c")
+        .arg(r#"echo $$ > "$1/cgroup.procs" && shift && exec "$@""#)
+        .arg("sh")
+        .arg(cgroup)
+        .arg(fixture())
+        .args(args)
+        .spawn()
+        .unwrap()
+}
+
+/// Start the fixture in the test's own cgroup (the host, for the counter).
+fn spawn_host(args: &[&str]) -> Child {
+    Command::new(fixture()).args(args).spawn().unwrap()
+}
+
+fn wait(mut child: Child) {
+    assert!(child.wait().unwrap().success(), "the fixture failed");
+}
+
+/// How often each n-gram made only of `cycle` occurs in one thread running `iterations`
+/// rounds of it: the n-grams that start at positions 0..=len-n of the block.
+fn expected(cycle: &[u16], iterations: usize, n: usize) -> KernelCounts {
+    let block: Vec<u16> = cycle
+        .iter()
+        .copied()
+        .cycle()
+        .take(cycle.len() * iterations)
+        .collect();
+    let mut out = KernelCounts::new(n);
+    for gram in block.windows(n) {
+        out.add_gram(gram.to_vec(), 1);
+    }
+    out
+}
+
+/// The counts of the n-grams made only of `cycle`'s calls.
+fn cycle_grams(counts: &KernelCounts, cycle: &[u16]) -> KernelCounts {
+    let mut out = KernelCounts::new(counts.n());
+    for (gram, &c) in counts.grams() {
+        if gram.iter().all(|nr| cycle.contains(nr)) {
+            out.add_gram(gram.clone(), c);
+        }
+    }
+    out
+}
+
+fn times(counts: &KernelCounts, k: u64) -> KernelCounts {
+    let mut out = KernelCounts::new(counts.n());
+    for (gram, &c) in counts.grams() {
+        out.add_gram(gram.clone(), c * k);
+    }
+    out
+}
+
+#[test]
+#[ignore = "needs root and BPF: run by make unit"]
+fn counts_the_cgroup_exactly_and_not_the_host() {
+    let cg = TestCgroup::new("exact");
+    let counter = Counter::attach(&cg.0, 6, &[]).unwrap();
+    // A host process making the same calls at the same time: not counted.
+    let host = spawn_host(&["20000"]);
+    wait(spawn_in(&cg.0, &["10000"]));
+    wait(host);
+    let (counts, stats) = counter.finish().unwrap();
+
+    assert_eq!(cycle_grams(&counts, &CYCLE), expected(&CYCLE, 10_000, 6));
+    for nr in CYCLE {
+        assert_eq!(counts.calls().get(&nr), Some(&10_000), "calls of {nr}");
+    }
+    assert_eq!(stats.lost(), 0, "{stats:?}");
+    assert_eq!(stats.other_arch, 0);
+    assert_eq!(stats.noise, 0);
+    assert_eq!(stats.ngrams, counts.total());
+    assert_eq!(stats.calls, counts.calls().values().sum::<u64>());
+    // Besides the loop: the shell's last calls, exec and the static start-up and exit.
+    assert!(stats.calls > 40_000 && stats.calls < 40_100, "{stats:?}");
+
+    // The trainer's counts say the same.
+    let trainer = counts.to_ngram_counts().unwrap();
+    assert_eq!(
+        trainer.count(&[GETPPID, GETPGRP, GETSID, GETPGID, GETPPID, GETPGRP]),
+        9_999
+    );
+    assert_eq!(trainer.calls(), stats.calls);
+    assert_eq!(trainer.total(), stats.ngrams);
+}
+
+#[test]
+#[ignore = "needs root and BPF: run by make unit"]
+fn follows_threads_and_forks() {
+    for mode in ["thread", "fork"] {
+        let cg = TestCgroup::new(mode);
+        let counter = Counter::attach(&cg.0, 6, &[]).unwrap();
+        wait(spawn_in(&cg.0, &["5000", mode]));
+        let (counts, stats) = counter.finish().unwrap();
+        // Each thread (process) is its own stream: twice the n-grams of one, none across.
+        assert_eq!(
+            cycle_grams(&counts, &CYCLE),
+            times(&expected(&CYCLE, 5_000, 6), 2),
+            "{mode}"
+        );
+        assert_eq!(counts.calls().get(&GETPPID), Some(&10_000), "{mode}");
+        assert_eq!(stats.lost(), 0, "{mode}: {stats:?}");
+    }
+}
+
+#[test]
+#[ignore = "needs root and BPF: run by make unit"]
+fn noise_is_neither_counted_nor_in_the_window() {
+    let cg = TestCgroup::new("noise");
+    let counter = Counter::attach(&cg.0, 3, &[GETPGRP]).unwrap();
+    wait(spawn_in(&cg.0, &["4000"]));
+    let (counts, stats) = counter.finish().unwrap();
+    let without = [GETPPID, GETSID, GETPGID];
+    assert_eq!(cycle_grams(&counts, &CYCLE), expected(&without, 4_000, 3));
+    assert_eq!(counts.calls().get(&GETPGRP), None);
+    assert!(stats.noise >= 4_000 && stats.noise < 4_010, "{stats:?}");
+    assert_eq!(stats.lost(), 0, "{stats:?}");
+}
+
+#[test]
+#[ignore = "needs root and BPF: run by make unit"]
+fn every_n_loads_and_counts() {
+    for n in ngram_ebpf::MIN_N..=ngram_ebpf::MAX_N {
+        let cg = TestCgroup::new(&format!("n{n}"));
+        let counter = Counter::attach(&cg.0, n, &[]).unwrap();
+        wait(spawn_in(&cg.0, &["300"]));
+        let (counts, stats) = counter.finish().unwrap();
+        assert_eq!(
+            cycle_grams(&counts, &CYCLE),
+            expected(&CYCLE, 300, n),
+            "n = {n}"
+        );
+        assert!(counts.grams().keys().all(|g| g.len() == n));
+        assert_eq!(stats.lost(), 0, "n = {n}: {stats:?}");
+    }
+}
+
+#[test]
+#[ignore = "needs root and BPF: run by make unit"]
+fn periodic_reads_lose_nothing() {
+    let cg = TestCgroup::new("periodic");
+    let mut counter = Counter::attach(&cg.0, 6, &[]).unwrap();
+    let mut child = spawn_in(&cg.0, &["300000"]);
+    let mut all = KernelCounts::new(6);
+    let mut reads = 0;
+    while child.try_wait().unwrap().is_none() {
+        all.append(counter.take_counts().unwrap());
+        reads += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(child.wait().unwrap().success());
+    let (last, stats) = counter.finish().unwrap();
+    all.append(last);
+    assert!(reads > 1, "the fixture ended before a second read");
+    assert_eq!(cycle_grams(&all, &CYCLE), expected(&CYCLE, 300_000, 6));
+    assert_eq!(all.total(), stats.ngrams);
+    assert_eq!(stats.lost(), 0, "{stats:?}");
+}
+
+#[test]
+#[ignore = "needs root and BPF: run by make unit"]
+fn a_full_map_is_counted_as_lost() {
+    let cg = TestCgroup::new("full");
+    let opts = Options {
+        n: 6,
+        noise: Vec::new(),
+        max_ngrams: 2,
+    };
+    let counter = Counter::attach_with(&cg.0, &opts).unwrap();
+    wait(spawn_in(&cg.0, &["100"]));
+    let (counts, stats) = counter.finish().unwrap();
+    assert!(counts.grams().len() <= 2);
+    assert!(stats.lost_ngrams > 0, "{stats:?}");
+    assert_eq!(
+        stats.ngrams + stats.lost_ngrams,
+        stats.calls - 5,
+        "{stats:?}"
+    );
+}
+
+/// Whether bpftool still shows a program or map of this id.
+fn bpftool_shows(kind: &str, id: u32) -> bool {
+    Command::new("bpftool")
+        .args([kind, "show", "id", &id.to_string()])
+        .output()
+        .expect("run bpftool (apt-get install bpftool)")
+        .status
+        .success()
+}
+
+#[test]
+#[ignore = "needs root and BPF: run by make unit"]
+fn nothing_is_left_after_drop() {
+    let cg = TestCgroup::new("drop");
+    let counter = Counter::attach(&cg.0, 6, &[15, 219]).unwrap();
+    let prog = counter.prog_id().expect("attached program id");
+    let maps = counter.map_ids();
+    assert_eq!(maps.len(), 8, "{maps:?}");
+    assert!(bpftool_shows("prog", prog));
+    assert!(maps.iter().all(|&id| bpftool_shows("map", id)));
+    drop(counter);
+    // The kernel frees them after an RCU grace period.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: Vec<u32> = std::iter::once(prog)
+            .filter(|&id| bpftool_shows("prog", id))
+            .chain(maps.iter().copied().filter(|&id| bpftool_shows("map", id)))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still loaded after drop: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
