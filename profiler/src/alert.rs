@@ -117,6 +117,11 @@ pub struct Alert {
     /// With a file argument: its path (Falco's `fd.name`).
     #[serde(default)]
     pub fd_name: Option<String>,
+    /// With an IP destination: its address and port (Falco's `fd.sip` and `fd.sport`).
+    #[serde(default)]
+    pub fd_sip: Option<String>,
+    #[serde(default)]
+    pub fd_sport: Option<u16>,
 }
 
 /// The Falco-compatible line.
@@ -213,6 +218,12 @@ impl Alert {
         if let Some(f) = &self.fd_name {
             put("fd.name", json!(f));
         }
+        if let Some(ip) = &self.fd_sip {
+            put("fd.sip", json!(ip));
+        }
+        if let Some(port) = self.fd_sport {
+            put("fd.sport", json!(port));
+        }
         FalcoLine {
             output: self.summary(),
             priority: if self.rule.critical(self.action) {
@@ -262,6 +273,11 @@ impl Alert {
                 .unwrap_or_default(),
             argument: s("ngram.argument"),
             fd_name: s("fd.name"),
+            fd_sip: s("fd.sip"),
+            fd_sport: f
+                .get("fd.sport")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|p| u16::try_from(p).ok()),
         })
     }
 }
@@ -642,6 +658,8 @@ mod tests {
             rule: Rule::Sequence,
             argument: None,
             fd_name: None,
+            fd_sip: None,
+            fd_sport: None,
         }
     }
 
@@ -774,6 +792,17 @@ mod tests {
         assert_eq!(v["output_fields"]["container.id"], "0123456789ab");
         assert_eq!(v["output_fields"]["evt.type"], "execve");
         assert_eq!(Alert::from_falco(&f), Some(a));
+        // An argument alert on a destination carries Falco's address fields.
+        let mut c = alert();
+        c.rule = Rule::Argument;
+        c.argument = Some("connect inet private port 6379: never reached …".into());
+        c.fd_sip = Some("10.0.0.7".into());
+        c.fd_sport = Some(6379);
+        let f = c.to_falco("host1");
+        let v = serde_json::to_value(&f).unwrap();
+        assert_eq!(v["output_fields"]["fd.sip"], "10.0.0.7");
+        assert_eq!(v["output_fields"]["fd.sport"], 6379);
+        assert_eq!(Alert::from_falco(&f), Some(c));
     }
 
     #[test]

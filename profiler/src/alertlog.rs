@@ -207,6 +207,8 @@ mod tests {
             rule: Rule::Sequence,
             argument: None,
             fd_name: None,
+            fd_sip: None,
+            fd_sport: None,
         }
     }
 

@@ -162,6 +162,24 @@ impl fmt::Display for Dest {
     }
 }
 
+/// The IP address and port in a `sockaddr_in`/`sockaddr_in6` (for alerts: `fd.sip`,
+/// `fd.sport`); `None` for other families and short buffers.
+pub fn sockaddr_peer(b: &[u8]) -> Option<(std::net::IpAddr, u16)> {
+    let family = u16::from_ne_bytes([*b.first()?, *b.get(1)?]);
+    let port = u16::from_be_bytes([*b.get(2)?, *b.get(3)?]);
+    match i32::from(family) {
+        libc_af::INET => {
+            let ip: [u8; 4] = b.get(4..8)?.try_into().ok()?;
+            Some((std::net::IpAddr::from(ip), port))
+        }
+        libc_af::INET6 => {
+            let ip: [u8; 16] = b.get(8..24)?.try_into().ok()?;
+            Some((std::net::IpAddr::from(ip), port))
+        }
+        _ => None,
+    }
+}
+
 /// The destination in a `sockaddr` as the kernel lays it out (x86_64); `None` for families
 /// that are not classed (netlink, packet: a namespace or privilege question, judged by the
 /// n-grams) and for short buffers.

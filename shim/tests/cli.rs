@@ -622,5 +622,7 @@ fn sample_alert(id: &str, name: &str, pid: u32, tid: u32) -> ngram_profiler::ale
         rule: Rule::Sequence,
         argument: None,
         fd_name: None,
+        fd_sip: None,
+        fd_sport: None,
     }
 }

@@ -10,7 +10,7 @@
 use std::io::IoSliceMut;
 
 use ngram_profiler::alert::{Action, Rule};
-use ngram_profiler::args::{normalize, parse_sockaddr, Access, Dest};
+use ngram_profiler::args::{normalize, parse_sockaddr, sockaddr_peer, Access, Dest};
 use ngram_profiler::privilege::{clone_namespaces, PrivCall};
 use ngram_profiler::profile::Mode;
 use nix::sys::uio::{process_vm_readv, RemoteIoVec};
@@ -60,7 +60,8 @@ pub(super) enum Arg {
         /// The path is a directory opened itself.
         dir: bool,
     },
-    Dest(Dest),
+    /// A destination, with the address and port it was read from (for the alert only).
+    Dest(Dest, Option<(std::net::IpAddr, u16)>),
     /// The class of a namespace, mount or privilege call, e.g. `unshare NEWNS|NEWUSER`.
     Priv(String),
 }
@@ -69,7 +70,7 @@ impl std::fmt::Display for Arg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::File { path, access, .. } => write!(f, "{path} ({access})"),
-            Self::Dest(d) => write!(f, "{d}"),
+            Self::Dest(d, _) => write!(f, "{d}"),
             Self::Priv(c) => write!(f, "{c}"),
         }
     }
@@ -84,8 +85,16 @@ impl Arg {
             Self::File { path, access, dir } => {
                 format!("{} {access} {path}", if *dir { "dir" } else { "file" })
             }
-            Self::Dest(d) => format!("dest {d}"),
+            Self::Dest(d, _) => format!("dest {d}"),
             Self::Priv(c) => format!("priv {c}"),
+        }
+    }
+
+    /// An IP destination's address and port (Falco's `fd.sip`, `fd.sport`).
+    fn peer(&self) -> Option<(std::net::IpAddr, u16)> {
+        match self {
+            Self::Dest(_, peer) => *peer,
+            _ => None,
         }
     }
 
@@ -93,7 +102,7 @@ impl Arg {
     fn fd_name(&self) -> Option<String> {
         match self {
             Self::File { path, .. } => Some(path.clone()),
-            Self::Dest(_) | Self::Priv(_) => None,
+            Self::Dest(..) | Self::Priv(_) => None,
         }
     }
 
@@ -345,7 +354,8 @@ pub(super) fn read(ev: &Event, raw: Raw) -> Option<Arg> {
         }
         Raw::Sock { addr, len } => {
             let len = usize::try_from(len).ok()?.min(SOCKADDR_MAX);
-            parse_sockaddr(&read_mem(ev.tid, addr, len)?).map(Arg::Dest)
+            let b = read_mem(ev.tid, addr, len)?;
+            parse_sockaddr(&b).map(|d| Arg::Dest(d, sockaddr_peer(&b)))
         }
         Raw::Mapped { fd } => {
             // What the descriptor names, as the process sees it: a file's path, or e.g.
@@ -477,6 +487,7 @@ impl<'m> Session<'m> {
                 call_name(inner, ev)
             ),
             fd_name: arg.fd_name(),
+            peer: arg.peer(),
         };
         let exe = inner.arg_programs.get(&ev.pid).map(ToString::to_string);
         self.report(inner, ev, Rule::Race, 1.0, 0.0, action, exe, Some(text));
@@ -507,7 +518,7 @@ impl<'m> Session<'m> {
                     dir: true,
                 } => p.learn_dir(path, *access),
                 Arg::File { path, access, .. } => p.learn_path(path, *access),
-                Arg::Dest(d) => p.learn_dest(d.clone()),
+                Arg::Dest(d, _) => p.learn_dest(d.clone()),
                 Arg::Priv(c) => p.learn_privileged(c),
             }
         }
@@ -524,6 +535,7 @@ impl<'m> Session<'m> {
                     call_name(inner, ev)
                 ),
                 fd_name: arg.fd_name(),
+                peer: arg.peer(),
             };
             let exe = inner.arg_programs.get(&ev.pid).map(ToString::to_string);
             self.report(
@@ -550,7 +562,7 @@ impl<'m> Session<'m> {
                 ..
             } => classes.judge_exec_map(path),
             Arg::File { path, access, .. } => classes.judge_path(&program, young, path, *access),
-            Arg::Dest(d) => classes.judge_dest(&program, young, d),
+            Arg::Dest(d, _) => classes.judge_dest(&program, young, d),
             Arg::Priv(c) => classes.judge_privileged(&program, young, c),
         };
         if !verdict.anomalous {
@@ -568,6 +580,7 @@ impl<'m> Session<'m> {
                 verdict.why, verdict.p_new
             ),
             fd_name: arg.fd_name(),
+            peer: arg.peer(),
         };
         // The circuit breaker neither counts nor spares these refusals: they fail only the
         // requests that reach an unseen directory or destination (they cannot take a service
@@ -701,10 +714,13 @@ mod tests {
         };
         assert_eq!(
             read(&ev, raw),
-            Some(Arg::Dest(Dest::Inet {
-                class: ngram_profiler::args::AddrClass::Loopback,
-                port: 8080
-            }))
+            Some(Arg::Dest(
+                Dest::Inet {
+                    class: ngram_profiler::args::AddrClass::Loopback,
+                    port: 8080
+                },
+                Some((std::net::Ipv4Addr::LOCALHOST.into(), 8080))
+            ))
         );
         // sendmsg: the address its msghdr names; none on a connected socket.
         let mut hdr = [0u8; 56];
@@ -713,10 +729,13 @@ mod tests {
         let raw = raw_of(46, &[3, hdr.as_ptr() as u64, 0, 0, 0, 0]).unwrap();
         assert_eq!(
             read(&ev, raw),
-            Some(Arg::Dest(Dest::Inet {
-                class: ngram_profiler::args::AddrClass::Loopback,
-                port: 8080
-            }))
+            Some(Arg::Dest(
+                Dest::Inet {
+                    class: ngram_profiler::args::AddrClass::Loopback,
+                    port: 8080
+                },
+                Some((std::net::Ipv4Addr::LOCALHOST.into(), 8080))
+            ))
         );
         let connected = [0u8; 56];
         let raw = raw_of(46, &[3, connected.as_ptr() as u64, 0, 0, 0, 0]).unwrap();

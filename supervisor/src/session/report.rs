@@ -43,6 +43,8 @@ pub struct ArgText {
     pub argument: String,
     /// A file argument's path.
     pub fd_name: Option<String>,
+    /// An IP destination's address and port (`fd.sip`, `fd.sport`).
+    pub peer: Option<(std::net::IpAddr, u16)>,
 }
 
 /// The budget class of an alert.
@@ -194,6 +196,11 @@ impl<'m> Session<'m> {
             errno: (action == Action::Denied).then_some(libc::EPERM),
             rule,
             fd_name: arg.as_ref().and_then(|a| a.fd_name.clone()),
+            fd_sip: arg
+                .as_ref()
+                .and_then(|a| a.peer)
+                .map(|(ip, _)| ip.to_string()),
+            fd_sport: arg.as_ref().and_then(|a| a.peer).map(|(_, port)| port),
             argument: arg.map(|a| a.argument),
         };
         if let Some(tx) = &self.alerts {
