@@ -26,6 +26,7 @@ pub mod ptrace;
 #[cfg(any(test, feature = "test-support"))]
 pub mod replay;
 pub mod session;
+pub mod status;
 pub mod supervise;
 pub mod sys;
 pub mod syscalls;

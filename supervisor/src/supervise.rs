@@ -31,6 +31,7 @@ use crate::guard::GuardLink;
 use crate::handshake::wake_when_seized;
 use crate::ptrace::{PtraceConfig, PtraceTracer};
 use crate::session::{self, ContainerInfo, EnforceAction, ExecPolicy, Session, Suppressed};
+use crate::status::{self, Status};
 use crate::sys;
 use crate::training::{flush, periodic_flush};
 use crate::{NotifyConfig, NotifyTracer, RecordFrom, Tracer, TracerError};
@@ -407,19 +408,45 @@ pub fn run(plan: &Plan, ready: impl FnOnce(Result<(), String>)) -> Result<(), Su
 }
 
 /// Every [`session::SWEEP_SECS`], free the state of threads and processes that ended without
-/// `exit` or `exit_group` (killed by a signal).
-fn sweep_threads(session: &Session<'_>, done: &AtomicBool) {
-    let mut last = std::time::Instant::now();
+/// `exit` or `exit_group` (killed by a signal); every [`status::STATUS_SECS`], rewrite the
+/// status file (and once more at the end).
+fn housekeeping(plan: &Plan, session: &Session<'_>, done: &AtomicBool) {
+    let mut status = Status {
+        container_id: plan.id.clone(),
+        container_name: plan.container_name.clone(),
+        image: plan.image.clone(),
+        profile: plan.profile_name.clone(),
+        profile_key: plan.profile_key.clone(),
+        mode: session.mode().to_string(),
+        tracer: plan.tracer.to_string(),
+        pid: std::process::id(),
+        started_ns: crate::tracer::now_ns(),
+        ..Status::default()
+    };
+    let write_status = |status: &mut Status| {
+        status.update(&session.stats(), crate::tracer::now_ns());
+        if let Err(e) = status::write(&plan.state_dir, status) {
+            tracing::warn!("writing {}: {e}", status::path(&plan.state_dir).display());
+        }
+    };
+    write_status(&mut status);
+    let mut swept = std::time::Instant::now();
+    let mut wrote = std::time::Instant::now();
     while !done.load(Ordering::SeqCst) {
         std::thread::sleep(std::time::Duration::from_millis(200));
-        if last.elapsed().as_secs() >= session::SWEEP_SECS {
-            last = std::time::Instant::now();
+        if swept.elapsed().as_secs() >= session::SWEEP_SECS {
+            swept = std::time::Instant::now();
             let freed = session.sweep();
             if freed > 0 {
                 tracing::debug!(freed, tracked = ?session.tracked(), "swept ended threads");
             }
         }
+        if wrote.elapsed().as_secs() >= status::STATUS_SECS {
+            wrote = std::time::Instant::now();
+            write_status(&mut status);
+        }
     }
+    write_status(&mut status);
 }
 
 /// Answer [`control::Response::Done`] to a guard still waiting in the socket's queue.
@@ -652,7 +679,7 @@ fn serve(
         if session.mode() == Mode::Train && plan.flush_secs > 0 {
             s.spawn(move || periodic_flush(plan, session, done));
         }
-        s.spawn(move || sweep_threads(session, done));
+        s.spawn(move || housekeeping(plan, session, done));
         let r = tracer.run(session);
         done.store(true, Ordering::SeqCst);
         r

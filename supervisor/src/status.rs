@@ -1,0 +1,164 @@
+//! The supervisor's status file: what it is doing now, for people and tools on the host
+//! (`ngram-ids dashboard`, issue 12). Rewritten atomically every [`STATUS_SECS`] second in the
+//! container's state directory (`status.json`, mode 0600, root's like the directory), so a
+//! reader never sees half a file and a dead supervisor leaves a stale `updated_ns` behind.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::session::SessionStats;
+
+/// The file's name in the container's state directory.
+pub const STATUS_FILE: &str = "status.json";
+/// Seconds between rewrites.
+pub const STATUS_SECS: u64 = 1;
+
+/// One snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub container_id: String,
+    pub container_name: String,
+    pub image: String,
+    pub profile: String,
+    pub profile_key: String,
+    /// train, alert or enforce.
+    pub mode: String,
+    /// notify or ptrace.
+    pub tracer: String,
+    /// The supervisor's pid.
+    pub pid: u32,
+    /// When tracing started and when this snapshot was taken (ns since the Unix epoch).
+    pub started_ns: u64,
+    pub updated_ns: u64,
+    /// Calls seen, anomalies, refusals, alerts written and suppressed, calls of another
+    /// architecture, recording errors: the session's counters since the start.
+    pub calls: u64,
+    pub anomalies: u64,
+    pub denied: u64,
+    pub alerts: u64,
+    pub suppressed: u64,
+    pub other_arch: u64,
+    pub record_errors: u64,
+    /// The supervisor's CPU time (user + system) and resident memory.
+    pub cpu_seconds: f64,
+    pub rss_bytes: u64,
+}
+
+impl Status {
+    /// Fill the counters from the session's and the process's own figures.
+    pub fn update(&mut self, stats: &SessionStats, now_ns: u64) {
+        self.updated_ns = now_ns;
+        self.calls = stats.events;
+        self.anomalies = stats.anomalies;
+        self.denied = stats.denied;
+        self.alerts = stats.alerts;
+        self.suppressed = stats.suppressed;
+        self.other_arch = stats.other_arch;
+        self.record_errors = stats.record_errors;
+        let (cpu, rss) = own_usage();
+        self.cpu_seconds = cpu;
+        self.rss_bytes = rss;
+    }
+}
+
+/// This process's CPU seconds (user + system) and resident bytes (0 when unreadable).
+fn own_usage() -> (f64, u64) {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes one `struct rusage` through the pointer, which points at
+    // enough zeroed memory for it; it is read only after the call succeeded.
+    let cpu = if unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) } == 0 {
+        // SAFETY: initialised by the successful call above.
+        let ru = unsafe { ru.assume_init() };
+        let secs = |t: libc::timeval| {
+            // Seconds and microseconds of CPU time: far below 2^53.
+            #[allow(clippy::cast_precision_loss)]
+            let s = t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+            s
+        };
+        secs(ru.ru_utime) + secs(ru.ru_stime)
+    } else {
+        0.0
+    };
+    // statm: size resident shared ... in pages.
+    let rss = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096);
+    (cpu, rss)
+}
+
+/// The status file of the container whose state directory is `state_dir`.
+pub fn path(state_dir: &Path) -> PathBuf {
+    state_dir.join(STATUS_FILE)
+}
+
+/// Write `status` atomically (a temporary file renamed over the old one), mode 0600.
+pub fn write(state_dir: &Path, status: &Status) -> std::io::Result<()> {
+    let dst = path(state_dir);
+    let tmp = dst.with_extension("json.tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(&serde_json::to_vec(status).map_err(std::io::Error::other)?)?;
+    std::fs::rename(&tmp, &dst)
+}
+
+/// Read the status file in `state_dir`.
+pub fn read(state_dir: &Path) -> std::io::Result<Status> {
+    let text = std::fs::read(path(state_dir))?;
+    serde_json::from_slice(&text).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: {e}", path(state_dir).display()),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_and_reads_back_with_own_usage() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Status {
+            container_id: "c0ffee".into(),
+            mode: "alert".into(),
+            ..Status::default()
+        };
+        let stats = SessionStats {
+            events: 10,
+            anomalies: 2,
+            denied: 1,
+            alerts: 2,
+            ..SessionStats::default()
+        };
+        // Burn a little CPU so it is measurable.
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        s.update(&stats, 7);
+        write(dir.path(), &s).unwrap();
+        let back = read(dir.path()).unwrap();
+        assert_eq!(back, s);
+        assert_eq!((back.calls, back.anomalies, back.denied), (10, 2, 1));
+        assert!(
+            back.cpu_seconds > 0.0 && back.rss_bytes > 1 << 20,
+            "{back:?}"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path(dir.path())).unwrap().permissions();
+        assert_eq!(mode.mode() & 0o777, 0o600);
+        std::fs::write(path(dir.path()), "{").unwrap();
+        let e = read(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("status.json"), "{e}");
+    }
+}
