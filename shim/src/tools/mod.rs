@@ -1,8 +1,9 @@
-//! Offline subcommands: `profile …`, `eval`, `score`, `alerts`, and the hidden ones that run
-//! a container's supervisor and guard. Each is a short function over the profiler library;
+//! Offline subcommands: `profile …`, `eval`, `score`, `alerts`, `dashboard`, and the hidden ones
+//! that run a container's supervisor and guard. Each is a short function over the profiler library;
 //! printing for people happens here and nowhere below.
 
 mod alerts;
+mod dashboard;
 mod eval;
 mod opts;
 mod profile;
@@ -15,6 +16,7 @@ use anyhow::Result;
 use clap::Subcommand;
 
 pub use self::alerts::AlertsArgs;
+pub use self::dashboard::DashboardArgs;
 pub use self::eval::EvalArgs;
 pub use self::opts::{CalibrateOpts, DbArg, ScoreOpts, Scoring};
 pub use self::profile::{ProfileArgs, ProfileCmd};
@@ -33,6 +35,9 @@ pub enum ToolCmd {
     Score(ScoreArgs),
     /// Show the alerts supervisors wrote, explained.
     Alerts(AlertsArgs),
+    /// Serve a web page of the traced containers, the profiles' learning and the alerts, and
+    /// Prometheus metrics at /metrics (docs/dashboard.md).
+    Dashboard(DashboardArgs),
     /// Internal: the supervisor of one container (started by `create`).
     #[command(name = "__supervise", hide = true)]
     Supervise(crate::supervisor::SuperviseArgs),
@@ -48,6 +53,7 @@ pub fn run(cmd: ToolCmd) -> Result<ExitCode> {
         ToolCmd::Eval(args) => eval::run(&args),
         ToolCmd::Score(args) => score::run(&args),
         ToolCmd::Alerts(args) => alerts::run(&args),
+        ToolCmd::Dashboard(args) => dashboard::run(&args),
         ToolCmd::Supervise(args) => {
             crate::supervisor::run_supervise(&args).map(|()| ExitCode::SUCCESS)
         }
