@@ -42,6 +42,8 @@ declare -A PKG_CMD=(
     [bpftool]=bpftool
     [libelf-dev]=""
     [zlib1g-dev]=""
+    # The dashboard's tests (make unit): promtool checks /metrics, a real Prometheus scrapes it.
+    [prometheus]=prometheus
 )
 
 missing=()
