@@ -100,6 +100,18 @@ pub fn normalize(base: Option<&str>, path: &str) -> Option<String> {
     Some(format!("/{}", parts.join("/")))
 }
 
+/// The trees that describe the system and the container's limits, which C libraries and
+/// language runtimes read lazily, once, when some internal path is first taken (glibc reads
+/// `/proc/sys/vm/overcommit_memory` when a thread's heap first shrinks; runtimes read the
+/// CPUs online and their cgroup's limits): reading them is never anomalous (decision 45).
+/// Writing them stays judged.
+const SYSTEM_INFO: [&str; 3] = ["/proc/sys/", "/sys/devices/system/", "/sys/fs/cgroup/"];
+
+/// Is `path` under one of [`SYSTEM_INFO`]?
+pub fn system_info(path: &str) -> bool {
+    SYSTEM_INFO.iter().any(|p| path.starts_with(p))
+}
+
 /// The directory of a normalised path (`/` for a file at the root).
 pub fn dir_of(path: &str) -> &str {
     match path.rfind('/') {
@@ -533,6 +545,9 @@ impl ArgClasses {
     /// Judge a file access by `program` in a phase: a young thread may do what the program
     /// did at start-up or afterwards, a settled one only what it did afterwards.
     pub fn judge_path(&self, program: &str, young: bool, path: &str, access: Access) -> ArgVerdict {
+        if access == Access::Read && system_info(path) {
+            return ArgVerdict::KNOWN;
+        }
         self.judge(program, young, |p| p.judge_path(path, access))
     }
 
@@ -844,6 +859,29 @@ mod tests {
         let json = serde_json::to_string(&a).unwrap();
         let back: ArgClasses = serde_json::from_str(&json).unwrap();
         assert_eq!(back, a);
+    }
+
+    #[test]
+    fn reading_system_information_is_never_anomalous() {
+        let mut a = ArgClasses::default();
+        for _ in 0..1000 {
+            a.of_mut("/usr/bin/python3", false)
+                .learn_path("/srv/data/x", Access::Read);
+        }
+        let py = "/usr/bin/python3";
+        for path in [
+            "/proc/sys/vm/overcommit_memory",
+            "/sys/devices/system/cpu/online",
+            "/sys/fs/cgroup/cpu.max",
+        ] {
+            assert!(a.judge_path(py, false, path, Access::Read).known, "{path}");
+            assert!(
+                a.judge_path(py, false, path, Access::Write).anomalous,
+                "writing {path}"
+            );
+        }
+        assert!(a.judge_path(py, false, "/proc/1/environ", Access::Read).anomalous);
+        assert!(a.judge_path(py, false, "/proc/sysrq-trigger", Access::Read).anomalous);
     }
 
     #[test]
