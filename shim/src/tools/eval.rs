@@ -38,6 +38,10 @@ pub struct EvalArgs {
     /// Skip the STIDE baseline.
     #[arg(long)]
     pub no_baseline: bool,
+    /// Drop traces that repeat an earlier trace of the same set (training, normal, attack:
+    /// the same calls in the same order), and say how many were dropped.
+    #[arg(long)]
+    pub dedup: bool,
     /// One JSON object (keys auc, detection_rate, false_alarm_rate, threshold, n, …).
     #[arg(long)]
     pub json: bool,
@@ -45,9 +49,23 @@ pub struct EvalArgs {
 
 /// `ngram-ids eval`.
 pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode> {
-    let train = read_traces(args.format, &args.train, "reading training traces")?;
-    let normal = read_traces(args.format, &args.normal, "reading normal traces")?;
-    let attack = read_traces(args.format, &args.attack, "reading attack traces")?;
+    let mut train = read_traces(args.format, &args.train, "reading training traces")?;
+    let mut normal = read_traces(args.format, &args.normal, "reading normal traces")?;
+    let mut attack = read_traces(args.format, &args.attack, "reading attack traces")?;
+    let dropped = args.dedup.then(|| {
+        let mut one = |set: &mut Vec<_>| {
+            let before = set.len();
+            (eval::dedup(set), before)
+        };
+        [one(&mut train), one(&mut normal), one(&mut attack)]
+    });
+    if let Some([t, n, a]) = dropped {
+        eprintln!(
+            "dedup: dropped {} of {} training, {} of {} normal and {} of {} attack traces \
+             (repeats of an earlier trace of their set)",
+            t.0, t.1, n.0, n.1, a.0, a.1
+        );
+    }
     let cfg = EvalConfig {
         n: args.n,
         score: args.score.apply(ScoreConfig::default()),
@@ -60,7 +78,14 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode> {
     };
     let report = eval::evaluate(&train, &normal, &attack, &cfg)?;
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        let mut v = serde_json::to_value(&report)?;
+        if let (Some([t, n, a]), Some(obj)) = (dropped, v.as_object_mut()) {
+            obj.insert(
+                "dedup_dropped".into(),
+                serde_json::json!({"train": t.0, "normal": n.0, "attack": a.0}),
+            );
+        }
+        println!("{v}");
     } else {
         print_eval("ngram-ids", &report);
         println!("  first alarm in each attack trace:");
