@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use ngram_e2e::ids::{
     self, alerts, load, ngram_ids, now_ns, poll, setup_ids, wait_for_alerts, wait_for_http, Alert,
-    Profile, ALERT, ENFORCE, TRAIN,
+    Profile, ALERT, ENFORCE, RUNTIME_ROOT, TRAIN,
 };
 use ngram_e2e::{http_get_path, run_cmd, Container, E2e, TempDir, BUSYBOX, NGINX_CGI, NGINX_INDEX};
 
@@ -223,6 +223,7 @@ fn alert_mode(e: &E2e, profile: &Profile, figures: &mut Vec<String>) {
             .collect::<Vec<_>>()
             .join("\n")
     );
+    check_status(&nginx.id, "alert", &profile.name);
     let mut problems = Vec::new();
     for attack in ATTACKS {
         let t0 = now_ns();
@@ -268,6 +269,29 @@ fn alert_mode(e: &E2e, profile: &Profile, figures: &mut Vec<String>) {
         nginx.c
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The supervisor's status file (issue 12) while the container runs: root's alone, fresh,
+/// naming the mode and profile, with the calls it has seen.
+fn check_status(id: &str, mode: &str, profile: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = Path::new(RUNTIME_ROOT).join(id).join("status.json");
+    let meta = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o600,
+        "{}",
+        path.display()
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("the status file")).expect("JSON");
+    assert_eq!(status["mode"], mode, "{status}");
+    assert_eq!(status["profile"], profile, "{status}");
+    assert_eq!(status["container_id"], id, "{status}");
+    assert!(status["calls"].as_u64().unwrap_or(0) > 1000, "{status}");
+    let age_ns = now_ns().saturating_sub(status["updated_ns"].as_u64().unwrap_or(0));
+    assert!(age_ns < 5_000_000_000, "a status {age_ns} ns old: {status}");
+    println!("status file: {status}");
 }
 
 /// Enforce mode (default action: deny with EPERM): every attack fails and its alerts say
