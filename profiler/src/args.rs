@@ -880,8 +880,14 @@ mod tests {
                 "writing {path}"
             );
         }
-        assert!(a.judge_path(py, false, "/proc/1/environ", Access::Read).anomalous);
-        assert!(a.judge_path(py, false, "/proc/sysrq-trigger", Access::Read).anomalous);
+        assert!(
+            a.judge_path(py, false, "/proc/1/environ", Access::Read)
+                .anomalous
+        );
+        assert!(
+            a.judge_path(py, false, "/proc/sysrq-trigger", Access::Read)
+                .anomalous
+        );
     }
 
     #[test]
