@@ -10,7 +10,8 @@
 # Configurations: runc; floor (runtime ngram-ids-floor: the notify route answering CONTINUE
 # and nothing else, the floor of this design); train, alert, enforce (notify); the same three
 # with the ptrace tracer (label ngram-ids.tracer=ptrace); and floor-nosync / alert-nosync,
-# without SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (the "before" of that optimisation).
+# without SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (the "before" of that optimisation); alert-noargs,
+# alert mode with `--arguments=off` (the cost of reading and judging arguments, issue 16).
 # BENCH_ONLY="runc floor ..." limits the run to some configurations (runc is the reference).
 # ngram-ids-floor is registered by this script in /etc/docker/daemon.json (runtimeArgs
 # --bench-null-handler) and left there (it is harmless: it traces, learns nothing).
@@ -48,11 +49,12 @@ mkdir -p "$(dirname "$out")"
 daemon_json=/etc/docker/daemon.json
 bin=$(jq -r '.runtimes["ngram-ids"].path // empty' "$daemon_json" 2>/dev/null || true)
 [[ -n $bin ]] || die "ngram-ids is not registered in $daemon_json (make install)"
-if ! jq -e '.runtimes["ngram-ids-alert-nosync"]' "$daemon_json" >/dev/null 2>&1; then
+if ! jq -e '.runtimes["ngram-ids-alert-noargs"]' "$daemon_json" >/dev/null 2>&1; then
     tmp=$(mktemp "$daemon_json.XXXXXX")
     jq --arg p "$bin" '.runtimes["ngram-ids-floor"] = {"path": $p, "runtimeArgs": ["--bench-null-handler"]}
         | .runtimes["ngram-ids-floor-nosync"] = {"path": $p, "runtimeArgs": ["--bench-null-handler", "--bench-no-sync-wake-up"]}
-        | .runtimes["ngram-ids-alert-nosync"] = {"path": $p, "runtimeArgs": ["--bench-no-sync-wake-up"]}' \
+        | .runtimes["ngram-ids-alert-nosync"] = {"path": $p, "runtimeArgs": ["--bench-no-sync-wake-up"]}
+        | .runtimes["ngram-ids-alert-noargs"] = {"path": $p, "runtimeArgs": ["--arguments=off"]}' \
         "$daemon_json" >"$tmp"
     chmod 0644 "$tmp"
     mv -f "$tmp" "$daemon_json"
@@ -75,10 +77,11 @@ cleanup() {
 trap cleanup EXIT
 
 # name -> "runtime [label]"
-runtimes=(runc floor-nosync floor train alert-nosync alert enforce train-ptrace alert-ptrace enforce-ptrace)
+runtimes=(runc floor-nosync floor train alert-nosync alert-noargs alert enforce train-ptrace alert-ptrace enforce-ptrace)
 declare -A how=(
     [runc]="runc" [floor]="ngram-ids-floor" [train]="ngram-ids-train" [alert]="ngram-ids"
     [floor-nosync]="ngram-ids-floor-nosync" [alert-nosync]="ngram-ids-alert-nosync"
+    [alert-noargs]="ngram-ids-alert-noargs"
     [enforce]="ngram-ids-enforce"
     [train-ptrace]="ngram-ids-train ngram-ids.tracer=ptrace"
     [alert-ptrace]="ngram-ids ngram-ids.tracer=ptrace"
