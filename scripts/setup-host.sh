@@ -42,8 +42,10 @@ declare -A PKG_CMD=(
     [bpftool]=bpftool
     [libelf-dev]=""
     [zlib1g-dev]=""
-    # The dashboard's tests (make unit): promtool checks /metrics, a real Prometheus scrapes it.
+    # The dashboard's tests (make unit): Prometheus and promtool, headless Chromium and its driver.
     [prometheus]=prometheus
+    [chromium]=chromium
+    [chromium-driver]=chromedriver
 )
 
 missing=()

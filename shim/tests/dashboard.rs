@@ -45,25 +45,32 @@ impl Fixture {
         let dir = f.root().join(ID);
         std::fs::create_dir_all(&dir).unwrap();
         f.write_status();
-        // A profile trained by the CLI from a small ADFA-style trace (i386 numbers).
-        let traces = f.tmp.path().join("traces");
-        std::fs::create_dir_all(&traces).unwrap();
-        for i in 0..3 {
-            let calls = "3 4 5 6 3 4 192 91 3 4 6 ".repeat(20 + i);
-            std::fs::write(traces.join(format!("t{i}.txt")), calls).unwrap();
+        // A profile trained by the CLI from small ADFA-style traces (i386 numbers), in three
+        // merges, so its learning curve has three points.
+        for i in 0..3usize {
+            let traces = f.tmp.path().join(format!("traces{i}"));
+            std::fs::create_dir_all(&traces).unwrap();
+            let mut calls = String::new();
+            for r in 0..(20 + 10 * i) {
+                for (j, nr) in [3, 4, 5, 6, 3, 4, 192, 91, 3, 4, 6].iter().enumerate() {
+                    let nr = if (r + j + i) % 17 == 0 { 4 } else { *nr };
+                    calls.push_str(&format!("{nr} "));
+                }
+            }
+            std::fs::write(traces.join("t.txt"), calls).unwrap();
+            let out = bin()
+                .args(["profile", "train", "web", "--format", "adfa", "--n", "3"])
+                .arg(&traces)
+                .arg("--db")
+                .arg(f.db())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
-        let out = bin()
-            .args(["profile", "train", "web", "--format", "adfa", "--n", "3"])
-            .arg(&traces)
-            .arg("--db")
-            .arg(f.db())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         std::fs::write(f.log(), alert_line("web-1", Rule::Sequence)).unwrap();
         f
     }
@@ -234,7 +241,7 @@ fn serves_containers_profiles_alerts_metrics_and_live_alerts() {
     assert_eq!(web["name"], "web");
     assert_eq!(web["state"], "learning");
     assert_eq!(web["runs"], 3);
-    assert!(!web["p0_history"].as_array().unwrap().is_empty());
+    assert_eq!(web["p0_history"].as_array().unwrap().len(), 3);
     assert_eq!(web["promotion"]["max_p0"], 0.005);
     assert!(web["syscalls"]
         .as_array()
@@ -510,4 +517,140 @@ fn prometheus_scrapes_the_dashboard() {
     assert_eq!(result["metric"]["mode"], "alert");
     assert_eq!(result["metric"]["job"], "ngram-ids");
     assert_eq!(result["value"][1], CALLS.to_string());
+}
+
+/// Headless Chromium (Debian's chromium and chromium-driver) through WebDriver: the page shows
+/// the container in alert mode and the profile's plot with points, an alert appended to the
+/// log appears without a reload and opens to its n-gram; screenshots go to
+/// `$CARGO_TARGET_TMPDIR/dashboard-*.png`.
+#[test]
+#[ignore = "needs Debian's chromium and chromium-driver; run by make unit"]
+fn a_browser_shows_containers_curves_and_live_alerts() {
+    use fantoccini::{ClientBuilder, Locator};
+
+    let f = Fixture::new();
+    let d = f.start(&["--listen", "127.0.0.1:0", "--token", "browser-token"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _driver = Killed(
+        tool("chromedriver", "chromium-driver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "chromedriver did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let chromium = tool("chromium", "chromium").get_program().to_owned();
+    let profile_dir = f.tmp.path().join("chromium");
+    let caps: serde_json::Map<String, Value> = serde_json::from_value(serde_json::json!({
+        "goog:chromeOptions": {
+            "binary": which(chromium.to_str().unwrap()),
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1400,1100", format!("--user-data-dir={}", profile_dir.display())],
+        }
+    }))
+    .unwrap();
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let c = ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap();
+        let page = format!("http://{}/?token=browser-token", d.addr);
+        c.goto(&page).await.unwrap();
+        let wait = Duration::from_secs(20);
+        // The container's row, in alert mode.
+        let mode = c
+            .wait()
+            .at_most(wait)
+            .for_element(Locator::Css(&format!(
+                "#containers tr[data-id='{ID}'] .mode"
+            )))
+            .await
+            .unwrap();
+        assert_eq!(mode.text().await.unwrap(), "alert");
+        // The profile's learning curve has its three points.
+        c.wait()
+            .at_most(wait)
+            .for_element(Locator::Css("[data-profile='web'] svg .p0-point"))
+            .await
+            .unwrap();
+        let points = c
+            .find_all(Locator::Css("[data-profile='web'] svg .p0-point"))
+            .await
+            .unwrap();
+        assert_eq!(points.len(), 3);
+        c.find(Locator::Css("[data-profile='web'] .promotion-p0"))
+            .await
+            .unwrap();
+        // The alert of the log, then a live one, without a reload.
+        c.wait()
+            .at_most(wait)
+            .for_element(Locator::Css("#alerts details[data-seq='1']"))
+            .await
+            .unwrap();
+        c.wait()
+            .at_most(wait)
+            .for_element(Locator::Css("#live.live"))
+            .await
+            .unwrap();
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(f.log())
+            .unwrap();
+        log.write_all(alert_line("web-live", Rule::Argument).as_bytes())
+            .unwrap();
+        let live = c
+            .wait()
+            .at_most(wait)
+            .for_element(Locator::Css("#alerts details[data-seq='2']"))
+            .await
+            .unwrap();
+        assert_eq!(c.current_url().await.unwrap().as_str(), page, "no reload");
+        live.find(Locator::Css("summary"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let ngram = live.find(Locator::Css(".ngram")).await.unwrap();
+        assert_eq!(ngram.text().await.unwrap(), "read → socket → connect");
+        let png = c.screenshot().await.unwrap();
+        std::fs::write(out.join("dashboard-live-alert.png"), png).unwrap();
+        c.close().await.unwrap();
+    });
+    eprintln!(
+        "screenshot: {}",
+        out.join("dashboard-live-alert.png").display()
+    );
+}
+
+/// The full path of a program found on PATH.
+fn which(name: &str) -> String {
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        })
+        .unwrap()
+        .display()
+        .to_string()
 }
