@@ -195,6 +195,18 @@ impl Dashboard {
         http_get(self.addr, path, &[])
     }
 
+    /// `path`'s JSON once `ready` holds of it (within 15 s).
+    fn json_when(&self, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            let v = self.json(path);
+            if ready(&v) || start.elapsed() > Duration::from_secs(15) {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn json(&self, path: &str) -> Value {
         let (code, body) = self.get(path);
         assert_eq!(code, 200, "{path}: {body}");
@@ -250,7 +262,8 @@ fn serves_containers_profiles_alerts_metrics_and_live_alerts() {
         .any(|s| s == "read"));
     assert!(p["note"].is_null(), "{p}");
 
-    let a = d.json("/api/alerts");
+    // The log is read on a thread of its own from the start: wait for its first line.
+    let a = d.json_when("/api/alerts", |a| a["total"] != 0);
     assert_eq!(a["total"], 1);
     let first = &a["alerts"][0];
     assert_eq!(first["kind"], "sequence");
