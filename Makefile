@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Honour CARGO_TARGET_DIR as cargo does.
 BIN := $(or $(CARGO_TARGET_DIR),target)/release/ngram-ids
 
-.PHONY: all setup build install demo test check unit e2e bench eval-live eval-live-short
+.PHONY: all setup setup-test build install demo test check unit e2e bench eval-live eval-live-short
 
 all: build
 
@@ -32,7 +32,11 @@ demo:
 ## One command: every test (formatting, lints, unit and property tests, then the end-to-end
 ## suite with the real dockerd, against plain runc and against ngram-ids, then the short live
 ## evaluation of three services).
-test: setup check unit install e2e eval-live-short
+test: setup-test check unit install e2e eval-live-short
+
+## The packages the tests need besides those of the build (scripts/setup-host.sh --test).
+setup-test:
+	./scripts/setup-host.sh --test
 
 check:
 	$(CARGO) fmt --all -- --check

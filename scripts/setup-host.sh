@@ -3,7 +3,10 @@
 # install the packages they need if any is missing and start dockerd if none runs.
 # Idempotent: running it again on a prepared host changes nothing.
 #
-# Usage: scripts/setup-host.sh
+# Usage: scripts/setup-host.sh [--test]
+#   --test  also the packages only the tests use (AppArmor's parser, Prometheus, headless
+#           Chromium and its driver): `make test` passes it, `make install` does not, so an
+#           install brings no browser and no Prometheus service onto a production host.
 # Env:   DOCKERD_TIMEOUT (seconds to wait for dockerd, default 60)
 #        DOCKERD_LOG (default /var/log/dockerd.log)
 set -euo pipefail
@@ -12,6 +15,12 @@ die() { echo "setup-host: error: $*" >&2; exit 1; }
 log() { echo "setup-host: $*" >&2; }
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (it installs packages and starts dockerd)"
+tests=0
+case ${1:-} in
+    --test) tests=1 ;;
+    "") ;;
+    *) die "unknown argument '$1' (usage: scripts/setup-host.sh [--test])" ;;
+esac
 
 DOCKERD_TIMEOUT=${DOCKERD_TIMEOUT:-60}
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
@@ -22,8 +31,7 @@ DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
 # wrk it counts failed requests itself (connect, read, length and non-2xx), it opens a new
 # connection per request by default (accept/close is part of the server behaviour learned and
 # checked) and it uses one thread, leaving the second core of small hosts to the container.
-# wrk stays for ad-hoc throughput runs. apparmor gives `apparmor_parser`, which checks what
-# `profile export-apparmor` writes (tests/e2e/tests/arguments.rs; parsing needs no AppArmor LSM).
+# wrk stays for ad-hoc throughput runs.
 declare -A PKG_CMD=(
     [docker.io]=dockerd
     [libseccomp-dev]=""
@@ -36,17 +44,24 @@ declare -A PKG_CMD=(
     [bsdutils]=script
     [gcc]=cc
     [make]=make
-    [apparmor]=apparmor_parser
     # ebpf/: clang builds the kernel program, bpftool dumps vmlinux.h, the vendored libbpf links libelf, zlib.
     [clang]=clang
     [bpftool]=bpftool
     [libelf-dev]=""
     [zlib1g-dev]=""
-    # The dashboard's tests (make unit): Prometheus and promtool, headless Chromium and its driver.
-    [prometheus]=prometheus
-    [chromium]=chromium
-    [chromium-driver]=chromedriver
 )
+# Only with --test. apparmor gives `apparmor_parser`, which checks what `profile
+# export-apparmor` writes (tests/e2e/tests/arguments.rs; parsing needs no AppArmor LSM). The
+# dashboard's tests (make unit): Prometheus and promtool, headless Chromium and its driver (on a
+# host with systemd, Debian's prometheus package enables a service on :9090).
+if ((tests)); then
+    PKG_CMD+=(
+        [apparmor]=apparmor_parser
+        [prometheus]=prometheus
+        [chromium]=chromium
+        [chromium-driver]=chromedriver
+    )
+fi
 
 missing=()
 for pkg in "${!PKG_CMD[@]}"; do

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the end-to-end suite (tests/e2e) against the real dockerd.
-# Prepares the host (setup-host.sh) and the images (build-images.sh) first. With the
-# ngram-ids runtime (the default) the binary must already be built and registered:
+# Prepares the host (setup-host.sh --test: the suites use its test packages) and the images
+# (build-images.sh) first. With the ngram-ids runtime (the default) the binary must already be
+# built and registered:
 #   cargo build --release -p ngram-ids && scripts/register.sh
 #
 # Usage: scripts/test-e2e.sh [--runtime ngram-ids|ngram-ids-train|ngram-ids-enforce|runc]
@@ -41,7 +42,7 @@ esac
 [[ $(id -u) -eq 0 ]] || die "must run as root (the suite drives dockerd)"
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-"$repo/scripts/setup-host.sh"
+"$repo/scripts/setup-host.sh" --test
 "$repo/scripts/build-images.sh"
 
 runtimes=$(docker info --format '{{json .Runtimes}}')

@@ -53,7 +53,7 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode> {
     let mut normal = read_traces(args.format, &args.normal, "reading normal traces")?;
     let mut attack = read_traces(args.format, &args.attack, "reading attack traces")?;
     let dropped = args.dedup.then(|| {
-        let mut one = |set: &mut Vec<_>| {
+        let one = |set: &mut Vec<_>| {
             let before = set.len();
             (eval::dedup(set), before)
         };
