@@ -128,6 +128,15 @@ pub fn apparmor_profile(meta: &ProfileMeta) -> Result<String, AppArmorError> {
         if p.is_empty() || under_deep(dir, *bits) {
             continue;
         }
+        // A per-process procfs template (`/proc/N/stat`): the entry of any process.
+        if dir.starts_with("/proc/N/") || *dir == "/proc/N" {
+            let rule: Vec<String> = dir
+                .split('/')
+                .map(|c| if c == "N" { "@{pid}".to_owned() } else { quote(c) })
+                .collect();
+            out.push_str(&format!("  {} {p},\n", rule.join("/")));
+            continue;
+        }
         let base = if *dir == "/" {
             String::new()
         } else {
@@ -155,10 +164,11 @@ mod tests {
     use crate::args::{AddrClass, ArgClasses};
 
     fn meta() -> ProfileMeta {
-        let mut a = ArgClasses::default();
+        let mut a = ArgClasses::learning();
         let py = a.of_mut("/usr/bin/python3.11", false);
         py.learn_path("/srv/www/index.html", Access::Read);
         py.learn_path("/srv/www/uploads/a b.txt", Access::Write);
+        py.learn_path("/proc/self/stat", Access::Read);
         py.learn_dest(Dest::Inet {
             class: AddrClass::Loopback,
             port: 80,
@@ -190,6 +200,7 @@ mod tests {
             "  /usr/lib/python3.11/* rm,\n",
             "  /usr/bin/python3.11 mrix,\n",
             "  network inet,\n",
+            "  /proc/@{pid}/stat rm,\n",
             "  deny mount,\n",
         ] {
             assert!(out.contains(want), "missing {want:?} in\n{out}");

@@ -112,6 +112,39 @@ pub fn system_info(path: &str) -> bool {
     SYSTEM_INFO.iter().any(|p| path.starts_with(p))
 }
 
+/// The template of a per-process procfs path: under `/proc/`, every component that names a
+/// process, a thread or a descriptor (all digits, `self`, `thread-self`) becomes `N`, and the
+/// whole path is the class (`/proc/123/stat` and `/proc/self/stat` are `/proc/N/stat`,
+/// `/proc/1/task/9/comm` is `/proc/N/task/N/comm`). `None` for other paths. Per-process
+/// entries are a fixed set of files whose meaning is the file (`stat` tells a load, `environ`
+/// and `mem` leak secrets), while the pid is noise: a JVM that reads `/proc/PID/stat` of each
+/// child it spawns learned thousands of one-off directories, which made its unseen mass 0.19
+/// and its traversal reads unjudged (decision 46).
+pub fn proc_template(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/proc/")?;
+    let mut templated = false;
+    let parts: Vec<&str> = rest
+        .split('/')
+        .map(|c| {
+            if c == "self"
+                || c == "thread-self"
+                || (!c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
+            {
+                templated = true;
+                "N"
+            } else {
+                c
+            }
+        })
+        .collect();
+    templated.then(|| format!("/proc/{}", parts.join("/")))
+}
+
+/// Is `key` a procfs template (`/proc/N...`)?
+fn is_proc_template(key: &str) -> bool {
+    key.starts_with("/proc/N/") || key == "/proc/N"
+}
+
 /// The directory of a normalised path (`/` for a file at the root).
 pub fn dir_of(path: &str) -> &str {
     match path.rfind('/') {
@@ -347,13 +380,28 @@ impl ProgramArgs {
         p
     }
 
-    /// Learn a file access (its directory).
+    /// Learn a file access (its directory; a per-process procfs entry as its template).
     pub fn learn_path(&mut self, path: &str, access: Access) {
-        self.learn_dir(dir_of(path), access);
+        match proc_template(path) {
+            Some(t) => self.learn_template(&t, access),
+            None => self.learn_dir(dir_of(path), access),
+        }
+    }
+
+    /// Learn a per-process procfs entry's template (`/proc/N/stat`): a class of its own,
+    /// never a reason to make its parent deep.
+    fn learn_template(&mut self, template: &str, access: Access) {
+        self.observations += 1;
+        let entry = self.dirs.entry(template.to_owned()).or_default();
+        entry.access |= access.bit();
+        entry.count += 1;
     }
 
     /// Learn an access in directory `dir` (a directory opened itself, e.g. to list it).
     pub fn learn_dir(&mut self, dir: &str, access: Access) {
+        if let Some(t) = proc_template(dir) {
+            return self.learn_template(&t, access);
+        }
         self.observations += 1;
         let new_dir = !self.dirs.contains_key(dir);
         let entry = self.dirs.entry(dir.to_owned()).or_default();
@@ -407,6 +455,17 @@ impl ProgramArgs {
     /// Judge a file access (its directory).
     pub fn judge_path(&self, path: &str, access: Access) -> ArgVerdict {
         self.judge_dir(dir_of(path), access)
+    }
+
+    /// Judge a per-process procfs entry by its template (exactly: no ancestor covers it).
+    pub fn judge_template(&self, template: &str, access: Access) -> ArgVerdict {
+        let known = self
+            .dirs
+            .get(template)
+            .is_some_and(|c| c.access & access.bit() != 0);
+        self.judge_member(known, || {
+            format!("never {access} a process's {template} in training")
+        })
     }
 
     /// Judge an access in directory `dir`.
@@ -498,7 +557,12 @@ impl ProgramArgs {
         for (d, n) in &other.dests {
             *self.dests.entry(d.clone()).or_default() += n;
         }
-        let dirs: Vec<String> = self.dirs.keys().cloned().collect();
+        let dirs: Vec<String> = self
+            .dirs
+            .keys()
+            .filter(|d| !is_proc_template(d))
+            .cloned()
+            .collect();
         for d in dirs {
             self.deepen(&d);
         }
@@ -517,6 +581,10 @@ pub struct ArgClasses {
     /// [`Access::Exec`]); profiles from before do not judge them (decision 43).
     #[serde(default)]
     pub maps_learned: bool,
+    /// The training learned per-process procfs entries as templates (`/proc/N/stat`,
+    /// decision 46); profiles from before judge them by directory, as they learned them.
+    #[serde(default)]
+    pub proc_templates: bool,
 }
 
 /// The key of a program's classes in a phase.
@@ -534,6 +602,7 @@ impl ArgClasses {
         Self {
             programs: BTreeMap::new(),
             maps_learned: true,
+            proc_templates: true,
         }
     }
 
@@ -548,13 +617,24 @@ impl ArgClasses {
         if access == Access::Read && system_info(path) {
             return ArgVerdict::KNOWN;
         }
+        if let Some(t) = self.template(path) {
+            return self.judge(program, young, |p| p.judge_template(&t, access));
+        }
         self.judge(program, young, |p| p.judge_path(path, access))
     }
 
     /// Judge an access in directory `dir` itself (a directory opened to be listed), like
     /// [`ArgClasses::judge_path`].
     pub fn judge_dir(&self, program: &str, young: bool, dir: &str, access: Access) -> ArgVerdict {
+        if let Some(t) = self.template(dir) {
+            return self.judge(program, young, |p| p.judge_template(&t, access));
+        }
         self.judge(program, young, |p| p.judge_dir(dir, access))
+    }
+
+    /// The procfs template of `path`, when these classes learned templates.
+    fn template(&self, path: &str) -> Option<String> {
+        self.proc_templates.then(|| proc_template(path)).flatten()
     }
 
     /// Judge a destination, like [`ArgClasses::judge_path`].
@@ -625,6 +705,7 @@ impl ArgClasses {
     /// Add another run's classes.
     pub fn merge(&mut self, other: &Self) {
         self.maps_learned |= other.maps_learned;
+        self.proc_templates |= other.proc_templates;
         for (k, p) in &other.programs {
             self.programs.entry(k.clone()).or_default().merge(p);
         }
@@ -859,6 +940,82 @@ mod tests {
         let json = serde_json::to_string(&a).unwrap();
         let back: ArgClasses = serde_json::from_str(&json).unwrap();
         assert_eq!(back, a);
+    }
+
+    #[test]
+    fn per_process_procfs_entries_are_templates() {
+        assert_eq!(
+            proc_template("/proc/123/stat").as_deref(),
+            Some("/proc/N/stat")
+        );
+        assert_eq!(
+            proc_template("/proc/self/stat").as_deref(),
+            Some("/proc/N/stat")
+        );
+        assert_eq!(
+            proc_template("/proc/1/task/9/comm").as_deref(),
+            Some("/proc/N/task/N/comm")
+        );
+        assert_eq!(
+            proc_template("/proc/77/fd/3").as_deref(),
+            Some("/proc/N/fd/N")
+        );
+        assert_eq!(proc_template("/proc/77").as_deref(), Some("/proc/N"));
+        assert_eq!(proc_template("/proc/stat"), None);
+        assert_eq!(proc_template("/proc/sys/vm/x"), None);
+        assert_eq!(proc_template("/srv/123/x"), None);
+        // A JVM reading the stat of each child it spawned: one class, not thousands.
+        let mut a = ArgClasses::learning();
+        let java = "/usr/bin/java";
+        for pid in 100..6_000 {
+            a.of_mut(java, false)
+                .learn_path(&format!("/proc/{pid}/stat"), Access::Read);
+            a.of_mut(java, false)
+                .learn_path("/srv/data/a.txt", Access::Read);
+        }
+        // Every file of the template's process learned makes no deep /proc/N.
+        for f in [
+            "status", "cmdline", "maps", "limits", "io", "smaps", "mounts", "cgroup", "comm",
+        ] {
+            a.of_mut(java, false)
+                .learn_path(&format!("/proc/self/{f}"), Access::Read);
+        }
+        let mut b = ArgClasses::learning();
+        b.of_mut(java, false)
+            .learn_path("/proc/5/oom_score", Access::Read);
+        a.merge(&b);
+        let p = &a.programs[java];
+        assert!(p.p_new() < 0.01, "unseen mass {}", p.p_new());
+        assert!(
+            a.judge_path(java, false, "/proc/424242/stat", Access::Read)
+                .known
+        );
+        let v = a.judge_path(java, false, "/proc/1/environ", Access::Read);
+        assert!(v.anomalous, "{v:?}");
+        assert!(v.why.contains("/proc/N/environ"), "{v:?}");
+        assert!(
+            a.judge_path(java, false, "/srv/secret.key", Access::Read)
+                .anomalous
+        );
+        // Classes learned before templates are judged as they were learned.
+        let mut old = ArgClasses::default();
+        for pid in 100..200 {
+            let p = old.of_mut(java, false);
+            p.observations += 1;
+            p.dirs.insert(
+                format!("/proc/{pid}"),
+                DirClass {
+                    access: Access::Read.bit(),
+                    count: 1,
+                    deep: false,
+                },
+            );
+        }
+        assert!(!old.proc_templates);
+        assert!(
+            old.judge_path(java, false, "/proc/150/stat", Access::Read)
+                .known
+        );
     }
 
     #[test]
