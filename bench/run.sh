@@ -185,7 +185,7 @@ wanted() { [[ -z ${BENCH_ONLY:-} || " $BENCH_ONLY " == *" $1 "* ]]; }
 # A scoring configuration brings what it needs: the profiles the train configuration makes
 # (trained here, not reported, when BENCH_ONLY leaves train out).
 needs_profile=0
-for rt in alert-nosync alert enforce alert-ptrace enforce-ptrace; do
+for rt in alert-nosync alert-noargs alert enforce alert-ptrace enforce-ptrace; do
     wanted "$rt" && needs_profile=1
 done
 for rt in runc floor-nosync floor train; do
@@ -201,7 +201,7 @@ for _ in $(seq 60); do
     ngram-ids profile show "$profile" >/dev/null 2>&1 && ngram-ids profile show "$bb_profile" >/dev/null 2>&1 && break
     sleep 0.5
 done
-for rt in alert-nosync alert enforce train-ptrace alert-ptrace enforce-ptrace; do
+for rt in alert-nosync alert-noargs alert enforce train-ptrace alert-ptrace enforce-ptrace; do
     wanted "$rt" || continue
     run_nginx "$rt"; run_start "$rt"; run_dd "$rt"
 done
