@@ -132,7 +132,13 @@ pub fn apparmor_profile(meta: &ProfileMeta) -> Result<String, AppArmorError> {
         if dir.starts_with("/proc/N/") || *dir == "/proc/N" {
             let rule: Vec<String> = dir
                 .split('/')
-                .map(|c| if c == "N" { "@{pid}".to_owned() } else { quote(c) })
+                .map(|c| {
+                    if c == "N" {
+                        "@{pid}".to_owned()
+                    } else {
+                        quote(c)
+                    }
+                })
                 .collect();
             out.push_str(&format!("  {} {p},\n", rule.join("/")));
             continue;
