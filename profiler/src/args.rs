@@ -383,33 +383,38 @@ impl ProgramArgs {
     /// Learn a file access (its directory; a per-process procfs entry as its template).
     pub fn learn_path(&mut self, path: &str, access: Access) {
         match proc_template(path) {
-            Some(t) => self.learn_template(&t, access),
+            Some(t) => {
+                self.count_class(&t, access);
+            }
             None => self.learn_dir(dir_of(path), access),
         }
     }
 
-    /// Learn a per-process procfs entry's template (`/proc/N/stat`): a class of its own,
-    /// never a reason to make its parent deep.
-    fn learn_template(&mut self, template: &str, access: Access) {
+    /// Count one access to class `key` (a directory or a procfs template); true when the
+    /// class is new.
+    fn count_class(&mut self, key: &str, access: Access) -> bool {
         self.observations += 1;
-        let entry = self.dirs.entry(template.to_owned()).or_default();
+        let new = !self.dirs.contains_key(key);
+        let entry = self.dirs.entry(key.to_owned()).or_default();
         entry.access |= access.bit();
         entry.count += 1;
+        new
     }
 
-    /// Learn an access in directory `dir` (a directory opened itself, e.g. to list it).
+    /// Learn an access in directory `dir` (a directory opened itself, e.g. to list it). A
+    /// per-process procfs template is a class of its own, never a reason to make its parent
+    /// deep; for a directory, only a new one can change how many subdirectories its parent
+    /// has.
     pub fn learn_dir(&mut self, dir: &str, access: Access) {
-        if let Some(t) = proc_template(dir) {
-            return self.learn_template(&t, access);
-        }
-        self.observations += 1;
-        let new_dir = !self.dirs.contains_key(dir);
-        let entry = self.dirs.entry(dir.to_owned()).or_default();
-        entry.access |= access.bit();
-        entry.count += 1;
-        // Only a new directory can change how many subdirectories its parent has.
-        if new_dir {
-            self.deepen(dir);
+        match proc_template(dir) {
+            Some(t) => {
+                self.count_class(&t, access);
+            }
+            None => {
+                if self.count_class(dir, access) {
+                    self.deepen(dir);
+                }
+            }
         }
     }
 

@@ -77,6 +77,16 @@ impl std::fmt::Display for Arg {
 }
 
 impl Arg {
+    /// The argument part of an alert about call `call` with this argument: `CALL ARG: WHY`,
+    /// with Falco's `fd.name` or `fd.sip`/`fd.sport`.
+    fn alert_text(&self, call: &str, why: impl std::fmt::Display) -> ArgText {
+        ArgText {
+            argument: format!("{call} {self}: {why}"),
+            fd_name: self.fd_name(),
+            peer: self.peer(),
+        }
+    }
+
     /// The argument as a recording keeps it (a native trace's argument record): `file ACCESS
     /// PATH`, `dir ACCESS PATH` (a directory opened itself), `dest DESTINATION` or `priv
     /// CLASS`.
@@ -480,15 +490,13 @@ impl<'m> Session<'m> {
             Action::Alerted
         };
         let now = now.map_or_else(|| "unreadable".to_owned(), |n| n.to_string());
-        let text = ArgText {
-            argument: format!(
-                "{} {arg}: the argument changed while it was checked (now {now}), as when \
-                 another thread races the check",
-                call_name(inner, ev)
+        let text = arg.alert_text(
+            call_name(inner, ev),
+            format_args!(
+                "the argument changed while it was checked (now {now}), as when another thread \
+                 races the check"
             ),
-            fd_name: arg.fd_name(),
-            peer: arg.peer(),
-        };
+        );
         let exe = inner.arg_programs.get(&ev.pid).map(ToString::to_string);
         self.report(inner, ev, Rule::Race, 1.0, 0.0, action, exe, Some(text));
         if deny {
@@ -529,14 +537,10 @@ impl<'m> Session<'m> {
             // Refuse when in doubt: a process that raced one check gets no benefit of it.
             inner.stats.anomalies += 1;
             inner.stats.denied += 1;
-            let text = ArgText {
-                argument: format!(
-                    "{} {arg}: this process rewrote an argument while it was checked before",
-                    call_name(inner, ev)
-                ),
-                fd_name: arg.fd_name(),
-                peer: arg.peer(),
-            };
+            let text = arg.alert_text(
+                call_name(inner, ev),
+                "this process rewrote an argument while it was checked before",
+            );
             let exe = inner.arg_programs.get(&ev.pid).map(ToString::to_string);
             self.report(
                 inner,
@@ -573,15 +577,10 @@ impl<'m> Session<'m> {
             inner.stats.shadow_alarms += 1;
             return Decision::Continue;
         }
-        let name = call_name(inner, ev);
-        let text = ArgText {
-            argument: format!(
-                "{name} {arg}: {} (unseen mass {:.1e})",
-                verdict.why, verdict.p_new
-            ),
-            fd_name: arg.fd_name(),
-            peer: arg.peer(),
-        };
+        let text = arg.alert_text(
+            call_name(inner, ev),
+            format_args!("{} (unseen mass {:.1e})", verdict.why, verdict.p_new),
+        );
         // The circuit breaker neither counts nor spares these refusals: they fail only the
         // requests that reach an unseen directory or destination (they cannot take a service
         // down), and an attacker who controls requests could otherwise trip the breaker with

@@ -604,13 +604,16 @@ impl Handler for Session<'_> {
             if let Some(exe) = lookups.arg_exe {
                 inner.arg_programs.insert(ev.pid, exe.into());
             }
-            let judged = self.mode == Mode::Enforce && self.judges_arguments(inner);
-            let by_arg = self.argument(inner, ev, arg.clone());
+            // Enforce reads a judged argument again before answering: keep a copy for that
+            // (only then: the copy is a path per call).
+            let kept =
+                (self.mode == Mode::Enforce && self.judges_arguments(inner)).then(|| arg.clone());
+            let by_arg = self.argument(inner, ev, arg);
             if decision == Decision::Continue {
                 decision = by_arg;
             }
-            if judged && decision == Decision::Continue {
-                recheck = needs.arg.map(|raw| (raw, arg));
+            if decision == Decision::Continue {
+                recheck = needs.arg.zip(kept);
             }
         }
         // A program starts at the thread's next call, unless its `execve` was refused.
