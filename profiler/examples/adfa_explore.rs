@@ -75,7 +75,7 @@ fn main() -> anyhow::Result<()> {
     // Mean -ln P under lower-order models, to try likelihood ratios against them.
     let mut base: BTreeMap<usize, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
     for k in [1usize, 2, 3] {
-        let m = Model::new(&train(&tr, k)?)?;
+        let m = Model::new(&train(&tr, k, false)?)?;
         base.insert(
             k,
             (
@@ -85,7 +85,7 @@ fn main() -> anyhow::Result<()> {
         );
     }
     for n in ns {
-        let counts = train(&tr, n)?;
+        let counts = train(&tr, n, false)?;
         let discount = if std::env::var("WB").is_ok() {
             Discount::WittenBell
         } else {

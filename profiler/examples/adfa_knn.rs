@@ -421,7 +421,7 @@ fn main() -> anyhow::Result<()> {
     let attack_refs: Vec<&Trace> = attack.iter().collect();
     for n in list("NLL_NS", &[1, 2, 6]) {
         let tr_p: Vec<Trace> = tr.iter().map(|t| padded(t, n)).collect();
-        let model = Model::new(&train(&tr_p, n)?)?;
+        let model = Model::new(&train(&tr_p, n, false)?)?;
         let f = |set: &[&Trace]| {
             set.iter()
                 .map(|t| mean_nll(&model, &padded(t, n)))

@@ -53,7 +53,7 @@ fn main() -> anyhow::Result<()> {
     println!("| n | scoring | window | M calls/s/core (CPU) | M calls/s (wall) |");
     println!("|---|---|---|---|---|");
     for n in [3usize, 6, 10] {
-        let counts = train(&tr, n)?;
+        let counts = train(&tr, n, false)?;
         let model = Model::new(&counts)?;
         for (name, kind, window) in [
             ("mean -ln P", ScoreKind::MeanNll, 0),
@@ -79,7 +79,7 @@ fn main() -> anyhow::Result<()> {
             );
         }
         let (cpu, wall) = measure(3, || {
-            black_box(train(&tr, n).ok());
+            black_box(train(&tr, n, false).ok());
         });
         let (fcpu, _) = measure(3, || {
             black_box(Model::new(&counts).ok());

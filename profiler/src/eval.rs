@@ -59,6 +59,9 @@ impl Default for Baseline {
 #[serde(default)]
 pub struct EvalConfig {
     pub n: usize,
+    /// Collapse runs of one call (decision 47) in training and scoring; the baseline never
+    /// does (STIDE as published).
+    pub collapse: bool,
     pub score: ScoreConfig,
     pub calibration: CalibrationMethod,
     /// Also evaluate this baseline (`None`: skip it).
@@ -69,6 +72,7 @@ impl Default for EvalConfig {
     fn default() -> Self {
         Self {
             n: DEFAULT_N,
+            collapse: crate::ngram::COLLAPSE_RUNS,
             score: ScoreConfig::default(),
             calibration: CalibrationMethod::default(),
             baseline: Some(Baseline::default()),
@@ -107,6 +111,8 @@ pub struct EvalCounts {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalReport {
     pub n: usize,
+    /// Runs of one call were collapsed.
+    pub collapse: bool,
     pub score: ScoreConfig,
     pub auc: f64,
     pub detection_rate: f64,
@@ -181,12 +187,12 @@ pub fn split_normal(normal: &[Trace]) -> (Vec<&Trace>, Vec<&Trace>) {
     (calib, test)
 }
 
-/// Train n-gram counts of length `n` on `traces`.
-pub fn train(traces: &[Trace], n: usize) -> Result<NgramCounts, EvalError> {
+/// Train n-gram counts of length `n` on `traces`, runs of one call collapsed or kept.
+pub fn train(traces: &[Trace], n: usize, collapse: bool) -> Result<NgramCounts, EvalError> {
     let first = traces.first().ok_or(EvalError::NoTrain)?;
-    let mut counts = NgramCounts::new(n, first.arch)?;
+    let mut counts = NgramCounts::new(n, first.arch)?.collapsed(collapse);
     for t in traces {
-        let mut one = NgramCounts::new(n, t.arch)?;
+        let mut one = NgramCounts::new(n, t.arch)?.collapsed(collapse);
         one.add_events(&t.events);
         counts.merge(&one)?;
     }
@@ -206,11 +212,11 @@ fn evaluate_one(
     train_set: &[Trace],
     normal: &[Trace],
     attack: &[Trace],
-    n: usize,
+    (n, collapse): (usize, bool),
     score: ScoreConfig,
     method: CalibrationMethod,
 ) -> Result<EvalReport, EvalError> {
-    let counts = train(train_set, n)?;
+    let counts = train(train_set, n, collapse)?;
     let model = Model::new(&counts)?;
     let (calib, test) = split_normal(normal);
     let calib_scores = calib
@@ -246,6 +252,7 @@ fn evaluate_one(
     firsts.sort_unstable();
     Ok(EvalReport {
         n,
+        collapse,
         score,
         auc: auc(&normal_scores, &attack_scores),
         detection_rate: rate(detected, attack.len()),
@@ -287,9 +294,17 @@ pub fn evaluate(
     if attack.is_empty() {
         return Err(EvalError::NoAttack);
     }
-    let mut report = evaluate_one(train, normal, attack, cfg.n, cfg.score, cfg.calibration)?;
+    let shape = (cfg.n, cfg.collapse);
+    let mut report = evaluate_one(train, normal, attack, shape, cfg.score, cfg.calibration)?;
     if let Some(b) = cfg.baseline {
-        let base = evaluate_one(train, normal, attack, b.n, b.score, cfg.calibration)?;
+        let base = evaluate_one(
+            train,
+            normal,
+            attack,
+            (b.n, false),
+            b.score,
+            cfg.calibration,
+        )?;
         report.baseline = Some(Box::new(base));
     }
     Ok(report)

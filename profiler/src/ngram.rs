@@ -8,6 +8,12 @@
 //! conditional MLE `C(w1..wn) / C(w1..w(n-1))` sums to one over the continuations of a context.
 //! For `n = 1` the context is empty and its count is the total.
 //!
+//! With *collapsed runs* ([`NgramCounts::collapsed`], the default of new profiles), a call
+//! equal to the same thread's previous call forms no n-gram: a run of one call, however long,
+//! is one element of the stream (it still counts in the per-call counts). How many times a
+//! loop writes or polls depends on sizes and timing, not on what the program does
+//! (docs/decisions.md, decision 47).
+//!
 //! The serialized form is compact and deterministic: the n-grams flattened into one sorted
 //! `Vec<u16>` (n numbers each) with a parallel `Vec<u64>` of counts, plus the per-syscall
 //! counts; contexts are rebuilt on load.
@@ -20,6 +26,9 @@ use serde::{Deserialize, Serialize};
 use crate::sgt::{simple_good_turing, FreqOfFreqs, Sgt};
 use crate::syscalls::Arch;
 use crate::trace::Event;
+
+/// New profiles collapse runs of one call (decision 47); counts from before kept them.
+pub const COLLAPSE_RUNS: bool = true;
 
 /// Largest n we support.
 pub const MAX_N: usize = 16;
@@ -48,6 +57,20 @@ pub enum NgramError {
         "stored counts are inconsistent: n-gram {index} is out of order, repeated or has count 0"
     )]
     BadEntry { index: usize },
+    #[error("cannot merge counts that {theirs} runs of one call into counts that {ours} them: profiles of ngram-ids before and after decision 47 do not mix; train a new profile")]
+    RunsMismatch {
+        ours: &'static str,
+        theirs: &'static str,
+    },
+}
+
+/// How counts with and without collapsed runs are named in errors.
+fn runs_word(collapse: bool) -> &'static str {
+    if collapse {
+        "collapse"
+    } else {
+        "keep"
+    }
 }
 
 /// A small fast hasher for fixed-size integer keys (FxHash's multiply-rotate); not resistant to
@@ -127,9 +150,12 @@ pub struct NgramCounts {
     syscalls: BTreeMap<u16, u64>,
     /// Sum of `grams` (N).
     total: u64,
+    /// A call equal to its thread's previous call forms no n-gram.
+    collapse: bool,
 }
 
-/// Serialized form of [`NgramCounts`] (version 1).
+/// Serialized form of [`NgramCounts`] (version 1; `collapse` added with decision 47, absent
+/// in older counts, which kept runs).
 #[derive(Serialize, Deserialize)]
 struct CountsRepr {
     n: usize,
@@ -140,6 +166,9 @@ struct CountsRepr {
     grams: Vec<u16>,
     /// The count of each n-gram in `grams`.
     counts: Vec<u64>,
+    /// Written only when set: counts that keep runs serialize as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    collapse: bool,
 }
 
 impl From<NgramCounts> for CountsRepr {
@@ -158,6 +187,7 @@ impl From<NgramCounts> for CountsRepr {
             syscalls: c.syscalls.into_iter().collect(),
             grams,
             counts,
+            collapse: c.collapse,
         }
     }
 }
@@ -165,7 +195,7 @@ impl From<NgramCounts> for CountsRepr {
 impl TryFrom<CountsRepr> for NgramCounts {
     type Error = NgramError;
     fn try_from(r: CountsRepr) -> Result<Self, NgramError> {
-        let mut c = NgramCounts::new(r.n, r.arch)?;
+        let mut c = NgramCounts::new(r.n, r.arch)?.collapsed(r.collapse);
         if r.grams.len() != r.counts.len() * r.n {
             return Err(NgramError::BadLength {
                 n: r.n,
@@ -218,8 +248,12 @@ impl std::fmt::Debug for ThreadWindow {
 }
 
 /// Append `nr` to a thread's window; the completed n-gram once the window holds n calls.
+/// With `collapse`, a call equal to the previous one is not appended.
 #[inline]
-fn slide(s: &mut Stream, n: usize, nr: u16) -> Option<GramKey> {
+fn slide(s: &mut Stream, n: usize, collapse: bool, nr: u16) -> Option<GramKey> {
+    if collapse && s.len > 0 && s.window[n - 1] == nr {
+        return None;
+    }
     s.window.copy_within(1..n, 0);
     s.window[n - 1] = nr;
     if s.len + 1 < n {
@@ -243,7 +277,20 @@ impl NgramCounts {
             contexts: FxHashMap::default(),
             syscalls: BTreeMap::new(),
             total: 0,
+            collapse: false,
         })
+    }
+
+    /// These counts with runs of one call collapsed (`true`) or kept. Set before counting.
+    #[must_use]
+    pub fn collapsed(mut self, collapse: bool) -> Self {
+        self.collapse = collapse;
+        self
+    }
+
+    /// Does a call equal to its thread's previous call form no n-gram?
+    pub fn collapses(&self) -> bool {
+        self.collapse
     }
 
     /// Length of the n-grams counted.
@@ -276,7 +323,7 @@ impl NgramCounts {
     #[inline]
     pub fn push(&mut self, window: &mut ThreadWindow, nr: u16) {
         *self.syscalls.entry(nr).or_insert(0) += 1;
-        if let Some(key) = slide(&mut window.0, self.n, nr) {
+        if let Some(key) = slide(&mut window.0, self.n, self.collapse, nr) {
             self.add_gram(key, 1);
         }
     }
@@ -291,13 +338,14 @@ impl NgramCounts {
             contexts: FxHashMap::default(),
             syscalls: BTreeMap::new(),
             total: 0,
+            collapse: self.collapse,
         };
         std::mem::replace(self, empty)
     }
 
     /// Count one trace's events (any order of threads; n-grams formed per tid).
     pub fn add_events<'a>(&mut self, events: impl IntoIterator<Item = &'a Event>) {
-        let n = self.n;
+        let (n, collapse) = (self.n, self.collapse);
         // Thread streams of this trace only: a new trace starts new streams.
         let mut index: FxHashMap<u32, usize> = FxHashMap::default();
         let mut streams: Vec<Stream> = Vec::new();
@@ -329,7 +377,7 @@ impl NgramCounts {
                     slot
                 }
             };
-            if let Some(key) = slide(&mut streams[slot], n, ev.nr) {
+            if let Some(key) = slide(&mut streams[slot], n, collapse, ev.nr) {
                 self.add_gram(key, 1);
             }
         }
@@ -353,6 +401,12 @@ impl NgramCounts {
             return Err(NgramError::ArchMismatch {
                 ours: self.arch,
                 theirs: other.arch,
+            });
+        }
+        if other.collapse != self.collapse {
+            return Err(NgramError::RunsMismatch {
+                ours: runs_word(self.collapse),
+                theirs: runs_word(other.collapse),
             });
         }
         for (k, &v) in &other.grams {
@@ -633,6 +687,44 @@ mod tests {
     }
 
     #[test]
+    fn collapsed_runs_form_no_ngram_but_count_as_calls() {
+        let mut c = NgramCounts::new(3, Arch::X86_64).unwrap().collapsed(true);
+        // Thread 1: e p p p e p e; thread 2's calls between do not break thread 1's runs.
+        c.add_events(&[
+            ev(1, 7),
+            ev(1, 18),
+            ev(2, 18),
+            ev(1, 18),
+            ev(1, 18),
+            ev(2, 18),
+            ev(1, 7),
+            ev(1, 18),
+            ev(1, 7),
+        ]);
+        assert_eq!(c.calls(), 9);
+        assert_eq!(c.syscall_counts(), vec![(7, 3), (18, 6)]);
+        // Thread 1 is e p e p e: three trigrams; thread 2 (p p) is one element.
+        assert_eq!(c.total(), 3);
+        assert_eq!(c.count(&[7, 18, 7]), 2);
+        assert_eq!(c.count(&[18, 7, 18]), 1);
+        assert_eq!(c.count(&[18, 18, 18]), 0);
+        // The rule is stored with the counts; counts of before (no field) kept runs.
+        let back: NgramCounts = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert!(back.collapses());
+        assert_eq!(back, c);
+        let old = r#"{"n":1,"arch":"i386","syscalls":[[2,2]],"grams":[2],"counts":[2]}"#;
+        assert!(!serde_json::from_str::<NgramCounts>(old)
+            .unwrap()
+            .collapses());
+        // A flush keeps the rule.
+        assert!(c.take().collapses());
+        // Counts of the two rules never add up.
+        let mut kept = NgramCounts::new(3, Arch::X86_64).unwrap();
+        let err = kept.merge(&c).unwrap_err().to_string();
+        assert!(err.contains("collapse") && err.contains("keep"), "{err}");
+    }
+
+    #[test]
     fn max_n() {
         let mut c = NgramCounts::new(MAX_N, Arch::I386).unwrap();
         let nrs: Vec<u16> = (0..20).collect();
@@ -669,6 +761,35 @@ mod tests {
                 }
                 flushed.merge(&live).unwrap();
                 prop_assert_eq!(flushed, whole);
+            }
+
+            #[test]
+            fn collapsing_counts_the_stream_without_repeats(
+                a in proptest::collection::vec((0u32..3, 0u16..4), 0..300),
+                n in 1usize..6,
+            ) {
+                let events: Vec<Event> = a.iter().map(|&(t, s)| ev(t, s)).collect();
+                let mut collapsed = NgramCounts::new(n, Arch::X86_64).unwrap().collapsed(true);
+                collapsed.add_events(&events);
+                // The same as keeping runs over each thread's stream with repeats removed
+                // (and every call still counted per system call).
+                let mut last: BTreeMap<u32, u16> = BTreeMap::new();
+                let deduped: Vec<Event> = events
+                    .iter()
+                    .filter(|e| last.insert(e.tid, e.nr) != Some(e.nr))
+                    .copied()
+                    .collect();
+                let mut kept = NgramCounts::new(n, Arch::X86_64).unwrap();
+                kept.add_events(&deduped);
+                prop_assert_eq!(collapsed.ngrams(), kept.ngrams());
+                prop_assert_eq!(collapsed.calls(), events.len() as u64);
+                // Live, call by call, the same.
+                let mut live = NgramCounts::new(n, Arch::X86_64).unwrap().collapsed(true);
+                let mut windows: BTreeMap<u32, ThreadWindow> = BTreeMap::new();
+                for e in &events {
+                    live.push(windows.entry(e.tid).or_default(), e.nr);
+                }
+                prop_assert_eq!(live, collapsed);
             }
 
             #[test]

@@ -111,6 +111,10 @@ pub struct ProfileMeta {
     /// before, or trained offline), and then no argument is judged.
     #[serde(default)]
     pub args: Option<crate::args::ArgClasses>,
+    /// Runs of one call form one element of a thread's stream (decision 47); `false` in
+    /// profiles from before, whose counts kept them. Taken from the counts.
+    #[serde(default)]
+    pub collapse_runs: bool,
 }
 
 impl ProfileMeta {
@@ -179,6 +183,7 @@ impl Profile {
             run_checks: Vec::new(),
             promoted_at: None,
             args: None,
+            collapse_runs: counts.collapses(),
         };
         refresh_summary(&mut meta, &counts);
         Self { meta, counts }
@@ -211,6 +216,7 @@ fn refresh_summary(meta: &mut ProfileMeta, counts: &NgramCounts) {
     meta.ngrams = counts.total();
     meta.distinct = counts.distinct();
     meta.p0 = counts.p0();
+    meta.collapse_runs = counts.collapses();
 }
 
 /// Keep the history bounded: drop every other point of the older half, keep the newest.

@@ -466,9 +466,11 @@ impl Store {
     }
 }
 
-/// Empty counts with the n and numbering of `c`.
+/// Empty counts with the n, numbering and runs rule of `c`.
 fn empty_like(key: &str, c: &NgramCounts) -> Result<NgramCounts, Abort> {
-    NgramCounts::new(c.n(), c.arch()).map_err(|e| Abort::Model(key.to_owned(), e))
+    NgramCounts::new(c.n(), c.arch())
+        .map(|e| e.collapsed(c.collapses()))
+        .map_err(|e| Abort::Model(key.to_owned(), e))
 }
 
 /// What a store directory holds: the lock, sled's directory, the supervisor's recordings.

@@ -123,6 +123,46 @@ fn too_wide() {
 }
 
 #[test]
+fn collapsed_runs_score_like_their_stream_without_repeats() {
+    // Trained on a loop that wrote once per wake-up; scored on one that writes 1 to 4 times.
+    let mut c = NgramCounts::new(3, Arch::I386).unwrap().collapsed(true);
+    c.add_events(&trace(&[5, 9, 5, 9, 5, 9, 5]).events);
+    let m = Model::new(&c).unwrap();
+    assert!(m.collapses());
+    let cfg = ScoreConfig {
+        kind: ScoreKind::Stide,
+        window: 2,
+    };
+    let mut s = Scorer::new(&m, cfg).unwrap();
+    let outs: Vec<Option<f64>> = [5, 9, 9, 5, 9, 9, 9, 9, 5, 5]
+        .iter()
+        .map(|&nr| s.feed(1, nr))
+        .collect();
+    // A repeat forms no n-gram and gives no new score; the stream is 5 9 5 9 5: every
+    // trigram seen, so every window scores 0.
+    assert_eq!(outs[2], None);
+    assert_eq!(outs[5..8], [None, None, None]);
+    assert_eq!(outs[9], None);
+    assert_eq!(
+        outs.iter().flatten().copied().collect::<Vec<_>>(),
+        [0.0, 0.0]
+    );
+    assert_eq!(s.calls(1), 5);
+    assert_eq!(s.last_seen(1), Some(true));
+    assert_eq!(s.last_ngram(1), vec![5, 9, 5]);
+    // Without collapsing, the same calls hold unseen trigrams (9 9 5, 9 9 9...).
+    let mut k = NgramCounts::new(3, Arch::I386).unwrap();
+    k.add_events(&trace(&[5, 9, 5, 9, 5, 9, 5]).events);
+    let km = Model::new(&k).unwrap();
+    let mut ks = Scorer::new(&km, cfg).unwrap();
+    let worst = [5, 9, 9, 5, 9, 9, 9, 9, 5, 5]
+        .iter()
+        .filter_map(|&nr| ks.feed(1, nr))
+        .fold(0.0, f64::max);
+    assert!(close(worst, 1.0));
+}
+
+#[test]
 fn windows_fill_then_slide() {
     let c = counts(2, &[&[1, 2, 1, 2, 1, 2]]);
     let m = Model::new(&c).unwrap();
@@ -363,6 +403,7 @@ fn evaluate_separates_obvious_attacks() {
     let attack: Vec<Trace> = (0..3).map(|_| trace(&attack_pat)).collect();
     let cfg = EvalConfig {
         n: 3,
+        collapse: true,
         score: ScoreConfig {
             kind: ScoreKind::MeanNll,
             window: 10,
@@ -375,6 +416,8 @@ fn evaluate_separates_obvious_attacks() {
     assert!(close(r.detection_rate, 1.0));
     assert!(close(r.false_alarm_rate, 0.0));
     assert_eq!(r.n, 3);
+    assert!(r.collapse);
+    assert!(!r.baseline.as_ref().unwrap().collapse);
     assert_eq!(r.counts.calibration_traces, 3);
     assert_eq!(r.counts.normal_test_traces, 3);
     assert_eq!(r.consecutive_false_alarms, 0);
@@ -408,7 +451,7 @@ fn split_is_even_odd() {
     assert_eq!(t.len(), 2);
     assert_eq!(c[1].events.len(), 3);
     assert_eq!(t[0].events.len(), 2);
-    assert_eq!(train(&ts, 2).unwrap().total(), 10);
+    assert_eq!(train(&ts, 2, false).unwrap().total(), 10);
 }
 
 proptest! {

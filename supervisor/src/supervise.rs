@@ -232,6 +232,8 @@ enum Loaded {
     Train {
         n: usize,
         arch: Arch,
+        /// Runs of one call are collapsed (the profile's rule; new profiles do).
+        collapse: bool,
         /// The profile's noise set (the policy's, for a new profile).
         noise: Vec<String>,
         /// The profile as it was before this run, to judge the run by (a new profile: none).
@@ -255,6 +257,7 @@ fn load(plan: &Plan) -> Result<Loaded, SuperviseError> {
             return Ok(Loaded::Train {
                 n: ngram_profiler::score::DEFAULT_N,
                 arch: Arch::X86_64,
+                collapse: ngram_profiler::ngram::COLLAPSE_RUNS,
                 noise: ngram_profiler::policy::noise_names(),
                 shadow: None,
             });
@@ -272,6 +275,7 @@ fn load(plan: &Plan) -> Result<Loaded, SuperviseError> {
         return Ok(Loaded::Train {
             n,
             arch,
+            collapse: meta.collapse_runs,
             noise,
             shadow,
         });
@@ -347,10 +351,12 @@ pub fn run(plan: &Plan, ready: impl FnOnce(Result<(), String>)) -> Result<(), Su
         Loaded::Train {
             n,
             arch,
+            collapse,
             noise,
             shadow,
         } => {
             let counts = NgramCounts::new(*n, *arch)
+                .map(|c| c.collapsed(*collapse))
                 .map_err(ModelError::from)
                 .map_err(model_error(plan))?;
             let noise = SyscallSet::of(*arch, noise.iter().map(String::as_str));

@@ -101,6 +101,8 @@ pub struct Model {
     p0: f64,
     symbols: usize,
     total: u64,
+    /// A call equal to its thread's previous call forms no n-gram (as in training).
+    pub(super) collapse: bool,
 }
 
 impl Model {
@@ -144,7 +146,14 @@ impl Model {
             unseen_symbol,
             p0: counts.p0(),
             total: counts.total(),
+            collapse: counts.collapses(),
         })
+    }
+
+    /// Does a call equal to its thread's previous call form no n-gram (the counts it was
+    /// built from collapsed runs)?
+    pub fn collapses(&self) -> bool {
+        self.collapse
     }
 
     /// n of the n-grams.

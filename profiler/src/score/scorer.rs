@@ -109,6 +109,15 @@ impl ThreadState {
     }
 }
 
+/// The slot of call number `call` of a thread in its ring of the last [`MAX_N`] calls.
+#[inline]
+fn ring_index(call: u64) -> usize {
+    // call % MAX_N < MAX_N: fits usize.
+    #[allow(clippy::cast_possible_truncation)]
+    let j = (call % MAX_N as u64) as usize;
+    j
+}
+
 /// Streaming per-thread scorer over a [`Model`]: feed calls one at a time.
 #[derive(Debug)]
 pub struct Scorer<'m> {
@@ -247,11 +256,13 @@ impl<'m> Scorer<'m> {
         let rare_cut = self.rare_cut;
         let i = self.slot(tid);
         let st = &mut self.states[i];
+        if model.collapse && st.calls > 0 && st.raw[ring_index(st.calls - 1)] == nr {
+            // A run of one call is one element of the stream: no new n-gram, no new score;
+            // the thread's newest n-gram (and `last_seen`) stays the one this call repeats.
+            return None;
+        }
         st.id = model.push_id(st.id, nr);
-        // calls % MAX_N < MAX_N: fits usize.
-        #[allow(clippy::cast_possible_truncation)]
-        let slot = (st.calls % MAX_N as u64) as usize;
-        st.raw[slot] = nr;
+        st.raw[ring_index(st.calls)] = nr;
         st.calls += 1;
         if st.calls < model.n as u64 {
             return None;

@@ -10,7 +10,7 @@ use ngram_profiler::eval::{self, EvalConfig, EvalReport};
 use ngram_profiler::score::{self, ScoreConfig};
 use ngram_profiler::trace::Format;
 
-use super::opts::{parse_format, CalibrateOpts, ScoreOpts};
+use super::opts::{parse_format, CalibrateOpts, Runs, ScoreOpts};
 use super::traces::read_traces;
 
 #[derive(Debug, Args)]
@@ -31,6 +31,10 @@ pub struct EvalArgs {
     /// Length of the n-grams.
     #[arg(long, default_value_t = score::DEFAULT_N)]
     pub n: usize,
+    /// Runs of one call: collapse (each run is one element of the stream) or keep. The STIDE
+    /// baseline always keeps them.
+    #[arg(long, value_enum, default_value_t)]
+    pub runs: Runs,
     #[command(flatten)]
     pub score: ScoreOpts,
     #[command(flatten)]
@@ -68,6 +72,7 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode> {
     }
     let cfg = EvalConfig {
         n: args.n,
+        collapse: args.runs.collapse(),
         score: args.score.apply(ScoreConfig::default()),
         calibration: args.calibrate.method(),
         baseline: if args.no_baseline {

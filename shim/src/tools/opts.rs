@@ -22,6 +22,23 @@ pub struct ScoreOpts {
     pub window: Option<usize>,
 }
 
+/// `--runs`: what a run of one call (the same call again and again in one thread) is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Runs {
+    /// One element of the stream, however long (the default of new profiles, decision 47).
+    #[default]
+    Collapse,
+    /// Every call is an element (profiles from before decision 47).
+    Keep,
+}
+
+impl Runs {
+    /// Collapse runs?
+    pub fn collapse(self) -> bool {
+        self == Self::Collapse
+    }
+}
+
 /// `--scoring`: what a window's score is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scoring {

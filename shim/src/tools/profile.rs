@@ -15,7 +15,7 @@ use ngram_profiler::store::{self, Store, StoreError};
 use ngram_profiler::trace::Format;
 use ngram_profiler::{apparmor, export};
 
-use super::opts::{parse_format, profile_name, CalibrateOpts, DbArg, ScoreOpts};
+use super::opts::{parse_format, profile_name, CalibrateOpts, DbArg, Runs, ScoreOpts};
 use super::traces::{count_traces, read_traces};
 
 #[derive(Debug, Args)]
@@ -39,6 +39,10 @@ pub enum ProfileCmd {
         /// Length of the n-grams (1..=16). Default: the existing profile's n, else 6.
         #[arg(long)]
         n: Option<usize>,
+        /// Runs of one call: collapse or keep. Default: the existing profile's rule, else
+        /// collapse.
+        #[arg(long, value_enum)]
+        runs: Option<Runs>,
         /// Trace files or directories of them.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -106,8 +110,9 @@ pub(crate) fn run(db: &Path, cmd: ProfileCmd) -> Result<ExitCode> {
             name,
             format,
             n,
+            runs,
             paths,
-        } => train(db, &name, format, n, &paths)?,
+        } => train(db, &name, format, (n, runs), &paths)?,
         ProfileCmd::List => print_list(&Store::open(db)?.list()?),
         ProfileCmd::Show { name, json } => show(db, &name, json)?,
         ProfileCmd::Rm { name } => {
@@ -141,19 +146,37 @@ pub(crate) fn run(db: &Path, cmd: ProfileCmd) -> Result<ExitCode> {
 
 /// `profile train`: merge the n-gram counts of the traces into the profile `name` resolves to
 /// (a key, or the one profile of that name, e.g. an image's), or a new one keyed by `name`.
-fn train(db: &Path, name: &str, format: Format, n: Option<usize>, paths: &[PathBuf]) -> Result<()> {
+fn train(
+    db: &Path,
+    name: &str,
+    format: Format,
+    (n, collapse): (Option<usize>, Option<Runs>),
+    paths: &[PathBuf],
+) -> Result<()> {
     let (key, existing) = match Store::open(db)?.meta(name) {
-        Ok(m) => (m.key, Some(m.n)),
+        Ok(m) => (m.key, Some((m.n, m.collapse_runs))),
         Err(StoreError::NotFound { .. }) => (name.to_owned(), None),
         Err(e) => return Err(e.into()),
     };
     let n = match (n, existing) {
-        (Some(n), Some(e)) if n != e => {
+        (Some(n), Some((e, _))) if n != e => {
             bail!("profile {name} has n = {e}, not {n}: train another profile or drop --n")
         }
-        (n, e) => n.or(e).unwrap_or(score::DEFAULT_N),
+        (n, e) => n.or(e.map(|e| e.0)).unwrap_or(score::DEFAULT_N),
     };
-    let (counts, runs) = count_traces(format, n, paths)?;
+    let collapse = match (collapse.map(Runs::collapse), existing) {
+        (Some(c), Some((_, e))) if c != e => {
+            let word = |c: bool| if c { "collapses" } else { "keeps" };
+            bail!(
+                "profile {name} {} runs of one call: train another profile or drop --runs",
+                word(e)
+            )
+        }
+        (c, e) => c
+            .or(e.map(|e| e.1))
+            .unwrap_or(ngram_profiler::ngram::COLLAPSE_RUNS),
+    };
+    let (counts, runs) = count_traces(format, (n, collapse), paths)?;
     let store = Store::open(db)?;
     let meta = store.train(&key, name, &counts, runs, store::now_secs())?;
     println!(
@@ -413,6 +436,14 @@ fn print_lifecycle(m: &ProfileMeta, now: u64) {
         None => println!("programs     not learned (no program is judged new)"),
     }
     println!("noise        {}", m.noise_names().join(" "));
+    println!(
+        "runs         {}",
+        if m.collapse_runs {
+            "collapsed (a run of one call is one element of a thread's stream)"
+        } else {
+            "kept (a profile from before decision 47)"
+        }
+    );
 }
 
 fn fmt_time(secs: u64) -> String {

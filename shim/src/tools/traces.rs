@@ -12,7 +12,7 @@ use ngram_profiler::trace::{self, Format, Trace};
 /// traces (training runs).
 pub(crate) fn count_traces(
     format: Format,
-    n: usize,
+    (n, collapse): (usize, bool),
     paths: &[PathBuf],
 ) -> Result<(NgramCounts, u64)> {
     let files = list_all(paths)?;
@@ -23,7 +23,7 @@ pub(crate) fn count_traces(
         for t in trace::read_path(format, file)? {
             let c = match &mut counts {
                 Some(c) => c,
-                None => counts.insert(NgramCounts::new(n, t.arch)?),
+                None => counts.insert(NgramCounts::new(n, t.arch)?.collapsed(collapse)),
             };
             if c.arch() != t.arch {
                 bail!(
