@@ -39,9 +39,16 @@ fn legacy_noise() -> SyscallSet {
 }
 
 fn trained(seq: &[i32], n: usize) -> NgramCounts {
+    trained_runs(seq, n, false)
+}
+
+/// [`trained`] with runs of one call collapsed (`true`) or kept.
+fn trained_runs(seq: &[i32], n: usize, collapse: bool) -> NgramCounts {
     let s = Session::train(
         ContainerInfo::default(),
-        NgramCounts::new(n, Arch::X86_64).unwrap(),
+        NgramCounts::new(n, Arch::X86_64)
+            .unwrap()
+            .collapsed(collapse),
         legacy_noise(),
     );
     for &nr in seq {
@@ -166,6 +173,60 @@ fn a_settled_thread_needs_a_denser_run_of_improbable_ngrams() {
             .expect("a new program in an old thread is not judged young");
         assert_eq!(a.threshold, LIVE_THRESHOLD);
     });
+}
+
+/// A loop that wrote once per wake-up in training (epoll_wait, pwrite64) writes 1 to 4 times
+/// per wake-up live: with runs collapsed nothing is anomalous; with runs kept, the same calls
+/// are a stretch of unseen n-grams.
+#[test]
+fn collapsed_runs_absorb_a_loops_repeat_counts() {
+    let normal: Vec<i32> = (0..400).map(|i| [232, 18][i % 2]).collect();
+    let live: Vec<i32> = (0..60)
+        .flat_map(|i| std::iter::once(232).chain(std::iter::repeat_n(18, 1 + i % 4)))
+        .collect();
+    for collapse in [true, false] {
+        let c = trained_runs(&normal, 3, collapse);
+        let model = Model::new(&c).unwrap();
+        let det = detector(&model, &meta_for(&c)).unwrap();
+        let (tx, rx) = alerts();
+        let s = Session::detect(
+            Mode::Alert,
+            EnforceAction::Deny,
+            ContainerInfo::default(),
+            det,
+        )
+        .with_alerts(tx);
+        for &nr in &live {
+            assert_eq!(s.on_event(&ev(5, nr)), Decision::Continue);
+        }
+        assert_eq!(rx.try_iter().count() == 0, collapse, "collapse {collapse}");
+    }
+}
+
+/// Collapsing never lets a refused call through by repeating it: the repeat has the refused
+/// call's n-gram, and is refused again.
+#[test]
+fn a_refused_call_repeated_is_refused_again() {
+    let normal: Vec<i32> = (0..200).map(|i| i % 4).collect();
+    let c = trained_runs(&normal, 3, true);
+    let model = Model::new(&c).unwrap();
+    let det = detector(&model, &meta_for(&c)).unwrap();
+    let s = Session::detect(
+        Mode::Enforce,
+        EnforceAction::Deny,
+        ContainerInfo::default(),
+        det,
+    );
+    for &nr in &normal {
+        assert_eq!(s.on_event(&ev(3, nr)), Decision::Continue);
+    }
+    for &nr in &NOVEL {
+        s.on_event(&ev(4, nr));
+    }
+    for _ in 0..5 {
+        assert_eq!(s.on_event(&ev(4, 59)), Decision::Deny(libc::EPERM));
+    }
+    assert_eq!(s.stats().denied, 5);
 }
 
 #[test]
