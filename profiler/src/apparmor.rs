@@ -5,7 +5,8 @@
 //! AppArmor confines the whole container, so the classes of every program and phase are
 //! joined: what any program did is allowed to all (the per-program, per-phase judgement stays
 //! ngram-ids' own). A directory class becomes `DIR/ r` (listing it) and `DIR/* PERMS` (its
-//! files), a deep one (`DIR/**`) `DIR/** PERMS`; read is `rm` (the loader maps libraries it
+//! files), and a deep one (`DIR/**`) also `DIR/*/** PERMS` for the accesses seen below it
+//! (decision 48: its own files keep their own); read is `rm` (the loader maps libraries it
 //! reads), write `w`; the programs run become `PATH mrix`; address families `network FAMILY`;
 //! mounts are allowed only when training saw one. Capabilities, signals and Unix sockets are
 //! left to Docker (`capability`, `signal`, `unix` allowed). The output is deterministic and
@@ -63,15 +64,16 @@ pub fn apparmor_profile(meta: &ProfileMeta) -> Result<String, AppArmorError> {
     let args = meta.args.as_ref().ok_or_else(|| AppArmorError::NoClasses {
         key: meta.key.clone(),
     })?;
-    // Directories, joined over programs and phases: access bits, deep or not.
-    let mut dirs: BTreeMap<&str, (u8, bool)> = BTreeMap::new();
+    // Directories, joined over programs and phases: access bits in the directory itself,
+    // and below it when deep (decision 48).
+    let mut dirs: BTreeMap<&str, (u8, u8)> = BTreeMap::new();
     let mut families = BTreeSet::new();
     let mut mounts = false;
     for p in args.programs.values() {
         for (dir, c) in &p.dirs {
             let e = dirs.entry(dir.as_str()).or_default();
             e.0 |= c.access;
-            e.1 |= c.deep;
+            e.1 |= c.below_access();
         }
         for d in p.dests.keys() {
             families.insert(match d {
@@ -112,20 +114,21 @@ pub fn apparmor_profile(meta: &ProfileMeta) -> Result<String, AppArmorError> {
         out.push_str("  deny mount,\n  deny umount,\n  deny pivot_root,\n");
     }
     out.push('\n');
-    // A directory under a deep one with the same accesses or more is covered by its `/**`.
+    // A directory under a deep one with the same accesses or more below is covered by its
+    // `/*/**`.
     let under_deep = |dir: &str, bits: u8| {
         let mut d = dir;
         while d != "/" {
             d = dir_of(d);
-            if dirs.get(d).is_some_and(|e| e.1 && e.0 & bits == bits) {
+            if dirs.get(d).is_some_and(|e| e.1 & bits == bits) {
                 return true;
             }
         }
         false
     };
-    for (dir, (bits, deep)) in &dirs {
+    for (dir, (bits, below)) in &dirs {
         let p = perms(*bits);
-        if p.is_empty() || under_deep(dir, *bits) {
+        if (p.is_empty() && *below == 0) || under_deep(dir, *bits | *below) {
             continue;
         }
         // A per-process procfs template (`/proc/N/stat`): the entry of any process.
@@ -148,10 +151,11 @@ pub fn apparmor_profile(meta: &ProfileMeta) -> Result<String, AppArmorError> {
         } else {
             quote(dir)
         };
-        if *deep {
-            out.push_str(&format!("  {base}/** {p},\n"));
-        } else {
+        if !p.is_empty() {
             out.push_str(&format!("  {base}/ r,\n  {base}/* {p},\n"));
+        }
+        if *below != 0 {
+            out.push_str(&format!("  {base}/*/** {},\n", perms(*below)));
         }
     }
     if let Some(programs) = &meta.programs {
@@ -202,7 +206,7 @@ mod tests {
             "profile ngram-ids-web flags=(attach_disconnected,mediate_deleted) {",
             "  /srv/www/ r,\n  /srv/www/* rm,\n",
             "  /srv/www/uploads/* w,\n",
-            "  /srv/data/** rm,\n",
+            "  /srv/data/ r,\n  /srv/data/* rm,\n  /srv/data/*/** rm,\n",
             "  /usr/lib/python3.11/* rm,\n",
             "  /usr/bin/python3.11 mrix,\n",
             "  network inet,\n",

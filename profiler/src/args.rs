@@ -5,7 +5,9 @@
 //!   never a class of its own: siblings in a learned directory are known (uploads, data files
 //!   and logs come and go). A directory that has held more than [`DEEP_AFTER`] distinct
 //!   subdirectories becomes a class for everything below it (`DIR/**`: per-user upload
-//!   trees, hashed caches).
+//!   trees, hashed caches), with the accesses seen below it; a write or an exec of a file in
+//!   DIR itself must have been seen in DIR itself (the root of a data or upload tree holds its
+//!   control and configuration files: decision 48).
 //! - **Destinations** (`connect`, `bind`, `sendto`/`sendmsg` with an address): the family,
 //!   the address class (loopback, private networks, other) and the port.
 //!
@@ -321,6 +323,25 @@ pub struct DirClass {
     /// Everything below it is known (`DIR/**`, [`DEEP_AFTER`]).
     #[serde(default)]
     pub deep: bool,
+    /// The accesses a deep directory covers below it (bits of [`Access`]); 0 in profiles
+    /// from before decision 48, whose `access` holds them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub below: u8,
+}
+
+fn is_zero(b: &u8) -> bool {
+    *b == 0
+}
+
+impl DirClass {
+    /// The accesses covered in subdirectories (and their files): none unless deep.
+    pub fn below_access(&self) -> u8 {
+        match (self.deep, self.below) {
+            (false, _) => 0,
+            (true, 0) => self.access,
+            (true, b) => b,
+        }
+    }
 }
 
 /// What one program's arguments were in training.
@@ -445,7 +466,10 @@ impl ProgramArgs {
                 .fold(0, |a, (_, c)| a | c.access);
             let e = self.dirs.entry(parent.to_owned()).or_default();
             e.deep = true;
-            e.access |= access;
+            e.below |= access;
+            // Reading a sibling of the subdirectories (a listing, a control file) is known;
+            // writing or running one is not (decision 48).
+            e.access |= access & Access::Read.bit();
         }
     }
 
@@ -453,7 +477,8 @@ impl ProgramArgs {
     fn covering<'a>(&self, dir: &'a str, access: Access) -> Option<&'a str> {
         ancestors(dir).enumerate().find_map(|(i, d)| {
             let c = self.dirs.get(d)?;
-            (c.access & access.bit() != 0 && (i == 0 || c.deep)).then_some(d)
+            let bits = if i == 0 { c.access } else { c.below_access() };
+            (bits & access.bit() != 0).then_some(d)
         })
     }
 
@@ -558,6 +583,7 @@ impl ProgramArgs {
             e.access |= c.access;
             e.count += c.count;
             e.deep |= c.deep;
+            e.below |= c.below_access();
         }
         for (d, n) in &other.dests {
             *self.dests.entry(d.clone()).or_default() += n;
@@ -854,6 +880,26 @@ mod tests {
         );
         assert!(!p.judge_path("/srv/uploads/new-user/x", Access::Read).known);
         assert!(!p.judge_path("/srv/other/x", Access::Write).known);
+        // The root of the tree: a file written (or run) in it must have been seen there
+        // (decision 48).
+        let root = p.judge_path("/srv/uploads/.htaccess", Access::Write);
+        assert!(!root.known && root.anomalous, "{root:?}");
+        p.learn_path("/srv/uploads/index", Access::Write);
+        assert!(p.judge_path("/srv/uploads/.htaccess", Access::Write).known);
+        // Merged into another run, the rule holds.
+        let mut q = ProgramArgs::default();
+        q.learn_path("/srv/uploads/user0/f", Access::Write);
+        let mut r = ProgramArgs::default();
+        for user in 0..=DEEP_AFTER {
+            r.learn_path(&format!("/srv/uploads/user{user}/f"), Access::Write);
+        }
+        q.merge(&r);
+        assert!(q.judge_path("/srv/uploads/u9/f", Access::Write).known);
+        assert_eq!(q.dirs["/srv/uploads"].access & Access::Write.bit(), 0);
+        // A profile from before kept what is below in `access`: judged as it was learned.
+        let old: DirClass =
+            serde_json::from_str(r#"{"access":2,"count":9,"deep":true}"#).unwrap();
+        assert_eq!(old.below_access(), Access::Write.bit());
     }
 
     #[test]
@@ -1013,6 +1059,7 @@ mod tests {
                     access: Access::Read.bit(),
                     count: 1,
                     deep: false,
+                    below: 0,
                 },
             );
         }

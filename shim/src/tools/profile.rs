@@ -346,8 +346,17 @@ fn print_args(m: &ProfileMeta) {
                 .filter(|(bit, _)| c.access & bit != 0)
                 .map(|(_, name)| *name)
                 .collect();
-            let deep = if c.deep { "/**" } else { "" };
-            println!("    {dir}{deep} {} ({})", access.join(","), c.count);
+            let below: Vec<&str> = [(1, "read"), (2, "write"), (4, "exec")]
+                .iter()
+                .filter(|(bit, _)| c.below_access() & bit != 0)
+                .map(|(_, name)| *name)
+                .collect();
+            let below = if c.deep {
+                format!(", below it {}", below.join(","))
+            } else {
+                String::new()
+            };
+            println!("    {dir} {}{below} ({})", access.join(","), c.count);
         }
         for (dest, n) in &p.dests {
             println!("    -> {dest} ({n})");
