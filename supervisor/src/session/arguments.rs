@@ -273,37 +273,42 @@ fn is_classed(nr: i32) -> bool {
     )
 }
 
-/// Read `len` bytes at `addr` in the memory of thread `tid` (fewer at the end of a mapping).
-fn read_mem(tid: u32, addr: u64, len: usize) -> Option<Vec<u8>> {
+/// Read `len` bytes at `addr` in the memory of thread `tid` (fewer at the end of a mapping);
+/// with `c_string`, stop after the chunk that holds a NUL byte.
+fn read_mem(tid: u32, addr: u64, len: usize, c_string: bool) -> Option<Vec<u8>> {
+    /// Bytes read per system call: most paths and every socket address fit in one.
+    const CHUNK: usize = 256;
     let pid = Pid::from_raw(i32::try_from(tid).ok()?);
-    let mut buf = vec![0u8; len];
-    let mut got = 0;
-    // Page by page, so a string that ends before an unmapped page is still read.
-    while got < len {
-        let at = addr.checked_add(got as u64)?;
+    let mut out = Vec::new();
+    let mut chunk = [0u8; CHUNK];
+    // Never across a page boundary in one read, so that a string that ends before an
+    // unmapped page is still read.
+    while out.len() < len {
+        let at = addr.checked_add(out.len() as u64)?;
         let to_page_end = 4096 - usize::try_from(at % 4096).ok()?;
-        let n = to_page_end.min(len - got);
+        let n = to_page_end.min(len - out.len()).min(CHUNK);
         let remote = [RemoteIoVec {
             base: usize::try_from(at).ok()?,
             len: n,
         }];
-        let mut local = [IoSliceMut::new(&mut buf[got..got + n])];
+        let mut local = [IoSliceMut::new(&mut chunk[..n])];
         match process_vm_readv(pid, &mut local, &remote) {
             Ok(0) | Err(_) => break,
-            Ok(r) => got += r,
-        }
-        // Stop at the end of a C string.
-        if buf[..got].contains(&0) {
-            break;
+            Ok(r) => {
+                let got = &chunk[..r.min(n)];
+                out.extend_from_slice(got);
+                if c_string && got.contains(&0) {
+                    break;
+                }
+            }
         }
     }
-    buf.truncate(got);
-    (got > 0).then_some(buf)
+    (!out.is_empty()).then_some(out)
 }
 
 /// A C string at `addr` of thread `tid`.
 fn read_path(tid: u32, addr: u64) -> Option<String> {
-    let bytes = read_mem(tid, addr, PATH_MAX)?;
+    let bytes = read_mem(tid, addr, PATH_MAX, true)?;
     let end = bytes.iter().position(|&b| b == 0)?;
     Some(String::from_utf8_lossy(&bytes[..end]).into_owned())
 }
@@ -321,10 +326,18 @@ fn base_of(ev: &Event, dirfd: Option<i32>) -> Option<String> {
         .map(|p| p.to_string_lossy().into_owned())
 }
 
+/// Does `path` name a directory in the root of `ev`'s thread? lstat: a last component that
+/// is a link is not followed (the answer is only "directory or not").
+fn is_dir_in_root(ev: &Event, path: &str) -> bool {
+    std::fs::symlink_metadata(format!("/proc/{}/root{path}", ev.tid)).is_ok_and(|m| m.is_dir())
+}
+
 /// Read the argument `raw` of `ev` from the caller's memory and `/proc`. `None` when it cannot
 /// be read (the thread is gone, a bad pointer: the call will fail on its own), or when it is
-/// not classed (a socket family such as netlink).
-pub(super) fn read(ev: &Event, raw: Raw) -> Option<Arg> {
+/// not classed (a socket family such as netlink). With `dir_check`, a path opened for reading
+/// is looked up to tell a directory (its own class) from a file; without, it reads as a file
+/// and [`Session::argument`] looks only when the file's class is anomalous.
+pub(super) fn read(ev: &Event, raw: Raw, dir_check: bool) -> Option<Arg> {
     match raw {
         Raw::Path {
             dirfd,
@@ -341,16 +354,12 @@ pub(super) fn read(ev: &Event, raw: Raw) -> Option<Arg> {
             let path = normalize(base.as_deref(), &p)?;
             // A directory opened without O_DIRECTORY (Go's os.Open, a file server reading
             // its root) is its own class too: look at what the path names in the process's
-            // root, before the call runs. lstat: a last component that is a link is not
-            // followed (the answer is only "directory or not").
-            let dir = dir
-                || (access == Access::Read
-                    && std::fs::symlink_metadata(format!("/proc/{}/root{path}", ev.tid))
-                        .is_ok_and(|m| m.is_dir()));
+            // root, before the call runs.
+            let dir = dir || (dir_check && access == Access::Read && is_dir_in_root(ev, &path));
             Some(Arg::File { path, access, dir })
         }
         Raw::Openat2 { dirfd, addr, how } => {
-            let flags = read_mem(ev.tid, how, 8)?;
+            let flags = read_mem(ev.tid, how, 8, false)?;
             let flags = u64::from_ne_bytes(flags.get(..8)?.try_into().ok()?);
             read(
                 ev,
@@ -360,11 +369,12 @@ pub(super) fn read(ev: &Event, raw: Raw) -> Option<Arg> {
                     access: Access::of_open_flags(flags),
                     dir: flags & O_DIRECTORY != 0,
                 },
+                dir_check,
             )
         }
         Raw::Sock { addr, len } => {
             let len = usize::try_from(len).ok()?.min(SOCKADDR_MAX);
-            let b = read_mem(ev.tid, addr, len)?;
+            let b = read_mem(ev.tid, addr, len, false)?;
             parse_sockaddr(&b).map(|d| Arg::Dest(d, sockaddr_peer(&b)))
         }
         Raw::Mapped { fd } => {
@@ -401,7 +411,7 @@ pub(super) fn read(ev: &Event, raw: Raw) -> Option<Arg> {
                 56 => PrivCall::Clone { flags: args[0] },
                 // struct clone_args: flags (u64) first.
                 435 => {
-                    let f = read_mem(ev.tid, args[0], 8)?;
+                    let f = read_mem(ev.tid, args[0], 8, false)?;
                     PrivCall::Unshare {
                         flags: u64::from_ne_bytes(f.get(..8)?.try_into().ok()?),
                     }
@@ -424,7 +434,7 @@ pub(super) fn read(ev: &Event, raw: Raw) -> Option<Arg> {
         }
         Raw::Msg { hdr } => {
             // struct msghdr (x86_64): msg_name (a pointer) at 0, msg_namelen (u32) at 8.
-            let h = read_mem(ev.tid, hdr, 16)?;
+            let h = read_mem(ev.tid, hdr, 16, false)?;
             let name = u64::from_ne_bytes(h.get(..8)?.try_into().ok()?);
             let len = u32::from_ne_bytes(h.get(8..12)?.try_into().ok()?);
             if name == 0 || len == 0 {
@@ -436,6 +446,7 @@ pub(super) fn read(ev: &Event, raw: Raw) -> Option<Arg> {
                     addr: name,
                     len: u64::from(len),
                 },
+                dir_check,
             )
         }
     }
@@ -469,7 +480,7 @@ impl<'m> Session<'m> {
         arg: &Arg,
         decision: Decision,
     ) -> Decision {
-        let now = read(ev, raw);
+        let now = read(ev, raw, false);
         if now.as_ref().is_some_and(|n| n.same_as(arg)) || !ev.still_pending() {
             return decision;
         }
@@ -565,7 +576,17 @@ impl<'m> Session<'m> {
                 access: Access::Exec,
                 ..
             } => classes.judge_exec_map(path),
-            Arg::File { path, access, .. } => classes.judge_path(&program, young, path, *access),
+            Arg::File { path, access, .. } => {
+                let v = classes.judge_path(&program, young, path, *access);
+                // Read without the directory check (alert and enforce: most reads are of
+                // known files, and the lookup costs a path walk): a directory, only now
+                // looked at, is judged as its own class (one call of a thousand or fewer).
+                if v.anomalous && *access == Access::Read && is_dir_in_root(ev, path) {
+                    classes.judge_dir(&program, young, path, *access)
+                } else {
+                    v
+                }
+            }
             Arg::Dest(d, _) => classes.judge_dest(&program, young, d),
             Arg::Priv(c) => classes.judge_privileged(&program, young, c),
         };
@@ -699,20 +720,38 @@ mod tests {
         let cwd = std::env::current_dir().unwrap();
         let want = normalize(cwd.to_str(), "../../etc/passwd").unwrap();
         assert_eq!(
-            read(&ev, raw),
+            read(&ev, raw, true),
             Some(Arg::File {
                 path: want,
                 access: Access::Read,
                 dir: false
             })
         );
+        // A directory opened for reading without O_DIRECTORY: its own class when checked;
+        // unchecked (alert and enforce), read as a file until a judgement needs to look.
+        let etc = b"/etc\0";
+        let raw = Raw::Path {
+            dirfd: None,
+            addr: etc.as_ptr() as u64,
+            access: Access::Read,
+            dir: false,
+        };
+        let dir = |d| {
+            Some(Arg::File {
+                path: "/etc".into(),
+                access: Access::Read,
+                dir: d,
+            })
+        };
+        assert_eq!(read(&ev, raw, true), dir(true));
+        assert_eq!(read(&ev, raw, false), dir(false));
         let sa: [u8; 16] = [2, 0, 0x1f, 0x90, 127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
         let raw = Raw::Sock {
             addr: sa.as_ptr() as u64,
             len: 16,
         };
         assert_eq!(
-            read(&ev, raw),
+            read(&ev, raw, true),
             Some(Arg::Dest(
                 Dest::Inet {
                     class: ngram_profiler::args::AddrClass::Loopback,
@@ -721,13 +760,39 @@ mod tests {
                 Some((std::net::Ipv4Addr::LOCALHOST.into(), 8080))
             ))
         );
+        // An address across a page boundary is read whole (its first part holds NUL bytes:
+        // a read that stopped there would miss the destination).
+        let layout = std::alloc::Layout::from_size_align(8192, 4096).unwrap();
+        // SAFETY: a non-zero size; freed below with the same layout.
+        let two_pages = unsafe { std::alloc::alloc_zeroed(layout) };
+        assert!(!two_pages.is_null());
+        // SAFETY: offsets 4092..4108 are inside the 8192 bytes just allocated.
+        let across = unsafe {
+            let at = two_pages.add(4092);
+            std::ptr::copy_nonoverlapping(sa.as_ptr(), at, sa.len());
+            at
+        };
+        let split = read(
+            &ev,
+            Raw::Sock {
+                addr: across as u64,
+                len: 16,
+            },
+            true,
+        );
+        // SAFETY: allocated above with this layout, not used after.
+        unsafe { std::alloc::dealloc(two_pages, layout) };
+        assert_eq!(
+            split.map(|a| a.to_string()),
+            Some("inet loopback port 8080".to_owned())
+        );
         // sendmsg: the address its msghdr names; none on a connected socket.
         let mut hdr = [0u8; 56];
         hdr[..8].copy_from_slice(&(sa.as_ptr() as u64).to_ne_bytes());
         hdr[8..12].copy_from_slice(&16u32.to_ne_bytes());
         let raw = raw_of(46, &[3, hdr.as_ptr() as u64, 0, 0, 0, 0]).unwrap();
         assert_eq!(
-            read(&ev, raw),
+            read(&ev, raw, true),
             Some(Arg::Dest(
                 Dest::Inet {
                     class: ngram_profiler::args::AddrClass::Loopback,
@@ -738,7 +803,7 @@ mod tests {
         );
         let connected = [0u8; 56];
         let raw = raw_of(46, &[3, connected.as_ptr() as u64, 0, 0, 0, 0]).unwrap();
-        assert_eq!(read(&ev, raw), None, "sendmsg without an address");
+        assert_eq!(read(&ev, raw, true), None, "sendmsg without an address");
         // Code mapped from a file: its path through /proc/PID/fd, access exec; anonymous
         // memory and data mappings are no class.
         let lib = std::fs::File::open("/proc/self/exe").unwrap();
@@ -746,7 +811,7 @@ mod tests {
         let raw = raw_of(9, &[0, 4096, PROT_EXEC | 1, 2, fd, 0]).unwrap();
         let exe = std::fs::read_link("/proc/self/exe").unwrap();
         assert_eq!(
-            read(&ev, raw),
+            read(&ev, raw, true),
             Some(Arg::File {
                 path: exe.to_string_lossy().into_owned(),
                 access: Access::Exec,
@@ -762,27 +827,36 @@ mod tests {
         // Namespaces: from registers; clone3's flags from memory; a thread is no class.
         let unshare = raw_of(272, &[0x1002_0000, 0, 0, 0, 0, 0]).unwrap();
         assert_eq!(
-            read(&ev, unshare),
+            read(&ev, unshare, true),
             Some(Arg::Priv("unshare NEWNS|NEWUSER".into()))
         );
         assert_eq!(raw_of(56, &[0x3d0f00, 0, 0, 0, 0, 0]), None, "a thread");
         let clone_args: [u64; 11] = [0x4000_0000, 0, 0, 0, 17, 0, 0, 0, 0, 0, 0];
         let raw = raw_of(435, &[clone_args.as_ptr() as u64, 88, 0, 0, 0, 0]).unwrap();
-        assert_eq!(read(&ev, raw), Some(Arg::Priv("clone3 NEWNET".into())));
+        assert_eq!(
+            read(&ev, raw, true),
+            Some(Arg::Priv("clone3 NEWNET".into()))
+        );
         let thread_args: [u64; 11] = [0x3d0f00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         let raw = raw_of(435, &[thread_args.as_ptr() as u64, 88, 0, 0, 0, 0]).unwrap();
-        assert_eq!(read(&ev, raw), None, "clone3 of a thread");
+        assert_eq!(read(&ev, raw, true), None, "clone3 of a thread");
         let fstype = c"cgroup";
         let raw = raw_of(165, &[0, 0, fstype.as_ptr() as u64, 4096, 0, 0]).unwrap();
-        assert_eq!(read(&ev, raw), Some(Arg::Priv("mount cgroup BIND".into())));
+        assert_eq!(
+            read(&ev, raw, true),
+            Some(Arg::Priv("mount cgroup BIND".into()))
+        );
         let raw = raw_of(117, &[0, 0, u64::from(u32::MAX), 0, 0, 0]).unwrap();
-        assert_eq!(read(&ev, raw), Some(Arg::Priv("setresuid root".into())));
+        assert_eq!(
+            read(&ev, raw, true),
+            Some(Arg::Priv("setresuid root".into()))
+        );
         let bad = Raw::Path {
             dirfd: None,
             addr: 8,
             access: Access::Read,
             dir: false,
         };
-        assert_eq!(read(&ev, bad), None, "an unmapped pointer");
+        assert_eq!(read(&ev, bad, true), None, "an unmapped pointer");
     }
 }

@@ -34,6 +34,7 @@ impl<'m> Session<'m> {
             pending,
             arg,
             arg_exe,
+            arg_dir: inner.args_learned.is_some() || inner.recorder.is_some(),
         }
     }
 
@@ -48,7 +49,9 @@ impl<'m> Session<'m> {
             exe: needs
                 .pending
                 .then(|| (self.exe_of)(ev.pid).unwrap_or_default()),
-            arg: needs.arg.and_then(|raw| arguments::read(ev, raw)),
+            arg: needs
+                .arg
+                .and_then(|raw| arguments::read(ev, raw, needs.arg_dir)),
             arg_exe: if needs.arg_exe {
                 (self.exe_of)(ev.pid)
             } else {
@@ -143,6 +146,9 @@ pub(super) struct Needs {
     pub(super) arg: Option<arguments::Raw>,
     /// The program of the caller's process, for its argument classes.
     pub(super) arg_exe: bool,
+    /// Whether a path opened for reading names a directory is looked up with the argument
+    /// (learning and recording need it); otherwise only when a judgement needs it.
+    pub(super) arg_dir: bool,
 }
 
 impl Needs {

@@ -983,6 +983,57 @@ fn arguments_are_learned_and_a_traversal_is_judged() {
     assert!(rx.try_recv().is_err());
 }
 
+/// A directory opened for reading without O_DIRECTORY (Go's `os.Open`) is its own class: a
+/// training run looks at every such path; a detecting session only when the path's class as a
+/// file is anomalous (most reads are of known files, and the look costs a path walk).
+#[test]
+fn a_directory_read_without_o_directory_is_judged_as_a_directory() {
+    let me = std::process::id();
+    let s = Session::train(
+        ContainerInfo::default(),
+        NgramCounts::new(3, Arch::X86_64).unwrap(),
+        legacy_noise(),
+    )
+    .with_arguments(true)
+    .with_resolvers(app_exe(), Box::new(|_| None));
+    for i in 0..2_000 {
+        s.on_event(&call(me, me, app_calls(i), 0));
+        if i % 10 == 0 {
+            s.on_event(&openat_call(c"/etc", 0));
+        }
+    }
+    let counts = s.take_counts().unwrap();
+    let args = s.take_args().unwrap();
+    assert!(args.programs["/usr/bin/app"].dirs.contains_key("/etc"));
+    assert!(!args.programs["/usr/bin/app"].dirs.contains_key("/"));
+    let mut meta = meta_for(&counts);
+    meta.args = Some(args);
+    let model = Model::new(&counts).unwrap();
+    let det = detector(&model, &meta).unwrap();
+    let (tx, rx) = alerts();
+    let s = Session::detect(
+        Mode::Alert,
+        EnforceAction::Deny,
+        ContainerInfo::default(),
+        det,
+    )
+    .with_alerts(tx)
+    .with_arguments(true)
+    .with_resolvers(app_exe(), Box::new(|_| None));
+    for i in 0..400 {
+        s.on_event(&call(me, me, app_calls(i), 0));
+    }
+    s.on_event(&openat_call(c"/etc", 0));
+    assert!(rx.try_recv().is_err(), "the learned directory was reported");
+    s.on_event(&openat_call(c"/usr", 0));
+    let why = rx
+        .try_recv()
+        .expect("a directory never listed is not reported")
+        .argument
+        .unwrap_or_default();
+    assert!(why.contains("openat /usr (read)"), "{why}");
+}
+
 /// Enforce mode reads a judged argument again just before it answers: a path that another
 /// thread rewrote after the check (a harmless name judged, another one opened) is refused and
 /// reported with both, and the process's later calls with classed arguments are refused; one
