@@ -26,6 +26,15 @@ pub struct Options {
     pub noise: Vec<u16>,
     /// Distinct n-grams the kernel map holds; a new n-gram beyond it is counted as lost.
     pub max_ngrams: u32,
+    /// Count from the first x86_64 `execve`/`execveat` of any task of the cgroup on (that call
+    /// included), as the notify tracer records from the workload's `execve`: a container
+    /// runtime's own calls in the container's init before it are only counted in
+    /// [`Stats::before_exec`]. Off: every call of the cgroup's tasks.
+    pub from_first_exec: bool,
+    /// Collapsed runs (`NgramCounts::collapsed`): a call equal to its thread's previous counted
+    /// call is counted per system call but forms no n-gram and leaves the window as it is.
+    /// Set it as the counts the kernel's counts are merged into have it.
+    pub collapse_runs: bool,
 }
 
 impl Default for Options {
@@ -34,6 +43,8 @@ impl Default for Options {
             n: 6,
             noise: Vec::new(),
             max_ngrams: DEFAULT_MAX_NGRAMS,
+            from_first_exec: false,
+            collapse_runs: false,
         }
     }
 }
@@ -55,6 +66,11 @@ pub struct Stats {
     pub lost_windows: u64,
     /// Per-call counts the map refused.
     pub lost_calls: u64,
+    /// Calls before the cgroup's first `execve` ([`Options::from_first_exec`]), not counted.
+    pub before_exec: u64,
+    /// Calls equal to their thread's previous one ([`Options::collapse_runs`]): counted per
+    /// system call, no n-gram.
+    pub collapsed: u64,
 }
 
 impl Stats {
@@ -75,6 +91,7 @@ pub struct Counter {
     cgroup: PathBuf,
     cgroup_id: u64,
     n: usize,
+    collapse: bool,
     read: Deltas,
 }
 
@@ -112,6 +129,8 @@ impl Counter {
         let loaded = Loaded::new(|open| {
             if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
                 rodata.cfg_n = n;
+                rodata.cfg_from_exec = u32::from(opts.from_first_exec);
+                rodata.cfg_collapse = u32::from(opts.collapse_runs);
             }
             open.maps.ng_grams.set_max_entries(opts.max_ngrams)
         })
@@ -147,6 +166,7 @@ impl Counter {
             cgroup: cgroup_dir.to_path_buf(),
             cgroup_id: id,
             n: opts.n,
+            collapse: opts.collapse_runs,
             read: Deltas::default(),
         })
     }
@@ -179,6 +199,7 @@ impl Counter {
         let m = &self.loaded.skel.maps;
         [
             &m.ng_target,
+            &m.ng_armed,
             &m.ng_noise,
             &m.ng_windows,
             &m.ng_grams,
@@ -196,7 +217,7 @@ impl Counter {
     /// periodically and at exit. Lossless: the kernel's counters only grow, and what grew
     /// during a read is in the next one.
     pub fn take_counts(&mut self) -> Result<KernelCounts, Error> {
-        let mut out = KernelCounts::new(self.n);
+        let mut out = KernelCounts::new(self.n).collapsed(self.collapse);
         let maps = &self.loaded.skel.maps;
         for (key, value) in batch(&maps.ng_grams, "ng_grams")? {
             let gram = layout::decode_key(&key, self.n).map_err(|e| match e {
@@ -258,6 +279,8 @@ impl Counter {
             lost_ngrams: get(stat::LOST_NGRAMS),
             lost_windows: get(stat::LOST_WINDOW),
             lost_calls: get(stat::LOST_CALLS),
+            before_exec: get(stat::BEFORE_EXEC),
+            collapsed: get(stat::COLLAPSED),
         })
     }
 
@@ -273,7 +296,7 @@ impl Counter {
     /// against each other (every n-gram and call the kernel counted was read).
     pub fn finish(mut self) -> Result<(KernelCounts, Stats), Error> {
         self.detach();
-        let mut counts = KernelCounts::new(self.n);
+        let mut counts = KernelCounts::new(self.n).collapsed(self.collapse);
         let mut attempt = 0;
         loop {
             counts.append(self.take_counts()?);

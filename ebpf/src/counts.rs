@@ -20,6 +20,8 @@ pub struct KernelCounts {
     grams: BTreeMap<Vec<u16>, u64>,
     /// system-call number -> calls counted (noise excluded), never 0.
     calls: BTreeMap<u16, u64>,
+    /// Counted with collapsed runs (`NgramCounts::collapsed`).
+    collapse: bool,
 }
 
 impl KernelCounts {
@@ -29,7 +31,20 @@ impl KernelCounts {
             n,
             grams: BTreeMap::new(),
             calls: BTreeMap::new(),
+            collapse: false,
         }
+    }
+
+    /// These counts, marked as counted with collapsed runs (`true`) or not.
+    #[must_use]
+    pub fn collapsed(mut self, collapse: bool) -> Self {
+        self.collapse = collapse;
+        self
+    }
+
+    /// Were runs of one call collapsed?
+    pub fn collapses(&self) -> bool {
+        self.collapse
     }
 
     /// Length of the n-grams.
@@ -95,6 +110,9 @@ impl KernelCounts {
             syscalls: Vec<(u16, u64)>,
             grams: Vec<u16>,
             counts: Vec<u64>,
+            /// Written only when set, as `NgramCounts` writes it.
+            #[serde(skip_serializing_if = "std::ops::Not::not")]
+            collapse: bool,
         }
         let repr = Repr {
             n: self.n,
@@ -102,6 +120,7 @@ impl KernelCounts {
             syscalls: self.calls.iter().map(|(&nr, &c)| (nr, c)).collect(),
             grams: self.grams.keys().flatten().copied().collect(),
             counts: self.grams.values().copied().collect(),
+            collapse: self.collapse,
         };
         let value = serde_json::to_value(repr).map_err(Error::Convert)?;
         serde_json::from_value(value).map_err(Error::Convert)
@@ -182,6 +201,50 @@ mod tests {
             assert_eq!(converted, trainer, "n = {n}");
             assert_eq!(converted.calls(), trainer.calls());
         }
+    }
+
+    /// [`kernel_model`] with collapsed runs: a call equal to the thread's previous one is
+    /// counted per call and leaves the window alone.
+    fn kernel_model_collapsed(n: usize, threads: &[&[u16]]) -> KernelCounts {
+        let mut out = KernelCounts::new(n).collapsed(true);
+        for calls in threads {
+            let mut stream: Vec<u16> = Vec::new();
+            for &nr in *calls {
+                out.add_calls(nr, 1);
+                if stream.last() != Some(&nr) {
+                    stream.push(nr);
+                }
+            }
+            for gram in stream.windows(n) {
+                out.add_gram(gram.to_vec(), 1);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn collapsed_conversion_equals_the_user_space_trainer() {
+        let t1: &[u16] = &[0, 0, 1, 2, 2, 2, 3, 0, 1, 1, 2, 3, 60, 60];
+        let t2: &[u16] = &[9, 9, 9, 1, 2, 3, 3, 0, 1, 231];
+        for n in 2..=crate::MAX_N {
+            let mut trainer = NgramCounts::new(n, Arch::X86_64).unwrap().collapsed(true);
+            for calls in [t1, t2] {
+                let mut w = ThreadWindow::default();
+                for &nr in calls {
+                    trainer.push(&mut w, nr);
+                }
+            }
+            let converted = kernel_model_collapsed(n, &[t1, t2])
+                .to_ngram_counts()
+                .unwrap();
+            assert!(converted.collapses());
+            assert_eq!(converted, trainer, "n = {n}");
+        }
+        // Kept and collapsed counts never merge.
+        let mut kept = NgramCounts::new(3, Arch::X86_64).unwrap();
+        assert!(kernel_model_collapsed(3, &[t1])
+            .merge_into(&mut kept)
+            .is_err());
     }
 
     #[test]

@@ -22,8 +22,10 @@ pub mod stat {
     pub const LOST_NGRAMS: u32 = 4;
     pub const LOST_WINDOW: u32 = 5;
     pub const LOST_CALLS: u32 = 6;
+    pub const BEFORE_EXEC: u32 = 7;
+    pub const COLLAPSED: u32 = 8;
     /// Number of slots (`NGRAM_STATS`).
-    pub const COUNT: u32 = 7;
+    pub const COUNT: u32 = 9;
 }
 
 /// Pack an n-gram (1..=[`MAX_N`] numbers) into the kernel's key; `None` if it is too long.

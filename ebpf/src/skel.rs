@@ -110,6 +110,8 @@ mod tests {
         let w = types::ngram_window {
             nr: [0; MAX_N],
             len: 0,
+            last: 0,
+            pad: 0,
         };
         assert_eq!(w.nr.len(), MAX_N);
     }

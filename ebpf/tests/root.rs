@@ -246,8 +246,8 @@ fn a_full_map_is_counted_as_lost() {
     let cg = TestCgroup::new("full");
     let opts = Options {
         n: 6,
-        noise: Vec::new(),
         max_ngrams: 2,
+        ..Options::default()
     };
     let counter = Counter::attach_with(&cg.0, &opts).unwrap();
     wait(spawn_in(&cg.0, &["100"]));
@@ -259,6 +259,76 @@ fn a_full_map_is_counted_as_lost() {
         stats.calls - 5,
         "{stats:?}"
     );
+}
+
+#[test]
+#[ignore = "needs root and BPF: run by make unit"]
+fn from_first_exec_skips_what_runs_before_it() {
+    const EXECVE: u16 = 59;
+    let cg = TestCgroup::new("exec");
+    let opts = Options {
+        n: 4,
+        from_first_exec: true,
+        ..Options::default()
+    };
+    let counter = Counter::attach_with(&cg.0, &opts).unwrap();
+    // The shell joins the cgroup, writes its pid, then execs the fixture: only the fixture
+    // is counted, from its execve on.
+    wait(spawn_in(&cg.0, &["1000"]));
+    let (counts, stats) = counter.finish().unwrap();
+    assert!(stats.before_exec > 0, "{stats:?}");
+    assert_eq!(counts.calls().get(&EXECVE), Some(&1), "{stats:?}");
+    let first: Vec<_> = counts.grams().keys().filter(|g| g[0] == EXECVE).collect();
+    assert_eq!(first.len(), 1, "the stream starts with execve: {first:?}");
+    assert_eq!(cycle_grams(&counts, &CYCLE), expected(&CYCLE, 1_000, 4));
+    // The static fixture's start-up, the loop and exit: the shell's calls are gone.
+    assert!(stats.calls > 4_000 && stats.calls < 4_040, "{stats:?}");
+    assert_eq!(stats.lost(), 0, "{stats:?}");
+}
+
+#[test]
+#[ignore = "needs root and BPF: run by make unit"]
+fn collapsed_runs_count_calls_but_form_no_ngram() {
+    // One round of the fixture's "repeat" mode, as it calls them.
+    const REPEAT: [u16; 7] = [GETPPID, GETPPID, GETPGRP, GETSID, GETSID, GETSID, GETPGID];
+    for collapse in [false, true] {
+        let cg = TestCgroup::new(&format!("collapse-{collapse}"));
+        let opts = Options {
+            n: 4,
+            collapse_runs: collapse,
+            ..Options::default()
+        };
+        let counter = Counter::attach_with(&cg.0, &opts).unwrap();
+        wait(spawn_in(&cg.0, &["1000", "repeat"]));
+        let (counts, stats) = counter.finish().unwrap();
+        assert_eq!(counts.collapses(), collapse);
+        // Collapsed, the stream is the plain cycle; kept, the runs are in the n-grams.
+        let want = if collapse {
+            expected(&CYCLE, 1_000, 4)
+        } else {
+            expected(&REPEAT, 1_000, 4)
+        };
+        assert_eq!(
+            cycle_grams(&counts, &CYCLE).grams(),
+            want.grams(),
+            "collapse {collapse}"
+        );
+        // Every call still counts per system call.
+        assert_eq!(counts.calls().get(&GETPPID), Some(&2_000));
+        assert_eq!(counts.calls().get(&GETSID), Some(&3_000));
+        if collapse {
+            // 1,000 second getppid and 2,000 second and third getsid, and what the
+            // start-up repeats.
+            assert!(
+                stats.collapsed >= 3_000 && stats.collapsed < 3_020,
+                "{stats:?}"
+            );
+            assert_eq!(stats.ngrams + stats.collapsed + 3, stats.calls, "{stats:?}");
+        } else {
+            assert_eq!(stats.collapsed, 0, "{stats:?}");
+        }
+        assert_eq!(stats.lost(), 0, "{stats:?}");
+    }
 }
 
 /// Whether bpftool still shows a program or map of this id.
@@ -278,7 +348,7 @@ fn nothing_is_left_after_drop() {
     let counter = Counter::attach(&cg.0, 6, &[15, 219]).unwrap();
     let prog = counter.prog_id().expect("attached program id");
     let maps = counter.map_ids();
-    assert_eq!(maps.len(), 8, "{maps:?}");
+    assert_eq!(maps.len(), 9, "{maps:?}");
     assert!(bpftool_shows("prog", prog));
     assert!(maps.iter().all(|&id| bpftool_shows("map", id)));
     drop(counter);

@@ -99,8 +99,9 @@ pub struct GlobalOpts {
     /// such a container is refused.
     #[arg(long, value_name = "NAME")]
     pub default_profile: Option<String>,
-    /// Tracing backend: seccomp user notification (default) or ptrace with a
-    /// SECCOMP_RET_TRACE filter (label `ngram-ids.tracer` overrides).
+    /// Tracing backend: seccomp user notification (default), ptrace with a
+    /// SECCOMP_RET_TRACE filter, or ebpf (the kernel counts n-grams; train mode only) (label
+    /// `ngram-ids.tracer` overrides).
     #[arg(long, value_enum, default_value_t = TracerArg::Notify)]
     pub tracer: TracerArg,
     /// Benchmarks only: trace every call but answer CONTINUE without learning or scoring
@@ -160,6 +161,7 @@ pub enum Switch {
 pub enum TracerArg {
     Notify,
     Ptrace,
+    Ebpf,
 }
 
 impl From<TracerArg> for ngram_supervisor::supervise::TracerKind {
@@ -167,6 +169,7 @@ impl From<TracerArg> for ngram_supervisor::supervise::TracerKind {
         match t {
             TracerArg::Notify => Self::Notify,
             TracerArg::Ptrace => Self::Ptrace,
+            TracerArg::Ebpf => Self::Ebpf,
         }
     }
 }

@@ -207,8 +207,11 @@ fn install_seccomp(seccomp: &LinuxSeccomp) -> Result<(), ExecutorError> {
 /// process waits in its next call.
 fn install_trace_filter(kind: TracerKind) -> Result<(), ExecutorError> {
     use ngram_supervisor::{bpf, sys};
-    if kind == TracerKind::Ptrace {
-        return install_ptrace_filter();
+    match kind {
+        TracerKind::Ptrace => return install_ptrace_filter(),
+        // The kernel counts the container's cgroup: no filter.
+        TracerKind::Ebpf => return Ok(()),
+        TracerKind::Notify => {}
     }
     let prog = tracing_program(bpf::notify_all_program(&[]))?;
     let base = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;

@@ -84,6 +84,12 @@ fn attach_exec(
     plan: &Plan,
     session: &Session<'_>,
 ) -> Result<Option<Box<dyn Tracer + Send>>, ControlError> {
+    if plan.tracer == TracerKind::Ebpf {
+        // Nothing to take: the kernel counts the exec process in the container's cgroup.
+        tracing::info!(runtime = root, "exec process counted in the kernel (ebpf)");
+        control::reply(&stream, &Response::Ok)?;
+        return Ok(None);
+    }
     if plan.tracer == TracerKind::Ptrace {
         // The exec process names itself WAIT_COMM and waits for a tracer before it loads its
         // filter: find it; the caller's thread seizes it when it runs the tracer.

@@ -13,7 +13,7 @@ use crate::supervise::TracerKind;
 pub const PROFILE: &str = "ngram-ids.profile";
 /// `ngram-ids.mode=train|alert|enforce`.
 pub const MODE: &str = "ngram-ids.mode";
-/// `ngram-ids.tracer=notify|ptrace`.
+/// `ngram-ids.tracer=notify|ptrace|ebpf`.
 pub const TRACER: &str = "ngram-ids.tracer";
 /// `ngram-ids.enforce=deny|stop`: what enforce mode does with an anomalous call.
 pub const ENFORCE: &str = "ngram-ids.enforce";
@@ -101,7 +101,7 @@ impl Labels {
                 map,
                 TRACER,
                 |v| v.parse().ok(),
-                field(TRACER, "notify or ptrace"),
+                field(TRACER, "notify, ptrace or ebpf"),
             )?,
             enforce: get(
                 map,
@@ -197,7 +197,7 @@ mod tests {
     fn a_bad_value_names_the_container_the_label_and_the_words() {
         for (key, value, words) in [
             (MODE, "learn", "train, alert or enforce"),
-            (TRACER, "ebpf2", "notify or ptrace"),
+            (TRACER, "ebpf2", "notify, ptrace or ebpf"),
             (ENFORCE, "kill", "deny or stop"),
             (EXEC, "deny", "alert or enforce"),
             (RECORD, "maybe", "1 or 0 (true or false)"),

@@ -13,6 +13,7 @@ pub mod bpf;
 pub mod child;
 pub mod control;
 pub mod discover;
+pub mod ebpf_tracer;
 mod error;
 pub mod execs;
 pub mod guard;

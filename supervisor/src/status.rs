@@ -26,7 +26,7 @@ pub struct Status {
     pub profile_key: String,
     /// train, alert or enforce.
     pub mode: String,
-    /// notify or ptrace.
+    /// notify, ptrace or ebpf.
     pub tracer: String,
     /// The supervisor's pid.
     pub pid: u32,
@@ -45,6 +45,42 @@ pub struct Status {
     /// The supervisor's CPU time (user + system) and resident memory.
     pub cpu_seconds: f64,
     pub rss_bytes: u64,
+    /// The eBPF tracer's kernel counters (`None` with the other tracers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<KernelStatus>,
+}
+
+/// What the kernel program of the eBPF tracer did since it was attached (`--tracer=ebpf`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelStatus {
+    /// Calls counted (noise and other architectures left out).
+    pub calls: u64,
+    /// n-grams counted.
+    pub ngrams: u64,
+    /// Noise calls left out.
+    pub noise: u64,
+    /// Calls of another architecture (i386, x32), left out.
+    pub other_arch: u64,
+    /// The runtime's calls before the container's first `execve`, not counted.
+    pub before_exec: u64,
+    /// Calls equal to their thread's previous one (collapsed runs): counted, no n-gram.
+    pub collapsed: u64,
+    /// Updates the kernel refused: n-grams (a full map, no memory), calls without a thread
+    /// window, per-call counts. Their sum; 0 when the counts are complete.
+    pub lost_ngrams: u64,
+    pub lost_windows: u64,
+    pub lost_calls: u64,
+    pub lost: u64,
+}
+
+impl Status {
+    /// Fill in the eBPF tracer's kernel counters; the calls seen are the kernel's (every call
+    /// of the container after its first `execve`, noise included, as the notify tracer counts).
+    pub fn update_kernel(&mut self, k: KernelStatus) {
+        self.calls = k.calls + k.noise + k.other_arch;
+        self.other_arch = k.other_arch;
+        self.kernel = Some(k);
+    }
 }
 
 impl Status {
@@ -149,6 +185,9 @@ mod tests {
         write(dir.path(), &s).unwrap();
         let back = read(dir.path()).unwrap();
         assert_eq!(back, s);
+        assert!(!std::fs::read_to_string(path(dir.path()))
+            .unwrap()
+            .contains("kernel"));
         assert_eq!((back.calls, back.anomalies, back.denied), (10, 2, 1));
         assert!(
             back.cpu_seconds > 0.0 && back.rss_bytes > 1 << 20,
@@ -160,5 +199,26 @@ mod tests {
         std::fs::write(path(dir.path()), "{").unwrap();
         let e = read(dir.path()).unwrap_err().to_string();
         assert!(e.contains("status.json"), "{e}");
+    }
+
+    #[test]
+    fn kernel_counters_are_written_and_make_the_calls() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Status {
+            tracer: "ebpf".into(),
+            ..Status::default()
+        };
+        s.update_kernel(KernelStatus {
+            calls: 100,
+            noise: 20,
+            other_arch: 1,
+            lost_ngrams: 3,
+            lost: 3,
+            ..KernelStatus::default()
+        });
+        assert_eq!(s.calls, 121);
+        write(dir.path(), &s).unwrap();
+        let back = read(dir.path()).unwrap();
+        assert_eq!(back.kernel.map(|k| (k.lost, k.lost_ngrams)), Some((3, 3)));
     }
 }

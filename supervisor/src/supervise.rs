@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::control;
 use crate::discover;
+use crate::ebpf_tracer::{self, EbpfError, KernelTrainer};
 use crate::execs::accept_execs;
 use crate::guard::GuardLink;
 use crate::handshake::wake_when_seized;
@@ -56,6 +57,8 @@ pub enum TracerKind {
     Notify,
     /// ptrace with a `SECCOMP_RET_TRACE` filter.
     Ptrace,
+    /// The kernel counts n-grams (train mode only; no filter, no ptrace): [`crate::ebpf_tracer`].
+    Ebpf,
 }
 
 impl std::str::FromStr for TracerKind {
@@ -64,7 +67,10 @@ impl std::str::FromStr for TracerKind {
         match s {
             "notify" => Ok(Self::Notify),
             "ptrace" => Ok(Self::Ptrace),
-            other => Err(format!("unknown tracer {other:?}: use notify or ptrace")),
+            "ebpf" => Ok(Self::Ebpf),
+            other => Err(format!(
+                "unknown tracer {other:?}: use notify, ptrace or ebpf"
+            )),
         }
     }
 }
@@ -74,6 +80,7 @@ impl std::fmt::Display for TracerKind {
         f.write_str(match self {
             Self::Notify => "notify",
             Self::Ptrace => "ptrace",
+            Self::Ebpf => "ebpf",
         })
     }
 }
@@ -199,6 +206,8 @@ pub enum SuperviseError {
     InitGone { id: String, pid: u32 },
     #[error(transparent)]
     Tracer(#[from] TracerError),
+    #[error(transparent)]
+    Ebpf(#[from] EbpfError),
 }
 
 /// Why a profile cannot be used for scoring (shown in [`SuperviseError::Model`]'s message).
@@ -321,6 +330,7 @@ pub fn run(plan: &Plan, ready: impl FnOnce(Result<(), String>)) -> Result<(), Su
         listener,
         alert_log,
         recorder,
+        kernel,
     } = match prepared {
         Ok(p) => {
             ready(Ok(()));
@@ -377,7 +387,7 @@ pub fn run(plan: &Plan, ready: impl FnOnce(Result<(), String>)) -> Result<(), Su
                 Some(w) => s.with_recorder(w),
                 None => s,
             };
-            serve(plan, &s, init_pidfd, &listener, &guard)
+            serve(plan, &s, init_pidfd, &listener, &guard, kernel.as_ref())
         }
         Loaded::Detect { model, meta } => {
             let det = session::detector(model, meta)
@@ -401,7 +411,7 @@ pub fn run(plan: &Plan, ready: impl FnOnce(Result<(), String>)) -> Result<(), Su
                 Some(w) => s.with_recorder(w),
                 None => s,
             };
-            serve(plan, &s, init_pidfd, &listener, &guard)
+            serve(plan, &s, init_pidfd, &listener, &guard, kernel.as_ref())
         }
     };
     let _ = std::fs::remove_file(plan.state_dir.join(SOCKET));
@@ -416,7 +426,12 @@ pub fn run(plan: &Plan, ready: impl FnOnce(Result<(), String>)) -> Result<(), Su
 /// Every [`session::SWEEP_SECS`], free the state of threads and processes that ended without
 /// `exit` or `exit_group` (killed by a signal); every [`status::STATUS_SECS`], rewrite the
 /// status file (and once more at the end).
-fn housekeeping(plan: &Plan, session: &Session<'_>, done: &AtomicBool) {
+fn housekeeping(
+    plan: &Plan,
+    session: &Session<'_>,
+    kernel: Option<&KernelTrainer>,
+    done: &AtomicBool,
+) {
     let mut status = Status {
         container_id: plan.id.clone(),
         container_name: plan.container_name.clone(),
@@ -431,6 +446,9 @@ fn housekeeping(plan: &Plan, session: &Session<'_>, done: &AtomicBool) {
     };
     let write_status = |status: &mut Status| {
         status.update(&session.stats(), crate::tracer::now_ns());
+        if let Some(k) = kernel {
+            status.update_kernel(k.stats());
+        }
         if let Err(e) = status::write(&plan.state_dir, status) {
             tracing::warn!("writing {}: {e}", status::path(&plan.state_dir).display());
         }
@@ -473,11 +491,16 @@ struct Prepared {
     listener: UnixListener,
     alert_log: AlertLog,
     recorder: Option<Recorder>,
+    /// The eBPF tracer's kernel counter, attached (`--tracer=ebpf`).
+    kernel: Option<KernelTrainer>,
 }
 
 type Recorder = NativeWriter<Box<dyn Write + Send>>;
 
 fn prepare(plan: &Plan) -> Result<Prepared, SuperviseError> {
+    if plan.tracer == TracerKind::Ebpf {
+        ebpf_tracer::check_plan(plan)?;
+    }
     let init_pidfd = sys::pidfd_open(plan.init_pid).map_err(|_| SuperviseError::InitGone {
         id: plan.id.clone(),
         pid: plan.init_pid,
@@ -498,6 +521,21 @@ fn prepare(plan: &Plan) -> Result<Prepared, SuperviseError> {
         &plan.state_dir.join(TRACER_FILE),
         format!("{}\n", plan.tracer).as_bytes(),
     )?;
+    let recorder = open_recorder(plan)?;
+    // Attached before `create` returns: the workload's execve comes after `start`.
+    let kernel = match (&loaded, plan.tracer) {
+        (
+            Loaded::Train {
+                n,
+                arch,
+                collapse,
+                noise,
+                ..
+            },
+            TracerKind::Ebpf,
+        ) => Some(KernelTrainer::attach(plan, *n, *arch, noise, *collapse)?),
+        _ => None,
+    };
     let pid_file = plan.state_dir.join(PID_FILE);
     write_private(&pid_file, format!("{}\n", std::process::id()).as_bytes())?;
     Ok(Prepared {
@@ -505,7 +543,8 @@ fn prepare(plan: &Plan) -> Result<Prepared, SuperviseError> {
         init_pidfd,
         listener,
         alert_log,
-        recorder: open_recorder(plan)?,
+        recorder,
+        kernel,
     })
 }
 
@@ -652,9 +691,10 @@ fn serve(
     init_pidfd: OwnedFd,
     listener: &UnixListener,
     guard: &GuardLink,
+    kernel: Option<&KernelTrainer>,
 ) -> Result<(), SuperviseError> {
-    let mut tracer: Box<dyn Tracer + Send> = match plan.tracer {
-        TracerKind::Notify => {
+    let mut tracer: Box<dyn Tracer + Send + '_> = match (plan.tracer, kernel) {
+        (TracerKind::Notify, _) => {
             let Some(fd) = wait_for_listener(plan, &init_pidfd)? else {
                 tracing::info!(id = %plan.id, "init exited before its workload started");
                 return Ok(());
@@ -663,11 +703,23 @@ fn serve(
             tracing::info!(id = %plan.id, pid = plan.init_pid, mode = %plan.mode, sync_wake_up = t.sync_wake_up(), "tracing (notify)");
             Box::new(t)
         }
-        TracerKind::Ptrace => {
+        (TracerKind::Ptrace, _) => {
             // Seized when `run` starts, on the thread that runs it; init waits for a tracer
             // before it loads its filter.
             tracing::info!(id = %plan.id, pid = plan.init_pid, mode = %plan.mode, "tracing (ptrace)");
             Box::new(PtraceTracer::new(&[plan.init_pid], ptrace_config()))
+        }
+        (TracerKind::Ebpf, Some(k)) => {
+            tracing::info!(id = %plan.id, pid = plan.init_pid, mode = %plan.mode, cgroup = %k.cgroup().display(), "tracing (ebpf: counted in the kernel)");
+            Box::new(ebpf_tracer::EndWait::new(k, &init_pidfd))
+        }
+        // `prepare` attaches a counter for every container it lets through with this tracer.
+        (TracerKind::Ebpf, None) => {
+            return Err(EbpfError::Mode {
+                id: plan.id.clone(),
+                mode: plan.mode,
+            }
+            .into())
         }
     };
     let done = AtomicBool::new(false);
@@ -683,9 +735,9 @@ fn serve(
             });
         }
         if session.mode() == Mode::Train && plan.flush_secs > 0 {
-            s.spawn(move || periodic_flush(plan, session, done));
+            s.spawn(move || periodic_flush(plan, session, kernel, done));
         }
-        s.spawn(move || housekeeping(plan, session, done));
+        s.spawn(move || housekeeping(plan, session, kernel, done));
         let r = tracer.run(session);
         done.store(true, Ordering::SeqCst);
         r
@@ -705,9 +757,15 @@ fn serve(
         Ok(_) => {}
         Err(e) => tracing::error!("finishing the recording: {e}"),
     }
+    // The eBPF tracer: a workload that never started (no execve in the cgroup) is no run,
+    // as with notify, whose supervisor returns before tracing then.
+    if kernel.is_some_and(|k| k.stats().calls == 0) {
+        tracing::info!(id = %plan.id, "init exited before its workload started");
+        return result.map(drop).map_err(Into::into);
+    }
     // A merge that fails is said in the alert log too: the supervisor's own log goes with the
     // container's state directory.
-    if let Err(e) = flush(plan, session, 1) {
+    if let Err(e) = flush(plan, session, kernel, 1) {
         session.notice(NoticeKind::MergeFailed, e.to_string());
         return Err(e);
     }

@@ -9,16 +9,22 @@ use ngram_profiler::profile::Mode;
 use ngram_profiler::score::ScoreConfig;
 use ngram_profiler::store::{self, Store};
 
+use crate::ebpf_tracer::KernelTrainer;
 use crate::session::Session;
 use crate::supervise::{Plan, SuperviseError};
 
-pub(crate) fn periodic_flush(plan: &Plan, session: &Session<'_>, done: &AtomicBool) {
+pub(crate) fn periodic_flush(
+    plan: &Plan,
+    session: &Session<'_>,
+    kernel: Option<&KernelTrainer>,
+    done: &AtomicBool,
+) {
     let mut last = Instant::now();
     while !done.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(200));
         if last.elapsed() >= Duration::from_secs(plan.flush_secs) {
             last = Instant::now();
-            if let Err(e) = flush(plan, session, 0) {
+            if let Err(e) = flush(plan, session, kernel, 0) {
                 tracing::error!("periodic flush of training counts: {e}");
                 session.notice(
                     ngram_profiler::alert::NoticeKind::MergeFailed,
@@ -29,14 +35,23 @@ pub(crate) fn periodic_flush(plan: &Plan, session: &Session<'_>, done: &AtomicBo
     }
 }
 
-/// Merge the counts gathered since the last flush into the store (`runs` more runs).
-pub(crate) fn flush(plan: &Plan, session: &Session<'_>, runs: u64) -> Result<(), SuperviseError> {
+/// Merge the counts gathered since the last flush into the store (`runs` more runs): the
+/// session's, and the kernel's with the eBPF tracer (`kernel`).
+pub(crate) fn flush(
+    plan: &Plan,
+    session: &Session<'_>,
+    kernel: Option<&KernelTrainer>,
+    runs: u64,
+) -> Result<(), SuperviseError> {
     if plan.null_handler {
         return Ok(());
     }
-    let Some(counts) = session.take_counts() else {
+    let Some(mut counts) = session.take_counts() else {
         return Ok(());
     };
+    if let Some(k) = kernel {
+        k.drain_into(&mut counts)?;
+    }
     let programs = session.take_programs();
     let args = session.take_args();
     // The end of a run judged against the profile before it: record how it fared.
@@ -56,7 +71,9 @@ pub(crate) fn flush(plan: &Plan, session: &Session<'_>, runs: u64) -> Result<(),
             if created {
                 m.score = ScoreConfig::live();
                 m.noise = Some(ngram_profiler::policy::noise_names());
-                m.programs = Some(Default::default());
+                // The kernel does not learn programs yet: `None` (not learned) keeps a later
+                // alert run from taking every program for a new one.
+                m.programs = kernel.is_none().then(Default::default);
                 if args.is_some() {
                     m.args = Some(Default::default());
                 }

@@ -4,12 +4,18 @@
  * (a container), per thread, as the user-space session does (ngram-profiler's NgramCounts::push).
  *
  * Per call of a task in the target cgroup (every other task pays one hash-map miss):
+ *   - with cfg_from_exec, before the first x86_64 execve/execveat of any task of the cgroup (the
+ *     container runtime's own calls in the container's init): counted in STAT_BEFORE_EXEC only
+ *     (the notify tracer does not see these either: its filter goes in right before execve);
  *   - not an x86_64 call (i386 int 0x80 / compat, x32, or a number outside 0..=65535): counted in
  *     STAT_OTHER_ARCH, nothing else;
  *   - in the noise set (and not mmap/mprotect asking for PROT_EXEC): counted in STAT_NOISE only,
  *     it neither is counted nor enters the thread's window;
  *   - otherwise: counted per system call (calls / calls_rare), appended to the thread's window
- *     (the last n-1 calls, in task storage) and, once the thread has n calls, its n-gram counted.
+ *     (the last n-1 calls, in task storage) and, once the thread has n calls, its n-gram counted;
+ *     with cfg_collapse, a call equal to the thread's previous counted call is counted per
+ *     system call only (STAT_COLLAPSED): it neither enters the window nor forms an n-gram
+ *     (NgramCounts' collapsed runs).
  * Every failed map update is counted in a STAT_LOST_* slot: user space reports them.
  *
  * Counts only grow: user space reads them and subtracts what it read before, so a read never
@@ -30,9 +36,15 @@
 #define EEXIST 17
 #define NR_MMAP 9
 #define NR_MPROTECT 10
+#define NR_EXECVE 59
+#define NR_EXECVEAT 322
 
 /* n, set by user space before load (2..=NGRAM_MAX_N); frozen, so the verifier prunes by it. */
 const volatile __u32 cfg_n = 6;
+/* 1: count from the cgroup's first execve on (that call included); 0: every call. */
+const volatile __u32 cfg_from_exec = 0;
+/* 1: a call equal to the thread's previous counted call forms no n-gram (collapsed runs). */
+const volatile __u32 cfg_collapse = 0;
 
 /* The counted cgroup: cgroup id (inode of its cgroup v2 directory) -> unused. */
 struct {
@@ -41,6 +53,14 @@ struct {
 	__type(key, __u64);
 	__type(value, __u32);
 } ng_target SEC(".maps");
+
+/* Slot 0: 1 once a task of the cgroup entered execve (cfg_from_exec). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} ng_armed SEC(".maps");
 
 /* Noise: system-call number -> 1 (neither counted nor in the window). */
 struct {
@@ -132,15 +152,30 @@ int BPF_PROG(ngram_sys_enter, struct pt_regs *regs, long id)
 	struct task_struct *task;
 	struct ngram_window *w;
 	struct ngram_key key = {};
-	__u32 nr, n = cfg_n, len, i;
+	__u32 nr, n = cfg_n, len, i, zero = 0;
+	__u32 *armed;
 	__u64 *slot;
 	__u8 *noise;
+	bool compat;
 
 	if (!bpf_map_lookup_elem(&ng_target, &cgroup))
 		return 0;
 
 	task = bpf_get_current_task_btf();
-	if (id < 0 || id > 0xffff || (task->thread_info.status & TS_COMPAT)) {
+	compat = task->thread_info.status & TS_COMPAT;
+	if (cfg_from_exec) {
+		armed = bpf_map_lookup_elem(&ng_armed, &zero);
+		if (!armed)
+			return 0;
+		if (!*armed) {
+			if (compat || (id != NR_EXECVE && id != NR_EXECVEAT)) {
+				stat_add(NGRAM_STAT_BEFORE_EXEC);
+				return 0;
+			}
+			*armed = 1;
+		}
+	}
+	if (id < 0 || id > 0xffff || compat) {
 		stat_add(NGRAM_STAT_OTHER_ARCH);
 		return 0;
 	}
@@ -175,6 +210,13 @@ int BPF_PROG(ngram_sys_enter, struct pt_regs *regs, long id)
 	}
 
 	len = w->len;
+	if (cfg_collapse) {
+		if (len > 0 && w->last == (__u16)nr) {
+			stat_add(NGRAM_STAT_COLLAPSED);
+			return 0;
+		}
+		w->last = (__u16)nr;
+	}
 	if (len + 1 < n) {
 		/* Fewer than n-1 calls before this one: no n-gram yet. */
 		if (len < NGRAM_MAX_N)

@@ -23,11 +23,16 @@
 #define NGRAM_STAT_LOST_NGRAMS 4  /* n-grams the map refused (full, no memory) */
 #define NGRAM_STAT_LOST_WINDOW 5  /* calls without a window (no task storage) */
 #define NGRAM_STAT_LOST_CALLS 6   /* per-call counts the map refused */
-#define NGRAM_STATS 7
+#define NGRAM_STAT_BEFORE_EXEC 7  /* calls before the cgroup's first execve, not counted */
+#define NGRAM_STAT_COLLAPSED 8    /* calls equal to the thread's previous one: no n-gram */
+#define NGRAM_STATS 9
 
 struct ngram_window {
 	__u16 nr[NGRAM_MAX_N];
 	__u32 len;
+	/* The thread's previous counted call (valid once len > 0), for collapsed runs. */
+	__u16 last;
+	__u16 pad;
 };
 
 struct ngram_key {

@@ -1,0 +1,466 @@
+//! The eBPF tracer (`--tracer=ebpf`, issue 10), train mode only: the kernel counts the
+//! container's n-grams (`ngram_ebpf::Counter` on the container's cgroup v2 directory) and the
+//! supervisor merges them through training's usual flushes. This module finds the container's
+//! cgroup, attaches the counter before `create` returns (so before the workload's `execve`),
+//! hands the kernel's counts to the flushes ([`KernelTrainer::drain_into`]), reports every lost
+//! update (the supervisor's log and `status.json`), and waits for the container's end
+//! ([`EndWait`]). The container runs with no seccomp notify filter and no ptrace.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ngram_profiler::ngram::NgramCounts;
+use ngram_profiler::profile::Mode;
+use ngram_profiler::syscalls::Arch;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+
+use crate::status::KernelStatus;
+use crate::supervise::Plan;
+use crate::tracer::{Handler, RunStats, Tracer};
+
+/// How long the supervisor waits, once init has exited, for the cgroup's last task to go.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the eBPF tracer cannot serve a container (one line each, saying what to do).
+#[derive(Debug, thiserror::Error)]
+pub enum EbpfError {
+    #[error(
+        "container {id}: --tracer=ebpf only trains in this version, and this container runs in {mode} mode: use --tracer=notify (or label ngram-ids.tracer=notify) for alert and enforce"
+    )]
+    Mode { id: String, mode: Mode },
+    #[error(
+        "container {id}: --tracer=ebpf cannot record traces (--record or label ngram-ids.record): use --tracer=notify to record"
+    )]
+    Record { id: String },
+    #[error(
+        "container {id}: this ngram-ids was built without the eBPF engine (cargo feature ebpf of ngram-supervisor): use --tracer=notify"
+    )]
+    NotBuilt { id: String },
+    #[error("container {id}: cannot read the cgroup of init process {pid}")]
+    ReadCgroup {
+        id: String,
+        pid: u32,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "container {id}: init process {pid} has no cgroup v2 of its own ({found:?}): --tracer=ebpf counts the container's cgroup v2 directory (use the cgroupfs driver, or --tracer=notify)"
+    )]
+    NoOwnCgroup { id: String, pid: u32, found: String },
+    #[error(
+        "container {id}: no cgroup2 mount on this host: --tracer=ebpf needs cgroup v2 (use --tracer=notify)"
+    )]
+    NoCgroup2 { id: String },
+    #[error(
+        "container {id}: cgroup {path} holds processes other than the container's init ({others:?}): --tracer=ebpf would count them (use --tracer=notify)"
+    )]
+    Shared {
+        id: String,
+        path: PathBuf,
+        others: Vec<u32>,
+    },
+    #[error(
+        "container {id}: the profile's n = {n} or noise set does not fit the eBPF counter: {error}"
+    )]
+    Options { id: String, n: usize, error: String },
+    #[cfg(feature = "ebpf")]
+    #[error("container {id}: eBPF tracer: {error}")]
+    Counter {
+        id: String,
+        error: ngram_ebpf::Error,
+    },
+}
+
+/// A plan the eBPF tracer cannot serve: alert and enforce (not in the kernel yet) and
+/// recording. Checked before anything is loaded, so `create` fails with this line.
+pub fn check_plan(plan: &Plan) -> Result<(), EbpfError> {
+    if plan.mode != Mode::Train {
+        return Err(EbpfError::Mode {
+            id: plan.id.clone(),
+            mode: plan.mode,
+        });
+    }
+    if plan.record.is_some() {
+        return Err(EbpfError::Record {
+            id: plan.id.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// The path of the cgroup v2 line (`0::PATH`) of a `/proc/PID/cgroup` file.
+pub fn v2_path(proc_cgroup: &str) -> Option<&str> {
+    proc_cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::trim_end)
+}
+
+/// The mount point of the cgroup2 file system in a `/proc/self/mountinfo` text.
+pub fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        (right.split_whitespace().next() == Some("cgroup2"))
+            .then(|| left.split_whitespace().nth(4).map(PathBuf::from))
+            .flatten()
+    })
+}
+
+/// The pids of a `cgroup.procs` text other than `init`.
+pub fn others_than(procs: &str, init: u32) -> Vec<u32> {
+    procs
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .filter(|&p| p != init)
+        .collect()
+}
+
+/// The container's cgroup v2 directory: init's `0::` cgroup under the cgroup2 mount. Refused
+/// when init shares it (the root cgroup, or other processes in it): they would be counted.
+pub fn container_cgroup(plan: &Plan) -> Result<PathBuf, EbpfError> {
+    let (id, pid) = (plan.id.clone(), plan.init_pid);
+    let read = |path: &str| {
+        std::fs::read_to_string(path).map_err(|source| EbpfError::ReadCgroup {
+            id: id.clone(),
+            pid,
+            source,
+        })
+    };
+    let text = read(&format!("/proc/{pid}/cgroup"))?;
+    let rel = v2_path(&text).unwrap_or("");
+    let Some(rel) = rel.strip_prefix('/').filter(|r| !r.is_empty()) else {
+        return Err(EbpfError::NoOwnCgroup {
+            id,
+            pid,
+            found: rel.to_owned(),
+        });
+    };
+    let mount = cgroup2_mount(&read("/proc/self/mountinfo")?)
+        .ok_or(EbpfError::NoCgroup2 { id: id.clone() })?;
+    let dir = mount.join(rel);
+    let others = others_than(&read(&dir.join("cgroup.procs").to_string_lossy())?, pid);
+    if !others.is_empty() {
+        return Err(EbpfError::Shared {
+            id,
+            path: dir,
+            others,
+        });
+    }
+    Ok(dir)
+}
+
+/// The kernel's counter of one container and what was read from it: the source of a training
+/// session's counts with `--tracer=ebpf`.
+#[derive(Debug)]
+pub struct KernelTrainer {
+    id: String,
+    cgroup: PathBuf,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    #[cfg(feature = "ebpf")]
+    counter: Option<ngram_ebpf::Counter>,
+    /// What the last read at the end left for the final flush.
+    #[cfg(feature = "ebpf")]
+    left: Option<ngram_ebpf::KernelCounts>,
+    /// The kernel's statistics at the last look.
+    stats: KernelStatus,
+    /// Lost updates already said in the log.
+    reported_lost: u64,
+}
+
+impl KernelTrainer {
+    /// Count the container's n-grams of length `n` in the kernel, from its first `execve` on,
+    /// leaving `noise` (system-call names) out and collapsing runs of one call if `collapse`,
+    /// as the notify trainer does with the profile's counts.
+    pub fn attach(
+        plan: &Plan,
+        n: usize,
+        arch: Arch,
+        noise: &[String],
+        collapse: bool,
+    ) -> Result<Self, EbpfError> {
+        let cgroup = container_cgroup(plan)?;
+        let options_error = |error: String| EbpfError::Options {
+            id: plan.id.clone(),
+            n,
+            error,
+        };
+        if arch != Arch::X86_64 {
+            return Err(options_error(format!("it numbers calls as {arch:?}")));
+        }
+        let noise: Vec<u16> = noise.iter().filter_map(|s| arch.number(s)).collect();
+        let inner = Self::counter(plan, &cgroup, n, noise, collapse)?;
+        tracing::info!(id = %plan.id, cgroup = %cgroup.display(), n, collapse, "eBPF counter attached");
+        Ok(Self {
+            id: plan.id.clone(),
+            cgroup,
+            inner: Mutex::new(inner),
+        })
+    }
+
+    #[cfg(feature = "ebpf")]
+    fn counter(
+        plan: &Plan,
+        cgroup: &Path,
+        n: usize,
+        noise: Vec<u16>,
+        collapse: bool,
+    ) -> Result<Inner, EbpfError> {
+        let opts = ngram_ebpf::Options {
+            n,
+            noise,
+            from_first_exec: true,
+            collapse_runs: collapse,
+            ..ngram_ebpf::Options::default()
+        };
+        let counter =
+            ngram_ebpf::Counter::attach_with(cgroup, &opts).map_err(|error| match error {
+                ngram_ebpf::Error::BadN { .. } | ngram_ebpf::Error::BadNoise { .. } => {
+                    EbpfError::Options {
+                        id: plan.id.clone(),
+                        n,
+                        error: error.to_string(),
+                    }
+                }
+                error => EbpfError::Counter {
+                    id: plan.id.clone(),
+                    error,
+                },
+            })?;
+        Ok(Inner {
+            counter: Some(counter),
+            ..Inner::default()
+        })
+    }
+
+    #[cfg(not(feature = "ebpf"))]
+    fn counter(plan: &Plan, _: &Path, _: usize, _: Vec<u16>, _: bool) -> Result<Inner, EbpfError> {
+        Err(EbpfError::NotBuilt {
+            id: plan.id.clone(),
+        })
+    }
+
+    /// The counted cgroup v2 directory.
+    pub fn cgroup(&self) -> &Path {
+        &self.cgroup
+    }
+
+    /// Merge the counts gathered in the kernel since the last call into `counts`.
+    pub fn drain_into(&self, counts: &mut NgramCounts) -> Result<(), EbpfError> {
+        #[cfg(feature = "ebpf")]
+        {
+            let err = |error| EbpfError::Counter {
+                id: self.id.clone(),
+                error,
+            };
+            let mut inner = self.lock();
+            if let Some(left) = inner.left.take() {
+                left.merge_into(counts).map_err(err)?;
+            }
+            if let Some(c) = inner.counter.as_mut() {
+                c.take_counts()
+                    .map_err(err)?
+                    .merge_into(counts)
+                    .map_err(err)?;
+            }
+        }
+        #[cfg(not(feature = "ebpf"))]
+        let _ = counts;
+        Ok(())
+    }
+
+    /// The kernel's statistics now; lost updates not said before are said in the log (called
+    /// every second by the status writer, and at the end).
+    pub fn stats(&self) -> KernelStatus {
+        let mut inner = self.lock();
+        #[cfg(feature = "ebpf")]
+        if let Some(c) = inner.counter.as_ref() {
+            match c.stats() {
+                Ok(s) => inner.stats = kernel_status(&s),
+                Err(e) => {
+                    tracing::warn!(id = %self.id, "reading the eBPF counter's statistics: {e}")
+                }
+            }
+        }
+        let s = inner.stats;
+        if s.lost > inner.reported_lost {
+            tracing::error!(
+                id = %self.id,
+                lost = s.lost,
+                lost_ngrams = s.lost_ngrams,
+                lost_windows = s.lost_windows,
+                lost_calls = s.lost_calls,
+                "the kernel's n-gram counter lost updates: the profile misses them (a full n-gram map or no memory)"
+            );
+            inner.reported_lost = s.lost;
+        }
+        s
+    }
+
+    /// The container is gone: detach the program, read what is left (kept for the final flush)
+    /// and the final statistics, checked against what was read.
+    pub fn end(&self) {
+        #[cfg(feature = "ebpf")]
+        {
+            let mut inner = self.lock();
+            if let Some(counter) = inner.counter.take() {
+                match counter.finish() {
+                    Ok((left, stats)) => {
+                        inner.left = Some(left);
+                        inner.stats = kernel_status(&stats);
+                    }
+                    // The counter is dropped: detached and freed anyway.
+                    Err(e) => {
+                        tracing::error!(id = %self.id, "the last read of the eBPF counter: {e}")
+                    }
+                }
+            }
+        }
+        let s = self.stats();
+        tracing::info!(id = %self.id, calls = s.calls, ngrams = s.ngrams, noise = s.noise, other_arch = s.other_arch, before_exec = s.before_exec, collapsed = s.collapsed, lost = s.lost, "eBPF counter detached");
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding it leaves plain counters: still usable.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(feature = "ebpf")]
+fn kernel_status(s: &ngram_ebpf::Stats) -> KernelStatus {
+    KernelStatus {
+        calls: s.calls,
+        ngrams: s.ngrams,
+        noise: s.noise,
+        other_arch: s.other_arch,
+        before_exec: s.before_exec,
+        collapsed: s.collapsed,
+        lost_ngrams: s.lost_ngrams,
+        lost_windows: s.lost_windows,
+        lost_calls: s.lost_calls,
+        lost: s.lost(),
+    }
+}
+
+/// The eBPF tracer's "run": nothing to answer, the kernel counts; wait until the container's
+/// init has exited and its cgroup is empty (init is the pid namespace's init, so its end
+/// ends every task of the container), then end the counter.
+#[derive(Debug)]
+pub struct EndWait<'a> {
+    trainer: &'a KernelTrainer,
+    init_pidfd: &'a OwnedFd,
+}
+
+impl<'a> EndWait<'a> {
+    pub fn new(trainer: &'a KernelTrainer, init_pidfd: &'a OwnedFd) -> Self {
+        Self {
+            trainer,
+            init_pidfd,
+        }
+    }
+}
+
+impl Tracer for EndWait<'_> {
+    fn run(&mut self, _handler: &dyn Handler) -> Result<RunStats, crate::TracerError> {
+        loop {
+            let mut fds = [PollFd::new(self.init_pidfd.as_fd(), PollFlags::POLLIN)];
+            match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+                Ok(n) if n > 0 => break,
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    tracing::error!("waiting for the container's init: {e}");
+                    break;
+                }
+            }
+        }
+        let events = self.trainer.cgroup().join("cgroup.events");
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        while populated(&events) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if populated(&events) {
+            tracing::warn!(cgroup = %self.trainer.cgroup().display(), "tasks left in the container's cgroup {DRAIN_TIMEOUT:?} after init exited: their later calls are not counted");
+        }
+        self.trainer.end();
+        let s = self.trainer.stats();
+        Ok(RunStats {
+            events: s.calls + s.noise + s.other_arch,
+            skipped: s.before_exec,
+            ..RunStats::default()
+        })
+    }
+}
+
+/// Does `cgroup.events` say `populated 1` (false when it is gone or unreadable)?
+fn populated(events: &Path) -> bool {
+    std::fs::read_to_string(events).is_ok_and(|t| t.lines().any(|l| l == "populated 1"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_v2_line() {
+        let hybrid = "12:pids:/docker/abc\n1:name=systemd:/docker/abc\n0::/docker/abc\n";
+        assert_eq!(v2_path(hybrid), Some("/docker/abc"));
+        assert_eq!(v2_path("0::/\n"), Some("/"));
+        assert_eq!(v2_path("3:cpu:/x\n"), None);
+    }
+
+    #[test]
+    fn finds_the_cgroup2_mount() {
+        let mi = "35 24 0:30 / /sys/fs/cgroup rw,nosuid - tmpfs tmpfs ro,mode=755\n\
+                  36 35 0:31 / /sys/fs/cgroup/unified rw,nosuid,nodev - cgroup2 cgroup2 rw,nsdelegate\n\
+                  37 35 0:32 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n";
+        assert_eq!(
+            cgroup2_mount(mi),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        assert_eq!(
+            cgroup2_mount("37 35 0:32 / /x rw - cgroup cgroup rw,cpu\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn names_the_other_processes() {
+        assert_eq!(others_than("42\n", 42), Vec::<u32>::new());
+        assert_eq!(others_than("42\n7\n9\n", 42), vec![7, 9]);
+        assert_eq!(others_than("", 42), Vec::<u32>::new());
+    }
+
+    fn plan(mode: Mode, record: Option<PathBuf>) -> Plan {
+        let mut p: Plan = serde_json::from_str(
+            r#"{"id":"c1","init_pid":1,"state_dir":"/x","mode":"train","profile_key":"k",
+                "profile_name":"n","container_name":"","image":"","db":"/d","alerts":"/a",
+                "record":null,"promotion":null,"tracer":"ebpf"}"#,
+        )
+        .unwrap();
+        p.mode = mode;
+        p.record = record;
+        p
+    }
+
+    #[test]
+    fn only_training_without_recording_is_served() {
+        assert!(check_plan(&plan(Mode::Train, None)).is_ok());
+        for mode in [Mode::Alert, Mode::Enforce] {
+            let e = check_plan(&plan(mode, None)).unwrap_err().to_string();
+            assert!(
+                e.contains("--tracer=ebpf") && e.contains("--tracer=notify"),
+                "{e}"
+            );
+            assert!(e.contains(&mode.to_string()) && !e.contains('\n'), "{e}");
+        }
+        let e = check_plan(&plan(Mode::Train, Some("/r".into()))).unwrap_err();
+        assert!(matches!(e, EbpfError::Record { .. }), "{e}");
+    }
+}
