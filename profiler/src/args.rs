@@ -618,12 +618,30 @@ pub struct ArgClasses {
     pub proc_templates: bool,
 }
 
-/// The key of a program's classes in a phase.
-pub fn phase_key(program: &str, young: bool) -> String {
-    if young {
-        format!("{program} (start)")
-    } else {
-        program.to_owned()
+/// Where in its life a thread is when it makes a call: young (its first calls after
+/// `execve`) or settled, and in the container's init process (the service's main process,
+/// e.g. a pre-fork server's master) or another (a forked worker, a backend, a child).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Phase {
+    pub young: bool,
+    pub init: bool,
+}
+
+impl From<bool> for Phase {
+    /// A young or settled thread of a process that is not the container's init.
+    fn from(young: bool) -> Self {
+        Self { young, init: false }
+    }
+}
+
+/// The key of a program's classes in a phase: `program (start)` for young threads,
+/// `program (init)` for the init process's settled threads (decision 50), `program` for the
+/// settled threads of the other processes.
+pub fn phase_key(program: &str, phase: impl Into<Phase>) -> String {
+    match phase.into() {
+        Phase { young: true, .. } => format!("{program} (start)"),
+        Phase { init: true, .. } => format!("{program} (init)"),
+        _ => program.to_owned(),
     }
 }
 
@@ -638,29 +656,42 @@ impl ArgClasses {
     }
 
     /// The classes of `program` in a phase, created when missing.
-    pub fn of_mut(&mut self, program: &str, young: bool) -> &mut ProgramArgs {
-        self.programs.entry(phase_key(program, young)).or_default()
+    pub fn of_mut(&mut self, program: &str, phase: impl Into<Phase>) -> &mut ProgramArgs {
+        self.programs.entry(phase_key(program, phase)).or_default()
     }
 
     /// Judge a file access by `program` in a phase: a young thread may do what the program
-    /// did at start-up or afterwards, a settled one only what it did afterwards.
-    pub fn judge_path(&self, program: &str, young: bool, path: &str, access: Access) -> ArgVerdict {
+    /// did at start-up or afterwards, a settled one only what it did afterwards; the init
+    /// process also what the init did, the others not (decision 50).
+    pub fn judge_path(
+        &self,
+        program: &str,
+        phase: impl Into<Phase>,
+        path: &str,
+        access: Access,
+    ) -> ArgVerdict {
         if access == Access::Read && system_info(path) {
             return ArgVerdict::KNOWN;
         }
         if let Some(t) = self.template(path) {
-            return self.judge(program, young, |p| p.judge_template(&t, access));
+            return self.judge(program, phase.into(), |p| p.judge_template(&t, access));
         }
-        self.judge(program, young, |p| p.judge_path(path, access))
+        self.judge(program, phase.into(), |p| p.judge_path(path, access))
     }
 
     /// Judge an access in directory `dir` itself (a directory opened to be listed), like
     /// [`ArgClasses::judge_path`].
-    pub fn judge_dir(&self, program: &str, young: bool, dir: &str, access: Access) -> ArgVerdict {
+    pub fn judge_dir(
+        &self,
+        program: &str,
+        phase: impl Into<Phase>,
+        dir: &str,
+        access: Access,
+    ) -> ArgVerdict {
         if let Some(t) = self.template(dir) {
-            return self.judge(program, young, |p| p.judge_template(&t, access));
+            return self.judge(program, phase.into(), |p| p.judge_template(&t, access));
         }
-        self.judge(program, young, |p| p.judge_dir(dir, access))
+        self.judge(program, phase.into(), |p| p.judge_dir(dir, access))
     }
 
     /// The procfs template of `path`, when these classes learned templates.
@@ -669,31 +700,47 @@ impl ArgClasses {
     }
 
     /// Judge a destination, like [`ArgClasses::judge_path`].
-    pub fn judge_dest(&self, program: &str, young: bool, dest: &Dest) -> ArgVerdict {
-        self.judge(program, young, |p| p.judge_dest(dest))
+    pub fn judge_dest(&self, program: &str, phase: impl Into<Phase>, dest: &Dest) -> ArgVerdict {
+        self.judge(program, phase.into(), |p| p.judge_dest(dest))
     }
 
     /// Judge a namespace, mount or privilege call's class, like [`ArgClasses::judge_path`].
-    pub fn judge_privileged(&self, program: &str, young: bool, class: &str) -> ArgVerdict {
-        self.judge(program, young, |p| p.judge_privileged(class))
+    pub fn judge_privileged(
+        &self,
+        program: &str,
+        phase: impl Into<Phase>,
+        class: &str,
+    ) -> ArgVerdict {
+        self.judge(program, phase.into(), |p| p.judge_privileged(class))
     }
 
-    /// Judge with `one` against the classes of `program` in the phases a thread may use.
+    /// Judge with `one` against the classes of `program` in the phases a thread may use:
+    /// the settled classes of the program's other processes (or, when it never ran but as
+    /// the init, the init's), the start-up ones for a young thread, the init's for the init.
     fn judge(
         &self,
         program: &str,
-        young: bool,
+        phase: Phase,
         one: impl Fn(&ProgramArgs) -> ArgVerdict,
     ) -> ArgVerdict {
-        let settled = self.programs.get(program);
-        let start = young
+        let init = self.programs.get(&phase_key(
+            program,
+            Phase {
+                young: false,
+                init: true,
+            },
+        ));
+        let settled = self.programs.get(program).or(init);
+        let start = phase
+            .young
             .then(|| self.programs.get(&phase_key(program, true)))
             .flatten();
+        let init = init.filter(|_| phase.init);
         // Known if any phase knows it (the common case, without allocating); otherwise the
         // verdict with the largest unseen mass (the most lenient); a program with no classes
         // at all is not judged (known, p_new 1).
         let mut lenient: Option<ArgVerdict> = None;
-        for v in [settled, start].into_iter().flatten().map(one) {
+        for v in [settled, start, init].into_iter().flatten().map(one) {
             if v.known {
                 return v;
             }
@@ -897,8 +944,7 @@ mod tests {
         assert!(q.judge_path("/srv/uploads/u9/f", Access::Write).known);
         assert_eq!(q.dirs["/srv/uploads"].access & Access::Write.bit(), 0);
         // A profile from before kept what is below in `access`: judged as it was learned.
-        let old: DirClass =
-            serde_json::from_str(r#"{"access":2,"count":9,"deep":true}"#).unwrap();
+        let old: DirClass = serde_json::from_str(r#"{"access":2,"count":9,"deep":true}"#).unwrap();
         assert_eq!(old.below_access(), Access::Write.bit());
     }
 
@@ -991,6 +1037,64 @@ mod tests {
         let json = serde_json::to_string(&a).unwrap();
         let back: ArgClasses = serde_json::from_str(&json).unwrap();
         assert_eq!(back, a);
+    }
+
+    #[test]
+    fn the_init_process_is_a_phase_of_its_own() {
+        let pg = "/usr/lib/postgresql/15/bin/postgres";
+        let init = Phase {
+            young: false,
+            init: true,
+        };
+        let mut a = ArgClasses::default();
+        for i in 0..1000 {
+            // The main process keeps its lock file in the data directory's root...
+            a.of_mut(pg, init)
+                .learn_path("/var/lib/pg/main/postmaster.pid", Access::Write);
+            // ...and the backends write the tables below it.
+            a.of_mut(pg, false)
+                .learn_path(&format!("/var/lib/pg/main/base/{}/1", i % 3), Access::Write);
+            a.of_mut(pg, false)
+                .learn_path("/var/lib/pg/main/global/pg_control", Access::Read);
+        }
+        assert_eq!(phase_key(pg, init), format!("{pg} (init)"));
+        let drop = "/var/lib/pg/main/evil.sh";
+        assert!(a.judge_path(pg, init, drop, Access::Write).known);
+        let v = a.judge_path(pg, false, drop, Access::Write);
+        assert!(
+            v.anomalous,
+            "a backend writing where only the main process did: {v:?}"
+        );
+        // The init may do what the other processes did.
+        assert!(
+            a.judge_path(pg, init, "/var/lib/pg/main/base/1/2", Access::Write)
+                .known
+        );
+        // A program that ran only as the init: its other processes (a fork for a snapshot)
+        // are judged by the init's classes.
+        let mut r = ArgClasses::default();
+        for _ in 0..1000 {
+            r.of_mut("/usr/bin/redis-server", init)
+                .learn_path("/var/lib/redis/dump.rdb", Access::Write);
+        }
+        assert!(
+            r.judge_path(
+                "/usr/bin/redis-server",
+                false,
+                "/var/lib/redis/t.rdb",
+                Access::Write
+            )
+            .known
+        );
+        assert!(
+            r.judge_path(
+                "/usr/bin/redis-server",
+                false,
+                "/etc/cron.d/x",
+                Access::Write
+            )
+            .anomalous
+        );
     }
 
     #[test]

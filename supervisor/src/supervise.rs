@@ -373,10 +373,11 @@ pub fn run(plan: &Plan, ready: impl FnOnce(Result<(), String>)) -> Result<(), Su
             let mut s = Session::train(info, counts, noise)
                 .with_alerts(tx)
                 .with_suppressed(suppressed)
-                .with_arguments(plan.arguments);
+                .with_arguments(plan.arguments)
+                .with_init(plan.init_pid);
             if let Some((model, meta)) = shadow {
                 match session::detector(model, meta) {
-                    Ok(det) => s = s.with_shadow(det).with_init(plan.init_pid),
+                    Ok(det) => s = s.with_shadow(det),
                     Err(e) => tracing::warn!("this run is not judged against the profile: {e}"),
                 }
             }

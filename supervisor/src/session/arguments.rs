@@ -523,13 +523,18 @@ impl<'m> Session<'m> {
     /// mode (not for an operator's `docker exec` under the default exec policy; outside the
     /// circuit breaker).
     pub(super) fn argument(&self, inner: &mut Inner<'m>, ev: &Event, arg: Arg) -> Decision {
-        let young = inner.thread_young(ev.tid);
+        // The phase: a young thread, or a settled one of the container's init (the service's
+        // main process) or of another process (decision 50).
+        let phase = ngram_profiler::args::Phase {
+            young: inner.thread_young(ev.tid),
+            init: inner.procs.get(&ev.pid).is_some_and(|p| p.init),
+        };
         let program = inner
             .arg_programs
             .get(&ev.pid)
             .map_or_else(|| "?".to_owned(), ToString::to_string);
         if let Some(learned) = inner.args_learned.as_mut() {
-            let p = learned.of_mut(&program, young);
+            let p = learned.of_mut(&program, phase);
             match &arg {
                 Arg::File {
                     path,
@@ -570,25 +575,25 @@ impl<'m> Session<'m> {
                 path,
                 access,
                 dir: true,
-            } => classes.judge_dir(&program, young, path, *access),
+            } => classes.judge_dir(&program, phase, path, *access),
             Arg::File {
                 path,
                 access: Access::Exec,
                 ..
             } => classes.judge_exec_map(path),
             Arg::File { path, access, .. } => {
-                let v = classes.judge_path(&program, young, path, *access);
+                let v = classes.judge_path(&program, phase, path, *access);
                 // Read without the directory check (alert and enforce: most reads are of
                 // known files, and the lookup costs a path walk): a directory, only now
                 // looked at, is judged as its own class (one call of a thousand or fewer).
                 if v.anomalous && *access == Access::Read && is_dir_in_root(ev, path) {
-                    classes.judge_dir(&program, young, path, *access)
+                    classes.judge_dir(&program, phase, path, *access)
                 } else {
                     v
                 }
             }
-            Arg::Dest(d, _) => classes.judge_dest(&program, young, d),
-            Arg::Priv(c) => classes.judge_privileged(&program, young, c),
+            Arg::Dest(d, _) => classes.judge_dest(&program, phase, d),
+            Arg::Priv(c) => classes.judge_privileged(&program, phase, c),
         };
         if !verdict.anomalous {
             return Decision::Continue;
