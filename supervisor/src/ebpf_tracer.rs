@@ -194,8 +194,10 @@ impl KernelTrainer {
             return Err(options_error(format!("it numbers calls as {arch:?}")));
         }
         let noise: Vec<u16> = noise.iter().filter_map(|s| arch.number(s)).collect();
+        let started = Instant::now();
         let inner = Self::counter(plan, &cgroup, n, noise, collapse)?;
-        tracing::info!(id = %plan.id, cgroup = %cgroup.display(), n, collapse, "eBPF counter attached");
+        let load_ms = started.elapsed().as_millis();
+        tracing::info!(id = %plan.id, cgroup = %cgroup.display(), n, collapse, load_ms, "eBPF counter attached");
         Ok(Self {
             id: plan.id.clone(),
             cgroup,
