@@ -11,7 +11,8 @@
 # and nothing else, the floor of this design); train, alert, enforce (notify); the same three
 # with the ptrace tracer (label ngram-ids.tracer=ptrace); and floor-nosync / alert-nosync,
 # without SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (the "before" of that optimisation); alert-noargs,
-# alert mode with `--arguments=off` (the cost of reading and judging arguments, issue 16).
+# alert mode with `--arguments=off` (the cost of reading and judging arguments, issue 16);
+# ebpf-train, train mode with the eBPF tracer (label ngram-ids.tracer=ebpf: the kernel counts).
 # BENCH_ONLY="runc floor ..." limits the run to some configurations (runc is the reference).
 # ngram-ids-floor is registered by this script in /etc/docker/daemon.json (runtimeArgs
 # --bench-null-handler) and left there (it is harmless: it traces, learns nothing).
@@ -20,6 +21,9 @@
 #   --quick   5 s of load and 3 starts per runtime (for a smoke test)
 #   --out     write the Markdown table to FILE too (default bench/results/<date>.md)
 # Needs: root, a running dockerd with the ngram-ids runtimes (make install), ab (setup-host.sh).
+# Env for a second dockerd (DOCKER_HOST set): BENCH_DAEMON_JSON (its daemon.json),
+# BENCH_DOCKERD_PID (its pid, for the reload), BENCH_STATE_ROOT (the runtime's --root there,
+# for the supervisors' pid files), NGRAM_IDS_BIN (the binary for profile and alerts commands).
 set -euo pipefail
 
 die() { echo "bench: error: $*" >&2; exit 1; }
@@ -39,14 +43,16 @@ while (($#)); do
     esac
 done
 [[ $(id -u) -eq 0 ]] || die "must run as root"
-for cmd in docker ab jq awk ngram-ids; do
+ids=${NGRAM_IDS_BIN:-ngram-ids}
+state_root=${BENCH_STATE_ROOT:-/var/run/docker/runtime-runc/moby}
+for cmd in docker ab jq awk "$ids"; do
     command -v "$cmd" >/dev/null || die "$cmd is missing (make install; scripts/setup-host.sh)"
 done
 out=${out:-$repo/bench/results/$(date -u +%Y-%m-%dT%H%M%SZ).md}
 mkdir -p "$(dirname "$out")"
 
 # Register the floor runtime next to the others.
-daemon_json=/etc/docker/daemon.json
+daemon_json=${BENCH_DAEMON_JSON:-/etc/docker/daemon.json}
 bin=$(jq -r '.runtimes["ngram-ids"].path // empty' "$daemon_json" 2>/dev/null || true)
 [[ -n $bin ]] || die "ngram-ids is not registered in $daemon_json (make install)"
 if ! jq -e '.runtimes["ngram-ids-alert-noargs"]' "$daemon_json" >/dev/null 2>&1; then
@@ -58,7 +64,7 @@ if ! jq -e '.runtimes["ngram-ids-alert-noargs"]' "$daemon_json" >/dev/null 2>&1;
         "$daemon_json" >"$tmp"
     chmod 0644 "$tmp"
     mv -f "$tmp" "$daemon_json"
-    kill -HUP "$(pidof dockerd)"
+    kill -HUP "${BENCH_DOCKERD_PID:-$(pidof dockerd)}"
     for _ in $(seq 30); do
         docker info --format '{{json .Runtimes}}' | jq -e 'has("ngram-ids-alert-nosync")' >/dev/null && break
         sleep 1
@@ -71,18 +77,19 @@ bb_profile=bench-busybox-$$
 names=()
 cleanup() {
     for n in "${names[@]}"; do docker rm -f "$n" >/dev/null 2>&1 || true; done
-    ngram-ids profile rm "$profile" >/dev/null 2>&1 || true
-    ngram-ids profile rm "$bb_profile" >/dev/null 2>&1 || true
+    "$ids" profile rm "$profile" >/dev/null 2>&1 || true
+    "$ids" profile rm "$bb_profile" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
 # name -> "runtime [label]"
-runtimes=(runc floor-nosync floor train alert-nosync alert-noargs alert enforce train-ptrace alert-ptrace enforce-ptrace)
+runtimes=(runc floor-nosync floor train ebpf-train alert-nosync alert-noargs alert enforce train-ptrace alert-ptrace enforce-ptrace)
 declare -A how=(
     [runc]="runc" [floor]="ngram-ids-floor" [train]="ngram-ids-train" [alert]="ngram-ids"
     [floor-nosync]="ngram-ids-floor-nosync" [alert-nosync]="ngram-ids-alert-nosync"
     [alert-noargs]="ngram-ids-alert-noargs"
     [enforce]="ngram-ids-enforce"
+    [ebpf-train]="ngram-ids-train ngram-ids.tracer=ebpf"
     [train-ptrace]="ngram-ids-train ngram-ids.tracer=ptrace"
     [alert-ptrace]="ngram-ids ngram-ids.tracer=ptrace"
     [enforce-ptrace]="ngram-ids-enforce ngram-ids.tracer=ptrace"
@@ -102,7 +109,7 @@ now_ms() { date +%s%3N; }
 supervisor_pid() {
     local id
     id=$(docker inspect -f '{{.Id}}' "$1")
-    cat "/var/run/docker/runtime-runc/moby/$id/supervisor.pid" 2>/dev/null || true
+    cat "$state_root/$id/supervisor.pid" 2>/dev/null || true
 }
 # utime+stime of a pid, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
@@ -188,7 +195,7 @@ needs_profile=0
 for rt in alert-nosync alert-noargs alert enforce alert-ptrace enforce-ptrace; do
     wanted "$rt" && needs_profile=1
 done
-for rt in runc floor-nosync floor train; do
+for rt in runc floor-nosync floor train ebpf-train; do
     if wanted "$rt"; then
         run_nginx "$rt"; run_start "$rt"; run_dd "$rt"
     elif [[ $rt == train && $needs_profile == 1 ]]; then
@@ -198,20 +205,20 @@ for rt in runc floor-nosync floor train; do
 done
 # Wait for the training flushes, then measure the scoring modes.
 for _ in $(seq 60); do
-    ngram-ids profile show "$profile" >/dev/null 2>&1 && ngram-ids profile show "$bb_profile" >/dev/null 2>&1 && break
+    "$ids" profile show "$profile" >/dev/null 2>&1 && "$ids" profile show "$bb_profile" >/dev/null 2>&1 && break
     sleep 0.5
 done
 for rt in alert-nosync alert-noargs alert enforce train-ptrace alert-ptrace enforce-ptrace; do
     wanted "$rt" || continue
     run_nginx "$rt"; run_start "$rt"; run_dd "$rt"
 done
-alerts=$(ngram-ids alerts --json 2>/dev/null | grep -c "$profile" || true)
+alerts=$("$ids" alerts --json 2>/dev/null | grep -c "$profile" || true)
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b == 0 || a == "" || b == "") print "-"; else printf "%.2f", a / b}'; }
 {
     echo "### Benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo
-    echo "Machine: $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r), $(docker version --format 'dockerd {{.Server.Version}}'), ngram-ids $(ngram-ids --version | awk '{print $2}')."
+    echo "Machine: $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r), $(docker version --format 'dockerd {{.Server.Version}}'), ngram-ids $("$ids" --version | awk '{print $2}')."
     echo "Load: ab -c 4 for ${load_s} s against nginx in its own network namespace; dd bs=1 count=$dd_count via docker exec; $starts starts per runtime. Ratios are against runc in this same run."
     echo
     echo "| runtime | nginx req/s | ratio | mean ms | p99 ms | failed | dd ms | ratio | start ms | +ms | supervisor CPU % | supervisor peak MiB |"
@@ -221,6 +228,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b == 0 || a == "" || b == "") prin
         echo "| $rt | ${rps[$rt]} | $(ratio "${rps[$rt]}" "${rps[runc]}") | ${lat[$rt]} | ${p99[$rt]} | ${failed[$rt]} | ${ddt[$rt]} | $(ratio "${ddt[$rt]}" "${ddt[runc]}") | ${startt[$rt]} | $(awk -v a="${startt[$rt]}" -v b="${startt[runc]}" 'BEGIN {printf "%+.0f", a - b}') | ${supcpu[$rt]} | ${supmem[$rt]} |"
     done
     echo
-    echo "Against the floor (notify, CONTINUE only): alert $(ratio "${rps[alert]}" "${rps[floor]}"), train $(ratio "${rps[train]}" "${rps[floor]}") of its requests/s; dd: alert $(ratio "${ddt[floor]}" "${ddt[alert]}"), train $(ratio "${ddt[floor]}" "${ddt[train]}") of its speed. Alerts written during the run: $alerts. Duration: $((SECONDS - started)) s."
+    # Configurations left out by BENCH_ONLY have no figures: "-".
+    r() { local -n m=$1; echo "${m[$2]:-}"; }
+    echo "Against the floor (notify, CONTINUE only): alert $(ratio "$(r rps alert)" "$(r rps floor)"), train $(ratio "$(r rps train)" "$(r rps floor)") of its requests/s; dd: alert $(ratio "$(r ddt floor)" "$(r ddt alert)"), train $(ratio "$(r ddt floor)" "$(r ddt train)") of its speed. ebpf-train against train (notify): $(ratio "$(r rps ebpf-train)" "$(r rps train)") of its requests/s, $(ratio "$(r ddt train)" "$(r ddt ebpf-train)") of its dd speed. Alerts written during the run: $alerts. Duration: $((SECONDS - started)) s."
 } | tee "$out"
 log "results in $out"
