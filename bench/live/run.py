@@ -1192,9 +1192,12 @@ def table(results):
         if "false_alarms" in a:
             fa = "%d (%s/h; %d at start-up)" % (a["false_alarms"], a["false_alarms_per_hour"], a["false_alarms_startup"])
             atk = a.get("attacks", [])
+            # A miss whose attack did not work in alert mode either (its control failed, e.g.
+            # a CVE this version has fixed) says so: a harmless attempt, not a working attack.
             det = "%d/%d: %s" % (sum(x["detected"] for x in atk), len(atk), ", ".join(
                 "%s %s" % (x["attack"], ("%.0f" % x["latency_ms"]) if x["detected"] else
-                           ("late %.0f" % x["latency_ms"]) if x.get("late") else "no") for x in atk))
+                           ("late %.0f" % x["latency_ms"]) if x.get("late") else
+                           "no" if x["effect"] else "no (did not work)") for x in atk))
         else:
             fa = det = "did not start: " + a.get("start_error", "?")
         if "attacks" in e:
