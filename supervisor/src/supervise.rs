@@ -792,6 +792,23 @@ mod tests {
     }
 
     #[test]
+    fn tracer_kinds_parse_and_print_their_word() {
+        for kind in [TracerKind::Notify, TracerKind::Ptrace, TracerKind::Ebpf] {
+            assert_eq!(kind.to_string().parse::<TracerKind>(), Ok(kind));
+        }
+        assert_eq!("ebpf".parse::<TracerKind>(), Ok(TracerKind::Ebpf));
+        let e = "bpf".parse::<TracerKind>().unwrap_err();
+        assert!(e.contains("notify, ptrace or ebpf"), "{e}");
+        let p: Plan = serde_json::from_str(
+            r#"{"id":"c","init_pid":1,"state_dir":"/x","mode":"train","profile_key":"k",
+                "profile_name":"n","container_name":"","image":"","db":"/d","alerts":"/a",
+                "record":null,"promotion":null,"tracer":"ebpf"}"#,
+        )
+        .unwrap();
+        assert_eq!(p.tracer, TracerKind::Ebpf);
+    }
+
+    #[test]
     fn socket_address_fits() {
         let long = std::env::temp_dir().join("a".repeat(150));
         std::fs::create_dir_all(&long).unwrap();
