@@ -1,5 +1,6 @@
 //! Traces: one stream of system-call events in the order they were seen, with the thread of
-//! each, and the readers of the formats we take in (ADFA-LD, UNM, `strace -f`, our own).
+//! each, and the readers of the formats we take in (ADFA-LD, UNM, `strace -f`, LID-DS and
+//! sysdig text, our own).
 
 use std::io::BufRead;
 use std::os::unix::fs::MetadataExt;
@@ -10,11 +11,15 @@ use serde::{Deserialize, Serialize};
 use crate::syscalls::Arch;
 
 mod adfa;
+mod lidds;
 mod native;
 mod strace;
 mod unm;
 
 pub use adfa::{parse_adfa, read_adfa};
+pub use lidds::{
+    attack_start, lidds_exploit_start, parse_lidds, read_lidds, read_sysdig, Layout as SysdigLayout,
+};
 pub use native::{
     parse_native, read_native, NativeHeader, NativeReader, NativeWriter, MAGIC as NATIVE_MAGIC,
     MAX_META as NATIVE_MAX_META, VERSION as NATIVE_VERSION,
@@ -55,6 +60,11 @@ pub enum Format {
     Strace,
     /// The project's own recorded format (what the supervisor writes).
     Native,
+    /// LID-DS recordings (2021 `.sc`, 2019 `.txt`): sysdig text, one stream per thread; in a
+    /// directory only `.sc` and `.txt` files are read (not the `.json`, `.pcap`, `.res`).
+    Lidds,
+    /// sysdig/Falco text output (`sysdig -p` default or `-pc`), one stream per thread.
+    Sysdig,
 }
 
 impl Format {
@@ -65,6 +75,8 @@ impl Format {
             Self::Unm => "unm",
             Self::Strace => "strace",
             Self::Native => "native",
+            Self::Lidds => "lidds",
+            Self::Sysdig => "sysdig",
         }
     }
 }
@@ -83,8 +95,10 @@ impl std::str::FromStr for Format {
             "unm" => Ok(Self::Unm),
             "strace" => Ok(Self::Strace),
             "native" => Ok(Self::Native),
+            "lidds" => Ok(Self::Lidds),
+            "sysdig" => Ok(Self::Sysdig),
             other => Err(format!(
-                "unknown trace format {other:?}: use adfa, unm, strace or native"
+                "unknown trace format {other:?}: use adfa, unm, strace, native, lidds or sysdig"
             )),
         }
     }
@@ -135,7 +149,7 @@ impl TraceError {
 
 /// Read every trace under `path` (a file, or a directory walked recursively in sorted order).
 pub fn read_path(format: Format, path: &Path) -> Result<Vec<Trace>, TraceError> {
-    let files = list_files(path)?;
+    let files = list_trace_files(format, path)?;
     if files.is_empty() {
         return Err(TraceError::Empty {
             path: path.to_owned(),
@@ -149,6 +163,17 @@ pub fn read_path(format: Format, path: &Path) -> Result<Vec<Trace>, TraceError> 
     Ok(traces)
 }
 
+/// The trace files of `format` under `path` ([`list_files`]): in a directory of LID-DS
+/// recordings only the `.sc` and `.txt` files (not each recording's `.json` metadata, `.pcap`
+/// or `.res`, nor `runs.csv`); a file given by name is always read.
+pub fn list_trace_files(format: Format, path: &Path) -> Result<Vec<PathBuf>, TraceError> {
+    let mut files = list_files(path)?;
+    if format == Format::Lidds && files.first().is_none_or(|f| f != path) {
+        files.retain(|f| f.extension().is_some_and(|e| e == "sc" || e == "txt"));
+    }
+    Ok(files)
+}
+
 /// Read one trace file of `format`. strace and UNM files give one trace with one stream per
 /// pid.
 pub fn read_file(format: Format, path: &Path) -> Result<Trace, TraceError> {
@@ -157,6 +182,8 @@ pub fn read_file(format: Format, path: &Path) -> Result<Trace, TraceError> {
         Format::Unm => read_unm(path),
         Format::Strace => read_strace(path),
         Format::Native => read_native(path),
+        Format::Lidds => read_lidds(path),
+        Format::Sysdig => read_sysdig(path),
     }
 }
 

@@ -15,7 +15,7 @@ pub(crate) fn count_traces(
     (n, collapse): (usize, bool),
     paths: &[PathBuf],
 ) -> Result<(NgramCounts, u64)> {
-    let files = list_all(paths)?;
+    let files = list_all(format, paths)?;
     let bar = progress(files.len(), "training");
     let mut counts: Option<NgramCounts> = None;
     let mut runs = 0u64;
@@ -45,7 +45,7 @@ pub(crate) fn count_traces(
 
 /// Read every trace under `paths`, with a progress bar on a terminal.
 pub fn read_traces(format: Format, paths: &[PathBuf], what: &str) -> Result<Vec<Trace>> {
-    let files = list_all(paths)?;
+    let files = list_all(format, paths)?;
     let bar = progress(files.len(), what);
     let mut out = Vec::with_capacity(files.len());
     for file in &files {
@@ -56,10 +56,10 @@ pub fn read_traces(format: Format, paths: &[PathBuf], what: &str) -> Result<Vec<
     Ok(out)
 }
 
-fn list_all(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+fn list_all(format: Format, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for p in paths {
-        files.extend(trace::list_files(p)?);
+        files.extend(trace::list_trace_files(format, p)?);
     }
     Ok(files)
 }
