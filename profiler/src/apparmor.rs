@@ -53,7 +53,7 @@ fn perms(bits: u8) -> String {
     if bits & Access::Read.bit() != 0 || bits & Access::Exec.bit() != 0 {
         p.push_str("rm");
     }
-    if bits & Access::Write.bit() != 0 {
+    if bits & (Access::Write.bit() | Access::Create.bit()) != 0 {
         p.push('w');
     }
     p

@@ -37,20 +37,26 @@ pub const MIN_OBSERVATIONS: u64 = 100;
 #[serde(rename_all = "snake_case")]
 pub enum Access {
     Read,
-    /// Write, create, truncate, append, or change the name or metadata.
+    /// Write, truncate, append, remove, or change the metadata of an existing name.
     Write,
     Exec,
+    /// Make a new name: open with O_CREAT, `creat`, `mkdir`, `mknod`, the new name of a
+    /// `rename`, `link` or `symlink` (decision 51). Learning one teaches write too.
+    Create,
 }
 
 impl Access {
-    /// The access of `open`/`openat` flags: any of O_WRONLY, O_RDWR, O_CREAT, O_TRUNC,
-    /// O_APPEND writes (x86_64 values).
+    /// The access of `open`/`openat` flags: O_CREAT creates; any of O_WRONLY, O_RDWR,
+    /// O_TRUNC, O_APPEND writes (x86_64 values).
     pub fn of_open_flags(flags: u64) -> Self {
-        const WRITES: u64 = 0o1 | 0o2 | 0o100 | 0o1000 | 0o2000;
-        if flags & WRITES == 0 {
-            Self::Read
-        } else {
+        const CREAT: u64 = 0o100;
+        const WRITES: u64 = 0o1 | 0o2 | 0o1000 | 0o2000;
+        if flags & CREAT != 0 {
+            Self::Create
+        } else if flags & WRITES != 0 {
             Self::Write
+        } else {
+            Self::Read
         }
     }
 
@@ -60,6 +66,16 @@ impl Access {
             Self::Read => 1,
             Self::Write => 2,
             Self::Exec => 4,
+            Self::Create => 8,
+        }
+    }
+
+    /// The bits learning it sets: a program that makes files in a directory also writes
+    /// them.
+    pub fn learned_bits(self) -> u8 {
+        match self {
+            Self::Create => Self::Create.bit() | Self::Write.bit(),
+            a => a.bit(),
         }
     }
 }
@@ -70,6 +86,7 @@ impl fmt::Display for Access {
             Self::Read => "read",
             Self::Write => "write",
             Self::Exec => "exec",
+            Self::Create => "create",
         })
     }
 }
@@ -417,7 +434,7 @@ impl ProgramArgs {
         self.observations += 1;
         let new = !self.dirs.contains_key(key);
         let entry = self.dirs.entry(key.to_owned()).or_default();
-        entry.access |= access.bit();
+        entry.access |= access.learned_bits();
         entry.count += 1;
         new
     }
@@ -616,6 +633,10 @@ pub struct ArgClasses {
     /// decision 46); profiles from before judge them by directory, as they learned them.
     #[serde(default)]
     pub proc_templates: bool,
+    /// The training told making a new name from writing an existing one (decision 51);
+    /// profiles from before judge a create as a write, as they learned it.
+    #[serde(default)]
+    pub creates_learned: bool,
 }
 
 /// Where in its life a thread is when it makes a call: young (its first calls after
@@ -652,6 +673,7 @@ impl ArgClasses {
             programs: BTreeMap::new(),
             maps_learned: true,
             proc_templates: true,
+            creates_learned: true,
         }
     }
 
@@ -673,6 +695,7 @@ impl ArgClasses {
         if access == Access::Read && system_info(path) {
             return ArgVerdict::KNOWN;
         }
+        let access = self.as_learned(access);
         if let Some(t) = self.template(path) {
             return self.judge(program, phase.into(), |p| p.judge_template(&t, access));
         }
@@ -688,10 +711,21 @@ impl ArgClasses {
         dir: &str,
         access: Access,
     ) -> ArgVerdict {
+        let access = self.as_learned(access);
         if let Some(t) = self.template(dir) {
             return self.judge(program, phase.into(), |p| p.judge_template(&t, access));
         }
         self.judge(program, phase.into(), |p| p.judge_dir(dir, access))
+    }
+
+    /// `access` as these classes learned it: a create is a write in classes from before
+    /// decision 51.
+    fn as_learned(&self, access: Access) -> Access {
+        if access == Access::Create && !self.creates_learned {
+            Access::Write
+        } else {
+            access
+        }
     }
 
     /// The procfs template of `path`, when these classes learned templates.
@@ -784,6 +818,13 @@ impl ArgClasses {
     pub fn merge(&mut self, other: &Self) {
         self.maps_learned |= other.maps_learned;
         self.proc_templates |= other.proc_templates;
+        // Creates are judged only when every run told them from writes: a run from before
+        // learned its creates as writes, and would make them look new.
+        self.creates_learned = if self.programs.is_empty() {
+            other.creates_learned
+        } else {
+            self.creates_learned && other.creates_learned
+        };
         for (k, p) in &other.programs {
             self.programs.entry(k.clone()).or_default().merge(p);
         }
@@ -820,9 +861,50 @@ mod tests {
         assert_eq!(Access::of_open_flags(0), Access::Read); // O_RDONLY
         assert_eq!(Access::of_open_flags(0o2000000), Access::Read); // O_CLOEXEC
         assert_eq!(Access::of_open_flags(0o200000), Access::Read); // O_DIRECTORY
-        for w in [0o1, 0o2, 0o100, 0o1000, 0o2000, 0o101 | 0o2000000] {
+        for w in [0o1, 0o2, 0o1000, 0o2000, 0o1 | 0o2000000] {
             assert_eq!(Access::of_open_flags(w), Access::Write, "{w:o}");
         }
+        for c in [0o100, 0o101, 0o1101, 0o300 | 0o2] {
+            assert_eq!(Access::of_open_flags(c), Access::Create, "{c:o}");
+        }
+    }
+
+    /// Making a new name is judged apart from writing an existing one (decision 51): a
+    /// process that only changed and removed files in a directory creates one there; a
+    /// creator may write; classes from before judge a create as the write it was learned as.
+    #[test]
+    fn creating_is_not_writing() {
+        let mut p = ProgramArgs::default();
+        for _ in 0..200 {
+            p.learn_path("/data/main/recovery.done", Access::Write);
+            p.learn_path("/data/main/base/1", Access::Create);
+        }
+        let mut a = ArgClasses::learning();
+        a.programs.insert("/bin/db".into(), p.clone());
+        let drop = a.judge_path("/bin/db", false, "/data/main/evil.sh", Access::Create);
+        assert!(drop.anomalous, "{drop:?}");
+        assert!(drop.why.contains("only other accesses"), "{}", drop.why);
+        assert!(
+            a.judge_path("/bin/db", false, "/data/main/base/2", Access::Create)
+                .known
+        );
+        assert!(
+            a.judge_path("/bin/db", false, "/data/main/base/2", Access::Write)
+                .known
+        );
+        let mut old = ArgClasses::default();
+        old.programs.insert("/bin/db".into(), p);
+        assert!(
+            old.judge_path("/bin/db", false, "/data/main/evil.sh", Access::Create)
+                .known
+        );
+        // A profile from before merged with a new run stays judged as it was learned.
+        let mut merged = old.clone();
+        merged.merge(&ArgClasses::learning());
+        assert!(!merged.creates_learned);
+        let mut fresh = ArgClasses::default();
+        fresh.merge(&a);
+        assert!(fresh.creates_learned);
     }
 
     fn v4(ip: [u8; 4], port: u16) -> Vec<u8> {

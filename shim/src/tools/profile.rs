@@ -341,12 +341,12 @@ fn print_args(m: &ProfileMeta) {
             p.p_new()
         );
         for (dir, c) in &p.dirs {
-            let access: Vec<&str> = [(1, "read"), (2, "write"), (4, "exec")]
+            let access: Vec<&str> = [(1, "read"), (2, "write"), (4, "exec"), (8, "create")]
                 .iter()
                 .filter(|(bit, _)| c.access & bit != 0)
                 .map(|(_, name)| *name)
                 .collect();
-            let below: Vec<&str> = [(1, "read"), (2, "write"), (4, "exec")]
+            let below: Vec<&str> = [(1, "read"), (2, "write"), (4, "exec"), (8, "create")]
                 .iter()
                 .filter(|(bit, _)| c.below_access() & bit != 0)
                 .map(|(_, name)| *name)

@@ -169,8 +169,9 @@ pub(super) fn raw_of(nr: i32, a: &[u64; 6]) -> Option<Raw> {
         access: Access::of_open_flags(flags),
         dir: flags & O_DIRECTORY != 0,
     };
-    use Access::Write;
-    // x86_64 numbers; for calls with two paths, the new name is the one classed.
+    use Access::{Create, Write};
+    // x86_64 numbers; for calls with two paths, the new name is the one classed. A call that
+    // makes a new name creates (decision 51); the others write.
     Some(match nr {
         // open, openat, openat2 (its flags are in the open_how it points to)
         2 => open(None, a[0], a[1]),
@@ -180,16 +181,20 @@ pub(super) fn raw_of(nr: i32, a: &[u64; 6]) -> Option<Raw> {
             addr: a[1],
             how: a[2],
         },
-        // creat truncate unlink mkdir rmdir chmod chown lchown mknod
-        85 | 76 | 87 | 83 | 84 | 90 | 92 | 94 | 133 => path(a[0], Write),
+        // creat mkdir mknod
+        85 | 83 | 133 => path(a[0], Create),
+        // truncate unlink rmdir chmod chown lchown
+        76 | 87 | 84 | 90 | 92 | 94 => path(a[0], Write),
         // rename link symlink
-        82 | 86 | 88 => path(a[1], Write),
-        // unlinkat mkdirat fchmodat fchownat mknodat
-        263 | 258 | 268 | 260 | 259 => at(a[0], a[1], Write),
+        82 | 86 | 88 => path(a[1], Create),
+        // mkdirat mknodat
+        258 | 259 => at(a[0], a[1], Create),
+        // unlinkat fchmodat fchownat
+        263 | 268 | 260 => at(a[0], a[1], Write),
         // renameat renameat2 linkat
-        264 | 316 | 265 => at(a[2], a[3], Write),
+        264 | 316 | 265 => at(a[2], a[3], Create),
         // symlinkat
-        266 => at(a[1], a[2], Write),
+        266 => at(a[1], a[2], Create),
         // connect bind
         42 | 49 => Raw::Sock {
             addr: a[1],
@@ -652,7 +657,7 @@ mod tests {
             Some(Raw::Path {
                 dirfd: None,
                 addr: 0x1000,
-                access: Access::Write,
+                access: Access::Create,
                 dir: false
             })
         );
@@ -682,7 +687,7 @@ mod tests {
             Some(Raw::Path {
                 dirfd: Some(7),
                 addr: 0x3000,
-                access: Access::Write,
+                access: Access::Create,
                 dir: false
             }),
             "renameat2: the new name"

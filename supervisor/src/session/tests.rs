@@ -385,7 +385,7 @@ fn records_what_it_sees() {
             (0, None),
             (1, None),
             (2, None),
-            (257, Some("file write /etc/hostname".to_owned()))
+            (257, Some("file create /etc/hostname".to_owned()))
         ]
     );
 }
