@@ -764,19 +764,31 @@ impl ArgClasses {
                 init: true,
             },
         ));
-        let settled = self.programs.get(program).or(init);
+        let others = self.programs.get(program);
+        let dense = |p: Option<&ProgramArgs>| p.is_some_and(|p| p.observations >= MIN_OBSERVATIONS);
+        // The settled classes a thread is judged by: the other processes' (and the init's,
+        // for the init, or when the other processes' are missing or too few to judge by).
+        let init = init.filter(|_| phase.init || !dense(others));
         let start = phase
             .young
             .then(|| self.programs.get(&phase_key(program, true)))
             .flatten();
-        let init = init.filter(|_| phase.init);
-        // Known if any phase knows it (the common case, without allocating); otherwise the
-        // verdict with the largest unseen mass (the most lenient); a program with no classes
-        // at all is not judged (known, p_new 1).
+        // Known if any phase knows it (the common case).
+        let verdicts = [(false, others), (true, start), (false, init)]
+            .map(|(is_start, p)| p.map(|p| (is_start, dense(Some(p)), one(p))));
+        if let Some((_, _, v)) = verdicts.iter().flatten().find(|(_, _, v)| v.known) {
+            return v.clone();
+        }
+        // Otherwise the verdict with the largest unseen mass (the most lenient). Of the two
+        // settled phases, one with too few observations to judge by is left out when the
+        // other has enough: a service's rare forks (a snapshot child) must not leave its main
+        // process unjudged, nor the other way round. A program with no classes at all is not
+        // judged (known, p_new 1).
+        let settled_dense = dense(others) || dense(init);
         let mut lenient: Option<ArgVerdict> = None;
-        for v in [settled, start, init].into_iter().flatten().map(one) {
-            if v.known {
-                return v;
+        for (is_start, is_dense, v) in verdicts.into_iter().flatten() {
+            if !is_start && !is_dense && settled_dense {
+                continue;
             }
             if lenient.as_ref().is_none_or(|l| v.p_new > l.p_new) {
                 lenient = Some(v);
@@ -1177,6 +1189,17 @@ mod tests {
             )
             .anomalous
         );
+        // Its rare snapshot children (too few observations to judge by) neither make the
+        // main process unjudged nor lose what they did themselves.
+        for _ in 0..10 {
+            r.of_mut("/usr/bin/redis-server", false)
+                .learn_path("/var/lib/redis/temp-1.rdb", Access::Create);
+        }
+        let redis = "/usr/bin/redis-server";
+        let main = r.judge_path(redis, init, "/var/lib/redis/.ssh/k", Access::Create);
+        assert!(main.anomalous, "{main:?}");
+        let child = r.judge_path(redis, false, "/var/lib/redis/temp-2.rdb", Access::Create);
+        assert!(child.known, "{child:?}");
     }
 
     #[test]
