@@ -893,11 +893,12 @@ fn app_calls(i: usize) -> i32 {
     i32::try_from(i % 4).unwrap()
 }
 
-/// A training run of a program that reads `/srv/data/a.txt` and `b.txt` every tenth call:
-/// its counts and a profile's meta with the argument classes it learned.
-fn app_trained() -> (NgramCounts, ngram_profiler::profile::ProfileMeta) {
+/// A training run of a program that opens `paths` in turn (reading) every tenth call: its
+/// counts and a profile's meta with the argument classes it learned.
+fn app_trained_on(
+    paths: &[&std::ffi::CStr],
+) -> (NgramCounts, ngram_profiler::profile::ProfileMeta) {
     let me = std::process::id();
-    let data = [c"/srv/data/a.txt", c"/srv/data/b.txt"];
     let s = Session::train(
         ContainerInfo::default(),
         NgramCounts::new(3, Arch::X86_64).unwrap(),
@@ -908,20 +909,47 @@ fn app_trained() -> (NgramCounts, ngram_profiler::profile::ProfileMeta) {
     for i in 0..2_000 {
         s.on_event(&call(me, me, app_calls(i), 0));
         if i % 10 == 0 {
-            s.on_event(&openat_call(data[i % 2], 0));
+            s.on_event(&openat_call(paths[(i / 10) % paths.len()], 0));
         }
     }
     let counts = s.take_counts().unwrap();
     let args = s
         .take_args()
         .expect("train mode with arguments learns them");
+    let mut meta = meta_for(&counts);
+    meta.args = Some(args);
+    (counts, meta)
+}
+
+/// [`app_trained_on`] the data files `/srv/data/a.txt` and `b.txt`.
+fn app_trained() -> (NgramCounts, ngram_profiler::profile::ProfileMeta) {
+    let (counts, meta) = app_trained_on(&[c"/srv/data/a.txt", c"/srv/data/b.txt"]);
+    let args = meta.args.as_ref().unwrap();
     assert!(
         args.programs["/usr/bin/app"].dirs.contains_key("/srv/data"),
         "{args:?}"
     );
-    let mut meta = meta_for(&counts);
-    meta.args = Some(args);
     (counts, meta)
+}
+
+/// A session of `mode` judging the argument tests' program (this process) by `model` and
+/// `meta`, past its first 400 ordinary calls, with its alerts.
+fn app_session<'m>(
+    mode: Mode,
+    model: &'m Model,
+    meta: &ngram_profiler::profile::ProfileMeta,
+) -> (Session<'m>, Alerts) {
+    let me = std::process::id();
+    let det = detector(model, meta).unwrap();
+    let (tx, rx) = alerts();
+    let s = Session::detect(mode, EnforceAction::Deny, ContainerInfo::default(), det)
+        .with_alerts(tx)
+        .with_arguments(true)
+        .with_resolvers(app_exe(), Box::new(|_| None));
+    for i in 0..400 {
+        s.on_event(&call(me, me, app_calls(i), 0));
+    }
+    (s, rx)
 }
 
 #[test]
@@ -988,41 +1016,12 @@ fn arguments_are_learned_and_a_traversal_is_judged() {
 /// file is anomalous (most reads are of known files, and the look costs a path walk).
 #[test]
 fn a_directory_read_without_o_directory_is_judged_as_a_directory() {
-    let me = std::process::id();
-    let s = Session::train(
-        ContainerInfo::default(),
-        NgramCounts::new(3, Arch::X86_64).unwrap(),
-        legacy_noise(),
-    )
-    .with_arguments(true)
-    .with_resolvers(app_exe(), Box::new(|_| None));
-    for i in 0..2_000 {
-        s.on_event(&call(me, me, app_calls(i), 0));
-        if i % 10 == 0 {
-            s.on_event(&openat_call(c"/etc", 0));
-        }
-    }
-    let counts = s.take_counts().unwrap();
-    let args = s.take_args().unwrap();
+    let (counts, meta) = app_trained_on(&[c"/etc"]);
+    let args = meta.args.as_ref().unwrap();
     assert!(args.programs["/usr/bin/app"].dirs.contains_key("/etc"));
     assert!(!args.programs["/usr/bin/app"].dirs.contains_key("/"));
-    let mut meta = meta_for(&counts);
-    meta.args = Some(args);
     let model = Model::new(&counts).unwrap();
-    let det = detector(&model, &meta).unwrap();
-    let (tx, rx) = alerts();
-    let s = Session::detect(
-        Mode::Alert,
-        EnforceAction::Deny,
-        ContainerInfo::default(),
-        det,
-    )
-    .with_alerts(tx)
-    .with_arguments(true)
-    .with_resolvers(app_exe(), Box::new(|_| None));
-    for i in 0..400 {
-        s.on_event(&call(me, me, app_calls(i), 0));
-    }
+    let (s, rx) = app_session(Mode::Alert, &model, &meta);
     s.on_event(&openat_call(c"/etc", 0));
     assert!(rx.try_recv().is_err(), "the learned directory was reported");
     s.on_event(&openat_call(c"/usr", 0));
@@ -1041,23 +1040,9 @@ fn a_directory_read_without_o_directory_is_judged_as_a_directory() {
 /// not used.
 #[test]
 fn an_argument_rewritten_during_its_check_is_refused() {
-    let me = std::process::id();
     let (counts, meta) = app_trained();
     let model = Model::new(&counts).unwrap();
-    let det = detector(&model, &meta).unwrap();
-    let (tx, rx) = alerts();
-    let s = Session::detect(
-        Mode::Enforce,
-        EnforceAction::Deny,
-        ContainerInfo::default(),
-        det,
-    )
-    .with_alerts(tx)
-    .with_arguments(true)
-    .with_resolvers(app_exe(), Box::new(|_| None));
-    for i in 0..400 {
-        s.on_event(&call(me, me, app_calls(i), 0));
-    }
+    let (s, rx) = app_session(Mode::Enforce, &model, &meta);
     let judged = arguments::Arg::File {
         path: "/srv/data/a.txt".to_owned(),
         access: ngram_profiler::args::Access::Read,
