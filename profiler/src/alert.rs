@@ -21,6 +21,8 @@ pub const GUARD_DIED_RULE: &str = "ngram-ids guard died";
 pub const MERGE_FAILED_RULE: &str = "ngram-ids training merge failed";
 /// The Falco rule name of the summary of alerts the budget refused.
 pub const SUPPRESSED_RULE: &str = "ngram-ids alerts suppressed";
+/// The Falco rule name of alert lines a shipper could not send (`ngram-ids ship`).
+pub const SHIP_DROPPED_RULE: &str = "ngram-ids alerts not shipped";
 /// The Falco `source` of the events about ngram-ids itself (anomalies have `syscall`).
 pub const SELF_SOURCE: &str = "ngram-ids";
 
@@ -372,6 +374,10 @@ pub enum NoticeKind {
     /// The run's training counts could not be merged into the profile (the reason is in
     /// [`Notice::detail`]).
     MergeFailed,
+    /// A shipper (`--alerts-to`) gave up on `count` lines of the log: they were rotated away
+    /// before they were sent, or the destination refused them (destination and reason in
+    /// [`Notice::detail`]). The lines stay in the local log while it keeps them.
+    ShipDropped { count: u64 },
 }
 
 impl Notice {
@@ -391,6 +397,9 @@ impl Notice {
                 "the training of container {id} could not be merged into its profile: {}",
                 self.detail
             ),
+            NoticeKind::ShipDropped { count } => {
+                format!("{count} alert lines not shipped: {}", self.detail)
+            }
         }
     }
 
@@ -415,6 +424,10 @@ impl Notice {
                 (GUARD_DIED_RULE, "Critical", "guard")
             }
             NoticeKind::MergeFailed => (MERGE_FAILED_RULE, "Error", "training"),
+            NoticeKind::ShipDropped { count } => {
+                fields.insert("ngram.dropped".into(), count.into());
+                (SHIP_DROPPED_RULE, "Warning", "ship")
+            }
         };
         if !self.detail.is_empty() {
             fields.insert("ngram.detail".into(), self.detail.clone().into());
@@ -445,6 +458,9 @@ impl Notice {
                 pid: u32::try_from(f.get("proc.pid")?.as_u64()?).ok()?,
             },
             MERGE_FAILED_RULE => NoticeKind::MergeFailed,
+            SHIP_DROPPED_RULE => NoticeKind::ShipDropped {
+                count: f.get("ngram.dropped")?.as_u64()?,
+            },
             _ => return None,
         };
         let s = |k: &str| f.get(k).and_then(|v| v.as_str()).map(str::to_owned);
@@ -749,7 +765,14 @@ mod tests {
             detail: "profile database /x is busy".to_owned(),
             ..notice(NoticeKind::MergeFailed)
         };
+        let shipped = Notice {
+            detail: "http://127.0.0.1:9/: rotated away before they were sent".to_owned(),
+            container_id: String::new(),
+            container_name: String::new(),
+            ..notice(NoticeKind::ShipDropped { count: 7 })
+        };
         let events = [
+            Event::from(shipped),
             Event::from(alert()),
             Event::from(died()),
             Event::from(notice(NoticeKind::Suppressed { count: 1234 })),
@@ -766,17 +789,21 @@ mod tests {
             .map(|(i, l)| parse_event(&path, i + 1, l).unwrap())
             .collect();
         assert_eq!(back, events);
-        assert_eq!(back[1].container_name(), "web");
-        assert_eq!(back[1].summary(), died().summary());
-        assert!(back[2]
+        assert!(back[0]
+            .summary()
+            .contains("7 alert lines not shipped: http://"));
+        assert_eq!(back[0].to_falco("h").priority, "Warning");
+        assert_eq!(back[2].container_name(), "web");
+        assert_eq!(back[2].summary(), died().summary());
+        assert!(back[3]
             .summary()
             .contains("1234 alerts of container 0123456789ab suppressed"));
-        assert!(back[3].to_falco("h").priority == "Critical");
-        assert!(back[4]
+        assert!(back[4].to_falco("h").priority == "Critical");
+        assert!(back[5]
             .summary()
             .contains("could not be merged into its profile: profile database /x is busy"));
         // An anomaly parser does not take the other events.
-        assert!(parse_line(&path, 2, text.lines().nth(1).unwrap()).is_err());
+        assert!(parse_line(&path, 3, text.lines().nth(2).unwrap()).is_err());
     }
 
     #[test]

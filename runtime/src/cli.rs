@@ -75,6 +75,11 @@ pub struct GlobalOpts {
     /// Rotated alert logs kept (FILE.1 ... FILE.N).
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub alerts_keep: u32,
+    /// Also send every alert line to URL: http://HOST[:PORT]/PATH (a POST of the Falco JSON
+    /// line: Falcosidekick, webhooks), syslog://HOST[:PORT] (UDP) or syslog:///dev/log.
+    /// Repeatable. `create` starts one `ngram-ids ship` per destination if none runs.
+    #[arg(long = "alerts-to", value_name = "URL")]
+    pub alerts_to: Vec<String>,
     /// Record every traced call of every container into DIR/<profile>/<container id>.ntrc
     /// (the label `ngram-ids.record=1` records one container into STORE/records).
     #[arg(long, value_name = "DIR")]

@@ -37,6 +37,14 @@ type HookError = Box<dyn std::error::Error + Send + Sync>;
 impl CreateHook for SupervisorHook {
     fn after_create(&self, created: &Created) -> Result<(), HookError> {
         let plan = plan(created)?;
+        let g = &created.global;
+        crate::tools::ship::ensure(
+            &g.alerts,
+            &g.alerts_to,
+            g.alerts_max_size,
+            g.alerts_keep,
+            &self_exe(),
+        )?;
         let sup_pid = spawn_supervisor(&plan)?;
         spawn_guard(&plan, sup_pid)?;
         Ok(())

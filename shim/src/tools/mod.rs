@@ -1,4 +1,4 @@
-//! Offline subcommands: `profile …`, `eval`, `score`, `alerts`, `dashboard`, and the hidden ones
+//! Offline subcommands: `profile …`, `eval`, `score`, `alerts`, `dashboard`, `ship`, and the hidden ones
 //! that run a container's supervisor and guard. Each is a short function over the profiler library;
 //! printing for people happens here and nowhere below.
 
@@ -8,6 +8,7 @@ mod eval;
 mod opts;
 mod profile;
 mod score;
+pub mod ship;
 mod traces;
 
 use std::process::ExitCode;
@@ -38,6 +39,9 @@ pub enum ToolCmd {
     /// Serve a web page of the traced containers, the profiles' learning and the alerts, and
     /// Prometheus metrics at /metrics (docs/dashboard.md).
     Dashboard(DashboardArgs),
+    /// Send the alert log's lines to webhooks, Falcosidekick or syslog (what `--alerts-to`
+    /// starts; docs/alerts.md).
+    Ship(ship::ShipArgs),
     /// Internal: the supervisor of one container (started by `create`).
     #[command(name = "__supervise", hide = true)]
     Supervise(crate::supervisor::SuperviseArgs),
@@ -54,6 +58,7 @@ pub fn run(cmd: ToolCmd) -> Result<ExitCode> {
         ToolCmd::Score(args) => score::run(&args),
         ToolCmd::Alerts(args) => alerts::run(&args),
         ToolCmd::Dashboard(args) => dashboard::run(&args),
+        ToolCmd::Ship(args) => ship::run(&args),
         ToolCmd::Supervise(args) => {
             crate::supervisor::run_supervise(&args).map(|()| ExitCode::SUCCESS)
         }

@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use super::containers::ContainerView;
 use super::profiles::Snapshot;
+use crate::tools::ship::state::ShipStatus;
 
 /// The content type of the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -217,6 +218,61 @@ pub fn render(containers: &[ContainerView], profiles: &Snapshot, now: u64) -> St
     out
 }
 
+/// The alert shippers' counters (`--alerts-to`), per destination; `now_ns` tells a shipper
+/// that stopped (its status is older than 5 s) from one that runs.
+pub fn render_shippers(shippers: &[ShipStatus], now_ns: u64) -> String {
+    type Get = fn(&ShipStatus, bool) -> f64;
+    let families: [(&str, &str, &str, Get); 5] = [
+        (
+            "ngram_ids_ship_up",
+            "gauge",
+            "1 while the shipper runs and its destination answers",
+            |s, live| f(u64::from(live && s.up)),
+        ),
+        (
+            "ngram_ids_ship_sent_total",
+            "counter",
+            "Alert lines the destination took",
+            |s, _| f(s.sent_total),
+        ),
+        (
+            "ngram_ids_ship_dropped_total",
+            "counter",
+            "Alert lines given up: rotated out of the log before they were sent, or refused by the destination (each drop is also a Warning line in the log)",
+            |s, _| f(s.dropped_total),
+        ),
+        (
+            "ngram_ids_ship_retries_total",
+            "counter",
+            "Attempts to send that failed and were tried again",
+            |s, _| f(s.retries_total),
+        ),
+        (
+            "ngram_ids_ship_backlog_lines",
+            "gauge",
+            "Alert lines in the log not sent yet",
+            |s, _| f(s.backlog_lines),
+        ),
+    ];
+    let mut out = String::new();
+    for (name, kind, help, get) in families {
+        Family {
+            name,
+            kind,
+            help,
+            samples: shippers
+                .iter()
+                .map(|s| {
+                    let live = now_ns.saturating_sub(s.updated_ns) < 5_000_000_000;
+                    (labels(&[("destination", &s.destination)]), get(s, live))
+                })
+                .collect(),
+        }
+        .render(&mut out);
+    }
+    out
+}
+
 fn container_labels(c: &ContainerView) -> String {
     let s = &c.status;
     let name = if s.container_name.is_empty() {
@@ -243,6 +299,31 @@ mod tests {
 
     use super::super::containers::tests::status;
     use super::*;
+
+    #[test]
+    fn shippers_render_per_destination() {
+        let s = ShipStatus {
+            destination: "http://sidekick:2801/".into(),
+            updated_ns: 10_000_000_000,
+            sent_total: 7,
+            dropped_total: 2,
+            up: true,
+            ..ShipStatus::default()
+        };
+        let text = render_shippers(std::slice::from_ref(&s), 11_000_000_000);
+        for want in [
+            "ngram_ids_ship_up{destination=\"http://sidekick:2801/\"} 1",
+            "ngram_ids_ship_sent_total{destination=\"http://sidekick:2801/\"} 7",
+            "# TYPE ngram_ids_ship_dropped_total counter",
+            "ngram_ids_ship_dropped_total{destination=\"http://sidekick:2801/\"} 2",
+        ] {
+            assert!(text.contains(want), "{want} in {text}");
+        }
+        // A shipper whose status is old has stopped.
+        assert!(render_shippers(&[s], 20_000_000_000)
+            .contains("ngram_ids_ship_up{destination=\"http://sidekick:2801/\"} 0"));
+        assert!(render_shippers(&[], 0).is_empty());
+    }
 
     fn container(id: &str, name: &str) -> ContainerView {
         let mut s = status(id, 1234, 5);

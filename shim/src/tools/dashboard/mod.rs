@@ -74,6 +74,7 @@ pub(crate) fn run(args: &DashboardArgs) -> Result<ExitCode> {
         rates: Mutex::new(containers::Rates::default()),
         profiles: Arc::new(Mutex::new(cache)),
         feed,
+        alerts: args.alerts.clone(),
     });
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

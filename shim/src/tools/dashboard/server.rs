@@ -32,6 +32,8 @@ pub struct App {
     pub rates: Mutex<Rates>,
     pub profiles: Arc<Mutex<Cache>>,
     pub feed: Arc<Feed>,
+    /// The alert log (its shippers' counters are next to it).
+    pub alerts: PathBuf,
 }
 
 /// The routes, behind the access check.
@@ -201,6 +203,11 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         Ok(p) => p,
         Err(r) => return r,
     };
-    let text = metrics::render(&containers, &profiles, ngram_profiler::store::now_secs());
+    let mut text = metrics::render(&containers, &profiles, ngram_profiler::store::now_secs());
+    let shippers = crate::tools::ship::state::read_all(&app.alerts);
+    text.push_str(&metrics::render_shippers(
+        &shippers,
+        ngram_supervisor::tracer::now_ns(),
+    ));
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }
