@@ -199,6 +199,11 @@ impl Alert {
         put("container.full_id", json!(self.container_id));
         put("container.name", json!(self.container_name));
         put("container.image", json!(self.image));
+        if let Some((repository, tag)) = image_parts(&self.image) {
+            put("container.image.repository", json!(repository));
+            put("container.image.tag", json!(tag));
+        }
+        put("proc.name", json!(proc_name(&self.exe)));
         put("proc.pid", json!(self.pid));
         put("thread.tid", json!(self.tid));
         put("proc.exepath", json!(self.exe));
@@ -579,6 +584,24 @@ fn parse_as<T>(
     })
 }
 
+/// An image name's repository and tag (Falco's `container.image.repository` and
+/// `container.image.tag`): `registry:5000/web:1.2` -> (`registry:5000/web`, `1.2`), `web` ->
+/// (`web`, `latest`); a digest or an image ID (`sha256:…`) has none.
+pub fn image_parts(image: &str) -> Option<(&str, &str)> {
+    if image.is_empty() || image.starts_with("sha256:") || image.contains('@') {
+        return None;
+    }
+    match image.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => Some((repo, tag)),
+        _ => Some((image, "latest")),
+    }
+}
+
+/// A program's name from its path (Falco's `proc.name`, the executable's base name).
+pub fn proc_name(exe: &str) -> &str {
+    exe.rsplit('/').next().unwrap_or(exe)
+}
+
 /// The first 12 characters of a container id, as `docker ps` shows it.
 pub fn short_id(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
@@ -818,6 +841,12 @@ mod tests {
         assert_eq!(v["time"], "2026-11-23T13:54:56.123456789Z");
         assert_eq!(v["output_fields"]["container.id"], "0123456789ab");
         assert_eq!(v["output_fields"]["evt.type"], "execve");
+        assert_eq!(v["output_fields"]["proc.name"], "nginx");
+        assert_eq!(
+            v["output_fields"]["container.image.repository"],
+            "ngram-nginx"
+        );
+        assert_eq!(v["output_fields"]["container.image.tag"], "latest");
         assert_eq!(Alert::from_falco(&f), Some(a));
         // An argument alert on a destination carries Falco's address fields.
         let mut c = alert();
@@ -830,6 +859,24 @@ mod tests {
         assert_eq!(v["output_fields"]["fd.sip"], "10.0.0.7");
         assert_eq!(v["output_fields"]["fd.sport"], 6379);
         assert_eq!(Alert::from_falco(&f), Some(c));
+    }
+
+    #[test]
+    fn image_names_split_as_falco_does() {
+        assert_eq!(image_parts("nginx:1.25"), Some(("nginx", "1.25")));
+        assert_eq!(
+            image_parts("reg:5000/team/web:2"),
+            Some(("reg:5000/team/web", "2"))
+        );
+        assert_eq!(
+            image_parts("reg:5000/web"),
+            Some(("reg:5000/web", "latest"))
+        );
+        assert_eq!(image_parts("sha256:0123"), None);
+        assert_eq!(image_parts("web@sha256:0123"), None);
+        assert_eq!(image_parts(""), None);
+        assert_eq!(proc_name("/usr/sbin/nginx"), "nginx");
+        assert_eq!(proc_name("sh"), "sh");
     }
 
     #[test]
