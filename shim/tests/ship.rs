@@ -155,18 +155,40 @@ fn alert(n: u32) -> Alert {
     }
 }
 
-fn shipper(log: &Path, url: &str, stderr: &Path, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_ngram-ids"))
-        .arg("ship")
-        .arg("--alerts")
-        .arg(log)
-        .args(["--to", url])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(stderr).unwrap())
-        .spawn()
-        .unwrap()
+/// A shipper process, killed when the test ends (also when it fails).
+struct Shipper(Child);
+
+impl Shipper {
+    fn kill(&mut self) -> std::io::Result<()> {
+        self.0.kill()
+    }
+
+    fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.0.wait()
+    }
+}
+
+impl Drop for Shipper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn shipper(log: &Path, url: &str, stderr: &Path, extra: &[&str]) -> Shipper {
+    Shipper(
+        Command::new(env!("CARGO_BIN_EXE_ngram-ids"))
+            .arg("ship")
+            .arg("--alerts")
+            .arg(log)
+            .args(["--to", url])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(stderr).unwrap())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 fn status(log: &Path) -> Value {

@@ -200,6 +200,10 @@ impl Shipper {
         let mut last_status = Instant::now() - Duration::from_secs(STATUS_SECS_U);
         loop {
             if last_status.elapsed().as_secs() >= state::STATUS_SECS {
+                // Its state directory removed: the log is gone, or the shipper is told to end.
+                if !state::dir(&self.alerts).is_dir() {
+                    return Ok(());
+                }
                 self.census(&mut reader, &mut status);
                 last_status = Instant::now();
             }
