@@ -9,8 +9,14 @@
 //! trace alarms when its score is strictly above it). The STIDE baseline is measured the same
 //! way by our own code, with its own n.
 
+mod detector;
+
 use serde::{Deserialize, Serialize};
 
+pub use self::detector::{
+    by_family, combine, evaluate_detector, ngram_scored, AttackResult, DetectorReport,
+    FamilyFigures, Scored, SetScores,
+};
 use crate::ngram::{NgramCounts, NgramError};
 use crate::score::{
     calibrate, score_trace, Calibration, CalibrationMethod, Model, ScoreConfig, ScoreError,

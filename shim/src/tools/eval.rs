@@ -5,13 +5,28 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::Args;
-use ngram_profiler::eval::{self, EvalConfig, EvalReport};
+use clap::{Args, ValueEnum};
+use ngram_profiler::eval::{self, DetectorReport, EvalConfig, EvalReport};
 use ngram_profiler::score::{self, ScoreConfig};
 use ngram_profiler::trace::Format;
 
+use self::detectors::{print_table, side_by_side, AeOpts};
 use super::opts::{parse_format, CalibrateOpts, Runs, ScoreOpts};
 use super::traces::read_traces;
+
+mod detectors;
+
+/// `--detector`: which detector's figures `eval` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Detector {
+    /// The n-gram model (and the STIDE baseline).
+    #[default]
+    Ngram,
+    /// The autoencoder over windows of calls (crate ngram-autoencoder).
+    Autoencoder,
+    /// Both, and their calibrated sum.
+    Both,
+}
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -46,6 +61,15 @@ pub struct EvalArgs {
     /// the same calls in the same order), and say how many were dropped.
     #[arg(long)]
     pub dedup: bool,
+    /// Detector: ngram (default), autoencoder, or both side by side with their calibrated sum.
+    /// Anything but ngram prints the side-by-side table (mean time to detect, families).
+    #[arg(long, value_enum, default_value_t)]
+    pub detector: Detector,
+    /// Also print the side-by-side table (and per attack family) for --detector ngram.
+    #[arg(long)]
+    pub families: bool,
+    #[command(flatten)]
+    pub ae: Box<AeOpts>,
     /// One JSON object (keys auc, detection_rate, false_alarm_rate, threshold, n, …).
     #[arg(long)]
     pub json: bool,
@@ -81,6 +105,14 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode> {
             EvalConfig::default().baseline
         },
     };
+    let detectors: Vec<DetectorReport> = if args.detector == Detector::Ngram && !args.families {
+        Vec::new()
+    } else {
+        side_by_side(args, &cfg, (&train, &normal, &attack))?
+    };
+    if args.detector == Detector::Autoencoder {
+        return print_detectors(args, &detectors, dropped);
+    }
     let report = eval::evaluate(&train, &normal, &attack, &cfg)?;
     if args.json {
         let mut v = serde_json::to_value(&report)?;
@@ -89,6 +121,9 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode> {
                 "dedup_dropped".into(),
                 serde_json::json!({"train": t.0, "normal": n.0, "attack": a.0}),
             );
+        }
+        if let Some(obj) = v.as_object_mut().filter(|_| !detectors.is_empty()) {
+            obj.insert("detectors".into(), serde_json::to_value(&detectors)?);
         }
         println!("{v}");
     } else {
@@ -104,6 +139,33 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode> {
             println!();
             print_eval("baseline", b);
         }
+        if !detectors.is_empty() {
+            println!();
+            print_table(&detectors, args.format);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+type Dropped = Option<[(usize, usize); 3]>;
+
+/// `--detector autoencoder`: the side-by-side report alone.
+fn print_detectors(
+    args: &EvalArgs,
+    detectors: &[DetectorReport],
+    dropped: Dropped,
+) -> Result<ExitCode> {
+    if args.json {
+        let mut v = serde_json::json!({ "detectors": detectors });
+        if let (Some([t, n, a]), Some(obj)) = (dropped, v.as_object_mut()) {
+            obj.insert(
+                "dedup_dropped".into(),
+                serde_json::json!({"train": t.0, "normal": n.0, "attack": a.0}),
+            );
+        }
+        println!("{v}");
+    } else {
+        print_table(detectors, args.format);
     }
     Ok(ExitCode::SUCCESS)
 }
