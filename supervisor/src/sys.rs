@@ -449,8 +449,57 @@ unsafe fn fork_exec(
     u32::try_from(pid).map_err(|_| Errno::ECHILD)
 }
 
+/// Make `cmd`'s child hold none of its parent's descriptors above stderr: every one is marked
+/// close-on-exec just before `execve` (close_range(2) with CLOSE_RANGE_CLOEXEC), whatever the
+/// parent opened without the flag or was given. For processes that outlive their parent (a
+/// detached alert shipper): the other ends of pipes they kept would never see EOF.
+pub fn exec_with_stdio_only(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before execve and makes one raw
+    // close_range(2) system call with integer arguments: async-signal-safe, no allocation, no
+    // lock. The descriptors stay open until execve, so std's own error pipe still works.
+    unsafe {
+        cmd.pre_exec(|| {
+            const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_detached_child_keeps_only_stdio() {
+        // A descriptor without close-on-exec, at a number the child's `ls` will not reuse.
+        let listed = |detached: bool| {
+            let mut fds = [0i32; 2];
+            // SAFETY: pipe(2) writes two descriptors into the array; dup2 onto a free number;
+            // the three are closed below.
+            unsafe {
+                assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+                assert_eq!(libc::dup2(fds[0], 200), 200);
+            }
+            let mut cmd = std::process::Command::new("/bin/sh");
+            cmd.args(["-c", "ls /proc/self/fd"]);
+            if detached {
+                exec_with_stdio_only(&mut cmd);
+            }
+            let out = cmd.output().unwrap();
+            for fd in [fds[0], fds[1], 200] {
+                // SAFETY: closing the descriptors opened above.
+                unsafe { libc::close(fd) };
+            }
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .any(|f| f == "200")
+        };
+        assert!(!listed(true), "the detached child kept the descriptor");
+        assert!(listed(false), "the control: a plain child inherits it");
+    }
+
     use super::*;
 
     #[test]

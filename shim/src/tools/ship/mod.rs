@@ -142,21 +142,22 @@ pub fn ensure(
             .append(true)
             .open(state::dir(alerts).join(format!("{}.log", state::key(&url))))
             .map_err(|e| format!("shipper log: {e}"))?;
-        std::os::unix::process::CommandExt::process_group(
-            Command::new(exe)
-                .arg("ship")
-                .arg("--alerts")
-                .arg(alerts)
-                .args(["--to", &url])
-                .args(["--alerts-max-size", &max_size_mib.to_string()])
-                .args(["--alerts-keep", &keep.to_string()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log),
-            0,
-        )
-        .spawn()
-        .map_err(|e| format!("starting the alert shipper for {url}: {e}"))?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("ship")
+            .arg("--alerts")
+            .arg(alerts)
+            .args(["--to", &url])
+            .args(["--alerts-max-size", &max_size_mib.to_string()])
+            .args(["--alerts-keep", &keep.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        // The shipper outlives `create`: it must hold none of the descriptors `create` was
+        // given or opened without close-on-exec (a container's sync pipe, the caller's pipes).
+        ngram_supervisor::sys::exec_with_stdio_only(&mut cmd);
+        cmd.spawn()
+            .map_err(|e| format!("starting the alert shipper for {url}: {e}"))?;
     }
     Ok(())
 }
