@@ -91,9 +91,18 @@ fn with_session(
     action: EnforceAction,
     test: impl FnOnce(&Session<'_>, &Alerts),
 ) {
-    let c = trained(normal, n);
-    let model = Model::new(&c).unwrap();
-    let det = detector(&model, &meta_for(&c)).unwrap();
+    with_counts(&trained(normal, n), mode, action, test);
+}
+
+/// Run `test` on a session of `mode` over a profile of counts `c`, with its alerts.
+fn with_counts(
+    c: &NgramCounts,
+    mode: Mode,
+    action: EnforceAction,
+    test: impl FnOnce(&Session<'_>, &Alerts),
+) {
+    let model = Model::new(c).unwrap();
+    let det = detector(&model, &meta_for(c)).unwrap();
     let (tx, rx) = alerts();
     let s = Session::detect(mode, action, ContainerInfo::default(), det).with_alerts(tx);
     test(&s, &rx);
@@ -186,20 +195,12 @@ fn collapsed_runs_absorb_a_loops_repeat_counts() {
         .collect();
     for collapse in [true, false] {
         let c = trained_runs(&normal, 3, collapse);
-        let model = Model::new(&c).unwrap();
-        let det = detector(&model, &meta_for(&c)).unwrap();
-        let (tx, rx) = alerts();
-        let s = Session::detect(
-            Mode::Alert,
-            EnforceAction::Deny,
-            ContainerInfo::default(),
-            det,
-        )
-        .with_alerts(tx);
-        for &nr in &live {
-            assert_eq!(s.on_event(&ev(5, nr)), Decision::Continue);
-        }
-        assert_eq!(rx.try_iter().count() == 0, collapse, "collapse {collapse}");
+        with_counts(&c, Mode::Alert, EnforceAction::Deny, |s, rx| {
+            for &nr in &live {
+                assert_eq!(s.on_event(&ev(5, nr)), Decision::Continue);
+            }
+            assert_eq!(rx.try_iter().count() == 0, collapse, "collapse {collapse}");
+        });
     }
 }
 
@@ -209,24 +210,18 @@ fn collapsed_runs_absorb_a_loops_repeat_counts() {
 fn a_refused_call_repeated_is_refused_again() {
     let normal: Vec<i32> = (0..200).map(|i| i % 4).collect();
     let c = trained_runs(&normal, 3, true);
-    let model = Model::new(&c).unwrap();
-    let det = detector(&model, &meta_for(&c)).unwrap();
-    let s = Session::detect(
-        Mode::Enforce,
-        EnforceAction::Deny,
-        ContainerInfo::default(),
-        det,
-    );
-    for &nr in &normal {
-        assert_eq!(s.on_event(&ev(3, nr)), Decision::Continue);
-    }
-    for &nr in &NOVEL {
-        s.on_event(&ev(4, nr));
-    }
-    for _ in 0..5 {
-        assert_eq!(s.on_event(&ev(4, 59)), Decision::Deny(libc::EPERM));
-    }
-    assert_eq!(s.stats().denied, 5);
+    with_counts(&c, Mode::Enforce, EnforceAction::Deny, |s, _| {
+        for &nr in &normal {
+            assert_eq!(s.on_event(&ev(3, nr)), Decision::Continue);
+        }
+        for &nr in &NOVEL {
+            s.on_event(&ev(4, nr));
+        }
+        for _ in 0..5 {
+            assert_eq!(s.on_event(&ev(4, 59)), Decision::Deny(libc::EPERM));
+        }
+        assert_eq!(s.stats().denied, 5);
+    });
 }
 
 #[test]
