@@ -773,21 +773,21 @@ impl ArgClasses {
             .young
             .then(|| self.programs.get(&phase_key(program, true)))
             .flatten();
-        // Known if any phase knows it (the common case).
-        let verdicts = [(false, others), (true, start), (false, init)]
-            .map(|(is_start, p)| p.map(|p| (is_start, dense(Some(p)), one(p))));
-        if let Some((_, _, v)) = verdicts.iter().flatten().find(|(_, _, v)| v.known) {
-            return v.clone();
-        }
-        // Otherwise the verdict with the largest unseen mass (the most lenient). Of the two
-        // settled phases, one with too few observations to judge by is left out when the
-        // other has enough: a service's rare forks (a snapshot child) must not leave its main
-        // process unjudged, nor the other way round. A program with no classes at all is not
-        // judged (known, p_new 1).
+        // Known if any phase knows it (the common case: the first phase that does ends the
+        // search). Otherwise the verdict with the largest unseen mass (the most lenient). Of
+        // the two settled phases, one with too few observations to judge by is left out of
+        // that when the other has enough: a service's rare forks (a snapshot child) must not
+        // leave its main process unjudged, nor the other way round. A program with no classes
+        // at all is not judged (known, p_new 1).
         let settled_dense = dense(others) || dense(init);
         let mut lenient: Option<ArgVerdict> = None;
-        for (is_start, is_dense, v) in verdicts.into_iter().flatten() {
-            if !is_start && !is_dense && settled_dense {
+        for (is_start, p) in [(false, others), (true, start), (false, init)] {
+            let Some(p) = p else { continue };
+            let v = one(p);
+            if v.known {
+                return v;
+            }
+            if !is_start && settled_dense && !dense(Some(p)) {
                 continue;
             }
             if lenient.as_ref().is_none_or(|l| v.p_new > l.p_new) {
