@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use clap::{Args, Subcommand};
 use ngram_profiler::alert;
 use ngram_profiler::profile::{Mode, ProfileMeta};
@@ -144,6 +144,15 @@ pub(crate) fn run(db: &Path, cmd: ProfileCmd) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A training setting: the one given, which must agree with the existing profile's (`Err`
+/// with the profile's otherwise); else the profile's; else `default`.
+fn setting<T: PartialEq + Copy>(given: Option<T>, stored: Option<T>, default: T) -> Result<T, T> {
+    match (given, stored) {
+        (Some(g), Some(s)) if g != s => Err(s),
+        (g, s) => Ok(g.or(s).unwrap_or(default)),
+    }
+}
+
 /// `profile train`: merge the n-gram counts of the traces into the profile `name` resolves to
 /// (a key, or the one profile of that name, e.g. an image's), or a new one keyed by `name`.
 fn train(
@@ -158,24 +167,23 @@ fn train(
         Err(StoreError::NotFound { .. }) => (name.to_owned(), None),
         Err(e) => return Err(e.into()),
     };
-    let n = match (n, existing) {
-        (Some(n), Some((e, _))) if n != e => {
-            bail!("profile {name} has n = {e}, not {n}: train another profile or drop --n")
-        }
-        (n, e) => n.or(e.map(|e| e.0)).unwrap_or(score::DEFAULT_N),
-    };
-    let collapse = match (collapse.map(Runs::collapse), existing) {
-        (Some(c), Some((_, e))) if c != e => {
-            let word = |c: bool| if c { "collapses" } else { "keeps" };
-            bail!(
-                "profile {name} {} runs of one call: train another profile or drop --runs",
-                word(e)
-            )
-        }
-        (c, e) => c
-            .or(e.map(|e| e.1))
-            .unwrap_or(ngram_profiler::ngram::COLLAPSE_RUNS),
-    };
+    let n = setting(n, existing.map(|e| e.0), score::DEFAULT_N).map_err(|e| {
+        anyhow!(
+            "profile {name} has n = {e}, not {}: train another profile or drop --n",
+            n.unwrap_or(e)
+        )
+    })?;
+    let collapse = setting(
+        collapse.map(Runs::collapse),
+        existing.map(|e| e.1),
+        ngram_profiler::ngram::COLLAPSE_RUNS,
+    )
+    .map_err(|e| {
+        let word = if e { "collapses" } else { "keeps" };
+        anyhow::anyhow!(
+            "profile {name} {word} runs of one call: train another profile or drop --runs"
+        )
+    })?;
     let (counts, runs) = count_traces(format, (n, collapse), paths)?;
     let store = Store::open(db)?;
     let meta = store.train(&key, name, &counts, runs, store::now_secs())?;
