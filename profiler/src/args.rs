@@ -757,18 +757,23 @@ impl ArgClasses {
         phase: Phase,
         one: impl Fn(&ProgramArgs) -> ArgVerdict,
     ) -> ArgVerdict {
-        let init = self.programs.get(&phase_key(
-            program,
-            Phase {
-                young: false,
-                init: true,
-            },
-        ));
         let others = self.programs.get(program);
         let dense = |p: Option<&ProgramArgs>| p.is_some_and(|p| p.observations >= MIN_OBSERVATIONS);
         // The settled classes a thread is judged by: the other processes' (and the init's,
-        // for the init, or when the other processes' are missing or too few to judge by).
-        let init = init.filter(|_| phase.init || !dense(others));
+        // for the init, or when the other processes' are missing or too few to judge by; its
+        // key is built only then).
+        let init = (phase.init || !dense(others))
+            .then(|| {
+                let key = phase_key(
+                    program,
+                    Phase {
+                        young: false,
+                        init: true,
+                    },
+                );
+                self.programs.get(&key)
+            })
+            .flatten();
         let start = phase
             .young
             .then(|| self.programs.get(&phase_key(program, true)))
