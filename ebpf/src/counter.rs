@@ -22,7 +22,9 @@ pub struct Options {
     /// Length of the n-grams (2..=[`MAX_N`]).
     pub n: usize,
     /// Calls neither counted nor entering a thread's window (numbers below [`NR_SLOTS`]); `mmap`
-    /// and `mprotect` asking for `PROT_EXEC` are counted even when listed, as in user space.
+    /// and `mprotect` asking for `PROT_EXEC`, and `kill`/`tkill`/`tgkill` with a signal other
+    /// than SIGCHLD, SIGURG or SIGWINCH, are counted even when listed, as in user space
+    /// (`ngram_profiler::policy::judged_despite_noise`).
     pub noise: Vec<u16>,
     /// Distinct n-grams the kernel map holds; a new n-gram beyond it is counted as lost.
     pub max_ngrams: u32,

@@ -200,6 +200,26 @@ fn noise_is_neither_counted_nor_in_the_window() {
     assert_eq!(stats.lost(), 0, "{stats:?}");
 }
 
+/// `tgkill` in the noise set is noise only with a signal whose default action is to ignore it
+/// (`ngram_profiler::policy::judged_despite_noise`): SIGURG is left out, SIGUSR1 counted.
+#[test]
+#[ignore = "needs root and BPF: run by make unit"]
+fn only_quiet_signals_are_noise() {
+    const TGKILL: u16 = 234;
+    let cg = TestCgroup::new("signal");
+    let counter = Counter::attach(&cg.0, 2, &[TGKILL]).unwrap();
+    wait(spawn_in(&cg.0, &["3000", "signal"]));
+    let (counts, stats) = counter.finish().unwrap();
+    assert_eq!(counts.calls().get(&TGKILL), Some(&3_000));
+    assert!(stats.noise >= 3_000 && stats.noise < 3_010, "{stats:?}");
+    let trainer = counts.to_ngram_counts().unwrap();
+    // SIGURG's tgkill is not in the window: getppid is followed by getpgrp.
+    assert_eq!(trainer.count(&[GETPPID, GETPGRP]), 3_000);
+    assert_eq!(trainer.count(&[GETPGRP, TGKILL]), 3_000);
+    assert_eq!(trainer.count(&[TGKILL, GETPPID]), 2_999);
+    assert_eq!(stats.lost(), 0, "{stats:?}");
+}
+
 #[test]
 #[ignore = "needs root and BPF: run by make unit"]
 fn every_n_loads_and_counts() {

@@ -90,6 +90,40 @@ impl SyscallSet {
     }
 }
 
+/// Calls of the noise set that are judged all the same when their arguments ask for something
+/// that is not timing (x86_64 numbers; `args` as the call passes them):
+/// - `mmap` or `mprotect` asking for `PROT_EXEC`: making memory executable is what a loader and
+///   injected code do, never the allocator;
+/// - `kill`, `tkill` or `tgkill` with any signal but the three whose default action is to ignore
+///   them (`SIGCHLD`, `SIGURG`, `SIGWINCH`): those can neither end, stop nor core a process, so
+///   sending one is a wake-up whose place in a thread's calls is timing (Go's scheduler
+///   preempts a goroutine that ran 10 ms with `tgkill(SIGURG)`); every other signal, and signal
+///   0 (a probe: program logic, not timing), is judged.
+///
+/// The eBPF counter (`ebpf/src/bpf/ngram.bpf.c`) applies the same rule.
+pub fn judged_despite_noise(nr: u16, args: &[u64; 6]) -> bool {
+    const MMAP: u16 = 9;
+    const MPROTECT: u16 = 10;
+    const KILL: u16 = 62;
+    const TKILL: u16 = 200;
+    const TGKILL: u16 = 234;
+    const PROT_EXEC: u64 = 0x4;
+    match nr {
+        MMAP | MPROTECT => args[2] & PROT_EXEC != 0,
+        KILL | TKILL => !quiet_signal(args[1]),
+        TGKILL => !quiet_signal(args[2]),
+        _ => false,
+    }
+}
+
+/// A signal whose default action is to ignore it (signal(7)): SIGCHLD 17, SIGURG 23, SIGWINCH 28.
+fn quiet_signal(sig: u64) -> bool {
+    matches!(sig, 17 | 23 | 28)
+}
+
+/// Noise calls that are harmful with other arguments ([`judged_despite_noise`]).
+pub const CONDITIONAL_NOISE: [&str; 5] = ["mmap", "mprotect", "kill", "tkill", "tgkill"];
+
 /// The noise set of profiles trained before the policy file existed: only the signal calls.
 pub const LEGACY_NOISE: [&str; 2] = ["rt_sigreturn", "restart_syscall"];
 
@@ -128,10 +162,58 @@ mod tests {
             );
         }
         for n in f.noise.names() {
-            assert!(!harmful.contains(&n), "noise call {n} is harmful");
+            assert!(
+                !harmful.contains(&n) || CONDITIONAL_NOISE.contains(&n),
+                "noise call {n} is harmful"
+            );
         }
         for n in LEGACY_NOISE {
             assert!(f.noise.names().any(|x| x == n), "{n} left the noise set");
+        }
+    }
+
+    #[test]
+    fn only_quiet_signals_and_plain_memory_are_noise() {
+        let with = |i: usize, v: u64| {
+            let mut a = [0u64; 6];
+            a[i] = v;
+            a
+        };
+        for sig in 0..=64u64 {
+            let quiet = matches!(sig, 17 | 23 | 28);
+            assert_eq!(
+                judged_despite_noise(62, &with(1, sig)),
+                !quiet,
+                "kill {sig}"
+            );
+            assert_eq!(
+                judged_despite_noise(200, &with(1, sig)),
+                !quiet,
+                "tkill {sig}"
+            );
+            assert_eq!(
+                judged_despite_noise(234, &with(2, sig)),
+                !quiet,
+                "tgkill {sig}"
+            );
+        }
+        // The signal is tgkill's third argument: a quiet one in another place does not count.
+        assert!(judged_despite_noise(234, &with(1, 23)));
+        for prot in 0..8u64 {
+            for nr in [9, 10] {
+                assert_eq!(judged_despite_noise(nr, &with(2, prot)), prot & 4 != 0);
+            }
+        }
+        // Every other call of the noise set is noise whatever its arguments.
+        let x = Arch::X86_64;
+        for name in file().noise.names() {
+            let nr = x.number(name).expect("resolves");
+            if !CONDITIONAL_NOISE.contains(&name) {
+                assert!(!judged_despite_noise(nr, &[u64::MAX; 6]), "{name}");
+            }
+        }
+        for name in CONDITIONAL_NOISE {
+            assert!(x.number(name).is_some(), "{name}");
         }
     }
 

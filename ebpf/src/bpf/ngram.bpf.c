@@ -9,7 +9,8 @@
  *     (the notify tracer does not see these either: its filter goes in right before execve);
  *   - not an x86_64 call (i386 int 0x80 / compat, x32, or a number outside 0..=65535): counted in
  *     STAT_OTHER_ARCH, nothing else;
- *   - in the noise set (and not mmap/mprotect asking for PROT_EXEC): counted in STAT_NOISE only,
+ *   - in the noise set (and not mmap/mprotect asking for PROT_EXEC, nor kill/tkill/tgkill with a
+ *     signal other than SIGCHLD, SIGURG, SIGWINCH): counted in STAT_NOISE only,
  *     it neither is counted nor enters the thread's window;
  *   - otherwise: counted per system call (calls / calls_rare), appended to the thread's window
  *     (the last n-1 calls, in task storage) and, once the thread has n calls, its n-gram counted;
@@ -36,6 +37,12 @@
 #define EEXIST 17
 #define NR_MMAP 9
 #define NR_MPROTECT 10
+#define NR_KILL 62
+#define NR_TKILL 200
+#define NR_TGKILL 234
+#define SIGCHLD 17
+#define SIGURG 23
+#define SIGWINCH 28
 #define NR_EXECVE 59
 #define NR_EXECVEAT 322
 
@@ -121,6 +128,12 @@ static __always_inline void stat_add(__u32 slot)
 }
 
 /* Add 1 to *key in a hash map of u64 counts; false when the map refused the new entry. */
+/* A signal whose default action is to ignore it: it can neither end, stop nor core a process. */
+static __always_inline bool quiet_signal(__u64 sig)
+{
+	return sig == SIGCHLD || sig == SIGURG || sig == SIGWINCH;
+}
+
 static __always_inline bool count_in(void *map, const void *key)
 {
 	__u64 one = 1, *v;
@@ -183,10 +196,14 @@ int BPF_PROG(ngram_sys_enter, struct pt_regs *regs, long id)
 
 	noise = bpf_map_lookup_elem(&ng_noise, &nr);
 	if (noise && *noise) {
-		/* Making memory executable is never noise (what loaders and injected code do). */
+		/* Judged all the same (policy::judged_despite_noise): making memory executable (what
+		 * loaders and injected code do), and a signal other than the three whose default
+		 * action is to ignore them. */
 		bool exec = (nr == NR_MMAP || nr == NR_MPROTECT) && (regs->dx & PROT_EXEC);
+		bool loud = ((nr == NR_KILL || nr == NR_TKILL) && !quiet_signal(regs->si)) ||
+			    (nr == NR_TGKILL && !quiet_signal(regs->dx));
 
-		if (!exec) {
+		if (!exec && !loud) {
 			stat_add(NGRAM_STAT_NOISE);
 			return 0;
 		}

@@ -23,7 +23,7 @@ use std::sync::Mutex;
 
 use ngram_profiler::alert::{Action, Event as AlertEvent, Notice, NoticeKind, Rule};
 use ngram_profiler::ngram::{FxHashMap, NgramCounts, ThreadWindow};
-use ngram_profiler::policy::SyscallSet;
+use ngram_profiler::policy::{self, SyscallSet};
 use ngram_profiler::profile::Mode;
 use ngram_profiler::trace::Event as TraceEvent;
 use ngram_profiler::trace::NativeWriter;
@@ -518,15 +518,6 @@ impl<'m> Session<'m> {
     }
 }
 
-/// `mprotect` (x86_64 10) or `mmap` (9) asking for PROT_EXEC: never noise, even where they
-/// are (making memory executable is what a loader and injected code do; the allocator never
-/// asks for it).
-fn makes_executable(nr: u16, args: &[u64; 6]) -> bool {
-    const MMAP: u16 = 9;
-    const MPROTECT: u16 = 10;
-    (nr == MPROTECT || nr == MMAP) && args[2] & libc::PROT_EXEC as u64 != 0
-}
-
 impl Handler for Session<'_> {
     fn on_event(&self, ev: &Event) -> Decision {
         if self.null {
@@ -591,7 +582,7 @@ impl Handler for Session<'_> {
         }
         // Noise: calls whose place in a sequence is timing (a signal handler's return, lock
         // waits, sleeps) are neither learned nor scored (the profile's noise set).
-        if self.noise.contains(nr) && !makes_executable(nr, &ev.args) {
+        if self.noise.contains(nr) && !policy::judged_despite_noise(nr, &ev.args) {
             return Decision::Continue;
         }
         if let Some(counts) = inner.counts.as_mut() {

@@ -812,6 +812,27 @@ fn mprotect_and_mmap_are_noise_only_without_prot_exec() {
     }
 }
 
+#[test]
+fn a_signal_is_noise_only_when_it_cannot_end_a_process() {
+    let s = Session::train(
+        ContainerInfo::default(),
+        NgramCounts::new(2, Arch::X86_64).unwrap(),
+        SyscallSet::of(Arch::X86_64, ["tgkill"]),
+    );
+    // tgkill(tgid, tid, sig): Go's preemption (SIGURG) is noise, SIGTERM is learned.
+    for sig in [
+        libc::SIGURG,
+        libc::SIGTERM,
+        libc::SIGCHLD,
+        libc::SIGWINCH,
+        libc::SIGKILL,
+    ] {
+        s.on_event(&call(1, 1, 234, sig as u64));
+    }
+    s.on_event(&call(1, 1, 0, 0));
+    assert_eq!(s.take_counts().unwrap().calls(), 3);
+}
+
 /// Threads that never call `exit` (their process called `exit_group`, or was killed) leave
 /// no state behind: 100,000 threads in 1,000 processes of 100.
 #[test]
