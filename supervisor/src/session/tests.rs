@@ -258,42 +258,35 @@ fn enforce_lets_a_strayed_process_recover() {
     // A long-lived thread (past YOUNG_CALLS) strays: its harmful calls are refused only
     // when their own n-gram is new; seen ones (its ordinary work) go on.
     let normal: Vec<i32> = (0..400).map(|i| [0, 1, 2, 257][i % 4]).collect();
-    let c = trained(&normal, 3);
-    let model = Model::new(&c).unwrap();
-    let det = detector(&model, &meta_for(&c)).unwrap();
-    let s = Session::detect(
-        Mode::Enforce,
-        EnforceAction::Deny,
-        ContainerInfo::default(),
-        det,
-    );
-    for &nr in &normal {
-        assert_eq!(s.on_event(&ev(6, nr)), Decision::Continue);
-    }
-    // A run of unseen n-grams, then a novel socket (41): refused.
-    let ds: Vec<Decision> = NOVEL
-        .iter()
-        .chain(&[41])
-        .map(|&nr| s.on_event(&ev(6, nr)))
-        .collect();
-    assert_eq!(ds[NOVEL.len()], Decision::Deny(libc::EPERM));
-    // Back to its ordinary sequence while the window is still anomalous: the openat (257)
-    // whose n-gram was seen runs.
-    let ds: Vec<Decision> = [0, 1, 2, 257]
-        .iter()
-        .map(|&nr| s.on_event(&ev(6, nr)))
-        .collect();
-    assert_eq!(ds, [Decision::Continue; 4]);
-    assert!(s.stats().anomalies >= 4);
-    // A forked worker (no execve) that strays in its first calls is no suspect either:
-    // its ordinary openat still runs.
-    let ds: Vec<Decision> = normal[..8]
-        .iter()
-        .chain(&NOVEL)
-        .chain(&[0, 1, 2, 257])
-        .map(|&nr| s.on_event(&ev(7, nr)))
-        .collect();
-    assert_eq!(ds[ds.len() - 4..], [Decision::Continue; 4]);
+    with_session(&normal, 3, Mode::Enforce, EnforceAction::Deny, |s, _| {
+        for &nr in &normal {
+            assert_eq!(s.on_event(&ev(6, nr)), Decision::Continue);
+        }
+        // A run of unseen n-grams, then a novel socket (41): refused.
+        let ds: Vec<Decision> = NOVEL
+            .iter()
+            .chain(&[41])
+            .map(|&nr| s.on_event(&ev(6, nr)))
+            .collect();
+        assert_eq!(ds[NOVEL.len()], Decision::Deny(libc::EPERM));
+        // Back to its ordinary sequence while the window is still anomalous: the openat (257)
+        // whose n-gram was seen runs.
+        let ds: Vec<Decision> = [0, 1, 2, 257]
+            .iter()
+            .map(|&nr| s.on_event(&ev(6, nr)))
+            .collect();
+        assert_eq!(ds, [Decision::Continue; 4]);
+        assert!(s.stats().anomalies >= 4);
+        // A forked worker (no execve) that strays in its first calls is no suspect either:
+        // its ordinary openat still runs.
+        let ds: Vec<Decision> = normal[..8]
+            .iter()
+            .chain(&NOVEL)
+            .chain(&[0, 1, 2, 257])
+            .map(|&nr| s.on_event(&ev(7, nr)))
+            .collect();
+        assert_eq!(ds[ds.len() - 4..], [Decision::Continue; 4]);
+    });
 }
 
 #[test]
