@@ -659,10 +659,15 @@ impl From<bool> for Phase {
 /// `program (init)` for the init process's settled threads (decision 50), `program` for the
 /// settled threads of the other processes.
 pub fn phase_key(program: &str, phase: impl Into<Phase>) -> String {
-    match phase.into() {
-        Phase { young: true, .. } => format!("{program} (start)"),
-        Phase { init: true, .. } => format!("{program} (init)"),
-        _ => program.to_owned(),
+    format!("{program}{}", phase_suffix(phase.into()))
+}
+
+/// What [`phase_key`] appends to the program for a phase.
+fn phase_suffix(phase: Phase) -> &'static str {
+    match phase {
+        Phase { young: true, .. } => " (start)",
+        Phase { init: true, .. } => " (init)",
+        _ => "",
     }
 }
 
@@ -748,6 +753,20 @@ impl ArgClasses {
         self.judge(program, phase.into(), |p| p.judge_privileged(class))
     }
 
+    /// The classes of `program` in a phase, looked up without allocating a key (this is on
+    /// the alert path, once per judged call): the key is built in a reused buffer.
+    fn in_phase(&self, program: &str, phase: Phase) -> Option<&ProgramArgs> {
+        thread_local! {
+            static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        KEY.with_borrow_mut(|key| {
+            key.clear();
+            key.push_str(program);
+            key.push_str(phase_suffix(phase));
+            self.programs.get(key.as_str())
+        })
+    }
+
     /// Judge with `one` against the classes of `program` in the phases a thread may use:
     /// the settled classes of the program's other processes (or, when it never ran but as
     /// the init, the init's), the start-up ones for a young thread, the init's for the init.
@@ -764,19 +783,18 @@ impl ArgClasses {
         // key is built only then).
         let init = (phase.init || !dense(others))
             .then(|| {
-                let key = phase_key(
+                self.in_phase(
                     program,
                     Phase {
                         young: false,
                         init: true,
                     },
-                );
-                self.programs.get(&key)
+                )
             })
             .flatten();
         let start = phase
             .young
-            .then(|| self.programs.get(&phase_key(program, true)))
+            .then(|| self.in_phase(program, true.into()))
             .flatten();
         // Known if any phase knows it (the common case: the first phase that does ends the
         // search). Otherwise the verdict with the largest unseen mass (the most lenient). Of
