@@ -36,6 +36,16 @@ pub const CALIBRATION_RUNS: usize = 10;
 /// (multiples of 0.1), so this keeps a run's own highest window from alarming.
 pub const CALIBRATION_MARGIN: f64 = 0.05;
 
+/// A settled threshold at or above this leaves only the top score (every n-gram of the window
+/// new and improbable) to alarm: held-out runs that came within one step of the top show that
+/// the measure does not separate this profile's settled threads, and how often they reach the
+/// top only says how long the runs were. Such a threshold is raised to [`SETTLED_OFF`]
+/// (decision 69).
+pub const SETTLED_SATURATED: f64 = 1.0 - 1.0 / crate::live::LIVE_WINDOW as f64;
+
+/// The settled threshold that no score passes: the settled sequence rule is off.
+pub const SETTLED_OFF: f64 = 1.0 + CALIBRATION_MARGIN;
+
 /// The live thresholds calibrated on held-out training runs: the settled threshold is the
 /// highest settled score the newest [`CALIBRATION_RUNS`] checked runs reached plus
 /// [`CALIBRATION_MARGIN`], never below `floor_settled` (the default); the young threshold of
@@ -58,6 +68,9 @@ pub fn calibrated(meta: &ProfileMeta, floor_settled: f64, floor_young: f64) -> C
             let t = out.young.entry(program.clone()).or_insert(floor_young);
             *t = t.max(m + CALIBRATION_MARGIN);
         }
+    }
+    if out.settled >= SETTLED_SATURATED {
+        out.settled = out.settled.max(SETTLED_OFF);
     }
     out
 }
@@ -264,7 +277,7 @@ mod tests {
             (0.45, 0.25),
             "no scores: the defaults"
         );
-        m.run_checks[0].max_settled = Some(0.9);
+        m.run_checks[0].max_settled = Some(0.8);
         m.run_checks[2].max_settled = Some(0.6);
         m.run_checks[1]
             .young_by_program
@@ -276,7 +289,7 @@ mod tests {
             .young_by_program
             .insert("/bin/sh".into(), 0.1);
         let c = calibrated(&m, 0.45, 0.25);
-        assert!((c.settled - 0.95).abs() < 1e-9, "{c:?}");
+        assert!((c.settled - 0.85).abs() < 1e-9, "{c:?}");
         assert!((c.young("/srv/go") - 0.75).abs() < 1e-9, "{c:?}");
         assert_eq!(
             c.young("/bin/sh"),
@@ -303,6 +316,26 @@ mod tests {
             (c.settled - 0.55).abs() < 1e-9 && (c.young("/srv/go") - 0.45).abs() < 1e-9,
             "{c:?}"
         );
+    }
+
+    #[test]
+    fn a_settled_threshold_one_step_below_the_top_turns_the_rule_off() {
+        let mut m = meta();
+        for (reached, settled) in [
+            (0.7, 0.75),
+            (0.8, 0.85),
+            (0.9, SETTLED_OFF),
+            (1.0, SETTLED_OFF),
+        ] {
+            m.run_checks[1].max_settled = Some(reached);
+            let c = calibrated(&m, 0.45, 0.25);
+            assert!((c.settled - settled).abs() < 1e-9, "{reached}: {c:?}");
+        }
+        // No window score (shares of 10 n-grams, at most 1) passes the threshold when off.
+        assert!(SETTLED_OFF > 1.0);
+        // A default at or above the saturation point is off too.
+        m.run_checks[1].max_settled = None;
+        assert!(calibrated(&m, 0.9, 0.25).settled > 1.0);
     }
 
     #[test]

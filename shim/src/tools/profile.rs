@@ -428,9 +428,13 @@ fn print_lifecycle(m: &ProfileMeta, now: u64) {
             .filter(|(_, &t)| t > c.young_default)
             .map(|(p, t)| format!("{p} {t:.2}"))
             .collect();
+        let settled = if c.settled > 1.0 {
+            "settled sequence rule off (held-out runs reached the top)".to_owned()
+        } else {
+            format!("settled threshold {:.2}", c.settled)
+        };
         println!(
-            "live rule    settled threshold {:.2}, young threshold {:.2}{}",
-            c.settled,
+            "live rule    {settled}, young threshold {:.2}{}",
             c.young_default,
             if raised.is_empty() {
                 String::new()
