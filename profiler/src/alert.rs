@@ -255,7 +255,9 @@ impl Alert {
         let u = |k: &str| f.get(k).and_then(serde_json::Value::as_u64);
         let x = |k: &str| f.get(k).and_then(serde_json::Value::as_f64);
         Some(Self {
-            time_ns: u("evt.time")?,
+            // Falco's JSON output carries the event's time as a number of nanoseconds in
+            // `evt.time` (and in `evt.rawtime` when a rule's output names it).
+            time_ns: u("evt.time").or_else(|| u("evt.rawtime"))?,
             latency_ns: u("ngram.latency_ns").unwrap_or(0),
             container_id: s("container.full_id")?,
             container_name: s("container.name").unwrap_or_default(),
@@ -320,9 +322,7 @@ impl SupervisorDied {
 
     /// In Falco's shape, with `hostname`.
     pub fn to_falco(&self, hostname: &str) -> FalcoLine {
-        let mut fields = serde_json::Map::new();
-        fields.insert("container.id".into(), self.container_id.clone().into());
-        fields.insert("container.name".into(), self.container_name.clone().into());
+        let mut fields = container_fields(&self.container_id, &self.container_name);
         if self.stopped {
             fields.insert("ngram.action".into(), serde_json::json!(Action::Stopped));
         }
@@ -348,7 +348,7 @@ impl SupervisorDied {
         let s = |k: &str| f.get(k).and_then(|v| v.as_str()).map(str::to_owned);
         Some(Self {
             time_ns: parse_rfc3339_ns(&line.time)?,
-            container_id: s("container.id")?,
+            container_id: full_id(f)?,
             container_name: s("container.name").unwrap_or_default(),
             supervisor_pid: u32::try_from(f.get("proc.pid")?.as_u64()?).ok()?,
             stopped: f.get("ngram.action").and_then(|v| v.as_str()) == Some("stopped"),
@@ -415,9 +415,7 @@ impl Notice {
 
     /// In Falco's shape, with `hostname`.
     pub fn to_falco(&self, hostname: &str) -> FalcoLine {
-        let mut fields = serde_json::Map::new();
-        fields.insert("container.id".into(), self.container_id.clone().into());
-        fields.insert("container.name".into(), self.container_name.clone().into());
+        let mut fields = container_fields(&self.container_id, &self.container_name);
         let (rule, priority, tag) = match self.kind {
             NoticeKind::Suppressed { count } => {
                 fields.insert("ngram.suppressed".into(), count.into());
@@ -471,7 +469,7 @@ impl Notice {
         let s = |k: &str| f.get(k).and_then(|v| v.as_str()).map(str::to_owned);
         Some(Self {
             time_ns: parse_rfc3339_ns(&line.time)?,
-            container_id: s("container.id")?,
+            container_id: full_id(f)?,
             container_name: s("container.name").unwrap_or_default(),
             kind,
             detail: s("ngram.detail").unwrap_or_default(),
@@ -582,6 +580,25 @@ fn parse_as<T>(
             "missing ngram-ids output_fields",
         )),
     })
+}
+
+/// `container.id` (Falco's 12-character form), `container.full_id` and `container.name` of
+/// an event about ngram-ids itself, as anomalies carry them.
+fn container_fields(id: &str, name: &str) -> serde_json::Map<String, serde_json::Value> {
+    let mut fields = serde_json::Map::new();
+    fields.insert("container.id".into(), short_id(id).into());
+    fields.insert("container.full_id".into(), id.into());
+    fields.insert("container.name".into(), name.into());
+    fields
+}
+
+/// The full container id of an event about ngram-ids itself: `container.full_id`, or, in
+/// lines written before it was added, `container.id` (which then held the full id).
+fn full_id(f: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    f.get("container.full_id")
+        .or_else(|| f.get("container.id"))
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
 }
 
 /// An image name's repository and tag (Falco's `container.image.repository` and
@@ -762,7 +779,8 @@ mod tests {
                 "tags": ["ngram-ids", "supervisor"],
                 "hostname": "host1",
                 "output_fields": {
-                    "container.id": "0123456789abcdef0123456789abcdef",
+                    "container.id": "0123456789ab",
+                    "container.full_id": "0123456789abcdef0123456789abcdef",
                     "container.name": "web",
                     "ngram.action": "stopped",
                     "proc.pid": 77,
@@ -859,6 +877,37 @@ mod tests {
         assert_eq!(v["output_fields"]["fd.sip"], "10.0.0.7");
         assert_eq!(v["output_fields"]["fd.sport"], 6379);
         assert_eq!(Alert::from_falco(&f), Some(c));
+    }
+
+    #[test]
+    fn lines_of_older_versions_and_of_falco_still_read() {
+        // Before the events about ngram-ids carried `container.full_id`, their
+        // `container.id` held the full id.
+        let mut f = died().to_falco("h");
+        f.output_fields.remove("container.full_id");
+        f.output_fields
+            .insert("container.id".into(), died().container_id.into());
+        assert_eq!(SupervisorDied::from_falco(&f), Some(died()));
+        let notice = Notice {
+            time_ns: 1_795_442_096_000_000_001,
+            container_id: "0123456789abcdef0123456789abcdef".to_owned(),
+            container_name: "web".to_owned(),
+            kind: NoticeKind::Suppressed { count: 3 },
+            detail: String::new(),
+        };
+        let mut f = notice.to_falco("h");
+        assert_eq!(f.output_fields["container.id"], "0123456789ab");
+        f.output_fields.remove("container.full_id");
+        f.output_fields
+            .insert("container.id".into(), notice.container_id.clone().into());
+        assert_eq!(Notice::from_falco(&f), Some(notice));
+        // The time as `evt.rawtime` (Falco's name for the number when a rule's output asks
+        // for it) reads as well as `evt.time` (the number Falco's JSON output writes).
+        let mut f = alert().to_falco("h");
+        let t = f.output_fields.remove("evt.time").unwrap();
+        assert_eq!(Alert::from_falco(&f), None);
+        f.output_fields.insert("evt.rawtime".into(), t);
+        assert_eq!(Alert::from_falco(&f), Some(alert()));
     }
 
     #[test]
