@@ -38,10 +38,12 @@
 //! - `vocab.rs`: [`Vocab`], call numbering and windows;
 //! - `net.rs`: the network, its training and window errors ([`Autoencoder`]);
 //! - `detector.rs`: a trace's score and alarms ([`Autoencoder::score_trace`]);
+//! - `codec.rs`: the stored form of a trained network, versioned ([`Autoencoder::to_bytes`]);
 //! - `rng.rs`: the seeded generator.
 
 #![forbid(unsafe_code)]
 
+mod codec;
 mod detector;
 mod net;
 mod rng;
@@ -49,6 +51,7 @@ mod vocab;
 
 use serde::{Deserialize, Serialize};
 
+pub use self::codec::FORMAT;
 pub use self::detector::TraceErrors;
 pub use self::net::{Autoencoder, TrainStats};
 pub use self::vocab::{Vocab, Windows};
@@ -68,6 +71,10 @@ pub enum Error {
     Config(&'static str),
     #[error("tensor computation failed")]
     Candle(#[from] candle_core::Error),
+    #[error("stored autoencoder weights are in format {found}, this ngram-ids reads format {expected}; train the autoencoder again with this version (`ngram-ids profile train NAME --detector autoencoder …`)")]
+    Format { found: u32, expected: u32 },
+    #[error("stored autoencoder weights are damaged: {0}; train the autoencoder again (`ngram-ids profile train NAME --detector autoencoder …`)")]
+    Stored(String),
 }
 
 /// What a window is fed to the network as.

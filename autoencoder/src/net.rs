@@ -96,6 +96,27 @@ impl Autoencoder {
         })
     }
 
+    /// A network for `vocab` with the weights `weights` (in [`Autoencoder::weights`]' order),
+    /// as stored.
+    pub(crate) fn with_weights(cfg: Config, vocab: Vocab, weights: &[f32]) -> Result<Self, Error> {
+        let model = Self::init(cfg, vocab)?;
+        if weights.len() != model.parameters() {
+            return Err(Error::Stored(format!(
+                "{} weights for a network of {}",
+                weights.len(),
+                model.parameters()
+            )));
+        }
+        let mut at = 0;
+        for v in model.params.vars() {
+            let n = v.elem_count();
+            let t = Tensor::from_slice(&weights[at..at + n], v.shape(), &model.device)?;
+            v.set(&t)?;
+            at += n;
+        }
+        Ok(model)
+    }
+
     /// Number of weights.
     pub fn parameters(&self) -> usize {
         self.params.vars().iter().map(|v| v.elem_count()).sum()

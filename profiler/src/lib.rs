@@ -11,6 +11,7 @@ pub mod eval;
 pub mod export;
 pub mod lifecycle;
 pub mod live;
+pub mod model_info;
 pub mod ngram;
 pub mod policy;
 pub mod privilege;

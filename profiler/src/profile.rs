@@ -115,6 +115,10 @@ pub struct ProfileMeta {
     /// profiles from before, whose counts kept them. Taken from the counts.
     #[serde(default)]
     pub collapse_runs: bool,
+    /// The autoencoder trained for this profile, whose weights the store keeps beside the
+    /// counts (`Store::put_model`); `None`: none trained (every profile from before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoencoder: Option<crate::model_info::ModelInfo>,
 }
 
 impl ProfileMeta {
@@ -184,6 +188,7 @@ impl Profile {
             promoted_at: None,
             args: None,
             collapse_runs: counts.collapses(),
+            autoencoder: None,
         };
         refresh_summary(&mut meta, &counts);
         Self { meta, counts }

@@ -5,7 +5,10 @@
 //!   so processes take turns (sled itself admits one process at a time). Opening waits for it
 //!   up to a timeout instead of failing at once, so the CLI works while containers train.
 //! - `sled/`: the sled database, with trees `schema` (the schema version), `profiles` (key →
-//!   JSON [`ProfileMeta`]) and `counts` (key → JSON [`NgramCounts`]).
+//!   JSON [`ProfileMeta`]), `counts` (key → JSON [`NgramCounts`]) and `models` (key → the
+//!   stored weights of the profile's autoencoder, in their own versioned format; see
+//!   `store/models.rs`). A profile without a model has no `models` entry: stores written
+//!   before the tree existed read as they are.
 //!
 //! Every change is one sled transaction over both trees followed by a flush: a crash leaves the
 //! profile as it was before or as it is after, never half-written.
@@ -19,6 +22,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 
 use crate::ngram::{NgramCounts, NgramError};
 use crate::profile::{Profile, ProfileMeta};
+
+mod models;
 
 /// The schema this code reads and writes.
 pub const SCHEMA: &str = "ngram-ids-profiles/1";
@@ -93,6 +98,7 @@ pub struct Store {
     db: sled::Db,
     profiles: sled::Tree,
     counts: sled::Tree,
+    models: sled::Tree,
     // Dropped after `db` (fields drop in order): the lock outlives the database handle.
     _lock: File,
 }
@@ -180,11 +186,13 @@ impl Store {
         }
         let profiles = db.open_tree("profiles").map_err(dberr)?;
         let counts = db.open_tree("counts").map_err(dberr)?;
+        let models = db.open_tree("models").map_err(dberr)?;
         Ok(Self {
             path: dir.to_owned(),
             db,
             profiles,
             counts,
+            models,
             _lock: lock,
         })
     }
@@ -400,10 +408,11 @@ impl Store {
     /// Remove the profile `name`; returns its key.
     pub fn remove(&self, name: &str) -> Result<String, StoreError> {
         let key = self.resolve(name)?;
-        (&self.profiles, &self.counts)
-            .transaction(|(p, c)| {
+        (&self.profiles, &self.counts, &self.models)
+            .transaction(|(p, c, m)| {
                 p.remove(key.as_bytes())?;
                 c.remove(key.as_bytes())?;
+                m.remove(key.as_bytes())?;
                 Ok::<_, ConflictableTransactionError<()>>(())
             })
             .map_err(|e| match e {
