@@ -14,6 +14,10 @@
 //! - [`Input::Counts`]: the mean of the window's embeddings (the window's counts of calls times
 //!   the embedding matrix: order is lost); the decoder gives one distribution over the
 //!   vocabulary, against which every call of the window is scored.
+//! - [`Input::Masked`]: a denoising autoencoder whose noise hides the window's last call: the
+//!   W - 1 calls before it are embedded, and the decoder gives one distribution over the
+//!   vocabulary for the hidden call; the error is -ln q(last call). It cannot copy its input
+//!   through, so it learns what follows what (as the n-gram model does), not how to copy.
 //!
 //! Encoder and decoder are two ReLU layers each, through a bottleneck of Z numbers. The
 //! reconstruction error of a window is the mean over its W positions of -ln q(call), q the
@@ -85,6 +89,8 @@ pub enum Input {
     Sequence,
     /// The bag of the window's calls (mean embedding).
     Counts,
+    /// The window with its last call hidden; only that call is reconstructed.
+    Masked,
 }
 
 /// How a thread's window errors make its score.
@@ -150,6 +156,9 @@ impl Config {
             return Err(Error::Config(
                 "window, embed, hidden and bottleneck must be > 0",
             ));
+        }
+        if self.input == Input::Masked && self.window < 2 {
+            return Err(Error::Config("a masked window needs at least 2 calls"));
         }
         if self.batch == 0 {
             return Err(Error::Config("batch must be > 0"));

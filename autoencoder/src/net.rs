@@ -74,10 +74,11 @@ impl Autoencoder {
         let input = match cfg.input {
             Input::Sequence => cfg.window * cfg.embed,
             Input::Counts => cfg.embed,
+            Input::Masked => (cfg.window - 1) * cfg.embed,
         };
         let output = match cfg.input {
             Input::Sequence => cfg.window * v,
-            Input::Counts => v,
+            Input::Counts | Input::Masked => v,
         };
         let emb = uniform(&mut rng, (v, cfg.embed), &dev)?;
         let dims = [input, cfg.hidden, cfg.bottleneck, cfg.hidden, output];
@@ -206,6 +207,11 @@ impl Autoencoder {
         let mut x = match cfg.input {
             Input::Sequence => emb.reshape((b, w * cfg.embed))?,
             Input::Counts => emb.reshape((b, w, cfg.embed))?.mean(1)?,
+            Input::Masked => emb
+                .reshape((b, w, cfg.embed))?
+                .narrow(1, 0, w - 1)?
+                .contiguous()?
+                .reshape((b, (w - 1) * cfg.embed))?,
         };
         let last = self.params.layers.len() - 1;
         for (i, (wt, bias)) in self.params.layers.iter().enumerate() {
@@ -214,9 +220,14 @@ impl Autoencoder {
                 x = x.relu()?;
             }
         }
+        if cfg.input == Input::Masked {
+            let logp = candle_nn::ops::log_softmax(&x, D::Minus1)?; // [b, v]
+            let target = idx.reshape((b, w))?.narrow(1, w - 1, 1)?.contiguous()?; // [b, 1]
+            return Ok(logp.gather(&target, D::Minus1)?.squeeze(D::Minus1)?.neg()?);
+        }
         let logits = match cfg.input {
             Input::Sequence => x.reshape((b, w, v))?,
-            Input::Counts => x
+            Input::Counts | Input::Masked => x
                 .reshape((b, 1, v))?
                 .broadcast_as((b, w, v))?
                 .contiguous()?,
@@ -308,7 +319,7 @@ mod tests {
 
     #[test]
     fn a_normal_window_reconstructs_better_than_a_shuffled_one() {
-        for input in [Input::Sequence, Input::Counts] {
+        for input in [Input::Sequence, Input::Counts, Input::Masked] {
             let cfg = Config { input, ..small() };
             let (ae, stats) = Autoencoder::train(&[cyclic(20)], cfg).expect("trains");
             assert!(
@@ -322,7 +333,7 @@ mod tests {
             let e = ae
                 .window_errors(&[normal, shuffled.clone(), unseen].concat())
                 .expect("scores");
-            if input == Input::Sequence {
+            if input != Input::Counts {
                 assert!(
                     e[0] < e[1],
                     "{input:?}: normal {} < shuffled {}",

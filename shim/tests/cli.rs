@@ -163,6 +163,189 @@ fn calibrate_then_score_flags_attacks() {
     assert_eq!(out.status.code(), Some(0));
 }
 
+/// The autoencoder stored with the profile (issue 11): trained, shown, calibrated on held-out
+/// normal traces, scoring; a profile without one and damaged weights are one-line errors.
+#[test]
+fn the_autoencoder_is_stored_with_the_profile_calibrated_and_scores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let t = traces(tmp.path(), "train", &[NORMAL; 6], 30);
+    let normal = traces(tmp.path(), "normal", &[NORMAL; 4], 25);
+    let attack = traces(tmp.path(), "attack", &[ATTACK], 10);
+    let (t, normal, attack) = (
+        t.to_str().unwrap(),
+        normal.to_str().unwrap(),
+        attack.to_str().unwrap(),
+    );
+    let small = ["--ae-window", "4", "--ae-hidden", "16", "--ae-epochs", "20"];
+    // The autoencoder of a profile that does not exist yet.
+    let e = err(
+        &db,
+        &[
+            &[
+                "profile",
+                "train",
+                "web",
+                "--format",
+                "adfa",
+                "--detector",
+                "autoencoder",
+                t,
+            ][..],
+            &small,
+        ]
+        .concat(),
+    );
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(e.contains("--detector both"), "{e}");
+    let out = ok(
+        &db,
+        &[
+            &[
+                "profile",
+                "train",
+                "web",
+                "--format",
+                "adfa",
+                "--n",
+                "3",
+                "--detector",
+                "both",
+                t,
+            ][..],
+            &small,
+        ]
+        .concat(),
+    );
+    assert!(out.contains("autoencoder trained on 6 traces"), "{out}");
+    let show = ok(&db, &["profile", "show", "web"]);
+    assert!(
+        show.contains("autoencoder  sequence input, window 4 calls")
+            && show.contains("threshold  not calibrated"),
+        "{show}"
+    );
+    let json: Value =
+        serde_json::from_str(&ok(&db, &["profile", "show", "web", "--json"])).unwrap();
+    let ae = &json["autoencoder"];
+    assert_eq!(ae["format"], 1);
+    assert_eq!(ae["trained"]["traces"], 6);
+    assert!(ae["parameters"].as_u64().unwrap() > 0);
+    assert!(ae["bytes"].as_u64().unwrap() > 4 * ae["parameters"].as_u64().unwrap());
+    // Calibrated on held-out normal traces, then scoring: the attack alarms, normal does not.
+    let cal = ok(
+        &db,
+        &[
+            "profile",
+            "calibrate",
+            "web",
+            "--format",
+            "adfa",
+            "--detector",
+            "autoencoder",
+            "--max-normal",
+            normal,
+        ],
+    );
+    assert!(
+        cal.contains("autoencoder threshold") && cal.contains("from 4 normal traces"),
+        "{cal}"
+    );
+    let json: Value =
+        serde_json::from_str(&ok(&db, &["profile", "show", "web", "--json"])).unwrap();
+    assert!(json["autoencoder"]["calibration"]["threshold"]
+        .as_f64()
+        .is_some());
+    assert!(
+        json["calibration"].is_null(),
+        "the n-gram threshold is untouched"
+    );
+    let out = run(
+        &db,
+        &[
+            "score",
+            "web",
+            "--format",
+            "adfa",
+            "--detector",
+            "autoencoder",
+            "--json",
+            attack,
+            normal,
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5);
+    assert!(lines.iter().all(|l| l["detector"] == "autoencoder"));
+    assert_eq!(lines[0]["anomalous"], true, "{}", lines[0]);
+    assert!(lines[1..].iter().all(|l| l["anomalous"] == false));
+    // Re-training the n-grams keeps the autoencoder; rm removes it with the profile.
+    ok(
+        &db,
+        &["profile", "train", "web", "--format", "adfa", normal],
+    );
+    assert!(ok(&db, &["profile", "show", "web"]).contains("autoencoder  sequence"));
+    // Damaged weights: one line naming the profile and what to do.
+    {
+        let sled_db = sled::open(db.join("sled")).unwrap();
+        let models = sled_db.open_tree("models").unwrap();
+        let mut w = models.get("web").unwrap().unwrap().to_vec();
+        w[4..8].copy_from_slice(&9u32.to_le_bytes());
+        models.insert("web", w).unwrap();
+        sled_db.flush().unwrap();
+    }
+    let e = err(
+        &db,
+        &[
+            "score",
+            "web",
+            "--format",
+            "adfa",
+            "--detector",
+            "autoencoder",
+            normal,
+        ],
+    );
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(
+        e.contains("profile web")
+            && e.contains("format 9")
+            && e.contains("reads format 1")
+            && e.contains("--detector autoencoder"),
+        "{e}"
+    );
+    ok(&db, &["profile", "rm", "web"]);
+    ok(
+        &db,
+        &["profile", "train", "web", "--format", "adfa", normal],
+    );
+    let e = err(
+        &db,
+        &[
+            "score",
+            "web",
+            "--format",
+            "adfa",
+            "--detector",
+            "autoencoder",
+            normal,
+        ],
+    );
+    assert!(
+        e.contains("has no autoencoder") && e.contains("profile train web"),
+        "{e}"
+    );
+}
+
 #[test]
 fn eval_json_has_the_fixed_keys() {
     let tmp = tempfile::tempdir().unwrap();

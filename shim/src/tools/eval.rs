@@ -5,28 +5,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use ngram_profiler::eval::{self, DetectorReport, EvalConfig, EvalReport};
 use ngram_profiler::score::{self, ScoreConfig};
 use ngram_profiler::trace::Format;
 
-use self::detectors::{print_table, side_by_side, AeOpts};
+pub(super) use self::detectors::AeOpts;
+use self::detectors::{print_table, side_by_side};
 use super::opts::{parse_format, CalibrateOpts, Runs, ScoreOpts};
 use super::traces::read_traces;
 
 mod detectors;
 
-/// `--detector`: which detector's figures `eval` reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
-pub enum Detector {
-    /// The n-gram model (and the STIDE baseline).
-    #[default]
-    Ngram,
-    /// The autoencoder over windows of calls (crate ngram-autoencoder).
-    Autoencoder,
-    /// Both, and their calibrated sum.
-    Both,
-}
+pub(super) use super::opts::Detector;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {

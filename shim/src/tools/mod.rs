@@ -2,6 +2,7 @@
 //! that run a container's supervisor and guard. Each is a short function over the profiler library;
 //! printing for people happens here and nowhere below.
 
+mod ae;
 mod alerts;
 mod dashboard;
 mod eval;

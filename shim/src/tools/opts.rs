@@ -22,6 +22,31 @@ pub struct ScoreOpts {
     pub window: Option<usize>,
 }
 
+/// `--detector`: which detector trains, calibrates, scores or is evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Detector {
+    /// The n-gram model (for `eval`, with the STIDE baseline).
+    #[default]
+    Ngram,
+    /// The autoencoder over windows of calls (crate ngram-autoencoder).
+    Autoencoder,
+    /// Both (for `eval`, with their calibrated sum; for `score`, a trace is anomalous when
+    /// either detector says so).
+    Both,
+}
+
+impl Detector {
+    /// Does it include the n-gram model?
+    pub fn ngram(self) -> bool {
+        self != Self::Autoencoder
+    }
+
+    /// Does it include the autoencoder?
+    pub fn autoencoder(self) -> bool {
+        self != Self::Ngram
+    }
+}
+
 /// `--runs`: what a run of one call (the same call again and again in one thread) is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum Runs {

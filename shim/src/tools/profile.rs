@@ -15,7 +15,8 @@ use ngram_profiler::store::{self, Store, StoreError};
 use ngram_profiler::trace::Format;
 use ngram_profiler::{apparmor, export};
 
-use super::opts::{parse_format, profile_name, CalibrateOpts, DbArg, Runs, ScoreOpts};
+use super::eval::AeOpts;
+use super::opts::{parse_format, profile_name, CalibrateOpts, DbArg, Detector, Runs, ScoreOpts};
 use super::traces::{count_traces, read_traces};
 
 #[derive(Debug, Args)]
@@ -46,6 +47,12 @@ pub enum ProfileCmd {
         /// Trace files or directories of them.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// What to train: the n-gram counts (merged into the profile's), the autoencoder
+        /// (trained on these traces alone, replacing the profile's), or both.
+        #[arg(long, value_enum, default_value_t)]
+        detector: Detector,
+        #[command(flatten)]
+        ae: Box<AeOpts>,
     },
     /// List stored profiles.
     List,
@@ -78,6 +85,9 @@ pub enum ProfileCmd {
         score: ScoreOpts,
         #[command(flatten)]
         calibrate: CalibrateOpts,
+        /// Whose threshold: the n-gram model's, the autoencoder's, or both.
+        #[arg(long, value_enum, default_value_t)]
+        detector: Detector,
     },
     /// Set the stored mode of a profile.
     Promote {
@@ -112,7 +122,16 @@ pub(crate) fn run(db: &Path, cmd: ProfileCmd) -> Result<ExitCode> {
             n,
             runs,
             paths,
-        } => train(db, &name, format, (n, runs), &paths)?,
+            detector,
+            ae,
+        } => {
+            if detector.ngram() {
+                train(db, &name, format, (n, runs), &paths)?;
+            }
+            if detector.autoencoder() {
+                super::ae::train(db, &name, format, &paths, &ae)?;
+            }
+        }
         ProfileCmd::List => print_list(&Store::open(db)?.list()?),
         ProfileCmd::Show { name, json } => show(db, &name, json)?,
         ProfileCmd::Rm { name } => {
@@ -126,7 +145,15 @@ pub(crate) fn run(db: &Path, cmd: ProfileCmd) -> Result<ExitCode> {
             paths,
             score,
             calibrate,
-        } => self::calibrate(db, &name, format, &paths, &score, &calibrate)?,
+            detector,
+        } => {
+            if detector.ngram() {
+                self::calibrate(db, &name, format, &paths, &score, &calibrate)?;
+            }
+            if detector.autoencoder() {
+                super::ae::calibrate(db, &name, format, &paths, calibrate.method())?;
+            }
+        }
         ProfileCmd::Promote { name, to } => {
             let meta = Store::open(db)?.update_meta(&name, |m| m.pin_mode(to))?;
             println!("profile {}: mode {}", meta.name, meta.mode);
@@ -330,6 +357,14 @@ fn print_show(m: &ProfileMeta, syscalls: &[String], fit: &str) {
         println!("P0 history   {}", curve.join(" "));
     }
     print_lifecycle(m, store::now_secs());
+    match &m.autoencoder {
+        Some(info) => {
+            for line in super::ae::describe(info) {
+                println!("{line}");
+            }
+        }
+        None => println!("autoencoder  none (profile train --detector autoencoder)"),
+    }
     print_args(m);
     println!("syscalls     {} {}", syscalls.len(), syscalls.join(" "));
 }
@@ -467,7 +502,7 @@ fn print_lifecycle(m: &ProfileMeta, now: u64) {
     );
 }
 
-fn fmt_time(secs: u64) -> String {
+pub(super) fn fmt_time(secs: u64) -> String {
     alert::civil(secs)
 }
 

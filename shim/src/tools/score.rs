@@ -7,9 +7,9 @@ use anyhow::Result;
 use clap::Args;
 use ngram_profiler::score::{self, Model};
 use ngram_profiler::store::Store;
-use ngram_profiler::trace::Format;
+use ngram_profiler::trace::{Format, Trace};
 
-use super::opts::{parse_format, DbArg};
+use super::opts::{parse_format, DbArg, Detector};
 use super::traces::read_traces;
 
 /// Exit status of `score` when a trace is over the profile's threshold.
@@ -30,22 +30,44 @@ pub struct ScoreArgs {
     /// JSON lines, one per trace.
     #[arg(long)]
     pub json: bool,
+    /// Which detector scores: the n-gram model, the profile's autoencoder, or both (a trace
+    /// is anomalous when either says so).
+    #[arg(long, value_enum, default_value_t)]
+    pub detector: Detector,
 }
 
 /// `ngram-ids score`.
 pub(crate) fn run(args: &ScoreArgs) -> Result<ExitCode> {
+    let traces = read_traces(args.format, &args.paths, "scoring")?;
+    let mut anomalies = if args.detector.ngram() {
+        ngram(args, &traces)?
+    } else {
+        0
+    };
+    if args.detector.autoencoder() {
+        anomalies += super::ae::score(&args.db.db, &args.name, &traces, args.json)?;
+    }
+    Ok(if anomalies > 0 {
+        ExitCode::from(EXIT_ANOMALY)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The n-gram model's verdicts; the number of anomalous traces.
+fn ngram(args: &ScoreArgs, traces: &[Trace]) -> Result<usize> {
     let p = Store::open(&args.db.db)?.load(&args.name)?;
     let model = Model::new(&p.counts)?;
     let threshold = p.meta.calibration.as_ref().map(|c| c.threshold);
-    let traces = read_traces(args.format, &args.paths, "scoring")?;
     let mut anomalies = 0usize;
-    for t in &traces {
+    for t in traces {
         let s = score::score_trace(&model, p.meta.score, t, threshold)?;
         // score_trace's own rule: some window (or thread mean) over the threshold.
         let anomalous = s.alarm_windows > 0;
         anomalies += usize::from(anomalous);
         if args.json {
             let mut v = serde_json::to_value(&s)?;
+            v["detector"] = serde_json::json!("ngram");
             v["source"] = serde_json::json!(t.source);
             v["anomalous"] = serde_json::json!(anomalous);
             if let Some(a) = &s.first_alarm {
@@ -73,9 +95,5 @@ pub(crate) fn run(args: &ScoreArgs) -> Result<ExitCode> {
             p.meta.name, p.meta.name
         );
     }
-    Ok(if anomalies > 0 {
-        ExitCode::from(EXIT_ANOMALY)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(anomalies)
 }

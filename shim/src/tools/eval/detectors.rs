@@ -19,7 +19,8 @@ use super::{Detector, EvalArgs};
 /// configuration docs/evaluation.md measured).
 #[derive(Debug, Clone, Args)]
 pub struct AeOpts {
-    /// Autoencoder input: the window's calls in order (sequence) or its bag of calls (counts).
+    /// Autoencoder input: the window's calls in order (sequence), its bag of calls (counts), or
+    /// its calls in order with the last one hidden and reconstructed (masked).
     #[arg(long, value_enum)]
     pub ae_input: Option<AeInput>,
     /// Autoencoder window, in calls.
@@ -50,6 +51,8 @@ pub struct AeOpts {
 pub enum AeInput {
     Sequence,
     Counts,
+    /// The window's last call hidden and reconstructed from the calls before it.
+    Masked,
 }
 
 /// `--ae-aggregate`.
@@ -61,13 +64,15 @@ pub enum AeAggregate {
 
 #[cfg(feature = "autoencoder")]
 impl AeOpts {
-    fn config(&self) -> ngram_autoencoder::Config {
+    /// The autoencoder's configuration: the defaults with the options given.
+    pub(crate) fn config(&self) -> ngram_autoencoder::Config {
         use ngram_autoencoder::{Aggregate, Config, Input};
         let d = Config::default();
         Config {
             input: match self.ae_input {
                 Some(AeInput::Sequence) => Input::Sequence,
                 Some(AeInput::Counts) => Input::Counts,
+                Some(AeInput::Masked) => Input::Masked,
                 None => d.input,
             },
             window: self.ae_window.unwrap_or(d.window),
