@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Honour CARGO_TARGET_DIR as cargo does.
 BIN := $(or $(CARGO_TARGET_DIR),target)/release/ngram-ids
 
-.PHONY: all setup setup-test build install demo test check unit e2e bench eval-live eval-live-short
+.PHONY: all setup setup-test build install demo test check unit e2e test-ecosystem bench eval-live eval-live-short
 
 all: build
 
@@ -32,7 +32,7 @@ demo:
 ## One command: every test (formatting, lints, unit and property tests, then the end-to-end
 ## suite with the real dockerd, against plain runc and against ngram-ids, then the short live
 ## evaluation of three services).
-test: setup-test check unit install e2e eval-live-short
+test: setup-test check unit install e2e test-ecosystem eval-live-short
 
 ## The packages the tests need besides those of the build (scripts/setup-host.sh --test).
 setup-test:
@@ -40,6 +40,7 @@ setup-test:
 
 check:
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path tests/cri/Cargo.toml -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
 ## Unit, property and root tests. Root tests (the runtime's, which drive the built binary
@@ -56,6 +57,15 @@ e2e:
 	./scripts/test-e2e.sh --runtime runc
 	./scripts/test-e2e.sh --runtime ngram-ids-train
 	./scripts/test-e2e.sh --runtime ngram-ids-train --tracer ptrace --suite ids
+
+## Beyond dockerd (issue 13; root): a private containerd with `ctr run` (train, alert, enforce,
+## exec), Podman (run, exec, stop, rm, detection) and a CRI client running pods through the
+## RuntimeClass handler (tests/cri, a crate outside the workspace: it needs protoc). Uses the
+## built binary and the local images of `make install`.
+test-ecosystem: setup-test
+	NGRAM_IDS_BIN=$(abspath $(BIN)) $(CARGO) test --release -p ngram-e2e --test containerd --test podman -- --ignored --test-threads=1
+	cd tests/cri && $(CARGO) clippy --release --all-targets -- -D warnings
+	cd tests/cri && NGRAM_IDS_BIN=$(abspath $(BIN)) $(CARGO) test --release -- --ignored
 
 ## Benchmarks: the model's speed (cargo bench), then tracing overhead against runc with the
 ## real dockerd (bench/run.sh; needs `make install` first; about 6 minutes).

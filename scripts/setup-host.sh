@@ -5,7 +5,7 @@
 #
 # Usage: scripts/setup-host.sh [--test]
 #   --test  also the packages only the tests use (AppArmor's parser, Prometheus, headless
-#           Chromium and its driver): `make test` passes it, `make install` does not, so an
+#           Chromium and its driver, containerd, Podman, protoc): `make test` passes it, `make install` does not, so an
 #           install brings no browser and no Prometheus service onto a production host.
 # Env:   DOCKERD_TIMEOUT (seconds to wait for dockerd, default 60)
 #        DOCKERD_LOG (default /var/log/dockerd.log)
@@ -54,8 +54,14 @@ declare -A PKG_CMD=(
 # export-apparmor` writes (tests/e2e/tests/arguments.rs; parsing needs no AppArmor LSM). The
 # dashboard's tests (make unit): Prometheus and promtool, headless Chromium and its driver (on a
 # host with systemd, Debian's prometheus package enables a service on :9090).
+# containerd (ctr), podman and runc: the tests beyond dockerd (make test-ecosystem, issue 13);
+# protobuf-compiler builds the CRI client of tests/cri (k8s-cri's build script runs protoc).
 if ((tests)); then
     PKG_CMD+=(
+        [containerd]=ctr
+        [podman]=podman
+        [runc]=runc
+        [protobuf-compiler]=protoc
         [apparmor]=apparmor_parser
         [prometheus]=prometheus
         [chromium]=chromium

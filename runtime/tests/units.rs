@@ -310,10 +310,21 @@ fn default_profile_applies_only_without_image_and_profile_label() {
     );
     let imaged = Identity {
         image_id: Some("sha256:ab".to_owned()),
-        ..bare
+        ..bare.clone()
     };
     assert_eq!(
         with_default_profile(imaged, Some("oci"))
+            .labels
+            .get(PROFILE_LABEL),
+        None
+    );
+    // An annotated image reference (CRI) is an image too.
+    let referenced = Identity {
+        image_ref: Some("docker.io/library/nginx:latest".to_owned()),
+        ..bare
+    };
+    assert_eq!(
+        with_default_profile(referenced, Some("oci"))
             .labels
             .get(PROFILE_LABEL),
         None

@@ -64,7 +64,7 @@ fn plan(created: &Created) -> Result<Plan, HookError> {
     let g = &created.global;
     let ident: Identity = match &created.identity {
         Some(i) => i.clone(),
-        None => identity::identify(&created.id, &created.spec)?,
+        None => identity::identify(&created.id, &created.bundle, &created.spec)?,
     };
     let (key, _) = ident.profile()?;
     let stored = match Store::open(&g.store).and_then(|s| s.meta(&key)) {

@@ -5,11 +5,16 @@
 //! the container's lock while it runs the runtime (calling the Docker API would deadlock). The
 //! directory is found from the bundle's own spec: Docker bind-mounts
 //! `<docker root>/containers/<id>/hostname` at `/etc/hostname`, so a non-default data root works
-//! too. Callers other than Docker (containerd, podman) pass OCI annotations instead.
+//! too. Podman's image comes from containers/storage's `containers.json` beside its bundle
+//! ([`crate::podman`]); every other caller (containerd's CRI plugin, `ctr`) is known by the
+//! spec's OCI annotations ([`crate::annotations`]). For all but Docker, the `ngram-ids.*`
+//! annotations play the part of Docker's labels.
 //!
 //! Precedence of the mode: the runtime's default (daemon.json `runtimeArgs`) < the profile's
 //! stored mode < the label or annotation `ngram-ids.mode`. The profile: the label or annotation
-//! `ngram-ids.profile`, else the image ID (named by the image's name for people).
+//! `ngram-ids.profile`, else the image ID (Docker's, Podman's, or the digest an annotated image
+//! reference pins), else the image reference as annotated (a tag), named for people by the
+//! image's name. A CRI pod sandbox learns [`SANDBOX_PROFILE`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,8 +23,10 @@ use ngram_profiler::profile::Mode;
 use oci_spec::runtime::Spec;
 use serde::Deserialize;
 
+pub use crate::annotations::SANDBOX_PROFILE;
 use crate::labels::{LabelError, Labels};
 pub use crate::labels::{MODE as MODE_LABEL, PROFILE as PROFILE_LABEL};
+use crate::podman::PodmanError;
 
 /// Errors of identity resolution; each names the file or label.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +51,9 @@ pub enum IdentityError {
     },
     #[error(transparent)]
     Label(#[from] LabelError),
-    #[error("container {id}: no image id and no {PROFILE_LABEL} label or annotation: set {PROFILE_LABEL}=NAME")]
+    #[error(transparent)]
+    Podman(#[from] PodmanError),
+    #[error("container {id}: no image id and no {PROFILE_LABEL} label or annotation: set {PROFILE_LABEL}=NAME (docker --label, ctr or podman --annotation, a pod annotation) or start the runtime with --default-profile NAME")]
     NoProfile { id: String },
 }
 
@@ -54,8 +63,12 @@ pub struct Identity {
     pub id: String,
     /// Docker's name without the leading `/` (empty when unknown).
     pub name: String,
-    /// `sha256:…` image ID, when Docker told us.
+    /// `sha256:…` image ID, when Docker or Podman told us, or the digest an annotated image
+    /// reference pins.
     pub image_id: Option<String>,
+    /// The profile key when there is no image ID: the image reference as annotated (a tag,
+    /// `docker.io/library/nginx:1.25`), or [`SANDBOX_PROFILE`] for a CRI pod sandbox.
+    pub image_ref: Option<String>,
     /// The image as the user named it (`nginx:latest`).
     pub image_name: Option<String>,
     /// Docker labels, or OCI annotations for other callers.
@@ -130,47 +143,76 @@ pub fn from_docker_config(id: &str, path: &Path, text: &str) -> Result<Identity,
         id: c.id,
         name: c.name.trim_start_matches('/').to_owned(),
         image_id: Some(c.image).filter(|s| !s.is_empty()),
+        image_ref: None,
         image_name: Some(c.config.image).filter(|s| !s.is_empty()),
         labels: c.config.labels.unwrap_or_default(),
         source: "label",
     })
 }
 
-/// Identity from the spec's OCI annotations (non-Docker callers).
-pub fn from_annotations(id: &str, spec: &Spec) -> Identity {
-    let labels: BTreeMap<String, String> = spec
-        .annotations()
+/// The spec's annotations as a map.
+fn annotation_map(spec: &Spec) -> BTreeMap<String, String> {
+    spec.annotations()
         .as_ref()
         .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default();
-    let image_name = [
-        "org.opencontainers.image.ref.name",
-        "io.kubernetes.cri.image-name",
-    ]
-    .iter()
-    .find_map(|k| labels.get(*k).cloned());
-    Identity {
+        .unwrap_or_default()
+}
+
+/// Identity from the spec's OCI annotations (callers other than Docker and Podman).
+pub fn from_annotations(id: &str, spec: &Spec) -> Result<Identity, IdentityError> {
+    let labels = annotation_map(spec);
+    let found = crate::annotations::parse(id, &labels)?;
+    if found.sandbox {
+        return Ok(Identity {
+            id: id.to_owned(),
+            name: found.name,
+            image_ref: Some(SANDBOX_PROFILE.to_owned()),
+            image_name: Some(SANDBOX_PROFILE.to_owned()),
+            labels: crate::annotations::sandbox_labels(&labels),
+            source: "annotation",
+            ..Identity::default()
+        });
+    }
+    let (image_id, image_ref, image_name) = match found.image {
+        Some(image) => match image.digest {
+            Some(digest) => (Some(digest), None, Some(image.reference)),
+            None => (None, Some(image.reference.clone()), Some(image.reference)),
+        },
+        None => (None, None, None),
+    };
+    Ok(Identity {
         id: id.to_owned(),
+        name: found.name,
+        image_id,
+        image_ref,
         image_name,
         labels,
         source: "annotation",
-        ..Identity::default()
-    }
+    })
 }
 
-/// Identity of container `id` with bundle spec `spec`: Docker's config when there is one,
-/// else the annotations.
-pub fn identify(id: &str, spec: &Spec) -> Result<Identity, IdentityError> {
-    match docker_config_path(id, spec) {
-        Some(path) if path.exists() => {
-            let text = std::fs::read_to_string(&path).map_err(|source| IdentityError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            from_docker_config(id, &path, &text)
-        }
-        _ => Ok(from_annotations(id, spec)),
+/// Identity of container `id` with bundle `bundle` and its spec `spec`: Docker's config when
+/// there is one, else Podman's record, else the annotations.
+pub fn identify(id: &str, bundle: &Path, spec: &Spec) -> Result<Identity, IdentityError> {
+    if let Some(path) = docker_config_path(id, spec).filter(|p| p.exists()) {
+        let text = std::fs::read_to_string(&path).map_err(|source| IdentityError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        return from_docker_config(id, &path, &text);
     }
+    if let Some(p) = crate::podman::read(id, bundle)? {
+        return Ok(Identity {
+            id: id.to_owned(),
+            name: p.name,
+            image_id: Some(p.image_id),
+            image_ref: None,
+            image_name: p.image_name,
+            labels: annotation_map(spec),
+            source: "annotation",
+        });
+    }
+    from_annotations(id, spec)
 }
 
 impl Identity {
@@ -179,20 +221,25 @@ impl Identity {
         Labels::parse(&self.labels, &self.id, self.source)
     }
 
-    /// The profile this container uses (label, else image ID).
+    /// The profile this container uses (label, else image ID, else image reference).
     pub fn profile(&self) -> Result<(String, String), IdentityError> {
         if let Some(p) = self.labels()?.profile {
             return Ok((p.clone(), p));
         }
-        match &self.image_id {
-            Some(image) => Ok((
-                image.clone(),
-                self.image_name.clone().unwrap_or_else(|| image.clone()),
+        match self.image_id.as_ref().or(self.image_ref.as_ref()) {
+            Some(key) => Ok((
+                key.clone(),
+                self.image_name.clone().unwrap_or_else(|| key.clone()),
             )),
             None => Err(IdentityError::NoProfile {
                 id: self.id.clone(),
             }),
         }
+    }
+
+    /// Whether the container names an image (an ID or a reference) to key its profile by.
+    pub fn has_image(&self) -> bool {
+        self.image_id.is_some() || self.image_ref.is_some()
     }
 
     /// The mode: `runtime_default` < `stored` (the profile's) < the label.
@@ -328,14 +375,127 @@ mod tests {
         );
         assert_eq!(docker_config_path("../x", &spec), None);
         // Not on disk: fall back to the annotations.
-        let i = identify(ID, &spec).unwrap();
+        let i = identify(ID, Path::new("/nonexistent/bundle"), &spec).unwrap();
         assert_eq!(i.source, "annotation");
         assert_eq!(i.image_name.as_deref(), Some("img"));
         let r = i.resolve(Mode::Train, None).unwrap();
         assert_eq!(r.profile_key, "p");
         // Neither image nor profile: a clear error.
-        let bare = from_annotations(ID, &Spec::default());
+        let bare = from_annotations(ID, &Spec::default()).unwrap();
         let e = bare.resolve(Mode::Train, None).unwrap_err().to_string();
         assert!(e.contains("set ngram-ids.profile=NAME"), "{e}");
+    }
+
+    fn annotated(pairs: &[(&str, &str)]) -> Spec {
+        let a: serde_json::Map<String, serde_json::Value> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "annotations": a
+        }))
+        .unwrap()
+    }
+
+    const DIGEST: &str =
+        "sha256:4b784110b19f9314e98666ac5652c5265c8ea62db9ca6fb209707afbfe614565";
+
+    #[test]
+    fn a_cri_container_is_keyed_by_its_image_reference() {
+        let spec = annotated(&[
+            ("io.kubernetes.cri.container-type", "container"),
+            ("io.kubernetes.cri.sandbox-namespace", "default"),
+            ("io.kubernetes.cri.sandbox-name", "web"),
+            ("io.kubernetes.cri.container-name", "nginx"),
+            ("io.kubernetes.cri.image-name", "docker.io/library/ngram-nginx:latest"),
+        ]);
+        let i = identify(ID, Path::new("/nonexistent"), &spec).unwrap();
+        assert_eq!(i.name, "default/web/nginx");
+        assert!(i.has_image());
+        let r = i.resolve(Mode::Alert, None).unwrap();
+        assert_eq!(r.profile_key, "docker.io/library/ngram-nginx:latest");
+        assert_eq!(r.profile_name, "docker.io/library/ngram-nginx:latest");
+        assert_eq!(r.mode, Mode::Alert);
+    }
+
+    #[test]
+    fn a_pinned_reference_is_keyed_by_its_digest() {
+        let reference = format!("registry.local/shop/api@{DIGEST}");
+        let spec = annotated(&[("io.kubernetes.cri.image-name", &reference)]);
+        let r = from_annotations(ID, &spec)
+            .unwrap()
+            .resolve(Mode::Alert, None)
+            .unwrap();
+        assert_eq!(r.profile_key, DIGEST);
+        assert_eq!(r.profile_name, reference);
+    }
+
+    #[test]
+    fn pod_annotations_act_as_labels() {
+        let spec = annotated(&[
+            ("io.kubernetes.cri.image-name", "docker.io/library/ngram-nginx:latest"),
+            ("ngram-ids.profile", "shop-web"),
+            ("ngram-ids.mode", "enforce"),
+        ]);
+        let r = from_annotations(ID, &spec)
+            .unwrap()
+            .resolve(Mode::Train, None)
+            .unwrap();
+        assert_eq!((r.profile_key.as_str(), r.mode), ("shop-web", Mode::Enforce));
+        // Checked like labels, and said to be annotations.
+        for (k, v, words) in [
+            ("ngram-ids.mode", "off", "train, alert or enforce"),
+            ("ngram-ids.profile", "../etc", "1-200 letters"),
+            ("ngram-ids.record", "yes", "1 or 0"),
+        ] {
+            let spec = annotated(&[(k, v)]);
+            let e = from_annotations("c1", &spec)
+                .unwrap()
+                .resolve(Mode::Train, None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!("container c1: annotation {k}={v:?}: use {words}")),
+                "{e}"
+            );
+        }
+        // A bad image reference fails identification itself.
+        let spec = annotated(&[("io.kubernetes.cri.image-name", "nginx latest")]);
+        let e = identify("c2", Path::new("/nonexistent"), &spec)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("container c2: annotation io.kubernetes.cri.image-name=\"nginx latest\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_pod_sandbox_learns_the_sandbox_profile() {
+        let spec = annotated(&[
+            ("io.kubernetes.cri.container-type", "sandbox"),
+            ("io.kubernetes.cri.sandbox-namespace", "default"),
+            ("io.kubernetes.cri.sandbox-name", "web"),
+            ("ngram-ids.profile", "shop-web"),
+            ("ngram-ids.mode", "alert"),
+        ]);
+        let i = from_annotations(ID, &spec).unwrap();
+        assert_eq!(i.name, "default/web");
+        let r = i.resolve(Mode::Train, None).unwrap();
+        assert_eq!(r.profile_key, SANDBOX_PROFILE);
+        assert_eq!(r.mode, Mode::Alert);
+    }
+
+    #[test]
+    fn ctr_without_annotations_says_what_to_set() {
+        let i = from_annotations("h13-ctr", &annotated(&[])).unwrap();
+        assert!(!i.has_image());
+        let e = i.resolve(Mode::Train, None).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "container h13-ctr: no image id and no ngram-ids.profile label or annotation: set ngram-ids.profile=NAME (docker --label, ctr or podman --annotation, a pod annotation) or start the runtime with --default-profile NAME"
+        );
     }
 }

@@ -47,7 +47,7 @@ pub struct LabelError {
 }
 
 /// A label value as an error shows it: cut to 80 characters.
-fn shown(value: &str) -> String {
+pub(crate) fn shown(value: &str) -> String {
     if value.chars().count() > 80 {
         value.chars().take(80).chain("...".chars()).collect()
     } else {

@@ -7,6 +7,7 @@
 //!
 //! All `unsafe` code is in [`sys`].
 
+pub mod annotations;
 pub mod bpf;
 /// Test support: spawning traced children (fork, filter, exec). Not in production builds.
 #[cfg(any(test, feature = "test-support"))]
@@ -21,6 +22,7 @@ pub mod handshake;
 pub mod identity;
 pub mod labels;
 pub mod notify;
+pub mod podman;
 pub mod poll;
 pub mod ptrace;
 /// Test support: a tracer that replays a recorded sequence. Not in production builds.

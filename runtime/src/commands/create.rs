@@ -93,7 +93,7 @@ pub fn create(
     // capability to the init process through a private copy of the bundle's config.json.
     let identity = hook
         .traces()
-        .then(|| ngram_supervisor::identity::identify(&id, &spec).ok())
+        .then(|| ngram_supervisor::identity::identify(&id, &bundle, &spec).ok())
         .flatten()
         .map(|i| with_default_profile(i, global.default_profile.as_deref()));
     let traces = if hook.traces() {
@@ -181,10 +181,10 @@ pub fn create(
     created
 }
 
-/// `--default-profile NAME`: the profile label of a container that has no image and no
-/// profile label (checked like any label by the supervisor's plan).
+/// `--default-profile NAME`: the profile label of a container that has no image (ID or
+/// annotated reference) and no profile label (checked like any label by the supervisor's plan).
 pub fn with_default_profile(mut identity: Identity, default: Option<&str>) -> Identity {
-    if let Some(name) = default.filter(|_| identity.image_id.is_none()) {
+    if let Some(name) = default.filter(|_| !identity.has_image()) {
         identity
             .labels
             .entry(ngram_supervisor::identity::PROFILE_LABEL.to_owned())

@@ -8,6 +8,8 @@
 //! Every container gets a unique name and the label `ngram-ids.e2e=1`, and is removed by the
 //! [`Container`] guard when the test ends, whether it passed or panicked.
 
+pub mod containerd;
+pub mod ecosystem;
 pub mod ids;
 
 use std::fmt;
