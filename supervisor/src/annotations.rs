@@ -60,18 +60,23 @@ pub struct FromAnnotations {
 /// `sha256:` followed by 64 lowercase hex digits.
 fn is_sha256_digest(s: &str) -> bool {
     s.strip_prefix("sha256:").is_some_and(|hex| {
-        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 
 /// Parse an image reference found in annotation `key` of container `id`.
 pub fn image_ref(id: &str, key: &'static str, value: &str) -> Result<ImageRef, LabelError> {
-    let err = || LabelError {
+    let err = || {
+        LabelError {
         id: id.to_owned(),
         from: "annotation",
         key,
         value: shown(value),
         expected: "an image reference of 1-200 letters, digits and . _ - : @ + /, with at most one @sha256:<64 hex digits>",
+    }
     };
     ngram_profiler::profile::check_name(value).map_err(|_| err())?;
     if is_sha256_digest(value) {
@@ -134,7 +139,10 @@ pub fn parse(
         .filter_map(get)
         .filter(|s| !s.is_empty())
         .collect();
-    let name = match (pod.is_empty(), get(CRI_CONTAINER_NAME).filter(|s| !s.is_empty())) {
+    let name = match (
+        pod.is_empty(),
+        get(CRI_CONTAINER_NAME).filter(|s| !s.is_empty()),
+    ) {
         (true, None) => String::new(),
         (true, Some(c)) => display(c),
         (false, None) => display(&pod.join("/")),
@@ -181,7 +189,10 @@ mod tests {
         assert_eq!(r.reference, pinned);
         let both = format!("registry:5000/team/app:v1@{D}");
         assert_eq!(
-            image_ref("c", CRI_IMAGE_NAME, &both).unwrap().digest.as_deref(),
+            image_ref("c", CRI_IMAGE_NAME, &both)
+                .unwrap()
+                .digest
+                .as_deref(),
             Some(D)
         );
         // An image ID as the reference (kubelet may pass one).
@@ -190,10 +201,7 @@ mod tests {
             Some(D)
         );
         // A short tag is a reference too (OCI's ref.name often is one).
-        assert_eq!(
-            image_ref("c", OCI_REF_NAME, "latest").unwrap().digest,
-            None
-        );
+        assert_eq!(image_ref("c", OCI_REF_NAME, "latest").unwrap().digest, None);
     }
 
     #[test]
@@ -266,7 +274,10 @@ mod tests {
         assert_eq!(got.name, "shop/web-7d9f");
         let kept = sandbox_labels(&a);
         assert_eq!(kept.get(PROFILE), None);
-        assert_eq!(kept.get("ngram-ids.mode").map(String::as_str), Some("enforce"));
+        assert_eq!(
+            kept.get("ngram-ids.mode").map(String::as_str),
+            Some("enforce")
+        );
     }
 
     #[test]
@@ -280,10 +291,16 @@ mod tests {
 
     #[test]
     fn ctr_and_podman_annotations_name_nothing() {
-        assert_eq!(parse("c", &BTreeMap::new()).unwrap(), FromAnnotations::default());
+        assert_eq!(
+            parse("c", &BTreeMap::new()).unwrap(),
+            FromAnnotations::default()
+        );
         let podman = map(&[
             ("io.container.manager", "libpod"),
-            ("io.kubernetes.cri-o.Created", "2026-12-06T02:15:09.588746875Z"),
+            (
+                "io.kubernetes.cri-o.Created",
+                "2026-12-06T02:15:09.588746875Z",
+            ),
             ("io.kubernetes.cri-o.TTY", "false"),
             ("io.podman.annotations.autoremove", "TRUE"),
             ("org.opencontainers.image.stopSignal", "15"),
@@ -299,7 +316,9 @@ mod tests {
             .to_string();
         assert_eq!(
             e,
-            format!("container c3: annotation {CRI_CONTAINER_TYPE}=\"pod\": use sandbox or container")
+            format!(
+                "container c3: annotation {CRI_CONTAINER_TYPE}=\"pod\": use sandbox or container"
+            )
         );
         let long = "x".repeat(1000);
         let a = map(&[

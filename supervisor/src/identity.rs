@@ -399,8 +399,7 @@ mod tests {
         .unwrap()
     }
 
-    const DIGEST: &str =
-        "sha256:4b784110b19f9314e98666ac5652c5265c8ea62db9ca6fb209707afbfe614565";
+    const DIGEST: &str = "sha256:4b784110b19f9314e98666ac5652c5265c8ea62db9ca6fb209707afbfe614565";
 
     #[test]
     fn a_cri_container_is_keyed_by_its_image_reference() {
@@ -409,7 +408,10 @@ mod tests {
             ("io.kubernetes.cri.sandbox-namespace", "default"),
             ("io.kubernetes.cri.sandbox-name", "web"),
             ("io.kubernetes.cri.container-name", "nginx"),
-            ("io.kubernetes.cri.image-name", "docker.io/library/ngram-nginx:latest"),
+            (
+                "io.kubernetes.cri.image-name",
+                "docker.io/library/ngram-nginx:latest",
+            ),
         ]);
         let i = identify(ID, Path::new("/nonexistent"), &spec).unwrap();
         assert_eq!(i.name, "default/web/nginx");
@@ -435,7 +437,10 @@ mod tests {
     #[test]
     fn pod_annotations_act_as_labels() {
         let spec = annotated(&[
-            ("io.kubernetes.cri.image-name", "docker.io/library/ngram-nginx:latest"),
+            (
+                "io.kubernetes.cri.image-name",
+                "docker.io/library/ngram-nginx:latest",
+            ),
             ("ngram-ids.profile", "shop-web"),
             ("ngram-ids.mode", "enforce"),
         ]);
@@ -443,7 +448,10 @@ mod tests {
             .unwrap()
             .resolve(Mode::Train, None)
             .unwrap();
-        assert_eq!((r.profile_key.as_str(), r.mode), ("shop-web", Mode::Enforce));
+        assert_eq!(
+            (r.profile_key.as_str(), r.mode),
+            ("shop-web", Mode::Enforce)
+        );
         // Checked like labels, and said to be annotations.
         for (k, v, words) in [
             ("ngram-ids.mode", "off", "train, alert or enforce"),

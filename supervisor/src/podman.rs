@@ -192,7 +192,9 @@ mod tests {
 
     #[test]
     fn the_bundle_shape_names_the_file() {
-        let b = PathBuf::from(format!("/var/lib/containers/storage/overlay-containers/{ID}/userdata"));
+        let b = PathBuf::from(format!(
+            "/var/lib/containers/storage/overlay-containers/{ID}/userdata"
+        ));
         assert_eq!(
             containers_json_path(ID, &b),
             Some(PathBuf::from(
@@ -214,7 +216,9 @@ mod tests {
     #[test]
     fn reads_the_image_and_name() {
         let p = Path::new("/s/containers.json");
-        let got = from_containers_json(ID, p, &file(IMG, META)).unwrap().unwrap();
+        let got = from_containers_json(ID, p, &file(IMG, META))
+            .unwrap()
+            .unwrap();
         assert_eq!(
             got,
             PodmanContainer {
@@ -224,9 +228,14 @@ mod tests {
             }
         );
         // Not in the file: not Podman's container.
-        assert_eq!(from_containers_json("nope", p, &file(IMG, META)).unwrap(), None);
+        assert_eq!(
+            from_containers_json("nope", p, &file(IMG, META)).unwrap(),
+            None
+        );
         // Metadata missing or odd: the image ID is enough.
-        let got = from_containers_json(ID, p, &file(IMG, "not json")).unwrap().unwrap();
+        let got = from_containers_json(ID, p, &file(IMG, "not json"))
+            .unwrap()
+            .unwrap();
         assert_eq!(got.image_name, None);
         let got = from_containers_json(ID, p, &file(IMG, r#"{"image-name":"../x"}"#))
             .unwrap()
@@ -238,7 +247,10 @@ mod tests {
     fn a_bad_file_or_image_is_an_error_naming_the_file() {
         let p = Path::new("/s/containers.json");
         let e = from_containers_json(ID, p, "{").unwrap_err().to_string();
-        assert!(e.starts_with("/s/containers.json is not containers/storage's"), "{e}");
+        assert!(
+            e.starts_with("/s/containers.json is not containers/storage's"),
+            "{e}"
+        );
         for image in ["", "sha256:00", "../../etc/passwd", &"g".repeat(64)] {
             let e = from_containers_json(ID, p, &file(image, META))
                 .unwrap_err()

@@ -21,14 +21,14 @@ use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
     ContainerConfig, ContainerMetadata, ContainerState, ContainerStatusRequest,
-    CreateContainerRequest, ExecSyncRequest, ImageSpec, ImageStatusRequest,
-    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
-    PodSandboxConfig, PodSandboxMetadata, RemovePodSandboxRequest, RunPodSandboxRequest,
-    StartContainerRequest, StopPodSandboxRequest, VersionRequest,
+    CreateContainerRequest, ExecSyncRequest, ImageSpec, ImageStatusRequest, LinuxPodSandboxConfig,
+    LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption, PodSandboxConfig,
+    PodSandboxMetadata, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
+    StopPodSandboxRequest, VersionRequest,
 };
 use ngram_e2e::containerd::Containerd;
 use ngram_e2e::ecosystem::{
-    cmd, require_command, require_root, shown, PrivateRuntime, ATTACK, WORKLOAD,
+    cmd, require_command, require_root, shown, workload, PrivateRuntime, EXEC_ATTACK, REFUSED,
 };
 use ngram_e2e::BUSYBOX;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -212,7 +212,10 @@ impl Cri {
             if st.state == ContainerState::ContainerExited as i32 {
                 return st.exit_code;
             }
-            assert!(Instant::now() < deadline, "container {container} still runs");
+            assert!(
+                Instant::now() < deadline,
+                "container {container} still runs"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -303,7 +306,7 @@ fn a_runtime_class_handler_runs_pods_under_ngram_ids() {
                     &format!("train-{i}"),
                     &[("ngram-ids.mode", "train")],
                     &image,
-                    WORKLOAD,
+                    &workload(0),
                     &log_dir,
                 )
                 .await;
@@ -311,28 +314,47 @@ fn a_runtime_class_handler_runs_pods_under_ngram_ids() {
             cri.remove_pod(&sandbox).await;
         }
         let meta = rt.wait_for_runs(&image, TRAIN_RUNS);
-        println!("CRI: profile {image} after {TRAIN_RUNS} pods in {:.1?}: {meta}", t0.elapsed());
+        println!(
+            "CRI: profile {image} after {TRAIN_RUNS} pods in {:.1?}: {meta}",
+            t0.elapsed()
+        );
         let sandbox_meta = rt.wait_for_runs(ngram_e2e_sandbox_profile(), TRAIN_RUNS);
         println!("CRI: profile cri-sandbox: {sandbox_meta}");
 
-        // Enforce through the pod's annotations: the attack in the container is refused, and
-        // so is the one through ExecSync (exec=enforce). The container is created as kubelet
-        // creates it, by image ID: containerd still writes the image's name into
+        // Enforce through the pod's annotations: the attack through ExecSync is refused
+        // (exec=enforce), a normal ExecSync runs. The container is created as kubelet creates
+        // it, by image ID: containerd still writes the image's name into
         // io.kubernetes.cri.image-name, so the trained profile applies.
-        let attack = format!("{WORKLOAD}; {ATTACK}; sleep 600");
         let (sandbox, container) = cri
             .run_pod(
                 "enforce",
                 &[("ngram-ids.mode", "enforce"), ("ngram-ids.exec", "enforce")],
                 &image_id,
-                &attack,
+                &workload(600),
                 &log_dir,
             )
             .await;
-        let found = poll_alerts(&rt, &container).await;
-        println!("CRI, enforce mode, attack:\n{}", shown(&found));
+        let exec = cri
+            .rt
+            .exec_sync(ExecSyncRequest {
+                container_id: container.clone(),
+                cmd: vec!["sh".to_owned(), "-c".to_owned(), EXEC_ATTACK.to_owned()],
+                timeout: 30,
+            })
+            .await
+            .expect("ExecSync")
+            .into_inner();
+        let stderr = String::from_utf8_lossy(&exec.stderr);
         assert!(
-            found.iter().any(|a| a.action == "denied" && a.errno == Some(1)),
+            stderr.contains(REFUSED),
+            "ExecSync attack went through: {stderr}"
+        );
+        let found = poll_alerts(&rt, &container).await;
+        println!("CRI, enforce mode, ExecSync attack:\n{}", shown(&found));
+        assert!(
+            found
+                .iter()
+                .any(|a| a.action == "denied" && a.errno == Some(1)),
             "no refusal: {}",
             shown(&found)
         );
@@ -341,33 +363,32 @@ fn a_runtime_class_handler_runs_pods_under_ngram_ids() {
             "not the image's profile: {}",
             shown(&found)
         );
-        let exec = cri
+        // Alerts name the container by namespace, pod and container.
+        assert!(
+            found
+                .iter()
+                .all(|a| a.json["output_fields"]["container.name"] == "e2e/enforce/work"),
+            "{}",
+            found
+                .first()
+                .map(|a| a.json.to_string())
+                .unwrap_or_default()
+        );
+        let passwd = cri
             .rt
             .exec_sync(ExecSyncRequest {
                 container_id: container.clone(),
-                cmd: vec![
-                    "sh".to_owned(),
-                    "-c".to_owned(),
-                    "echo pwned > /root/exec-dropped && echo DROPPED".to_owned(),
-                ],
+                cmd: vec!["cat".to_owned(), "/etc/passwd".to_owned()],
                 timeout: 30,
             })
             .await
             .expect("ExecSync")
             .into_inner();
-        let stdout = String::from_utf8_lossy(&exec.stdout);
-        assert!(!stdout.contains("DROPPED"), "ExecSync attack went through: {stdout}");
-        let hostname = cri
-            .rt
-            .exec_sync(ExecSyncRequest {
-                container_id: container.clone(),
-                cmd: vec!["cat".to_owned(), "/etc/hostname".to_owned()],
-                timeout: 30,
-            })
-            .await
-            .expect("ExecSync")
-            .into_inner();
-        assert_eq!(hostname.exit_code, 0, "a normal exec must run");
+        assert_eq!(passwd.exit_code, 0, "a normal exec must run");
+        assert!(
+            passwd.stdout.starts_with(b"root:"),
+            "a normal exec must run"
+        );
         cri.remove_pod(&sandbox).await;
         println!("CRI: whole test in {:.1?}", t0.elapsed());
     });

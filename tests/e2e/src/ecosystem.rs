@@ -16,17 +16,33 @@ use serde_json::Value;
 use crate::ids::{Alert, ProfileMeta};
 use crate::{run_cmd, Output};
 
-/// A deterministic workload: one shell counting in a loop, then two forked programs.
-pub const WORKLOAD: &str = "i=0; while [ $i -lt 200 ]; do echo $i > /dev/null; i=$((i+1)); done; \
-                            cat /etc/hostname > /dev/null; cat /etc/hostname > /dev/null; echo done";
+/// A deterministic workload: one shell counting in a loop, then three forked programs, the
+/// last a `sleep` of `secs` seconds (0 in training; a container kept up for `exec` sleeps
+/// longer and makes the same calls).
+pub fn workload(secs: u32) -> String {
+    format!(
+        "i=0; while [ $i -lt 200 ]; do echo $i > /dev/null; i=$((i+1)); done; \
+         cat /etc/passwd > /dev/null; cat /etc/passwd > /dev/null; echo done; sleep {secs}"
+    )
+}
 
-/// The attack appended to [`WORKLOAD`]: the shell drops a file where it never wrote (a web
-/// shell, a cron job), then says whether it worked.
+/// The attack after the workload: the shell drops a file where it never wrote (a web shell,
+/// a cron job), then says whether it worked.
 pub const ATTACK: &str = "echo pwned > /root/dropped && echo DROPPED";
 
-/// The workload followed by the attack.
+/// The attack through an exec process (`ctr task exec`, `podman exec`, CRI `ExecSync`): a
+/// shell reading `/etc/shadow`, as the Docker suite's intruder does. In enforce mode with
+/// `ngram-ids.exec=enforce` the shell's exec of `cat` is refused, and the shell says so.
+/// (A shell that drops a file from an exec process is not refused: its first calls are its
+/// start phase, which the profile judges leniently.)
+pub const EXEC_ATTACK: &str = "cat /etc/shadow";
+
+/// What the shell prints when the exec of [`EXEC_ATTACK`]'s `cat` is refused.
+pub const REFUSED: &str = "cat: Operation not permitted";
+
+/// The workload (no sleep) followed by the attack.
 pub fn attacked_workload() -> String {
-    format!("{WORKLOAD}; {ATTACK}")
+    format!("{}; {ATTACK}", workload(0))
 }
 
 /// Time limit of one `ctr`/`podman` command.
@@ -34,7 +50,8 @@ pub const CMD_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The `ngram-ids` binary under test: `NGRAM_IDS_BIN`, else `/usr/local/bin/ngram-ids`.
 pub fn bin() -> PathBuf {
-    std::env::var_os("NGRAM_IDS_BIN").map_or_else(|| "/usr/local/bin/ngram-ids".into(), PathBuf::from)
+    std::env::var_os("NGRAM_IDS_BIN")
+        .map_or_else(|| "/usr/local/bin/ngram-ids".into(), PathBuf::from)
 }
 
 /// Panics unless the tests run as root (they start daemons and containers).
@@ -46,7 +63,10 @@ pub fn require_root(test: &str) {
         .find_map(|l| l.strip_prefix("Uid:"))
         .and_then(|l| l.split_whitespace().nth(1))
         .unwrap_or("?");
-    assert_eq!(euid, "0", "{test} needs root (run `make test-ecosystem` as root)");
+    assert_eq!(
+        euid, "0",
+        "{test} needs root (run `make test-ecosystem` as root)"
+    );
 }
 
 /// Panics unless `cmd` is on the PATH, naming the package that provides it.

@@ -9,7 +9,8 @@
 
 use ngram_e2e::containerd::Containerd;
 use ngram_e2e::ecosystem::{
-    attacked_workload, require_command, require_root, shown, PrivateRuntime, WORKLOAD,
+    attacked_workload, require_command, require_root, shown, workload, PrivateRuntime, EXEC_ATTACK,
+    REFUSED,
 };
 use ngram_e2e::BUSYBOX;
 
@@ -60,7 +61,8 @@ fn ctr_run_trains_alerts_enforces_and_execs() {
     let out = run(&c, &rt, &image, "h13-noprofile", &[], &["true"]);
     assert_ne!(out.code, Some(0), "ran without a profile: {out}");
     assert!(
-        out.stderr.contains("no image id and no ngram-ids.profile label or annotation")
+        out.stderr
+            .contains("no image id and no ngram-ids.profile label or annotation")
             && out.stderr.contains("set ngram-ids.profile=NAME"),
         "{out}"
     );
@@ -75,7 +77,8 @@ fn ctr_run_trains_alerts_enforces_and_execs() {
     );
     assert_ne!(out.code, Some(0), "{out}");
     assert!(
-        out.stderr.contains("annotation ngram-ids.mode=\\\"learn\\\"")
+        out.stderr
+            .contains("annotation ngram-ids.mode=\\\"learn\\\"")
             || out.stderr.contains("annotation ngram-ids.mode=\"learn\""),
         "{out}"
     );
@@ -91,7 +94,7 @@ fn ctr_run_trains_alerts_enforces_and_execs() {
             &image,
             &id,
             &[&profile_ann, "ngram-ids.mode=train"],
-            &["sh", "-c", WORKLOAD],
+            &["sh", "-c", &workload(0)],
         );
         out.success();
         assert_eq!(out.stdout.trim_end(), "done", "{out}");
@@ -110,11 +113,14 @@ fn ctr_run_trains_alerts_enforces_and_execs() {
         &image,
         "alert-normal",
         &[&profile_ann, "ngram-ids.mode=alert"],
-        &["sh", "-c", WORKLOAD],
+        &["sh", "-c", &workload(0)],
     );
     out.success();
     let normal = rt.alerts("alert-normal");
-    println!("containerd, alert mode, normal run: {} alerts", normal.len());
+    println!(
+        "containerd, alert mode, normal run: {} alerts",
+        normal.len()
+    );
     let attack = attacked_workload();
     let out = run(
         &c,
@@ -125,7 +131,10 @@ fn ctr_run_trains_alerts_enforces_and_execs() {
         &["sh", "-c", &attack],
     );
     out.success();
-    assert!(out.stdout.contains("DROPPED"), "alert mode must not refuse: {out}");
+    assert!(
+        out.stdout.contains("DROPPED"),
+        "alert mode must not refuse: {out}"
+    );
     let found = rt.wait_for_alerts("alert-attack");
     println!("containerd, alert mode, attack:\n{}", shown(&found));
     assert!(!found.is_empty(), "the attack raised no alert");
@@ -145,8 +154,14 @@ fn ctr_run_trains_alerts_enforces_and_execs() {
         &[&profile_ann, "ngram-ids.mode=enforce"],
         &["sh", "-c", &attack],
     );
-    assert!(!out.stdout.contains("DROPPED"), "enforce let the attack through: {out}");
-    assert!(out.stdout.contains("done"), "the normal part must run: {out}");
+    assert!(
+        !out.stdout.contains("DROPPED"),
+        "enforce let the attack through: {out}"
+    );
+    assert!(
+        out.stdout.contains("done"),
+        "the normal part must run: {out}"
+    );
     let found = rt.wait_for_alerts("enforce-attack");
     println!("containerd, enforce mode, attack:\n{}", shown(&found));
     assert!(
@@ -160,7 +175,7 @@ fn ctr_run_trains_alerts_enforces_and_execs() {
     // Exec into a running enforced container: a normal command runs; the attack through an
     // exec process is refused with ngram-ids.exec=enforce.
     let wrapper = rt.wrapper.to_string_lossy().into_owned();
-    let up = format!("{WORKLOAD}; sleep 600");
+    let up = workload(600);
     c.ctr(&[
         "run",
         "--detach",
@@ -182,10 +197,17 @@ fn ctr_run_trains_alerts_enforces_and_execs() {
     ])
     .success();
     let out = c.ctr(&[
-        "tasks", "exec", "--exec-id", "e1", "exec-target", "cat", "/etc/hostname",
+        "tasks",
+        "exec",
+        "--exec-id",
+        "e1",
+        "exec-target",
+        "cat",
+        "/etc/passwd",
     ]);
     out.success();
-    assert_eq!(out.stdout.trim(), "exec-target", "{out}");
+    assert!(out.stdout.starts_with("root:"), "{out}");
+    let since = ngram_e2e::ids::now_ns();
     let out = c.ctr(&[
         "tasks",
         "exec",
@@ -194,10 +216,17 @@ fn ctr_run_trains_alerts_enforces_and_execs() {
         "exec-target",
         "sh",
         "-c",
-        "echo pwned > /root/exec-dropped && echo DROPPED",
+        EXEC_ATTACK,
     ]);
-    assert!(!out.stdout.contains("DROPPED"), "enforce let the exec attack through: {out}");
-    let found = rt.wait_for_alerts("exec-target");
+    assert!(
+        out.stderr.contains(REFUSED),
+        "enforce let the exec attack through: {out}"
+    );
+    let found: Vec<_> = rt
+        .wait_for_alerts("exec-target")
+        .into_iter()
+        .filter(|a| a.time_ns >= since)
+        .collect();
     println!("containerd, enforce mode, exec attack:\n{}", shown(&found));
     assert!(
         found

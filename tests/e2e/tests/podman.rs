@@ -3,11 +3,12 @@
 //! `containers.json` (no annotation needed), `ngram-ids.*` as `--annotation`s, and an attack
 //! reported in alert mode and refused in enforce mode.
 //!
-//! Podman raises `RLIMIT_NOFILE` (and `RLIMIT_NPROC`) in the container's spec above this
-//! host's hard limits, which needs CAP_SYS_RESOURCE; these machines lack it, so every runtime,
-//! runc included, fails at create. The configuration that works: `default_ulimits` at or below
-//! the hard limits in a containers.conf (here through `CONTAINERS_CONF`); runc is run under
-//! the same configuration first, as the reference.
+//! Podman writes `RLIMIT_NOFILE` 1048576 into the container's spec (and `RLIMIT_NPROC` 1048576
+//! once any ulimit is configured), above the limits of the runtime it starts, which needs
+//! CAP_SYS_RESOURCE; these machines lack it, so every runtime, runc included, fails at create.
+//! The configuration that works: `default_ulimits` for both, `nofile` at or below the host's
+//! hard limit and `nproc` at or below 32768 (Podman's own), in a containers.conf (here through
+//! `CONTAINERS_CONF`); runc is run under the same configuration first, as the reference.
 //!
 //! Everything is private to the test: Podman's `--root`/`--runroot`, the runtime's store and
 //! alert log, `--network none` (no host network is set up). Root only (`#[ignore]`d);
@@ -17,12 +18,15 @@ use std::path::{Path, PathBuf};
 
 use ngram_e2e::ecosystem::{
     attacked_workload, cmd, docker_save, hard_limits, require_command, require_root, shown,
-    PrivateRuntime, WORKLOAD,
+    workload, PrivateRuntime, EXEC_ATTACK, REFUSED,
 };
 use ngram_e2e::{Output, BUSYBOX};
 
 /// Training runs of the busybox workload.
 const TRAIN_RUNS: u64 = 3;
+
+/// The `RLIMIT_NPROC` Podman 4.3 gives the runtime it starts.
+const PODMAN_NPROC: u64 = 32768;
 
 /// Podman with a private store and a containers.conf.
 struct Podman {
@@ -44,9 +48,11 @@ impl Podman {
         if let Some(n) = nofile {
             limits.push(format!("\"nofile={n}:{n}\""));
         }
-        if let Some(n) = nproc {
-            limits.push(format!("\"nproc={n}:{n}\""));
-        }
+        // Podman 4.3 runs the runtime (through conmon) with RLIMIT_NPROC lowered to 32768
+        // (seen in conmon's /proc/PID/limits on a host whose hard limit is 96369): a higher
+        // value fails like an unset one.
+        let nproc = nproc.map_or(PODMAN_NPROC, |n| n.min(PODMAN_NPROC));
+        limits.push(format!("\"nproc={nproc}:{nproc}\""));
         let conf = format!(
             "# Written by tests/e2e/tests/podman.rs: the hard limits of this host.\n\
              [containers]\ndefault_ulimits = [{}]\n",
@@ -78,7 +84,10 @@ impl Drop for Podman {
         let _ = self.run(None, &["rm", "--all", "--force"]);
         let _ = self.run(None, &["rmi", "--all", "--force"]);
         // Podman's overlay mounts go with `system reset`-like cleanup: unmount what is left.
-        let _ = cmd("umount", &["--recursive", "--lazy", &self.root.to_string_lossy()]);
+        let _ = cmd(
+            "umount",
+            &["--recursive", "--lazy", &self.root.to_string_lossy()],
+        );
         if std::env::var_os("NGRAM_IDS_E2E_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.root);
             let _ = std::fs::remove_dir_all(&self.runroot);
@@ -115,7 +124,16 @@ fn podman_runs_execs_stops_and_detects() {
     let t0 = std::time::Instant::now();
     let out = p.run(
         runc,
-        &["run", "--rm", "--network", "none", &image, "sh", "-c", "ulimit -n; echo runc-ok"],
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            &image,
+            "sh",
+            "-c",
+            "ulimit -n; echo runc-ok",
+        ],
     );
     out.success();
     assert!(out.stdout.contains("runc-ok"), "{out}");
@@ -137,7 +155,7 @@ fn podman_runs_execs_stops_and_detects() {
                 &image,
                 "sh",
                 "-c",
-                WORKLOAD,
+                &workload(0),
             ],
         );
         out.success();
@@ -146,19 +164,36 @@ fn podman_runs_execs_stops_and_detects() {
     }
     let meta = rt.wait_for_runs(&key, TRAIN_RUNS);
     println!("podman: profile {key}: {meta}");
-    assert_eq!(meta.json["name"].as_str(), Some(image.as_str()), "{}", meta.json);
+    assert_eq!(
+        meta.json["name"].as_str(),
+        Some(image.as_str()),
+        "{}",
+        meta.json
+    );
 
     // Alert: the attack works and is reported, under the image's profile.
     let attack = attacked_workload();
     let out = p.run(
         ngram,
         &[
-            "run", "--network", "none", "--name", "h13-alert", "--annotation",
-            "ngram-ids.mode=alert", &image, "sh", "-c", &attack,
+            "run",
+            "--network",
+            "none",
+            "--name",
+            "h13-alert",
+            "--annotation",
+            "ngram-ids.mode=alert",
+            &image,
+            "sh",
+            "-c",
+            &attack,
         ],
     );
     out.success();
-    assert!(out.stdout.contains("DROPPED"), "alert mode must not refuse: {out}");
+    assert!(
+        out.stdout.contains("DROPPED"),
+        "alert mode must not refuse: {out}"
+    );
     let id = p
         .run(None, &["inspect", "--format", "{{.Id}}", "h13-alert"])
         .success()
@@ -168,7 +203,9 @@ fn podman_runs_execs_stops_and_detects() {
     println!("podman, alert mode, attack:\n{}", shown(&found));
     assert!(!found.is_empty(), "the attack raised no alert");
     assert!(
-        found.iter().all(|a| a.action == "alerted" && a.profile == image),
+        found
+            .iter()
+            .all(|a| a.action == "alerted" && a.profile == image),
         "{}",
         shown(&found)
     );
@@ -176,13 +213,24 @@ fn podman_runs_execs_stops_and_detects() {
 
     // Enforce, detached: the attack through `podman exec` is refused (exec=enforce), a normal
     // exec runs, then stop and rm.
-    let up = format!("{WORKLOAD}; sleep 600");
+    let up = workload(600);
     p.run(
         ngram,
         &[
-            "run", "--detach", "--network", "none", "--name", "h13-enforce", "--annotation",
-            "ngram-ids.mode=enforce", "--annotation", "ngram-ids.exec=enforce", &image, "sh",
-            "-c", &up,
+            "run",
+            "--detach",
+            "--network",
+            "none",
+            "--name",
+            "h13-enforce",
+            "--annotation",
+            "ngram-ids.mode=enforce",
+            "--annotation",
+            "ngram-ids.exec=enforce",
+            &image,
+            "sh",
+            "-c",
+            &up,
         ],
     )
     .success();
@@ -191,14 +239,20 @@ fn podman_runs_execs_stops_and_detects() {
         .success()
         .out()
         .to_owned();
-    let out = p.run(None, &["exec", "h13-enforce", "cat", "/etc/hostname"]);
+    let out = p.run(None, &["exec", "h13-enforce", "cat", "/etc/passwd"]);
     out.success();
-    let out = p.run(
-        None,
-        &["exec", "h13-enforce", "sh", "-c", "echo pwned > /root/dropped && echo DROPPED"],
+    assert!(out.stdout.starts_with("root:"), "{out}");
+    let since = ngram_e2e::ids::now_ns();
+    let out = p.run(None, &["exec", "h13-enforce", "sh", "-c", EXEC_ATTACK]);
+    assert!(
+        out.stderr.contains(REFUSED),
+        "enforce let the exec attack through: {out}"
     );
-    assert!(!out.stdout.contains("DROPPED"), "enforce let the exec attack through: {out}");
-    let found = rt.wait_for_alerts(&id);
+    let found: Vec<_> = rt
+        .wait_for_alerts(&id)
+        .into_iter()
+        .filter(|a| a.time_ns >= since)
+        .collect();
     println!("podman, enforce mode, exec attack:\n{}", shown(&found));
     assert!(
         found
@@ -207,7 +261,10 @@ fn podman_runs_execs_stops_and_detects() {
         "no refusal with EPERM: {}",
         shown(&found)
     );
-    let state = p.run(None, &["inspect", "--format", "{{.State.Status}}", "h13-enforce"]);
+    let state = p.run(
+        None,
+        &["inspect", "--format", "{{.State.Status}}", "h13-enforce"],
+    );
     assert_eq!(state.out(), "running", "{state}");
     let out = p.run(None, &["stop", "--time", "2", "h13-enforce"]);
     out.success();
