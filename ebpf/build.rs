@@ -1,5 +1,5 @@
 //! Builds the kernel program: `vmlinux.h` from the running kernel's BTF (bpftool), then
-//! `src/bpf/ngram.bpf.c` with clang (`-target bpf -O2 -g`, CO-RE) and its Rust skeleton, both
+//! `src/bpf/ngram.bpf.c` (the counter, and the alert program of `src/bpf/alert.bpf.h`) with clang (`-target bpf -O2 -g`, CO-RE) and its Rust skeleton, both
 //! into OUT_DIR.
 
 use std::env;
@@ -9,6 +9,7 @@ use std::process::{Command, ExitCode};
 
 const SRC: &str = "src/bpf/ngram.bpf.c";
 const HEADER: &str = "src/bpf/ngram.h";
+const ALERT: &str = "src/bpf/alert.bpf.h";
 const BTF: &str = "/sys/kernel/btf/vmlinux";
 
 fn main() -> ExitCode {
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
 fn build() -> Result<(), String> {
     println!("cargo:rerun-if-changed={SRC}");
     println!("cargo:rerun-if-changed={HEADER}");
+    println!("cargo:rerun-if-changed={ALERT}");
     println!("cargo:rerun-if-changed={BTF}");
     let out = PathBuf::from(env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?);
     write_vmlinux_h(&out.join("vmlinux.h"))?;

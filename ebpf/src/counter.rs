@@ -129,6 +129,8 @@ impl Counter {
         crate::log::init();
         let n = u32::try_from(opts.n).map_err(|_| Error::BadN { n: opts.n })?;
         let loaded = Loaded::new(|open| {
+            // The alert program of the same object is not loaded (its maps stay minimal).
+            open.progs.ngram_alert.set_autoload(false);
             if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
                 rodata.cfg_n = n;
                 rodata.cfg_from_exec = u32::from(opts.from_first_exec);

@@ -158,42 +158,41 @@ static __always_inline bool count_in(void *map, const void *key)
 	return false;
 }
 
-SEC("tp_btf/sys_enter")
-int BPF_PROG(ngram_sys_enter, struct pt_regs *regs, long id)
+/* Why a call of a task is not judged or counted. */
+enum skip { PASS = 0, SKIP_TARGET, SKIP_BEFORE_EXEC, SKIP_OTHER_ARCH, SKIP_NOISE };
+
+/*
+ * The part both programs share: is this call one of the target cgroup's, after its first
+ * execve (cfg_from_exec), an x86_64 call, not noise? Counts the skipped ones in their STAT_*
+ * slot (not the ones of other cgroups).
+ */
+static __always_inline enum skip admit(struct task_struct *task, struct pt_regs *regs, long id)
 {
 	__u64 cgroup = bpf_get_current_cgroup_id();
-	struct task_struct *task;
-	struct ngram_window *w;
-	struct ngram_key key = {};
-	__u32 nr, n = cfg_n, len, i, zero = 0;
-	__u32 *armed;
-	__u64 *slot;
+	__u32 nr, zero = 0, *armed;
 	__u8 *noise;
 	bool compat;
 
 	if (!bpf_map_lookup_elem(&ng_target, &cgroup))
-		return 0;
-
-	task = bpf_get_current_task_btf();
+		return SKIP_TARGET;
 	compat = task->thread_info.status & TS_COMPAT;
 	if (cfg_from_exec) {
 		armed = bpf_map_lookup_elem(&ng_armed, &zero);
 		if (!armed)
-			return 0;
+			return SKIP_TARGET;
 		if (!*armed) {
 			if (compat || (id != NR_EXECVE && id != NR_EXECVEAT)) {
 				stat_add(NGRAM_STAT_BEFORE_EXEC);
-				return 0;
+				return SKIP_BEFORE_EXEC;
 			}
 			*armed = 1;
 		}
 	}
 	if (id < 0 || id > 0xffff || compat) {
 		stat_add(NGRAM_STAT_OTHER_ARCH);
-		return 0;
+		return SKIP_OTHER_ARCH;
 	}
 	nr = (__u32)id;
-
 	noise = bpf_map_lookup_elem(&ng_noise, &nr);
 	if (noise && *noise) {
 		/* Judged all the same (policy::judged_despite_noise): making memory executable (what
@@ -205,9 +204,24 @@ int BPF_PROG(ngram_sys_enter, struct pt_regs *regs, long id)
 
 		if (!exec && !loud) {
 			stat_add(NGRAM_STAT_NOISE);
-			return 0;
+			return SKIP_NOISE;
 		}
 	}
+	return PASS;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(ngram_sys_enter, struct pt_regs *regs, long id)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct ngram_window *w;
+	struct ngram_key key = {};
+	__u32 nr, n = cfg_n, len, i;
+	__u64 *slot;
+
+	if (admit(task, regs, id) != PASS)
+		return 0;
+	nr = (__u32)id;
 
 	stat_add(NGRAM_STAT_CALLS);
 	if (nr < NGRAM_NR_SLOTS) {
@@ -263,5 +277,7 @@ int BPF_PROG(ngram_sys_enter, struct pt_regs *regs, long id)
 		stat_add(NGRAM_STAT_LOST_NGRAMS);
 	return 0;
 }
+
+#include "alert.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

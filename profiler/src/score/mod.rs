@@ -60,6 +60,7 @@ mod fixed;
 mod model;
 mod scorer;
 mod table;
+mod tables;
 mod trace;
 
 use serde::{Deserialize, Serialize};
@@ -68,6 +69,7 @@ pub use self::calibrate::{calibrate, Calibration, CalibrationMethod};
 pub use self::fixed::SCALE;
 pub use self::model::{Discount, Model};
 pub use self::scorer::{Alarm, Scorer};
+pub use self::tables::{count_above, improbable_cut, prob_below_cut, ModelTables};
 pub use self::trace::{score_trace, TraceScore};
 pub use crate::live::{LIVE_SETTLED_MAX_P, LIVE_SETTLED_THRESHOLD, LIVE_THRESHOLD, LIVE_WINDOW};
 use crate::syscalls::Arch;

@@ -22,19 +22,19 @@ pub enum Discount {
 
 /// One order k of the backoff model.
 #[derive(Debug, Clone)]
-struct Order<K: Copy> {
+pub(super) struct Order<K: Copy> {
     /// Rolling id of a seen k-gram -> -ln P_k(w | c), [`SCALE`](super::SCALE) units.
-    seen: FlatTable<K, u32>,
+    pub(super) seen: FlatTable<K, u32>,
     /// Rolling id of a seen (k-1)-gram context -> -ln alpha_k(c), [`SCALE`](super::SCALE)
     /// units (alpha may be above 1, so this may be negative).
-    backoff: FlatTable<K, i32>,
+    pub(super) backoff: FlatTable<K, i32>,
     /// Keeps the last k symbols of a rolling id.
     mask: u128,
 }
 
 /// The orders 1..=n (index k-1), keyed in 64 bits when n-gram ids fit.
 #[derive(Debug, Clone)]
-enum Tables {
+pub(super) enum Tables {
     Narrow(Vec<Order<u64>>),
     Wide(Vec<Order<u128>>),
 }
@@ -88,14 +88,14 @@ fn orders_bytes<K: TableKey>(orders: &[Order<K>]) -> usize {
 pub struct Model {
     pub(super) n: usize,
     pub(super) arch: Arch,
-    bits: u32,
+    pub(super) bits: u32,
     mask: u128,
     /// System-call number -> symbol (1..=V-1); 0 for calls never seen in training.
-    symbol: Vec<u16>,
+    pub(super) symbol: Vec<u16>,
     /// Orders 1..=n.
-    tables: Tables,
+    pub(super) tables: Tables,
     /// -ln P_1(a call never seen in training), [`SCALE`](super::SCALE) units.
-    unseen_symbol: u32,
+    pub(super) unseen_symbol: u32,
     /// Distinct n-grams at the top order.
     distinct: usize,
     p0: f64,

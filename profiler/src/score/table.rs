@@ -8,6 +8,7 @@ use crate::ngram::FxHashMap;
 pub(super) trait TableKey: Copy + Eq + Default + std::fmt::Debug {
     /// Exact when the model's ids fit the key type (checked when the model is built).
     fn from_id(id: u128) -> Self;
+    fn to_id(self) -> u128;
     fn fold(self) -> u64;
 }
 
@@ -20,6 +21,10 @@ impl TableKey for u64 {
         k
     }
     #[inline]
+    fn to_id(self) -> u128 {
+        u128::from(self)
+    }
+    #[inline]
     fn fold(self) -> u64 {
         self
     }
@@ -29,6 +34,10 @@ impl TableKey for u128 {
     #[inline]
     fn from_id(id: u128) -> Self {
         id
+    }
+    #[inline]
+    fn to_id(self) -> u128 {
+        self
     }
     #[inline]
     fn fold(self) -> u64 {
@@ -148,6 +157,15 @@ impl<K: TableKey, V: Copy + Default> FlatTable<K, V> {
                 i = 0;
             }
         }
+    }
+
+    /// Every (id, value) of the table, in no particular order.
+    pub(super) fn entries(&self) -> impl Iterator<Item = (u128, V)> + '_ {
+        let zero = self.zero.map(|v| (0, v));
+        self.slots
+            .iter()
+            .filter_map(|&Slot { key, val }| (key != K::default()).then(|| (key.to_id(), val)))
+            .chain(zero)
     }
 
     pub(super) fn bytes(&self) -> usize {
