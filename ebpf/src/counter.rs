@@ -73,6 +73,12 @@ pub struct Stats {
     /// Calls equal to their thread's previous one ([`Options::collapse_runs`]): counted per
     /// system call, no n-gram.
     pub collapsed: u64,
+    /// The alert program: anomalous calls.
+    pub anomalies: u64,
+    /// The alert program: records sent to user space.
+    pub events: u64,
+    /// The alert program: records the ring buffer had no room for (alerts lost).
+    pub lost_events: u64,
 }
 
 impl Stats {
@@ -260,32 +266,7 @@ impl Counter {
 
     /// What the kernel program did since attach.
     pub fn stats(&self) -> Result<Stats, Error> {
-        let map = &self.loaded.skel.maps.ng_stats;
-        let mut slots = [0u64; stat::COUNT as usize];
-        for (slot, total) in (0u32..).zip(slots.iter_mut()) {
-            let per_cpu = map
-                .lookup_percpu(&slot.to_ne_bytes(), MapFlags::ANY)
-                .map_err(|source| Error::MapRead {
-                    map: "ng_stats",
-                    source,
-                })?
-                .unwrap_or_default();
-            for v in per_cpu {
-                *total += u64_value("ng_stats", &v)?;
-            }
-        }
-        let get = |i: u32| slots[i as usize];
-        Ok(Stats {
-            calls: get(stat::CALLS),
-            ngrams: get(stat::NGRAMS),
-            noise: get(stat::NOISE),
-            other_arch: get(stat::OTHER_ARCH),
-            lost_ngrams: get(stat::LOST_NGRAMS),
-            lost_windows: get(stat::LOST_WINDOW),
-            lost_calls: get(stat::LOST_CALLS),
-            before_exec: get(stat::BEFORE_EXEC),
-            collapsed: get(stat::COLLAPSED),
-        })
+        read_stats(&self.loaded.skel.maps.ng_stats)
     }
 
     /// Stop counting: detach the program (the maps stay readable). Idempotent.
@@ -335,6 +316,38 @@ impl Counter {
         }
         Ok(())
     }
+}
+
+/// The statistics of a loaded object (every per-CPU slot summed).
+pub(crate) fn read_stats<M: MapCore>(map: &M) -> Result<Stats, Error> {
+    let mut slots = [0u64; stat::COUNT as usize];
+    for (slot, total) in (0u32..).zip(slots.iter_mut()) {
+        let per_cpu = map
+            .lookup_percpu(&slot.to_ne_bytes(), MapFlags::ANY)
+            .map_err(|source| Error::MapRead {
+                map: "ng_stats",
+                source,
+            })?
+            .unwrap_or_default();
+        for v in per_cpu {
+            *total += u64_value("ng_stats", &v)?;
+        }
+    }
+    let get = |i: u32| slots[i as usize];
+    Ok(Stats {
+        calls: get(stat::CALLS),
+        ngrams: get(stat::NGRAMS),
+        noise: get(stat::NOISE),
+        other_arch: get(stat::OTHER_ARCH),
+        lost_ngrams: get(stat::LOST_NGRAMS),
+        lost_windows: get(stat::LOST_WINDOW),
+        lost_calls: get(stat::LOST_CALLS),
+        before_exec: get(stat::BEFORE_EXEC),
+        collapsed: get(stat::COLLAPSED),
+        anomalies: get(stat::ANOMALIES),
+        events: get(stat::EVENTS),
+        lost_events: get(stat::LOST_EVENTS),
+    })
 }
 
 /// A map entry as bytes: (key, value).

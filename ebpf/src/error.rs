@@ -13,6 +13,14 @@ pub enum Error {
         "noise call {nr} is out of range for the eBPF counter: its noise set holds numbers below {NR_SLOTS}"
     )]
     BadNoise { nr: u16 },
+    #[error("window of {w} n-grams is out of range for the eBPF alert program: use 1..={}", crate::layout::MAX_WINDOW)]
+    BadWindow { w: u32 },
+    #[error("the live rule does not fit the eBPF alert program (a count of 0 would make every call anomalous, or a table is too large)")]
+    BadRule,
+    #[error("the eBPF ring buffer's size {bytes} must be a power of two of at least 4096 bytes")]
+    BadRing { bytes: u32 },
+    #[error("cannot read the eBPF alert program's ring buffer")]
+    Ring(#[source] libbpf_rs::Error),
     #[error("the n-gram map's capacity must be at least 1")]
     BadCapacity,
     #[error("cannot read the cgroup directory {path}")]

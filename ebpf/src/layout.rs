@@ -10,6 +10,22 @@ pub const MIN_N: usize = 2;
 pub const NR_SLOTS: u32 = 512;
 /// Default capacity of the n-gram map (`NGRAM_DEFAULT_MAX_GRAMS`).
 pub const DEFAULT_MAX_NGRAMS: u32 = 262_144;
+/// Calls of a thread the alert program keeps (`NGRAM_RAW`).
+pub const RAW: usize = 16;
+/// The alert program's largest window, in n-grams (`NGRAM_MAX_WINDOW`).
+pub const MAX_WINDOW: u32 = 16;
+/// Bytes of an order key of the alert program's model maps (`struct ngram_okey`).
+pub const OKEY_LEN: usize = KEY_LEN + 4;
+
+/// Pack a k-gram of order `order` (1..=[`MAX_N`] numbers) into an order key.
+pub fn encode_okey(gram: &[u16], order: u32) -> Option<[u8; OKEY_LEN]> {
+    let key = encode_key(gram)?;
+    let mut out = [0u8; OKEY_LEN];
+    out[..KEY_LEN].copy_from_slice(&key);
+    out[KEY_LEN..].copy_from_slice(&order.to_ne_bytes());
+    Some(out)
+}
+
 /// Bytes of an n-gram key: `MAX_N` native-endian u16 numbers, zero after the first n.
 pub const KEY_LEN: usize = 2 * MAX_N;
 
@@ -24,8 +40,11 @@ pub mod stat {
     pub const LOST_CALLS: u32 = 6;
     pub const BEFORE_EXEC: u32 = 7;
     pub const COLLAPSED: u32 = 8;
+    pub const ANOMALIES: u32 = 9;
+    pub const EVENTS: u32 = 10;
+    pub const LOST_EVENTS: u32 = 11;
     /// Number of slots (`NGRAM_STATS`).
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 12;
 }
 
 /// Pack an n-gram (1..=[`MAX_N`] numbers) into the kernel's key; `None` if it is too long.

@@ -1,4 +1,4 @@
-//! The eBPF engine of ngram-ids (issue 10), first slice: training in the kernel.
+//! The eBPF engine of ngram-ids (issue 10): training and alerting in the kernel.
 //!
 //! A kernel program (`src/bpf/ngram.bpf.c`, built against the running kernel's BTF) on the
 //! system-call entry tracepoint counts, for the tasks of one cgroup v2 (a container: its forks,
@@ -6,7 +6,9 @@
 //! user-space trainer does (`NgramCounts::push`, noise left out). [`Counter`] loads and attaches
 //! it, reads the counts ([`Counter::take_counts`], as deltas) and statistics ([`Stats`], with
 //! every lost update), and detaches on drop. [`KernelCounts::to_ngram_counts`] turns the counts
-//! into the trainer's `NgramCounts`.
+//! into the trainer's `NgramCounts`. [`Alerter`] loads the alert program of the same object
+//! (`src/bpf/alert.bpf.h`) with a model's tables: the live rule's sequence part judged per
+//! thread in the kernel, alerts read as [`KernelEvent`]s from a ring buffer.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), ngram_ebpf::Error> {
@@ -20,17 +22,22 @@
 //! # }
 //! ```
 
+mod alerter;
 mod cgroup;
 mod counter;
 mod counts;
 mod error;
+mod event;
 mod layout;
 mod log;
 mod skel;
 
+pub use alerter::{AlertOptions, Alerter, Events};
 pub use counter::{Counter, Options, Stats};
+pub use event::{KernelEvent, KernelRule};
 pub use counts::KernelCounts;
 pub use error::Error;
 pub use layout::{
-    decode_key, encode_key, KeyError, DEFAULT_MAX_NGRAMS, KEY_LEN, MAX_N, MIN_N, NR_SLOTS,
+    decode_key, encode_key, KeyError, DEFAULT_MAX_NGRAMS, KEY_LEN, MAX_N, MAX_WINDOW, MIN_N,
+    NR_SLOTS, RAW,
 };

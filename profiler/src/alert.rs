@@ -124,6 +124,13 @@ pub struct Alert {
     pub fd_sip: Option<String>,
     #[serde(default)]
     pub fd_sport: Option<u16>,
+    /// The tracer that saw the call (`notify`, `ptrace`, `ebpf`; Falco's `ngram.tracer`).
+    #[serde(default)]
+    pub tracer: Option<String>,
+    /// What this tracer does not judge (e.g. `arguments`, `programs` with `ebpf`), said in
+    /// every line so that a quiet log is not read as a clean one (`ngram.unjudged`).
+    #[serde(default)]
+    pub unjudged: Vec<String>,
 }
 
 /// The Falco-compatible line.
@@ -231,6 +238,12 @@ impl Alert {
         if let Some(port) = self.fd_sport {
             put("fd.sport", json!(port));
         }
+        if let Some(t) = &self.tracer {
+            put("ngram.tracer", json!(t));
+        }
+        if !self.unjudged.is_empty() {
+            put("ngram.unjudged", json!(self.unjudged));
+        }
         FalcoLine {
             output: self.summary(),
             priority: if self.rule.critical(self.action) {
@@ -287,6 +300,11 @@ impl Alert {
                 .get("fd.sport")
                 .and_then(serde_json::Value::as_u64)
                 .and_then(|p| u16::try_from(p).ok()),
+            tracer: s("ngram.tracer"),
+            unjudged: f
+                .get("ngram.unjudged")
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_default(),
         })
     }
 }
@@ -716,6 +734,8 @@ mod tests {
             fd_name: None,
             fd_sip: None,
             fd_sport: None,
+            tracer: None,
+            unjudged: Vec::new(),
         }
     }
 
@@ -845,6 +865,23 @@ mod tests {
             .contains("could not be merged into its profile: profile database /x is busy"));
         // An anomaly parser does not take the other events.
         assert!(parse_line(&path, 3, text.lines().nth(2).unwrap()).is_err());
+    }
+
+    #[test]
+    fn the_tracer_and_what_it_does_not_judge_are_in_the_line() {
+        let mut a = alert();
+        let plain = a.to_falco("h");
+        assert!(plain.output_fields.get("ngram.tracer").is_none());
+        assert!(plain.output_fields.get("ngram.unjudged").is_none());
+        a.tracer = Some("ebpf".into());
+        a.unjudged = vec!["arguments".into(), "programs".into()];
+        let f = a.to_falco("h");
+        assert_eq!(f.output_fields["ngram.tracer"], "ebpf");
+        assert_eq!(
+            f.output_fields["ngram.unjudged"],
+            serde_json::json!(["arguments", "programs"])
+        );
+        assert_eq!(Alert::from_falco(&f), Some(a));
     }
 
     #[test]

@@ -209,6 +209,8 @@ mod tests {
             fd_name: None,
             fd_sip: None,
             fd_sport: None,
+            tracer: None,
+            unjudged: Vec::new(),
         }
     }
 

@@ -807,5 +807,7 @@ fn sample_alert(id: &str, name: &str, pid: u32, tid: u32) -> ngram_profiler::ale
         fd_name: None,
         fd_sip: None,
         fd_sport: None,
+        tracer: None,
+        unjudged: Vec::new(),
     }
 }

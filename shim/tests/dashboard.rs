@@ -173,6 +173,8 @@ fn alert_line(name: &str, rule: Rule) -> String {
         fd_name: None,
         fd_sip: None,
         fd_sport: None,
+        tracer: None,
+        unjudged: Vec::new(),
     };
     format!("{}\n", serde_json::to_string(&a.to_falco("host")).unwrap())
 }

@@ -152,6 +152,8 @@ fn alert(n: u32) -> Alert {
         fd_name: None,
         fd_sip: None,
         fd_sport: None,
+        tracer: None,
+        unjudged: Vec::new(),
     }
 }
 

@@ -13,6 +13,7 @@
 mod arguments;
 pub mod breaker;
 pub mod judge;
+mod kernel;
 mod programs;
 pub mod report;
 mod threads;
@@ -30,6 +31,7 @@ use ngram_profiler::trace::NativeWriter;
 
 pub use breaker::Breaker;
 pub use judge::{detector, Detector, ExecPolicy, SettledRule, YOUNG_CALLS};
+pub use kernel::KernelAlert;
 
 use crate::notify::nr;
 use crate::sys::AUDIT_ARCH_X86_64;
@@ -69,6 +71,10 @@ pub struct ContainerInfo {
     pub name: String,
     pub image: String,
     pub profile: String,
+    /// The tracer, said in every alert line (`ngram.tracer`).
+    pub tracer: Option<String>,
+    /// What the tracer does not judge, said in every alert line (`ngram.unjudged`).
+    pub unjudged: Vec<String>,
 }
 
 impl ContainerInfo {

@@ -47,6 +47,19 @@ pub struct ArgText {
     pub peer: Option<(std::net::IpAddr, u16)>,
 }
 
+/// Why an alert is raised: its rule, window score against threshold, action, and the n-gram
+/// that ended at the call with its probability.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Why<'a> {
+    pub rule: Rule,
+    pub score: f64,
+    pub threshold: f64,
+    pub action: Action,
+    pub ngram: &'a [u16],
+    pub prob: f64,
+    pub seen: bool,
+}
+
 /// The budget class of an alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
@@ -172,11 +185,38 @@ impl<'m> Session<'m> {
             return;
         };
         let alarm = det.scorer.alarm(ev.tid, score, threshold);
-        let arch = det.arch;
+        let why = Why {
+            rule,
+            score,
+            threshold,
+            action,
+            ngram: &alarm.ngram,
+            prob: alarm.prob,
+            seen: alarm.seen,
+        };
+        self.send_alert(det.arch, ev, &why, exe, arg);
+    }
+
+    /// Build the alert line of `why` about `ev` and send it (the budget was applied).
+    pub(super) fn send_alert(
+        &self,
+        arch: ngram_profiler::syscalls::Arch,
+        ev: &Event,
+        why: &Why<'_>,
+        exe: Option<String>,
+        arg: Option<ArgText>,
+    ) {
         let name = |nr: u16| {
             arch.name(nr)
                 .map_or_else(|| format!("#{nr}"), str::to_owned)
         };
+        let Why {
+            rule,
+            score,
+            threshold,
+            action,
+            ..
+        } = *why;
         let alert = Alert {
             time_ns: ev.ts_ns,
             latency_ns: crate::tracer::now_ns().saturating_sub(ev.ts_ns),
@@ -187,9 +227,9 @@ impl<'m> Session<'m> {
             pid: ev.pid,
             tid: ev.tid,
             exe: exe.unwrap_or_else(|| (self.exe_of)(ev.pid).unwrap_or_default()),
-            ngram: alarm.ngram.iter().map(|&n| name(n)).collect(),
-            probability: alarm.prob,
-            seen: alarm.seen,
+            ngram: why.ngram.iter().map(|&n| name(n)).collect(),
+            probability: why.prob,
+            seen: why.seen,
             window_score: score,
             threshold,
             action,
@@ -202,6 +242,8 @@ impl<'m> Session<'m> {
                 .map(|(ip, _)| ip.to_string()),
             fd_sport: arg.as_ref().and_then(|a| a.peer).map(|(_, port)| port),
             argument: arg.map(|a| a.argument),
+            tracer: self.info.tracer.clone(),
+            unjudged: self.info.unjudged.clone(),
         };
         if let Some(tx) = &self.alerts {
             let _ = tx.send(alert.into());

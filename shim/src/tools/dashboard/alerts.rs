@@ -279,6 +279,8 @@ pub(crate) mod tests {
             fd_name: None,
             fd_sip: Some("203.0.113.9".into()),
             fd_sport: Some(443),
+            tracer: None,
+            unjudged: Vec::new(),
         }
     }
 

@@ -1,0 +1,229 @@
+//! [`Alerter`]: the alert program (`src/bpf/alert.bpf.h`) loaded for one cgroup with a model's
+//! tables and the live rule's numbers, attached while the value lives, and its records
+//! ([`KernelEvent`], read from the ring buffer by [`Alerter::events`]) and statistics.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use libbpf_rs::{Link, MapCore, MapFlags, RingBuffer, RingBufferBuilder};
+use ngram_profiler::score::ModelTables;
+
+use crate::cgroup::cgroup_id;
+use crate::counter::{read_stats, Stats};
+use crate::error::Error;
+use crate::event::KernelEvent;
+use crate::layout::{encode_okey, MAX_N, MAX_WINDOW, MIN_N, NR_SLOTS};
+use crate::skel::{LoadError, Loaded};
+
+const BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// The live rule the alert program applies, in its integer form (the supervisor derives it
+/// from its detector: see `ngram_profiler::score::{count_above, improbable_cut,
+/// prob_below_cut}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertOptions {
+    /// Length of the n-grams (2..=[`MAX_N`]), the model's.
+    pub n: usize,
+    /// Calls neither judged nor entering a thread's stream (below [`NR_SLOTS`]).
+    pub noise: Vec<u16>,
+    /// Collapsed runs, as the model was trained.
+    pub collapse_runs: bool,
+    /// Judge from the cgroup's first `execve` on (as the notify tracer does).
+    pub from_first_exec: bool,
+    /// The model's tables.
+    pub tables: ModelTables,
+    /// The window, in n-grams (1..=[`MAX_WINDOW`]).
+    pub window: u32,
+    /// A young thread is anomalous with this many never-seen n-grams in its window.
+    pub young_min: u32,
+    /// A settled thread is anomalous with this many never-seen improbable n-grams in its
+    /// window; `None`: settled threads are judged by the young rule.
+    pub settled_min: Option<u32>,
+    /// A thread is young this many stream calls after its `execve`.
+    pub young_calls: u64,
+    /// An unseen n-gram with -ln P (fixed point) above this is improbable (settled rule).
+    pub improbable_cut: u32,
+    /// An unseen n-gram with -ln P at or above this has P below the harmful-call rule's cut.
+    pub harm_cut: u32,
+    /// Calls around the tracer the profile never learned (rule bypass), below [`NR_SLOTS`].
+    pub bypass: Vec<u16>,
+    /// Calls whose first run is the harm (open/openat are judged by their flags, openat2
+    /// always), below [`NR_SLOTS`].
+    pub effect: Vec<u16>,
+    /// Send a record for every call (the differential test), not only alerts.
+    pub trace: bool,
+    /// Bytes of the ring buffer (a power of two, at least a page).
+    pub ring_bytes: u32,
+}
+
+/// The alert program of one cgroup v2 (a container), attached. Detached, and its program and
+/// maps freed, on drop.
+#[derive(Debug)]
+pub struct Alerter {
+    // Declared first: dropped (detached) before the program and maps.
+    link: Option<Link>,
+    loaded: Loaded,
+    cgroup: PathBuf,
+}
+
+impl Alerter {
+    /// Load the alert program with `opts` and attach it for the tasks of cgroup v2 directory
+    /// `cgroup_dir`.
+    pub fn attach(cgroup_dir: &Path, opts: &AlertOptions) -> Result<Alerter, Error> {
+        if !(MIN_N..=MAX_N).contains(&opts.n) || opts.tables.n != opts.n {
+            return Err(Error::BadN { n: opts.n });
+        }
+        if !(1..=MAX_WINDOW).contains(&opts.window) {
+            return Err(Error::BadWindow { w: opts.window });
+        }
+        if opts.settled_min == Some(0) || opts.young_min == 0 {
+            return Err(Error::BadRule);
+        }
+        if !opts.ring_bytes.is_power_of_two() || opts.ring_bytes < 4096 {
+            return Err(Error::BadRing {
+                bytes: opts.ring_bytes,
+            });
+        }
+        for set in [&opts.noise, &opts.bypass, &opts.effect] {
+            if let Some(&nr) = set.iter().find(|&&nr| u32::from(nr) >= NR_SLOTS) {
+                return Err(Error::BadNoise { nr });
+            }
+        }
+        let id = cgroup_id(cgroup_dir)?;
+        if !Path::new(BTF).exists() {
+            return Err(Error::NoBtf);
+        }
+        crate::log::init();
+        let n = u32::try_from(opts.n).map_err(|_| Error::BadN { n: opts.n })?;
+        let entries = |len: usize| u32::try_from(len.max(1)).map_err(|_| Error::BadRule);
+        let (seen_entries, backoff_entries) =
+            (entries(opts.tables.seen.len())?, entries(opts.tables.backoff.len())?);
+        let loaded = Loaded::new(|open| {
+            open.progs.ngram_sys_enter.set_autoload(false);
+            if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
+                rodata.cfg_n = n;
+                rodata.cfg_from_exec = u32::from(opts.from_first_exec);
+                rodata.cfg_collapse = u32::from(opts.collapse_runs);
+                rodata.cfg_window = opts.window;
+                rodata.cfg_young_min = opts.young_min;
+                rodata.cfg_settled_min = opts.settled_min.unwrap_or(0);
+                rodata.cfg_young_calls = opts.young_calls;
+                rodata.cfg_settled_cut = opts.improbable_cut;
+                rodata.cfg_harm_cut = opts.harm_cut;
+                rodata.cfg_unseen_symbol = opts.tables.unseen_call;
+                rodata.cfg_trace = u32::from(opts.trace);
+            }
+            // The counter's n-gram map is not used: keep it minimal.
+            open.maps.ng_grams.set_max_entries(1)?;
+            open.maps.ng_seen.set_max_entries(seen_entries)?;
+            open.maps.ng_backoff.set_max_entries(backoff_entries)?;
+            open.maps.ng_events.set_max_entries(opts.ring_bytes)
+        })
+        .map_err(|e| match e {
+            LoadError::Open(e) => Error::Open(e),
+            LoadError::Load(e) => Error::Load(e),
+        })?;
+        let maps = &loaded.skel.maps;
+        let write = |map: &dyn MapCore, name: &'static str, key: &[u8], value: &[u8]| {
+            map.update(key, value, MapFlags::ANY)
+                .map_err(|source| Error::MapWrite { map: name, source })
+        };
+        for (set, map, name) in [
+            (&opts.noise, &maps.ng_noise, "ng_noise"),
+            (&opts.bypass, &maps.ng_bypass, "ng_bypass"),
+            (&opts.effect, &maps.ng_effect, "ng_effect"),
+        ] {
+            for &nr in set {
+                write(map, name, &u32::from(nr).to_ne_bytes(), &[1])?;
+            }
+        }
+        for (gram, v) in &opts.tables.seen {
+            let order = u32::try_from(gram.len()).map_err(|_| Error::BadRule)?;
+            let key = encode_okey(gram, order).ok_or(Error::BadRule)?;
+            write(&maps.ng_seen, "ng_seen", &key, &v.to_ne_bytes())?;
+        }
+        for (ctx, v) in &opts.tables.backoff {
+            let order = u32::try_from(ctx.len() + 1).map_err(|_| Error::BadRule)?;
+            let key = encode_okey(ctx, order).ok_or(Error::BadRule)?;
+            write(&maps.ng_backoff, "ng_backoff", &key, &v.to_ne_bytes())?;
+        }
+        write(&maps.ng_target, "ng_target", &id.to_ne_bytes(), &0u32.to_ne_bytes())?;
+        let link = loaded
+            .skel
+            .progs
+            .ngram_alert
+            .attach()
+            .map_err(Error::Attach)?;
+        tracing::debug!(cgroup = %cgroup_dir.display(), cgroup_id = id, n = opts.n, seen = opts.tables.seen.len(), backoff = opts.tables.backoff.len(), "eBPF alert program attached");
+        Ok(Alerter {
+            link: Some(link),
+            loaded,
+            cgroup: cgroup_dir.to_path_buf(),
+        })
+    }
+
+    /// The judged cgroup's directory.
+    pub fn cgroup(&self) -> &Path {
+        &self.cgroup
+    }
+
+    /// The reader of the program's records: `on_event` gets each one, in the order the
+    /// kernel wrote them, from [`Events::poll`].
+    pub fn events<'a>(
+        &'a self,
+        mut on_event: impl FnMut(KernelEvent) + 'a,
+    ) -> Result<Events<'a>, Error> {
+        let mut builder = RingBufferBuilder::new();
+        builder
+            .add(&self.loaded.skel.maps.ng_events, move |data: &[u8]| {
+                match KernelEvent::decode(data) {
+                    Some(ev) => on_event(ev),
+                    None => tracing::error!(
+                        len = data.len(),
+                        "a malformed record from the eBPF alert program"
+                    ),
+                }
+                0
+            })
+            .map_err(Error::Ring)?;
+        Ok(Events {
+            ring: builder.build().map_err(Error::Ring)?,
+        })
+    }
+
+    /// What the program did since attach.
+    pub fn stats(&self) -> Result<Stats, Error> {
+        read_stats(&self.loaded.skel.maps.ng_stats)
+    }
+
+    /// Stop judging: detach the program (records already written stay readable). Idempotent.
+    pub fn detach(&mut self) {
+        if let Some(link) = self.link.take() {
+            drop(link);
+            tracing::debug!(cgroup = %self.cgroup.display(), "eBPF alert program detached");
+        }
+    }
+}
+
+/// The ring buffer's reader ([`Alerter::events`]).
+pub struct Events<'a> {
+    ring: RingBuffer<'a>,
+}
+
+impl std::fmt::Debug for Events<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events").finish_non_exhaustive()
+    }
+}
+
+impl Events<'_> {
+    /// Wait up to `timeout` for records and hand each to the callback.
+    pub fn poll(&self, timeout: Duration) -> Result<(), Error> {
+        self.ring.poll(timeout).map_err(Error::Ring)
+    }
+
+    /// Hand every record written so far to the callback, without waiting.
+    pub fn drain(&self) -> Result<(), Error> {
+        self.ring.consume().map_err(Error::Ring)
+    }
+}
