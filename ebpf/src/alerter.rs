@@ -96,8 +96,10 @@ impl Alerter {
         crate::log::init();
         let n = u32::try_from(opts.n).map_err(|_| Error::BadN { n: opts.n })?;
         let entries = |len: usize| u32::try_from(len.max(1)).map_err(|_| Error::BadRule);
-        let (seen_entries, backoff_entries) =
-            (entries(opts.tables.seen.len())?, entries(opts.tables.backoff.len())?);
+        let (seen_entries, backoff_entries) = (
+            entries(opts.tables.seen.len())?,
+            entries(opts.tables.backoff.len())?,
+        );
         let loaded = Loaded::new(|open| {
             open.progs.ngram_sys_enter.set_autoload(false);
             if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
@@ -147,7 +149,12 @@ impl Alerter {
             let key = encode_okey(ctx, order).ok_or(Error::BadRule)?;
             write(&maps.ng_backoff, "ng_backoff", &key, &v.to_ne_bytes())?;
         }
-        write(&maps.ng_target, "ng_target", &id.to_ne_bytes(), &0u32.to_ne_bytes())?;
+        write(
+            &maps.ng_target,
+            "ng_target",
+            &id.to_ne_bytes(),
+            &0u32.to_ne_bytes(),
+        )?;
         let link = loaded
             .skel
             .progs

@@ -13,7 +13,10 @@ pub enum Error {
         "noise call {nr} is out of range for the eBPF counter: its noise set holds numbers below {NR_SLOTS}"
     )]
     BadNoise { nr: u16 },
-    #[error("window of {w} n-grams is out of range for the eBPF alert program: use 1..={}", crate::layout::MAX_WINDOW)]
+    #[error(
+        "window of {w} n-grams is out of range for the eBPF alert program: use 1..={}",
+        crate::layout::MAX_WINDOW
+    )]
     BadWindow { w: u32 },
     #[error("the live rule does not fit the eBPF alert program (a count of 0 would make every call anomalous, or a table is too large)")]
     BadRule,

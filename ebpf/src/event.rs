@@ -147,6 +147,11 @@ impl KernelEvent {
         self.has(flag::OTHER_ARCH)
     }
 
+    /// Its thread has an n-gram (n stream calls or more).
+    pub fn has_ngram(&self) -> bool {
+        self.has(flag::HAS_NGRAM)
+    }
+
     /// Judged by the settled rule.
     pub fn settled_rule(&self) -> bool {
         self.has(flag::SETTLED_RULE)
@@ -191,7 +196,11 @@ mod tests {
         assert!(!ev.collapsed() && !ev.noise() && !ev.settled_rule() && !ev.other_arch());
         assert_eq!(ev.rule, KernelRule::HarmfulCall);
         assert_eq!((ev.unseen, ev.improbable), (4, 1));
-        assert_eq!(ev.recent, vec![113, 114, 115], "the last 3 calls of a 3-call stream");
+        assert_eq!(
+            ev.recent,
+            vec![113, 114, 115],
+            "the last 3 calls of a 3-call stream"
+        );
         assert_eq!(ev.last_ngram(2), &[114, 115]);
         assert_eq!(ev.last_ngram(6), &[113, 114, 115]);
         assert_eq!(ev.comm, "sh");

@@ -78,11 +78,16 @@ fn alerts_once_for_the_unseen_start_and_never_in_the_known_loop() {
     // stretch, one alert, by the young rule; the loop's 80,000 calls raise nothing.
     assert!(!events.is_empty(), "{stats:?}");
     let first = &events[0];
-    assert!(first.first() && first.anomalous() && first.young(), "{first:?}");
+    assert!(
+        first.first() && first.anomalous() && first.young(),
+        "{first:?}"
+    );
     assert_eq!(first.rule, KernelRule::Sequence);
     assert!(u32::from(first.unseen) >= 3, "{first:?}");
     assert!(
-        events.iter().all(|e| !CYCLE.contains(&(e.nr as u16)) || e.calls < 20),
+        events
+            .iter()
+            .all(|e| !CYCLE.contains(&(e.nr as u16)) || e.calls < 20),
         "an alert inside the known loop: {events:?}"
     );
     assert!(events.len() <= 3, "{events:?}");
@@ -97,7 +102,10 @@ fn traces_every_call_with_its_verdict() {
     let events = run(&cg, &alerter, &["3000", "repeat"]);
     let stats = alerter.stats().unwrap();
     assert_eq!(stats.lost_events, 0);
-    assert_eq!(events.len() as u64, stats.calls + stats.noise + stats.other_arch);
+    assert_eq!(
+        events.len() as u64,
+        stats.calls + stats.noise + stats.other_arch
+    );
     assert_eq!(stats.calls, stats.events);
     // "repeat" calls getppid twice and getsid three times a round: 3 collapsed a round.
     let collapsed = events.iter().filter(|e| e.collapsed()).count();

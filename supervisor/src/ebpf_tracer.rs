@@ -1,4 +1,4 @@
-//! The eBPF tracer (`--tracer=ebpf`, issue 10), train mode only: the kernel counts the
+//! The eBPF tracer (`--tracer=ebpf`, issue 10), train mode (alert mode: `ebpf_alert`): the kernel counts the
 //! container's n-grams (`ngram_ebpf::Counter` on the container's cgroup v2 directory) and the
 //! supervisor merges them through training's usual flushes. This module finds the container's
 //! cgroup, attaches the counter before `create` returns (so before the workload's `execve`),
@@ -27,7 +27,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum EbpfError {
     #[error(
-        "container {id}: --tracer=ebpf only trains in this version, and this container runs in {mode} mode: use --tracer=notify (or label ngram-ids.tracer=notify) for alert and enforce"
+        "container {id}: --tracer=ebpf trains and alerts in this version, and this container runs in {mode} mode: use --tracer=notify (or label ngram-ids.tracer=notify) for enforce"
     )]
     Mode { id: String, mode: Mode },
     #[error(
@@ -73,10 +73,10 @@ pub enum EbpfError {
     },
 }
 
-/// A plan the eBPF tracer cannot serve: alert and enforce (not in the kernel yet) and
-/// recording. Checked before anything is loaded, so `create` fails with this line.
+/// A plan the eBPF tracer cannot serve: enforce (not in the kernel yet) and recording.
+/// Checked before anything is loaded, so `create` fails with this line.
 pub fn check_plan(plan: &Plan) -> Result<(), EbpfError> {
-    if plan.mode != Mode::Train {
+    if plan.mode == Mode::Enforce {
         return Err(EbpfError::Mode {
             id: plan.id.clone(),
             mode: plan.mode,
@@ -348,6 +348,7 @@ fn kernel_status(s: &ngram_ebpf::Stats) -> KernelStatus {
         lost_windows: s.lost_windows,
         lost_calls: s.lost_calls,
         lost: s.lost(),
+        ..KernelStatus::default()
     }
 }
 
@@ -401,7 +402,7 @@ impl Tracer for EndWait<'_> {
 }
 
 /// Does `cgroup.events` say `populated 1` (false when it is gone or unreadable)?
-fn populated(events: &Path) -> bool {
+pub(crate) fn populated(events: &Path) -> bool {
     std::fs::read_to_string(events).is_ok_and(|t| t.lines().any(|l| l == "populated 1"))
 }
 
@@ -452,16 +453,17 @@ mod tests {
     }
 
     #[test]
-    fn only_training_without_recording_is_served() {
+    fn training_and_alerting_without_recording_are_served() {
         assert!(check_plan(&plan(Mode::Train, None)).is_ok());
-        for mode in [Mode::Alert, Mode::Enforce] {
-            let e = check_plan(&plan(mode, None)).unwrap_err().to_string();
-            assert!(
-                e.contains("--tracer=ebpf") && e.contains("--tracer=notify"),
-                "{e}"
-            );
-            assert!(e.contains(&mode.to_string()) && !e.contains('\n'), "{e}");
-        }
+        assert!(check_plan(&plan(Mode::Alert, None)).is_ok());
+        let e = check_plan(&plan(Mode::Enforce, None))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--tracer=ebpf") && e.contains("--tracer=notify"),
+            "{e}"
+        );
+        assert!(e.contains("enforce") && !e.contains('\n'), "{e}");
         let e = check_plan(&plan(Mode::Train, Some("/r".into()))).unwrap_err();
         assert!(matches!(e, EbpfError::Record { .. }), "{e}");
     }

@@ -8,6 +8,13 @@ use nix::errno::Errno;
 /// Why tracing could not start or stopped abnormally. Variants name the pid/fd involved.
 #[derive(Debug, thiserror::Error)]
 pub enum TracerError {
+    #[cfg(feature = "ebpf")]
+    #[error("container {id}: reading the eBPF alert program's ring buffer")]
+    Kernel {
+        id: String,
+        #[source]
+        source: ngram_ebpf::Error,
+    },
     #[error("cannot list the descriptors of pid {pid} in {path}")]
     ListFds {
         pid: u32,

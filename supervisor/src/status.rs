@@ -71,6 +71,14 @@ pub struct KernelStatus {
     pub lost_windows: u64,
     pub lost_calls: u64,
     pub lost: u64,
+    /// Alert mode: anomalous calls, alerts sent (a stretch's first call), alerts the ring
+    /// buffer had no room for (also in `lost`).
+    #[serde(default)]
+    pub anomalies: u64,
+    #[serde(default)]
+    pub alerts: u64,
+    #[serde(default)]
+    pub lost_alerts: u64,
 }
 
 impl Status {
@@ -79,6 +87,7 @@ impl Status {
     pub fn update_kernel(&mut self, k: KernelStatus) {
         self.calls = k.calls + k.noise + k.other_arch;
         self.other_arch = k.other_arch;
+        self.anomalies = self.anomalies.max(k.anomalies);
         self.kernel = Some(k);
     }
 }

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::control;
 use crate::discover;
+use crate::ebpf_alert::{self, KernelAlerter};
 use crate::ebpf_tracer::{self, EbpfError, KernelTrainer};
 use crate::execs::accept_execs;
 use crate::guard::GuardLink;
@@ -331,6 +332,7 @@ pub fn run(plan: &Plan, ready: impl FnOnce(Result<(), String>)) -> Result<(), Su
         alert_log,
         recorder,
         kernel,
+        alerter,
     } = match prepared {
         Ok(p) => {
             ready(Ok(()));
@@ -347,6 +349,12 @@ pub fn run(plan: &Plan, ready: impl FnOnce(Result<(), String>)) -> Result<(), Su
         name: plan.container_name.clone(),
         image: plan.image.clone(),
         profile: plan.profile_name.clone(),
+        tracer: Some(plan.tracer.to_string()),
+        unjudged: if plan.tracer == TracerKind::Ebpf {
+            ebpf_alert::UNJUDGED.iter().map(|&s| s.to_owned()).collect()
+        } else {
+            Vec::new()
+        },
     };
     let suppressed = Suppressed::default();
     let writer = {
@@ -388,7 +396,15 @@ pub fn run(plan: &Plan, ready: impl FnOnce(Result<(), String>)) -> Result<(), Su
                 Some(w) => s.with_recorder(w),
                 None => s,
             };
-            serve(plan, &s, init_pidfd, &listener, &guard, kernel.as_ref())
+            serve(
+                plan,
+                &s,
+                init_pidfd,
+                &listener,
+                &guard,
+                kernel.as_ref(),
+                None,
+            )
         }
         Loaded::Detect { model, meta } => {
             let det = session::detector(model, meta)
@@ -412,7 +428,15 @@ pub fn run(plan: &Plan, ready: impl FnOnce(Result<(), String>)) -> Result<(), Su
                 Some(w) => s.with_recorder(w),
                 None => s,
             };
-            serve(plan, &s, init_pidfd, &listener, &guard, kernel.as_ref())
+            serve(
+                plan,
+                &s,
+                init_pidfd,
+                &listener,
+                &guard,
+                kernel.as_ref(),
+                alerter.as_ref(),
+            )
         }
     };
     let _ = std::fs::remove_file(plan.state_dir.join(SOCKET));
@@ -431,6 +455,7 @@ fn housekeeping(
     plan: &Plan,
     session: &Session<'_>,
     kernel: Option<&KernelTrainer>,
+    alerter: Option<&KernelAlerter>,
     done: &AtomicBool,
 ) {
     let mut status = Status {
@@ -449,6 +474,9 @@ fn housekeeping(
         status.update(&session.stats(), crate::tracer::now_ns());
         if let Some(k) = kernel {
             status.update_kernel(k.stats());
+        }
+        if let Some(a) = alerter {
+            status.update_kernel(a.stats());
         }
         if let Err(e) = status::write(&plan.state_dir, status) {
             tracing::warn!("writing {}: {e}", status::path(&plan.state_dir).display());
@@ -492,8 +520,10 @@ struct Prepared {
     listener: UnixListener,
     alert_log: AlertLog,
     recorder: Option<Recorder>,
-    /// The eBPF tracer's kernel counter, attached (`--tracer=ebpf`).
+    /// The eBPF tracer's kernel counter, attached (`--tracer=ebpf`, train mode).
     kernel: Option<KernelTrainer>,
+    /// The eBPF tracer's alert program, attached (`--tracer=ebpf`, alert mode).
+    alerter: Option<KernelAlerter>,
 }
 
 type Recorder = NativeWriter<Box<dyn Write + Send>>;
@@ -537,6 +567,12 @@ fn prepare(plan: &Plan) -> Result<Prepared, SuperviseError> {
         ) => Some(KernelTrainer::attach(plan, *n, *arch, noise, *collapse)?),
         _ => None,
     };
+    let alerter = match (&loaded, plan.tracer) {
+        (Loaded::Detect { model, meta }, TracerKind::Ebpf) => {
+            Some(KernelAlerter::attach(plan, model, meta)?)
+        }
+        _ => None,
+    };
     let pid_file = plan.state_dir.join(PID_FILE);
     write_private(&pid_file, format!("{}\n", std::process::id()).as_bytes())?;
     Ok(Prepared {
@@ -546,6 +582,7 @@ fn prepare(plan: &Plan) -> Result<Prepared, SuperviseError> {
         alert_log,
         recorder,
         kernel,
+        alerter,
     })
 }
 
@@ -693,8 +730,9 @@ fn serve(
     listener: &UnixListener,
     guard: &GuardLink,
     kernel: Option<&KernelTrainer>,
+    alerter: Option<&KernelAlerter>,
 ) -> Result<(), SuperviseError> {
-    let mut tracer: Box<dyn Tracer + Send + '_> = match (plan.tracer, kernel) {
+    let mut tracer: Box<dyn Tracer + '_> = match (plan.tracer, kernel) {
         (TracerKind::Notify, _) => {
             let Some(fd) = wait_for_listener(plan, &init_pidfd)? else {
                 tracing::info!(id = %plan.id, "init exited before its workload started");
@@ -713,6 +751,13 @@ fn serve(
         (TracerKind::Ebpf, Some(k)) => {
             tracing::info!(id = %plan.id, pid = plan.init_pid, mode = %plan.mode, cgroup = %k.cgroup().display(), "tracing (ebpf: counted in the kernel)");
             Box::new(ebpf_tracer::EndWait::new(k, &init_pidfd))
+        }
+        (TracerKind::Ebpf, None) if alerter.is_some() => {
+            let Some(a) = alerter else {
+                return Ok(());
+            };
+            tracing::info!(id = %plan.id, pid = plan.init_pid, mode = %plan.mode, cgroup = %a.cgroup().display(), "tracing (ebpf: judged in the kernel; arguments and programs are not judged)");
+            Box::new(ebpf_alert::AlertRun::new(a, &init_pidfd, session))
         }
         // `prepare` attaches a counter for every container it lets through with this tracer.
         (TracerKind::Ebpf, None) => {
@@ -738,7 +783,7 @@ fn serve(
         if session.mode() == Mode::Train && plan.flush_secs > 0 {
             s.spawn(move || periodic_flush(plan, session, kernel, done));
         }
-        s.spawn(move || housekeeping(plan, session, kernel, done));
+        s.spawn(move || housekeeping(plan, session, kernel, alerter, done));
         let r = tracer.run(session);
         done.store(true, Ordering::SeqCst);
         r

@@ -88,4 +88,3 @@ pub fn spawn_host(args: &[&str]) -> Child {
 pub fn wait(mut child: Child) {
     assert!(child.wait().unwrap().success(), "the fixture failed");
 }
-

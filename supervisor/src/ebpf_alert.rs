@@ -1,0 +1,321 @@
+//! The eBPF tracer in alert mode (`--tracer=ebpf`, issue 10 item 3): the kernel judges the
+//! sequence of the container's calls (`ngram_ebpf::Alerter` loaded with the profile's model and
+//! the session detector's live rule in integer form, `session::KernelLiveRule`). This module
+//! attaches it to the container's cgroup before `create` returns, turns the kernel's alerts
+//! into the session's alert lines ([`AlertRun`]), keeps its statistics for `status.json`, and
+//! waits for the container's end. Programs and argument classes are not judged here: the
+//! supervisor's log says so at the start and every alert line in `ngram.unjudged`.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+#[cfg(feature = "ebpf")]
+use std::time::{Duration, Instant};
+
+use ngram_profiler::profile::ProfileMeta;
+use ngram_profiler::score::Model;
+
+use crate::ebpf_tracer::{container_cgroup, EbpfError};
+use crate::session::judge::LivePolicy;
+use crate::session::{self, Session};
+use crate::status::KernelStatus;
+use crate::supervise::Plan;
+use crate::tracer::{Handler, RunStats, Tracer};
+
+/// What the eBPF tracer leaves to the user-space tracers, in every alert line.
+pub const UNJUDGED: [&str; 2] = ["arguments", "programs"];
+
+/// The kernel's alert program of one container.
+#[derive(Debug)]
+pub struct KernelAlerter {
+    id: String,
+    cgroup: PathBuf,
+    n: usize,
+    #[cfg(feature = "ebpf")]
+    alerter: Mutex<Option<ngram_ebpf::Alerter>>,
+    /// The statistics at the last look (the run loop refreshes them).
+    status: Mutex<KernelStatus>,
+}
+
+impl KernelAlerter {
+    /// Judge the container's calls in the kernel with `model` and the live rule `meta`'s
+    /// detector applies, from its first `execve` on.
+    pub fn attach(plan: &Plan, model: &Model, meta: &ProfileMeta) -> Result<Self, EbpfError> {
+        let cgroup = container_cgroup(plan)?;
+        let options_error = |error: String| EbpfError::Options {
+            id: plan.id.clone(),
+            n: model.n(),
+            error,
+        };
+        let det = session::detector(model, meta).map_err(|e| options_error(e.to_string()))?;
+        let rule = det
+            .kernel_rule(&LivePolicy::default())
+            .map_err(|e| options_error(e.to_string()))?;
+        if meta.programs.is_some() || meta.args.is_some() {
+            tracing::warn!(id = %plan.id, profile = %plan.profile_name, "profile learned programs or argument classes: --tracer=ebpf does not judge them (only the sequence of calls); use --tracer=notify to judge them");
+        }
+        let started = std::time::Instant::now();
+        #[cfg(feature = "ebpf")]
+        let alerter = {
+            let opts = ngram_ebpf::AlertOptions {
+                n: model.n(),
+                noise: rule.noise.clone(),
+                collapse_runs: model.collapses(),
+                from_first_exec: true,
+                tables: model.tables(),
+                window: rule.window,
+                young_min: rule.young_min,
+                settled_min: Some(rule.settled_min),
+                young_calls: rule.young_calls,
+                improbable_cut: rule.improbable_cut,
+                harm_cut: rule.harm_cut,
+                bypass: rule.bypass.clone(),
+                effect: rule.effect.clone(),
+                trace: false,
+                ring_bytes: RING_BYTES,
+            };
+            ngram_ebpf::Alerter::attach(&cgroup, &opts).map_err(|error| EbpfError::Counter {
+                id: plan.id.clone(),
+                error,
+            })?
+        };
+        #[cfg(not(feature = "ebpf"))]
+        {
+            let _ = &rule;
+            return Err(EbpfError::NotBuilt {
+                id: plan.id.clone(),
+            });
+        }
+        #[cfg(feature = "ebpf")]
+        {
+            let load_ms = started.elapsed().as_millis();
+            tracing::info!(id = %plan.id, cgroup = %cgroup.display(), n = model.n(), young_min = rule.young_min, settled_min = rule.settled_min, load_ms, "eBPF alert program attached (judges call sequences; arguments and programs are not judged with this tracer)");
+            Ok(Self {
+                id: plan.id.clone(),
+                cgroup,
+                n: model.n(),
+                alerter: Mutex::new(Some(alerter)),
+                status: Mutex::new(KernelStatus::default()),
+            })
+        }
+    }
+
+    /// The judged cgroup v2 directory.
+    pub fn cgroup(&self) -> &Path {
+        &self.cgroup
+    }
+
+    /// The kernel's statistics at the last look (refreshed by the run loop).
+    pub fn stats(&self) -> KernelStatus {
+        *self
+            .status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The ring buffer: 4 MiB, about 40,000 alerts (an alert is a stretch's start, and the session's
+/// budget admits at most a few hundred a second).
+#[cfg(feature = "ebpf")]
+const RING_BYTES: u32 = 1 << 22;
+
+/// How long the run loop waits for records before it looks at init again.
+#[cfg(feature = "ebpf")]
+const POLL: Duration = Duration::from_millis(100);
+
+/// How long the supervisor waits, once init has exited, for the cgroup's last task to go.
+#[cfg(feature = "ebpf")]
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The eBPF tracer's "run" in alert mode: read the kernel's alerts and write them through the
+/// session until the container's init has exited and its cgroup is empty.
+#[derive(Debug)]
+pub struct AlertRun<'a, 'm> {
+    alerter: &'a KernelAlerter,
+    init_pidfd: &'a OwnedFd,
+    session: &'a Session<'m>,
+}
+
+impl<'a, 'm> AlertRun<'a, 'm> {
+    pub fn new(
+        alerter: &'a KernelAlerter,
+        init_pidfd: &'a OwnedFd,
+        session: &'a Session<'m>,
+    ) -> Self {
+        Self {
+            alerter,
+            init_pidfd,
+            session,
+        }
+    }
+}
+
+impl Tracer for AlertRun<'_, '_> {
+    #[cfg(feature = "ebpf")]
+    fn run(&mut self, _handler: &dyn Handler) -> Result<RunStats, crate::TracerError> {
+        let k = self.alerter;
+        let mut guard = k
+            .alerter
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(alerter) = guard.as_ref() else {
+            return Ok(RunStats::default());
+        };
+        let clock = Clock::now();
+        let session = self.session;
+        let n = k.n;
+        let events = alerter
+            .events(|ev| {
+                if ev.first() {
+                    session.kernel_alert(&kernel_alert(&ev, n, &clock));
+                }
+            })
+            .map_err(|e| ring_error(&k.id, e))?;
+        let mut reported_lost = 0;
+        let mut refresh = |done: bool| match alerter.stats() {
+            Ok(s) => {
+                let status = kernel_status(&s);
+                if s.lost_events > reported_lost {
+                    tracing::error!(id = %k.id, lost = s.lost_events, "the eBPF alert program's ring buffer was full: alerts were lost");
+                    reported_lost = s.lost_events;
+                }
+                if done {
+                    tracing::info!(id = %k.id, calls = s.calls, noise = s.noise, anomalies = s.anomalies, alerts = s.events, lost_alerts = s.lost_events, lost_windows = s.lost_windows, "eBPF alert program detached");
+                }
+                *k.status
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = status;
+            }
+            Err(e) => {
+                tracing::warn!(id = %k.id, "reading the eBPF alert program's statistics: {e}")
+            }
+        };
+        let mut looked = Instant::now();
+        while !crate::supervise::exited(self.init_pidfd) {
+            events.poll(POLL).map_err(|e| ring_error(&k.id, e))?;
+            if looked.elapsed() >= Duration::from_secs(1) {
+                refresh(false);
+                looked = Instant::now();
+            }
+        }
+        let cgroup_events = k.cgroup.join("cgroup.events");
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        while crate::ebpf_tracer::populated(&cgroup_events) && Instant::now() < deadline {
+            events
+                .poll(Duration::from_millis(5))
+                .map_err(|e| ring_error(&k.id, e))?;
+        }
+        events.drain().map_err(|e| ring_error(&k.id, e))?;
+        drop(events);
+        refresh(true);
+        if let Some(mut a) = guard.take() {
+            a.detach();
+        }
+        let s = k.stats();
+        Ok(RunStats {
+            events: s.calls + s.noise + s.other_arch,
+            skipped: s.before_exec,
+            ..RunStats::default()
+        })
+    }
+
+    #[cfg(not(feature = "ebpf"))]
+    fn run(&mut self, _handler: &dyn Handler) -> Result<RunStats, crate::TracerError> {
+        let _ = (self.alerter, self.init_pidfd, self.session);
+        Ok(RunStats::default())
+    }
+}
+
+#[cfg(feature = "ebpf")]
+fn ring_error(id: &str, e: ngram_ebpf::Error) -> crate::TracerError {
+    crate::TracerError::Kernel {
+        id: id.to_owned(),
+        source: e,
+    }
+}
+
+#[cfg(feature = "ebpf")]
+fn kernel_status(s: &ngram_ebpf::Stats) -> KernelStatus {
+    KernelStatus {
+        calls: s.calls,
+        ngrams: s.ngrams,
+        noise: s.noise,
+        other_arch: s.other_arch,
+        before_exec: s.before_exec,
+        collapsed: s.collapsed,
+        lost_windows: s.lost_windows,
+        lost: s.lost_windows + s.lost_events,
+        anomalies: s.anomalies,
+        alerts: s.events,
+        lost_alerts: s.lost_events,
+        ..KernelStatus::default()
+    }
+}
+
+/// The kernel's monotonic clock against the wall clock, taken once.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    mono_ns: u64,
+    wall_ns: u64,
+}
+
+impl Clock {
+    pub fn now() -> Self {
+        let mono_ns = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+            .map(|t| {
+                u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000_000
+                    + u64::try_from(t.tv_nsec()).unwrap_or(0)
+            })
+            .unwrap_or(0);
+        Self {
+            mono_ns,
+            wall_ns: crate::tracer::now_ns(),
+        }
+    }
+
+    /// The wall-clock time of a `CLOCK_MONOTONIC` instant.
+    pub fn wall(&self, mono_ns: u64) -> u64 {
+        (self.wall_ns + mono_ns).saturating_sub(self.mono_ns)
+    }
+}
+
+/// The session's form of a kernel alert record.
+#[cfg(feature = "ebpf")]
+pub fn kernel_alert(ev: &ngram_ebpf::KernelEvent, n: usize, clock: &Clock) -> session::KernelAlert {
+    use ngram_ebpf::KernelRule;
+    use ngram_profiler::alert::Rule;
+    session::KernelAlert {
+        tid: ev.tid,
+        pid: ev.pid,
+        nr: u16::try_from(ev.nr).unwrap_or(u16::MAX),
+        args: [ev.args[0], ev.args[1], ev.args[2], 0, 0, 0],
+        ts_ns: clock.wall(ev.ts_ns),
+        rule: match ev.rule {
+            KernelRule::Bypass => Rule::Bypass,
+            KernelRule::HarmfulCall => Rule::HarmfulCall,
+            KernelRule::Sequence | KernelRule::None => Rule::Sequence,
+        },
+        unseen: ev.unseen,
+        improbable: ev.improbable,
+        settled: ev.settled_rule(),
+        ngram: ev.last_ngram(n).to_vec(),
+        comm: ev.comm.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_maps_monotonic_instants_to_wall_time() {
+        let c = Clock {
+            mono_ns: 1_000,
+            wall_ns: 1_000_000,
+        };
+        assert_eq!(c.wall(1_500), 1_000_500);
+        assert_eq!(c.wall(900), 999_900);
+        let now = Clock::now();
+        assert!(now.mono_ns > 0 && now.wall_ns > now.mono_ns);
+    }
+}

@@ -1,0 +1,174 @@
+//! Alerts judged in the kernel (`--tracer=ebpf` in alert mode, issue 10): the live rule of a
+//! [`Detector`] in the integer form the kernel program applies ([`KernelLiveRule`]), and the
+//! alert line of an anomaly the kernel reports ([`Session::kernel_alert`]), built, budgeted and
+//! written like the session's own. The kernel judges the sequence part of the rule (decisions
+//! 16, 20, 21, 25, 31, 47); programs (decision 26) and argument classes (decision 38) stay with
+//! the user-space tracers.
+
+use ngram_profiler::alert::{Action, Rule};
+use ngram_profiler::policy::SyscallSet;
+use ngram_profiler::score::{count_above, improbable_cut, prob_below_cut};
+
+use super::judge::{Detector, LivePolicy};
+use super::report::Why;
+use super::{Session, YOUNG_CALLS};
+use crate::sys::AUDIT_ARCH_X86_64;
+use crate::tracer::Event;
+
+/// System-call numbers the kernel program's sets hold (its arrays' size).
+const SLOTS: u16 = 512;
+
+/// The live rule of a detector as the kernel program applies it: counts instead of shares,
+/// fixed-point cuts instead of probabilities, call numbers instead of sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelLiveRule {
+    /// The window, in n-grams.
+    pub window: u32,
+    /// A young thread is anomalous with this many never-seen n-grams in its window.
+    pub young_min: u32,
+    /// A settled thread with this many never-seen improbable ones.
+    pub settled_min: u32,
+    /// A thread is young this many calls after its `execve`.
+    pub young_calls: u64,
+    /// -ln P (fixed point) above which an unseen n-gram is improbable (settled rule).
+    pub improbable_cut: u32,
+    /// -ln P at or above which an unseen n-gram's probability is below the harmful-call cut.
+    pub harm_cut: u32,
+    pub noise: Vec<u16>,
+    /// Calls around the tracer the profile never learned.
+    pub bypass: Vec<u16>,
+    /// Calls whose first run is the harm.
+    pub effect: Vec<u16>,
+}
+
+/// Why a detector's rule cannot be judged in the kernel.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KernelRuleError {
+    #[error(
+        "the profile is calibrated (its own score and threshold): the eBPF tracer judges only the live default rule"
+    )]
+    Calibrated,
+    #[error("the live window of {window} n-grams is larger than the eBPF program's 16")]
+    Window { window: usize },
+}
+
+fn numbers(set: &SyscallSet) -> Vec<u16> {
+    (0..SLOTS).filter(|&nr| set.contains(nr)).collect()
+}
+
+impl Detector<'_> {
+    /// This detector's rule in the kernel program's form; an error when the kernel cannot
+    /// apply it as the session would.
+    pub fn kernel_rule(&self, policy: &LivePolicy) -> Result<KernelLiveRule, KernelRuleError> {
+        let Some(settled) = self.settled else {
+            return Err(KernelRuleError::Calibrated);
+        };
+        let w = self.scorer.config().window;
+        if w == 0 || w > 16 {
+            return Err(KernelRuleError::Window { window: w });
+        }
+        let count = |threshold: f64| {
+            // count_above is at most w + 1 <= 17.
+            u32::try_from(count_above(threshold, w)).unwrap_or(u32::MAX)
+        };
+        Ok(KernelLiveRule {
+            window: u32::try_from(w).unwrap_or(u32::MAX),
+            young_min: count(self.threshold).max(1),
+            settled_min: count(settled.threshold).max(1),
+            young_calls: YOUNG_CALLS,
+            improbable_cut: improbable_cut(settled.max_p),
+            harm_cut: prob_below_cut(settled.max_p),
+            noise: numbers(&self.noise),
+            bypass: numbers(&self.unlearned),
+            effect: numbers(&policy.effect),
+        })
+    }
+}
+
+/// An anomaly the kernel reported: the first anomalous call of a thread's stretch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelAlert {
+    pub tid: u32,
+    pub pid: u32,
+    pub nr: u16,
+    pub args: [u64; 6],
+    /// Nanoseconds since the Unix epoch of the call.
+    pub ts_ns: u64,
+    pub rule: Rule,
+    /// Never-seen n-grams in the thread's window, and of them the improbable ones.
+    pub unseen: u8,
+    pub improbable: u8,
+    /// Judged by the settled rule (else the young one).
+    pub settled: bool,
+    /// The n-gram that ended at the call (fewer calls at the start of a stream).
+    pub ngram: Vec<u16>,
+    /// The process's name, when its executable cannot be read any more.
+    pub comm: String,
+}
+
+impl Session<'_> {
+    /// Write the alert of an anomaly the kernel judged: the same line as the session's own
+    /// (rule, window score against threshold, n-gram and probability), within the same budget.
+    pub fn kernel_alert(&self, a: &KernelAlert) {
+        let (arch, why_ngram, score, threshold, prob, seen) = {
+            let Ok(mut guard) = self.inner.lock() else {
+                return;
+            };
+            let inner = &mut *guard;
+            inner.stats.anomalies += 1;
+            if !inner.budget.admit(a.ts_ns, a.pid, a.rule, Action::Alerted) {
+                inner.stats.suppressed += 1;
+                self.suppressed.add();
+                return;
+            }
+            inner.stats.alerts += 1;
+            let Some(det) = inner.detector.as_ref() else {
+                return;
+            };
+            let (score, threshold) = kernel_score(det, a);
+            let (prob, seen) = det.model.prob(&a.ngram).unwrap_or((0.0, false));
+            (det.arch, a.ngram.clone(), score, threshold, prob, seen)
+        };
+        let ev = Event {
+            tid: a.tid,
+            pid: a.pid,
+            nr: i32::from(a.nr),
+            arch: AUDIT_ARCH_X86_64,
+            args: a.args,
+            ts_ns: a.ts_ns,
+            id: 0,
+            notify_fd: None,
+        };
+        let why = Why {
+            rule: a.rule,
+            score,
+            threshold,
+            action: Action::Alerted,
+            ngram: &why_ngram,
+            prob,
+            seen,
+        };
+        let exe = (self.exe_of)(a.pid).unwrap_or_else(|| a.comm.clone());
+        self.send_alert(arch, &ev, &why, Some(exe), None);
+    }
+}
+
+/// The window score and threshold the session's judge reports for the kernel's counts: the
+/// share of never-seen n-grams (young), or of never-seen improbable ones once that share is
+/// above the settled threshold (settled), as `Detector::judge` computes them.
+pub(super) fn kernel_score(det: &Detector<'_>, a: &KernelAlert) -> (f64, f64) {
+    #[allow(clippy::cast_precision_loss)]
+    let w = det.scorer.config().window as f64;
+    let plain = f64::from(a.unseen) / w;
+    match det.settled {
+        Some(rule) if a.settled => {
+            let score = if plain > rule.threshold {
+                f64::from(a.improbable) / w
+            } else {
+                plain
+            };
+            (score, rule.threshold)
+        }
+        _ => (plain, det.threshold),
+    }
+}
