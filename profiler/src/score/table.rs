@@ -164,7 +164,8 @@ impl<K: TableKey, V: Copy + Default> FlatTable<K, V> {
         let zero = self.zero.map(|v| (0, v));
         self.slots
             .iter()
-            .filter_map(|&Slot { key, val }| (key != K::default()).then(|| (key.to_id(), val)))
+            .filter(|&&Slot { key, .. }| key != K::default())
+            .map(|&Slot { key, val }| (key.to_id(), val))
             .chain(zero)
     }
 
