@@ -212,6 +212,11 @@ impl Alerter {
     }
 }
 
+/// EINTR (4 on every Linux architecture).
+const fn libc_eintr() -> i32 {
+    4
+}
+
 /// The ring buffer's reader ([`Alerter::events`]).
 pub struct Events<'a> {
     ring: RingBuffer<'a>,
@@ -224,9 +229,13 @@ impl std::fmt::Debug for Events<'_> {
 }
 
 impl Events<'_> {
-    /// Wait up to `timeout` for records and hand each to the callback.
+    /// Wait up to `timeout` for records and hand each to the callback. A signal that cuts the
+    /// wait short is no error.
     pub fn poll(&self, timeout: Duration) -> Result<(), Error> {
-        self.ring.poll(timeout).map_err(Error::Ring)
+        match self.ring.poll_raw(timeout) {
+            n if n >= 0 || n == -libc_eintr() => Ok(()),
+            n => Err(Error::Ring(libbpf_rs::Error::from_raw_os_error(-n))),
+        }
     }
 
     /// Hand every record written so far to the callback, without waiting.
