@@ -57,23 +57,7 @@ impl KernelAlerter {
         let started = std::time::Instant::now();
         #[cfg(feature = "ebpf")]
         let alerter = {
-            let opts = ngram_ebpf::AlertOptions {
-                n: model.n(),
-                noise: rule.noise.clone(),
-                collapse_runs: model.collapses(),
-                from_first_exec: true,
-                tables: model.tables(),
-                window: rule.window,
-                young_min: rule.young_min,
-                settled_min: Some(rule.settled_min),
-                young_calls: rule.young_calls,
-                improbable_cut: rule.improbable_cut,
-                harm_cut: rule.harm_cut,
-                bypass: rule.bypass.clone(),
-                effect: rule.effect.clone(),
-                trace: false,
-                ring_bytes: RING_BYTES,
-            };
+            let opts = rule.alert_options(model, false, RING_BYTES);
             ngram_ebpf::Alerter::attach(&cgroup, &opts).map_err(|error| EbpfError::Counter {
                 id: plan.id.clone(),
                 error,

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use ngram_ebpf::{AlertOptions, Alerter, Counter, KernelEvent, KernelRule, Options};
+use ngram_ebpf::{Alerter, Counter, KernelEvent, KernelRule, Options};
 use ngram_profiler::alert::{Event as AlertEvent, Rule};
 use ngram_profiler::ngram::NgramCounts;
 use ngram_profiler::profile::{Mode, Profile};
@@ -153,23 +153,7 @@ fn judged_by_kernel(
 ) -> Vec<KernelEvent> {
     let det = detector(model, meta).unwrap();
     let rule = det.kernel_rule(&LivePolicy::default()).unwrap();
-    let opts = AlertOptions {
-        n: model.n(),
-        noise: rule.noise,
-        collapse_runs: model.collapses(),
-        from_first_exec: true,
-        tables: model.tables(),
-        window: rule.window,
-        young_min: rule.young_min,
-        settled_min: Some(rule.settled_min),
-        young_calls: rule.young_calls,
-        improbable_cut: rule.improbable_cut,
-        harm_cut: rule.harm_cut,
-        bypass: rule.bypass,
-        effect: rule.effect,
-        trace: true,
-        ring_bytes: 1 << 24,
-    };
+    let opts = rule.alert_options(model, true, 1 << 24);
     let cg = TestCgroup::new("judge");
     let alerter = Alerter::attach(&cg.0, &opts).unwrap();
     let got = RefCell::new(Vec::new());

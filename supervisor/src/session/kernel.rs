@@ -34,11 +34,43 @@ pub struct KernelLiveRule {
     pub improbable_cut: u32,
     /// -ln P at or above which an unseen n-gram's probability is below the harmful-call cut.
     pub harm_cut: u32,
+    /// Calls left out of the sequence (the profile's noise set).
     pub noise: Vec<u16>,
     /// Calls around the tracer the profile never learned.
     pub bypass: Vec<u16>,
     /// Calls whose first run is the harm.
     pub effect: Vec<u16>,
+}
+
+impl KernelLiveRule {
+    /// The alert program's options for this rule over `model`, counted from the container's
+    /// first `execve`: the tracer's (`trace` off) and the differential test's (`trace` on:
+    /// a record for every call).
+    #[cfg(feature = "ebpf")]
+    pub fn alert_options(
+        &self,
+        model: &ngram_profiler::score::Model,
+        trace: bool,
+        ring_bytes: u32,
+    ) -> ngram_ebpf::AlertOptions {
+        ngram_ebpf::AlertOptions {
+            n: model.n(),
+            noise: self.noise.clone(),
+            collapse_runs: model.collapses(),
+            from_first_exec: true,
+            tables: model.tables(),
+            window: self.window,
+            young_min: self.young_min,
+            settled_min: Some(self.settled_min),
+            young_calls: self.young_calls,
+            improbable_cut: self.improbable_cut,
+            harm_cut: self.harm_cut,
+            bypass: self.bypass.clone(),
+            effect: self.effect.clone(),
+            trace,
+            ring_bytes,
+        }
+    }
 }
 
 /// Why a detector's rule cannot be judged in the kernel.
