@@ -95,24 +95,11 @@ impl Autoencoder {
 
 #[cfg(test)]
 mod tests {
-    use ngram_profiler::syscalls::Arch;
-    use ngram_profiler::trace::Event;
 
     use crate::{Aggregate, Autoencoder, Config};
 
     fn trace(calls: &[(u32, u16)]) -> ngram_profiler::trace::Trace {
-        ngram_profiler::trace::Trace {
-            source: "t".into(),
-            arch: Arch::I386,
-            events: calls
-                .iter()
-                .map(|&(tid, nr)| Event {
-                    tid,
-                    nr,
-                    ts_ns: None,
-                })
-                .collect(),
-        }
+        crate::test_trace("t", calls)
     }
 
     #[test]

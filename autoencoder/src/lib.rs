@@ -53,6 +53,23 @@ mod net;
 mod rng;
 mod vocab;
 
+/// A trace of `(thread, call)` pairs for the unit tests (x86 numbers, no timestamps).
+#[cfg(test)]
+fn test_trace(source: &str, calls: &[(u32, u16)]) -> ngram_profiler::trace::Trace {
+    ngram_profiler::trace::Trace {
+        source: source.into(),
+        arch: ngram_profiler::syscalls::Arch::I386,
+        events: calls
+            .iter()
+            .map(|&(tid, nr)| ngram_profiler::trace::Event {
+                tid,
+                nr,
+                ts_ns: None,
+            })
+            .collect(),
+    }
+}
+
 use serde::{Deserialize, Serialize};
 
 pub use self::codec::FORMAT;

@@ -261,8 +261,6 @@ impl Autoencoder {
 
 #[cfg(test)]
 mod tests {
-    use ngram_profiler::syscalls::Arch;
-    use ngram_profiler::trace::Event;
 
     use super::*;
     use crate::Aggregate;
@@ -274,18 +272,8 @@ mod tests {
     }
 
     fn trace(source: &str, calls: &[u16]) -> Trace {
-        Trace {
-            source: source.into(),
-            arch: Arch::I386,
-            events: calls
-                .iter()
-                .map(|&nr| Event {
-                    tid: 0,
-                    nr,
-                    ts_ns: None,
-                })
-                .collect(),
-        }
+        let calls: Vec<(u32, u16)> = calls.iter().map(|&nr| (0, nr)).collect();
+        crate::test_trace(source, &calls)
     }
 
     fn small() -> Config {

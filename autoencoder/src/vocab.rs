@@ -100,23 +100,11 @@ impl Windows {
 
 #[cfg(test)]
 mod tests {
-    use ngram_profiler::trace::Event;
 
     use super::*;
 
     fn trace(calls: &[(u32, u16)]) -> Trace {
-        Trace {
-            source: "t".into(),
-            arch: Arch::I386,
-            events: calls
-                .iter()
-                .map(|&(tid, nr)| Event {
-                    tid,
-                    nr,
-                    ts_ns: None,
-                })
-                .collect(),
-        }
+        crate::test_trace("t", calls)
     }
 
     #[test]
