@@ -172,17 +172,24 @@ impl PrivateRuntime {
             .collect()
     }
 
-    /// Waits up to 10 s for alerts of container `id`, then half a second more.
-    pub fn wait_for_alerts(&self, id: &str) -> Vec<Alert> {
+    /// Waits up to 10 s for alerts of container `id` written at or after `since_ns` (0: any),
+    /// then half a second more; those alerts.
+    pub fn wait_for_alerts(&self, id: &str, since_ns: u64) -> Vec<Alert> {
+        let after = || -> Vec<Alert> {
+            self.alerts(id)
+                .into_iter()
+                .filter(|a| a.time_ns >= since_ns)
+                .collect()
+        };
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while std::time::Instant::now() < deadline {
-            if !self.alerts(id).is_empty() {
+            if !after().is_empty() {
                 std::thread::sleep(Duration::from_millis(500));
                 break;
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        self.alerts(id)
+        after()
     }
 }
 
