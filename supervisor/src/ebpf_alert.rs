@@ -158,7 +158,7 @@ impl Tracer for AlertRun<'_, '_> {
         let mut reported_lost = 0;
         let mut refresh = |done: bool| match alerter.stats() {
             Ok(s) => {
-                let status = kernel_status(&s);
+                let status = KernelStatus::from(&s);
                 if s.lost_events > reported_lost {
                     tracing::error!(id = %k.id, lost = s.lost_events, "the eBPF alert program's ring buffer was full: alerts were lost");
                     reported_lost = s.lost_events;
@@ -215,24 +215,6 @@ fn ring_error(id: &str, e: ngram_ebpf::Error) -> crate::TracerError {
     crate::TracerError::Kernel {
         id: id.to_owned(),
         source: e,
-    }
-}
-
-#[cfg(feature = "ebpf")]
-fn kernel_status(s: &ngram_ebpf::Stats) -> KernelStatus {
-    KernelStatus {
-        calls: s.calls,
-        ngrams: s.ngrams,
-        noise: s.noise,
-        other_arch: s.other_arch,
-        before_exec: s.before_exec,
-        collapsed: s.collapsed,
-        lost_windows: s.lost_windows,
-        lost: s.lost_windows + s.lost_events,
-        anomalies: s.anomalies,
-        alerts: s.events,
-        lost_alerts: s.lost_events,
-        ..KernelStatus::default()
     }
 }
 

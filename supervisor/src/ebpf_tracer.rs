@@ -283,7 +283,7 @@ impl KernelTrainer {
         #[cfg(feature = "ebpf")]
         if let Some(c) = inner.counter.as_ref() {
             match c.stats() {
-                Ok(s) => inner.stats = kernel_status(&s),
+                Ok(s) => inner.stats = KernelStatus::from(&s),
                 Err(e) => {
                     tracing::warn!(id = %self.id, "reading the eBPF counter's statistics: {e}")
                 }
@@ -314,7 +314,7 @@ impl KernelTrainer {
                 match counter.finish() {
                     Ok((left, stats)) => {
                         inner.left = Some(left);
-                        inner.stats = kernel_status(&stats);
+                        inner.stats = KernelStatus::from(&stats);
                     }
                     // The counter is dropped: detached and freed anyway.
                     Err(e) => {
@@ -332,23 +332,6 @@ impl KernelTrainer {
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-#[cfg(feature = "ebpf")]
-fn kernel_status(s: &ngram_ebpf::Stats) -> KernelStatus {
-    KernelStatus {
-        calls: s.calls,
-        ngrams: s.ngrams,
-        noise: s.noise,
-        other_arch: s.other_arch,
-        before_exec: s.before_exec,
-        collapsed: s.collapsed,
-        lost_ngrams: s.lost_ngrams,
-        lost_windows: s.lost_windows,
-        lost_calls: s.lost_calls,
-        lost: s.lost(),
-        ..KernelStatus::default()
     }
 }
 

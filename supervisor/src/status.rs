@@ -81,6 +81,28 @@ pub struct KernelStatus {
     pub lost_alerts: u64,
 }
 
+#[cfg(feature = "ebpf")]
+impl From<&ngram_ebpf::Stats> for KernelStatus {
+    /// The counter's and the alert program's statistics alike (each leaves the other's at 0).
+    fn from(s: &ngram_ebpf::Stats) -> Self {
+        Self {
+            calls: s.calls,
+            ngrams: s.ngrams,
+            noise: s.noise,
+            other_arch: s.other_arch,
+            before_exec: s.before_exec,
+            collapsed: s.collapsed,
+            lost_ngrams: s.lost_ngrams,
+            lost_windows: s.lost_windows,
+            lost_calls: s.lost_calls,
+            lost: s.lost() + s.lost_events,
+            anomalies: s.anomalies,
+            alerts: s.events,
+            lost_alerts: s.lost_events,
+        }
+    }
+}
+
 impl Status {
     /// Fill in the eBPF tracer's kernel counters; the calls seen are the kernel's (every call
     /// of the container after its first `execve`, noise included, as the notify tracer counts).
