@@ -222,11 +222,7 @@ mod imp {
                 v["threshold"] = serde_json::json!(threshold);
                 println!("{v}");
             } else {
-                let verdict = match (threshold, anomalous) {
-                    (None, _) => "uncalibrated",
-                    (Some(_), true) => "ANOMALY",
-                    (Some(_), false) => "normal",
-                };
+                let verdict = crate::tools::score::verdict(threshold, anomalous);
                 println!(
                     "{}: {verdict} autoencoder score {:.4} ({} windows){}",
                     t.source,

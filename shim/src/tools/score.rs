@@ -75,11 +75,7 @@ fn ngram(args: &ScoreArgs, traces: &[Trace]) -> Result<usize> {
             }
             println!("{v}");
         } else {
-            let verdict = match (threshold, anomalous) {
-                (None, _) => "uncalibrated",
-                (Some(_), true) => "ANOMALY",
-                (Some(_), false) => "normal",
-            };
+            let verdict = verdict(threshold, anomalous);
             println!(
                 "{}: {verdict} score {:.4} ({} n-grams, {} unseen)",
                 t.source, s.score, s.ngrams, s.unseen
@@ -96,4 +92,14 @@ fn ngram(args: &ScoreArgs, traces: &[Trace]) -> Result<usize> {
         );
     }
     Ok(anomalies)
+}
+
+/// A trace's verdict in `score`'s text output, whatever the detector: `uncalibrated` without a
+/// threshold, else `ANOMALY` or `normal`.
+pub(crate) fn verdict(threshold: Option<f64>, anomalous: bool) -> &'static str {
+    match (threshold, anomalous) {
+        (None, _) => "uncalibrated",
+        (Some(_), true) => "ANOMALY",
+        (Some(_), false) => "normal",
+    }
 }
