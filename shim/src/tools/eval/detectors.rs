@@ -3,6 +3,7 @@
 //! detect and the figures per attack family.
 
 use std::path::Path;
+#[cfg(feature = "autoencoder")]
 use std::time::Instant;
 
 use anyhow::{Context, Result};
