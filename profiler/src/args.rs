@@ -797,20 +797,23 @@ impl ArgClasses {
             .then(|| self.in_phase(program, true.into()))
             .flatten();
         // Known if any phase knows it (the common case: the first phase that does ends the
-        // search). Otherwise the verdict with the largest unseen mass (the most lenient). Of
-        // the two settled phases, one with too few observations to judge by is left out of
-        // that when the other has enough: a service's rare forks (a snapshot child) must not
-        // leave its main process unjudged, nor the other way round. A program with no classes
-        // at all is not judged (known, p_new 1).
+        // search). Otherwise the verdict with the largest unseen mass (the most lenient). A
+        // phase with too few observations to judge by is left out of that when a settled
+        // phase has enough: what it saw is known, but its sparseness lends no leniency. So a
+        // service's rare forks (a snapshot child) do not leave its main process unjudged, nor
+        // the other way round, and a program that rarely started (an operator's `docker
+        // exec` shell, a shell the service seldom runs) is judged in its first calls by what
+        // the program did settled, not let through because its start-ups were few (decision
+        // 70). A program with no classes at all is not judged (known, p_new 1).
         let settled_dense = dense(others) || dense(init);
         let mut lenient: Option<ArgVerdict> = None;
-        for (is_start, p) in [(false, others), (true, start), (false, init)] {
+        for p in [others, start, init] {
             let Some(p) = p else { continue };
             let v = one(p);
             if v.known {
                 return v;
             }
-            if !is_start && settled_dense && !dense(Some(p)) {
+            if settled_dense && !dense(Some(p)) {
                 continue;
             }
             if lenient.as_ref().is_none_or(|l| v.p_new > l.p_new) {
@@ -1223,6 +1226,49 @@ mod tests {
         assert!(main.anomalous, "{main:?}");
         let child = r.judge_path(redis, false, "/var/lib/redis/temp-2.rdb", Access::Create);
         assert!(child.known, "{child:?}");
+    }
+
+    #[test]
+    fn a_sparse_start_up_adds_knowledge_not_leniency() {
+        let sh = "/bin/busybox";
+        let init = Phase {
+            young: false,
+            init: true,
+        };
+        let mut a = ArgClasses::default();
+        // The init shell writes /dev/null thousands of times; the few shells started later
+        // (too few start-ups to judge by) read a configuration file.
+        for _ in 0..1000 {
+            a.of_mut(sh, init).learn_path("/dev/null", Access::Create);
+        }
+        for _ in 0..(MIN_OBSERVATIONS / 2) {
+            a.of_mut(sh, true).learn_path("/etc/profile", Access::Read);
+        }
+        // What the start-ups saw is known...
+        assert!(a.judge_path(sh, true, "/etc/profile", Access::Read).known);
+        // ...but a new start-up that creates a file where the program never did is judged
+        // by the dense settled classes, not let through by the sparse start-up ones.
+        let v = a.judge_path(sh, true, "/root/x", Access::Create);
+        assert!(v.anomalous, "{v:?}");
+        assert!(v.p_new < P_NEW_MAX, "{v:?}");
+        // With a dense start-up phase of its own, its unseen mass decides as before.
+        let mut b = a.clone();
+        for i in 0..(2 * MIN_OBSERVATIONS) {
+            b.of_mut(sh, true)
+                .learn_path(&format!("/tmp/d{i}/f"), Access::Create);
+        }
+        let v = b.judge_path(sh, true, "/root/x", Access::Create);
+        assert!(
+            !v.anomalous,
+            "a start-up phase that keeps meeting new directories: {v:?}"
+        );
+        // Without any dense settled phase, a sparse start-up is still not judged.
+        let mut c = ArgClasses::default();
+        for _ in 0..10 {
+            c.of_mut(sh, init).learn_path("/dev/null", Access::Create);
+            c.of_mut(sh, true).learn_path("/etc/profile", Access::Read);
+        }
+        assert!(!c.judge_path(sh, true, "/root/x", Access::Create).anomalous);
     }
 
     #[test]
