@@ -61,10 +61,14 @@ if [[ -n $stale ]]; then
     docker rm --force --volumes $stale >/dev/null || true
 fi
 
-# Runtime state directories and cgroups of containers dockerd no longer knows.
+# Runtime state directories and cgroups of containers dockerd no longer knows. Containers of
+# another dockerd on the host (a live evaluation's, with its own containerd) are not ours: their
+# shims name another containerd socket.
 orphans() {
     local known path id
-    known=$(docker ps --all --quiet --no-trunc)
+    known=$(docker ps --all --quiet --no-trunc
+        ps -eo args | awk '$1 ~ /containerd-shim/ && !/-address \/run\/docker\/containerd\/containerd.sock/ {
+            for (i = 1; i < NF; i++) if ($i == "-id") print $(i + 1) }')
     for path in /var/run/docker/runtime-*/moby/* /sys/fs/cgroup/*/docker/* /sys/fs/cgroup/docker/*; do
         id=${path##*/}
         [[ $id =~ ^[0-9a-f]{64}$ ]] || continue

@@ -29,14 +29,21 @@ fn trained_loop(iterations: u32) -> String {
 
 fn run(e: &E2e, runtime: &str, dir: &TempDir, label: &str, script: &str) -> ngram_e2e::Output {
     let c = e.container();
-    let mount = format!("{}:/d", dir.path().display());
-    e.run_with(
-        runtime,
-        &c,
-        &[
-            "--rm", "--label", label, "-v", &mount, BUSYBOX, "sh", "-c", script,
-        ],
-    )
+    let mount = mount_of(dir);
+    let mut args = vec!["--rm"];
+    args.extend(busybox_args(label, &mount, script));
+    e.run_with(runtime, &c, &args)
+}
+
+/// `DIR:/d`: the test's directory inside the container.
+fn mount_of(dir: &TempDir) -> String {
+    format!("{}:/d", dir.path().display())
+}
+
+/// `docker run` arguments after the runtime: the profile label, the test's directory at `/d`,
+/// and busybox's shell running `script`.
+fn busybox_args<'a>(label: &'a str, mount: &'a str, script: &'a str) -> [&'a str; 8] {
+    ["--label", label, "-v", mount, BUSYBOX, "sh", "-c", script]
 }
 
 #[test]
@@ -92,21 +99,8 @@ fn mimicry_through_the_programs_own_calls_is_caught_by_its_arguments() {
         let _ = std::fs::remove_file(dir.path().join("out/f"));
         let t0 = now_ns();
         let c = e.container();
-        let mount = format!("{}:/d", dir.path().display());
-        let out = e.run_with(
-            runtime,
-            &c,
-            &[
-                "--label",
-                &profile.label,
-                "-v",
-                &mount,
-                BUSYBOX,
-                "sh",
-                "-c",
-                &attack,
-            ],
-        );
+        let mount = mount_of(&dir);
+        let out = e.run_with(runtime, &c, &busybox_args(&profile.label, &mount, &attack));
         let id = e.container_id(&c);
         let found = wait_for_alerts(&id, t0, Duration::from_secs(10));
         let args: Vec<_> = found.iter().filter(|a| a.rule == "argument").collect();
@@ -316,7 +310,7 @@ fn a_known_program_entering_new_namespaces_is_caught_by_the_flags() {
     std::fs::create_dir_all(dir.path().join("data")).expect("fixture directory");
     std::fs::write(dir.path().join("data/a.txt"), "data\n").expect("fixture data");
     let profile = Profile::new("nsflags");
-    let mount = format!("{}:/d", dir.path().display());
+    let mount = mount_of(&dir);
     let go = |runtime: &str, script: &str| {
         let c = e.container();
         let t0 = now_ns();
@@ -443,4 +437,65 @@ fn code_mapped_from_a_directory_never_loaded_from_is_caught() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Decision 70: the first calls of a program that seldom started (here an operator's
+/// `docker exec` shell, the same busybox as the service's loop) are judged by what the program
+/// did settled. Before, its sparse start-up phase made it unjudged, and a file created where
+/// the program never created one went unreported.
+#[test]
+fn an_exec_shell_creating_a_file_where_the_program_never_did_is_reported() {
+    let Some(e) =
+        setup_ids("an_exec_shell_creating_a_file_where_the_program_never_did_is_reported")
+    else {
+        return;
+    };
+    let dir = TempDir::new("arguments-exec");
+    std::fs::create_dir_all(dir.path().join("data")).expect("fixture directory");
+    std::fs::write(dir.path().join("data/a.txt"), "data\n").expect("fixture data");
+    let profile = Profile::new("args-exec");
+    for run_no in 1..=2 {
+        run(&e, TRAIN, &dir, &profile.label, &trained_loop(300)).success();
+        profile.wait_for_runs(run_no, MERGE_TIMEOUT);
+    }
+    let c = e.container();
+    let mount = mount_of(&dir);
+    let service = format!("{}; sleep 600", trained_loop(300));
+    e.run_detached_with(ALERT, &c, &busybox_args(&profile.label, &mount, &service));
+    let id = e.container_id(&c);
+    // The loop's own start-up is over when it is sleeping.
+    std::thread::sleep(Duration::from_secs(3));
+    let t0 = now_ns();
+    let out = e.docker(&[
+        "exec",
+        &c.name,
+        "sh",
+        "-c",
+        "echo x > /root/x && echo written",
+    ]);
+    assert!(
+        out.stdout.contains("written"),
+        "alert mode refuses nothing: {out}"
+    );
+    let found = wait_for_alerts(&id, t0, Duration::from_secs(10));
+    let reported = found.iter().any(|a| {
+        a.rule == "argument"
+            && a.json["output_fields"]["fd.name"] == "/root/x"
+            && a.json["output_fields"]["ngram.argument"]
+                .as_str()
+                .is_some_and(|w| w.contains("create"))
+    });
+    let shown: Vec<String> = found
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {} {}",
+                a.rule, a.exe, a.json["output_fields"]["ngram.argument"]
+            )
+        })
+        .collect();
+    assert!(
+        reported,
+        "the exec'd shell's create of /root/x was not reported as an argument: {shown:?}"
+    );
 }

@@ -182,14 +182,29 @@ fn the_dashboard_shows_a_real_attack_live_and_explains_it() {
         let (_driver, b) = browser(tmp.path()).await;
         let page = format!("http://{addr}/");
         b.goto(&page).await.expect("open the dashboard");
-        // The container's row, in alert mode.
-        let mode = b
-            .wait()
-            .at_most(PAGE_WAIT)
-            .for_element(Locator::Css(&format!("#containers tr[data-id='{id}'] .mode")))
-            .await
-            .expect("the attacked container's row");
-        assert_eq!(mode.text().await.expect("mode text"), "alert");
+        // The container's row, in alert mode. The page rebuilds the table on every poll, so
+        // an element found a moment ago may be gone when asked for its text (a stale
+        // element): the row is looked up and read in one script.
+        let mode_css = format!("#containers tr[data-id='{id}'] .mode");
+        let deadline = Instant::now() + PAGE_WAIT;
+        let mode = loop {
+            let v = b
+                .execute(
+                    "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;",
+                    vec![json!(mode_css)],
+                )
+                .await
+                .expect("script");
+            if let Some(t) = v.as_str() {
+                break t.to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no row for the attacked container {id} within {PAGE_WAIT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(mode, "alert");
         // The profile's learning curve: a point per training merge.
         let points = format!("[data-profile='{}'] svg .p0-point", profile.name);
         b.wait()
@@ -296,6 +311,13 @@ fn the_dashboard_shows_a_real_attack_live_and_explains_it() {
         for what in ["process", "action", "alerted"] {
             assert!(text.contains(what), "no {what} in the explanation: {text}");
         }
+        // The screenshot shows the opened alert, not wherever the page happened to be.
+        b.execute(
+            "arguments[0].scrollIntoView({block: 'center'});",
+            vec![serde_json::to_value(&live).expect("an element reference")],
+        )
+        .await
+        .expect("scroll to the alert");
         let png = b.screenshot().await.expect("screenshot");
         std::fs::write(out.join("dashboard-e2e-live-alert.png"), png).expect("save");
         b.close().await.expect("close the browser");
