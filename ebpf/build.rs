@@ -10,6 +10,7 @@ use std::process::{Command, ExitCode};
 const SRC: &str = "src/bpf/ngram.bpf.c";
 const HEADER: &str = "src/bpf/ngram.h";
 const ALERT: &str = "src/bpf/alert.bpf.h";
+const ENFORCE: &str = "src/bpf/enforce.bpf.h";
 const BTF: &str = "/sys/kernel/btf/vmlinux";
 
 fn main() -> ExitCode {
@@ -26,6 +27,7 @@ fn build() -> Result<(), String> {
     println!("cargo:rerun-if-changed={SRC}");
     println!("cargo:rerun-if-changed={HEADER}");
     println!("cargo:rerun-if-changed={ALERT}");
+    println!("cargo:rerun-if-changed={ENFORCE}");
     println!("cargo:rerun-if-changed={BTF}");
     let out = PathBuf::from(env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?);
     write_vmlinux_h(&out.join("vmlinux.h"))?;

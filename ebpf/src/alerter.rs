@@ -13,7 +13,7 @@ use crate::counter::{read_stats, Stats};
 use crate::error::Error;
 use crate::event::KernelEvent;
 use crate::layout::{encode_okey, MAX_N, MAX_WINDOW, MIN_N, NR_SLOTS};
-use crate::skel::{LoadError, Loaded};
+use crate::skel::{is_enforce_program, is_lsm_program, LoadError, Loaded};
 
 const BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -54,7 +54,135 @@ pub struct AlertOptions {
     pub trace: bool,
     /// Bytes of the ring buffer (a power of two, at least a page).
     pub ring_bytes: u32,
+    /// Enforce: refuse what the live rule marks, through BPF LSM programs; `None`: alert only.
+    pub enforce: Option<EnforceOptions>,
 }
+
+/// Enforce in the kernel (`src/bpf/enforce.bpf.h`): what the verdict of each call refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnforceOptions {
+    /// Harmful calls (the policy's harmful set), below [`NR_SLOTS`].
+    pub harmful: Vec<u16>,
+    /// Calls an LSM hook refuses ([`REFUSABLE`] by number), below [`NR_SLOTS`]; a call judged
+    /// to be refused outside this set is only reported.
+    pub refusable: Vec<u16>,
+    /// Action stop: every anomalous call is reported with [`KernelEvent::stop`] (user space
+    /// stops the container); its call is refused as well.
+    pub stop: bool,
+    /// Exec policy alert: processes that came into the cgroup from outside (`docker exec`)
+    /// and their children are never refused.
+    pub spare_operators: bool,
+    /// The circuit breaker opens after more than this many refusals of non-suspect processes a
+    /// minute (0: never; at most [`MAX_BREAKER`]).
+    pub breaker: u32,
+    /// The container's init (host pid): never a suspect for its own anomalies.
+    pub init_pid: u32,
+    /// Load and attach the LSM programs that carry the verdicts out; `false`: the verdicts
+    /// are only judged and reported, nothing is refused (the differential test).
+    pub lsm: bool,
+}
+
+/// The largest breaker limit the kernel's ring of refusal times holds.
+pub const MAX_BREAKER: u32 = 63;
+
+/// The x86_64 calls whose harm the LSM programs refuse, by the hook they reach (the rest of
+/// the policy's harmful set is reported, not refused: `memfd_create`, `io_uring_register`,
+/// `keyctl`, `add_key`, `request_key`, `name_to_handle_at`, `fsconfig` of an open context).
+pub const REFUSABLE: &[&str] = &[
+    // bprm_check_security, file_open
+    "execve",
+    "execveat",
+    "open",
+    "openat",
+    "openat2",
+    "creat",
+    "open_by_handle_at",
+    // path_*
+    "unlink",
+    "unlinkat",
+    "rmdir",
+    "mkdir",
+    "mkdirat",
+    "mknod",
+    "mknodat",
+    "rename",
+    "renameat",
+    "renameat2",
+    "link",
+    "linkat",
+    "symlink",
+    "symlinkat",
+    "chmod",
+    "fchmod",
+    "fchmodat",
+    "chown",
+    "fchown",
+    "fchownat",
+    "lchown",
+    "truncate",
+    "chroot",
+    // socket_*
+    "socket",
+    "bind",
+    "connect",
+    "listen",
+    // sb_mount, sb_umount, sb_pivotroot, move_mount
+    "mount",
+    "umount2",
+    "pivot_root",
+    "move_mount",
+    // task_alloc
+    "fork",
+    "vfork",
+    "clone",
+    "clone3",
+    // ptrace_access_check, ptrace_traceme
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "pidfd_getfd",
+    // task_kill
+    "kill",
+    "tkill",
+    "tgkill",
+    // kernel_load_data, kernel_read_file, bpf, perf_event_open
+    "init_module",
+    "finit_module",
+    "kexec_load",
+    "kexec_file_load",
+    "bpf",
+    "perf_event_open",
+    // task_fix_setuid, task_fix_setgid, task_fix_setgroups, capset
+    "setuid",
+    "setreuid",
+    "setresuid",
+    "setfsuid",
+    "setgid",
+    "setregid",
+    "setresgid",
+    "setfsgid",
+    "setgroups",
+    "capset",
+    // inode_init_security_anon
+    "io_uring_setup",
+    "userfaultfd",
+    // the hooks its inline work reaches (file_open, socket_*, ...)
+    "io_uring_enter",
+    // userns_create, capable
+    "unshare",
+    "setns",
+    "delete_module",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "sethostname",
+    "setdomainname",
+    "iopl",
+    "ioperm",
+    "fsopen",
+    "fsmount",
+    "open_tree",
+];
 
 /// The alert program of one cgroup v2 (a container), attached. Detached, and its program and
 /// maps freed, on drop.
@@ -62,6 +190,8 @@ pub struct AlertOptions {
 pub struct Alerter {
     // Declared first: dropped (detached) before the program and maps.
     link: Option<Link>,
+    /// Enforce: the LSM hooks and the fork and exit programs.
+    hooks: Vec<Link>,
     loaded: Loaded,
     cgroup: PathBuf,
 }
@@ -84,7 +214,19 @@ impl Alerter {
                 bytes: opts.ring_bytes,
             });
         }
-        for set in [&opts.noise, &opts.bypass, &opts.effect] {
+        let no_sets = (Vec::new(), Vec::new());
+        let (harmful, refusable) = opts
+            .enforce
+            .as_ref()
+            .map_or((&no_sets.0, &no_sets.1), |e| (&e.harmful, &e.refusable));
+        if opts
+            .enforce
+            .as_ref()
+            .is_some_and(|e| e.breaker > MAX_BREAKER)
+        {
+            return Err(Error::BadBreaker { max: MAX_BREAKER });
+        }
+        for set in [&opts.noise, &opts.bypass, &opts.effect, harmful, refusable] {
             if let Some(&nr) = set.iter().find(|&&nr| u32::from(nr) >= NR_SLOTS) {
                 return Err(Error::BadNoise { nr });
             }
@@ -100,31 +242,53 @@ impl Alerter {
             entries(opts.tables.seen.len())?,
             entries(opts.tables.backoff.len())?,
         );
-        let loaded = Loaded::new(|open| {
-            open.progs.ngram_sys_enter.set_autoload(false);
-            if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
-                rodata.cfg_n = n;
-                rodata.cfg_from_exec = u32::from(opts.from_first_exec);
-                rodata.cfg_collapse = u32::from(opts.collapse_runs);
-                rodata.cfg_window = opts.window;
-                rodata.cfg_young_min = opts.young_min;
-                rodata.cfg_settled_min = opts.settled_min.unwrap_or(0);
-                rodata.cfg_young_calls = opts.young_calls;
-                rodata.cfg_settled_cut = opts.improbable_cut;
-                rodata.cfg_harm_cut = opts.harm_cut;
-                rodata.cfg_unseen_symbol = opts.tables.unseen_call;
-                rodata.cfg_trace = u32::from(opts.trace);
+        let enforce = opts.enforce.as_ref();
+        let load = |lsm: bool| {
+            Loaded::new(|open| {
+                crate::skel::autoload_only(open, |name| {
+                    name == "ngram_alert"
+                        || (enforce.is_some()
+                            && is_enforce_program(name)
+                            && (lsm || !is_lsm_program(name)))
+                });
+                if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
+                    rodata.cfg_n = n;
+                    rodata.cfg_from_exec = u32::from(opts.from_first_exec);
+                    rodata.cfg_collapse = u32::from(opts.collapse_runs);
+                    rodata.cfg_window = opts.window;
+                    rodata.cfg_young_min = opts.young_min;
+                    rodata.cfg_settled_min = opts.settled_min.unwrap_or(0);
+                    rodata.cfg_young_calls = opts.young_calls;
+                    rodata.cfg_settled_cut = opts.improbable_cut;
+                    rodata.cfg_harm_cut = opts.harm_cut;
+                    rodata.cfg_unseen_symbol = opts.tables.unseen_call;
+                    rodata.cfg_trace = u32::from(opts.trace);
+                    if let Some(e) = enforce {
+                        rodata.cfg_enforce = 1;
+                        rodata.cfg_stop = u32::from(e.stop);
+                        rodata.cfg_spare_operators = u32::from(e.spare_operators);
+                        rodata.cfg_breaker_limit = e.breaker;
+                        rodata.cfg_init_tgid = e.init_pid;
+                    }
+                }
+                // The counter's n-gram map is not used: keep it minimal.
+                open.maps.ng_grams.set_max_entries(1)?;
+                open.maps.ng_seen.set_max_entries(seen_entries)?;
+                open.maps.ng_backoff.set_max_entries(backoff_entries)?;
+                open.maps.ng_events.set_max_entries(opts.ring_bytes)
+            })
+        };
+        let lsm = enforce.is_some_and(|e| e.lsm);
+        let loaded = match load(lsm) {
+            Ok(loaded) => loaded,
+            // The kernel refused the object with the LSM programs: say so when it takes it
+            // without them (its BPF LSM, or its trampolines, are not available to us).
+            Err(LoadError::Load(e)) if lsm && load(false).is_ok() => {
+                return Err(Error::LsmRefused(e))
             }
-            // The counter's n-gram map is not used: keep it minimal.
-            open.maps.ng_grams.set_max_entries(1)?;
-            open.maps.ng_seen.set_max_entries(seen_entries)?;
-            open.maps.ng_backoff.set_max_entries(backoff_entries)?;
-            open.maps.ng_events.set_max_entries(opts.ring_bytes)
-        })
-        .map_err(|e| match e {
-            LoadError::Open(e) => Error::Open(e),
-            LoadError::Load(e) => Error::Load(e),
-        })?;
+            Err(LoadError::Open(e)) => return Err(Error::Open(e)),
+            Err(LoadError::Load(e)) => return Err(Error::Load(e)),
+        };
         let maps = &loaded.skel.maps;
         let write = |map: &dyn MapCore, name: &'static str, key: &[u8], value: &[u8]| {
             map.update(key, value, MapFlags::ANY)
@@ -134,6 +298,8 @@ impl Alerter {
             (&opts.noise, &maps.ng_noise, "ng_noise"),
             (&opts.bypass, &maps.ng_bypass, "ng_bypass"),
             (&opts.effect, &maps.ng_effect, "ng_effect"),
+            (harmful, &maps.ng_harmful, "ng_harmful"),
+            (refusable, &maps.ng_refusable, "ng_refusable"),
         ] {
             for &nr in set {
                 write(map, name, &u32::from(nr).to_ne_bytes(), &[1])?;
@@ -155,6 +321,20 @@ impl Alerter {
             &id.to_ne_bytes(),
             &0u32.to_ne_bytes(),
         )?;
+        // Enforce: the hooks first, so that every verdict the judge leaves has its refusal.
+        let mut hooks = Vec::new();
+        if enforce.is_some() {
+            use libbpf_rs::skel::Skel as _;
+            for prog in loaded.skel.object().progs_mut() {
+                let name = prog.name().to_string_lossy().into_owned();
+                if is_enforce_program(&name) && (lsm || !is_lsm_program(&name)) {
+                    hooks.push(
+                        prog.attach()
+                            .map_err(|source| Error::AttachHook { hook: name, source })?,
+                    );
+                }
+            }
+        }
         let link = loaded
             .skel
             .progs
@@ -164,6 +344,7 @@ impl Alerter {
         tracing::debug!(cgroup = %cgroup_dir.display(), cgroup_id = id, n = opts.n, seen = opts.tables.seen.len(), backoff = opts.tables.backoff.len(), "eBPF alert program attached");
         Ok(Alerter {
             link: Some(link),
+            hooks,
             loaded,
             cgroup: cgroup_dir.to_path_buf(),
         })
@@ -207,6 +388,7 @@ impl Alerter {
     pub fn detach(&mut self) {
         if let Some(link) = self.link.take() {
             drop(link);
+            self.hooks.clear();
             tracing::debug!(cgroup = %self.cgroup.display(), "eBPF alert program detached");
         }
     }

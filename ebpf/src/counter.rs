@@ -79,12 +79,20 @@ pub struct Stats {
     pub events: u64,
     /// The alert program: records the ring buffer had no room for (alerts lost).
     pub lost_events: u64,
+    /// Enforce: calls judged to be refused.
+    pub denied: u64,
+    /// Enforce: refusals by an LSM hook (a refused call may reach more than one hook).
+    pub refused: u64,
+    /// Enforce: refusals the open circuit breaker let through.
+    pub spared: u64,
+    /// Enforce: processes the process map had no room for (their flags are lost).
+    pub lost_procs: u64,
 }
 
 impl Stats {
-    /// Every lost update: 0 when the counts are complete.
+    /// Every lost update: 0 when the counts (and enforce's processes) are complete.
     pub fn lost(&self) -> u64 {
-        self.lost_ngrams + self.lost_windows + self.lost_calls
+        self.lost_ngrams + self.lost_windows + self.lost_calls + self.lost_procs
     }
 }
 
@@ -136,7 +144,7 @@ impl Counter {
         let n = u32::try_from(opts.n).map_err(|_| Error::BadN { n: opts.n })?;
         let loaded = Loaded::new(|open| {
             // The alert program of the same object is not loaded (its maps stay minimal).
-            open.progs.ngram_alert.set_autoload(false);
+            crate::skel::autoload_only(open, |name| name == "ngram_sys_enter");
             if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
                 rodata.cfg_n = n;
                 rodata.cfg_from_exec = u32::from(opts.from_first_exec);
@@ -347,6 +355,10 @@ pub(crate) fn read_stats<M: MapCore>(map: &M) -> Result<Stats, Error> {
         anomalies: get(stat::ANOMALIES),
         events: get(stat::EVENTS),
         lost_events: get(stat::LOST_EVENTS),
+        denied: get(stat::DENIED),
+        refused: get(stat::REFUSED),
+        spared: get(stat::SPARED),
+        lost_procs: get(stat::LOST_PROCS),
     })
 }
 

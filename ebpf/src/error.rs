@@ -20,6 +20,8 @@ pub enum Error {
     BadWindow { w: u32 },
     #[error("the live rule does not fit the eBPF alert program (a count of 0 would make every call anomalous, or a table is too large)")]
     BadRule,
+    #[error("the circuit breaker's limit is above {max} refusals a minute, the most the eBPF enforce program counts: lower --breaker")]
+    BadBreaker { max: u32 },
     #[error("the eBPF ring buffer's size {bytes} must be a power of two of at least 4096 bytes")]
     BadRing { bytes: u32 },
     #[error("cannot read the eBPF alert program's ring buffer")]
@@ -48,6 +50,14 @@ pub enum Error {
     Load(#[source] libbpf_rs::Error),
     #[error("cannot attach the eBPF program to the raw_syscalls sys_enter tracepoint")]
     Attach(#[source] libbpf_rs::Error),
+    #[error("this kernel refuses the BPF LSM programs of enforce ({0}) though it loads the rest (no active BPF LSM, or no BPF trampolines: see /sys/kernel/security/lsm): use --tracer=notify for enforce")]
+    LsmRefused(#[source] libbpf_rs::Error),
+    #[error("cannot attach the BPF LSM program {hook} (is `bpf` in the kernel's active LSMs? see /sys/kernel/security/lsm, or boot with lsm=...,bpf)")]
+    AttachHook {
+        hook: String,
+        #[source]
+        source: libbpf_rs::Error,
+    },
     #[error("cannot write the eBPF map {map}")]
     MapWrite {
         map: &'static str,

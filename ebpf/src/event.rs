@@ -17,8 +17,10 @@ mod off {
     pub const IMPROBABLE: usize = 55;
     pub const RAW: usize = 56;
     pub const COMM: usize = RAW + 2 * super::RAW;
+    pub const VERDICT: usize = COMM + 16;
+    pub const PPID: usize = VERDICT + 4;
     /// The record's size.
-    pub const LEN: usize = COMM + 16;
+    pub const LEN: usize = PPID + 4;
 }
 
 /// The `NGRAM_EV_*` flags of a record.
@@ -31,6 +33,18 @@ pub mod flag {
     pub const SETTLED_RULE: u8 = 0x20;
     pub const OTHER_ARCH: u8 = 0x40;
     pub const HAS_NGRAM: u8 = 0x80;
+}
+
+/// Enforce's verdict bits of a record (`NGRAM_VD_*`).
+pub mod verdict {
+    pub const DENY: u32 = 0x1;
+    pub const FIRST_DENIAL: u32 = 0x2;
+    pub const BREAKER: u32 = 0x4;
+    pub const SPARED: u32 = 0x8;
+    pub const SUSPECT: u32 = 0x10;
+    pub const STOP: u32 = 0x20;
+    pub const IO_WORKER: u32 = 0x40;
+    pub const OPERATOR: u32 = 0x80;
 }
 
 /// The rule of an anomalous call (`NGRAM_RULE_*`).
@@ -65,6 +79,10 @@ pub struct KernelEvent {
     pub recent: Vec<u16>,
     /// The task's name (`comm`).
     pub comm: String,
+    /// Enforce: the verdict bits ([`verdict`]); 0 without enforce.
+    pub verdict: u32,
+    /// The process's parent (its host pid).
+    pub ppid: u32,
 }
 
 impl KernelEvent {
@@ -86,7 +104,7 @@ impl KernelEvent {
             .map(|b| u16::from_ne_bytes([b[0], b[1]]))
             .collect();
         let keep = usize::try_from(calls).unwrap_or(usize::MAX).min(RAW);
-        let comm = data.get(off::COMM..off::LEN)?;
+        let comm = data.get(off::COMM..off::VERDICT)?;
         let comm_len = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
         Some(Self {
             ts_ns: u64_at(off::TS)?,
@@ -110,6 +128,8 @@ impl KernelEvent {
             improbable: *data.get(off::IMPROBABLE)?,
             recent: raw[RAW - keep..].to_vec(),
             comm: String::from_utf8_lossy(&comm[..comm_len]).into_owned(),
+            verdict: u32_at(off::VERDICT)?,
+            ppid: u32_at(off::PPID)?,
         })
     }
 
@@ -157,6 +177,50 @@ impl KernelEvent {
         self.has(flag::SETTLED_RULE)
     }
 
+    fn verdict_has(&self, v: u32) -> bool {
+        self.verdict & v != 0
+    }
+
+    /// Enforce refuses the call (in the LSM hooks it reaches).
+    pub fn denied(&self) -> bool {
+        self.verdict_has(verdict::DENY)
+    }
+
+    /// The thread's first refusal: reported.
+    pub fn first_denial(&self) -> bool {
+        self.verdict_has(verdict::FIRST_DENIAL)
+    }
+
+    /// This refusal opened the circuit breaker.
+    pub fn opened_breaker(&self) -> bool {
+        self.verdict_has(verdict::BREAKER)
+    }
+
+    /// A refusal the open circuit breaker let through.
+    pub fn spared(&self) -> bool {
+        self.verdict_has(verdict::SPARED)
+    }
+
+    /// The process is a suspect (after this call).
+    pub fn suspect(&self) -> bool {
+        self.verdict_has(verdict::SUSPECT)
+    }
+
+    /// Enforce action stop: the container is to be stopped.
+    pub fn stop(&self) -> bool {
+        self.verdict_has(verdict::STOP)
+    }
+
+    /// Refused in an io_uring worker thread (an LSM hook, no system call of its own).
+    pub fn io_worker(&self) -> bool {
+        self.verdict_has(verdict::IO_WORKER)
+    }
+
+    /// The process came into the cgroup from outside (`docker exec`), or is a child of one.
+    pub fn operator(&self) -> bool {
+        self.verdict_has(verdict::OPERATOR)
+    }
+
     /// The last `n` calls of the stream (fewer at its start): its newest n-gram.
     pub fn last_ngram(&self, n: usize) -> &[u16] {
         &self.recent[self.recent.len().saturating_sub(n)..]
@@ -183,6 +247,8 @@ mod tests {
             d[off::RAW + 2 * i..off::RAW + 2 * i + 2].copy_from_slice(&nr.to_ne_bytes());
         }
         d[off::COMM..off::COMM + 2].copy_from_slice(b"sh");
+        d[off::VERDICT..off::VERDICT + 4]
+            .copy_from_slice(&(verdict::DENY | verdict::FIRST_DENIAL).to_ne_bytes());
         d
     }
 
@@ -204,6 +270,8 @@ mod tests {
         assert_eq!(ev.last_ngram(2), &[114, 115]);
         assert_eq!(ev.last_ngram(6), &[113, 114, 115]);
         assert_eq!(ev.comm, "sh");
+        assert!(ev.denied() && ev.first_denial());
+        assert!(!ev.opened_breaker() && !ev.spared() && !ev.stop() && !ev.io_worker());
         let long = KernelEvent::decode(&record(40, raw)).unwrap();
         assert_eq!(long.recent.len(), RAW);
         assert!(KernelEvent::decode(&record(1, raw)[..off::LEN - 1]).is_none());

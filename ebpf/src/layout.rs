@@ -43,8 +43,12 @@ pub mod stat {
     pub const ANOMALIES: u32 = 9;
     pub const EVENTS: u32 = 10;
     pub const LOST_EVENTS: u32 = 11;
+    pub const DENIED: u32 = 12;
+    pub const REFUSED: u32 = 13;
+    pub const SPARED: u32 = 14;
+    pub const LOST_PROCS: u32 = 15;
     /// Number of slots (`NGRAM_STATS`).
-    pub const COUNT: u32 = 12;
+    pub const COUNT: u32 = 16;
 }
 
 /// Pack an n-gram (1..=[`MAX_N`] numbers) into the kernel's key; `None` if it is too long.

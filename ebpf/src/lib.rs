@@ -32,11 +32,11 @@ mod layout;
 mod log;
 mod skel;
 
-pub use alerter::{AlertOptions, Alerter, Events};
+pub use alerter::{AlertOptions, Alerter, EnforceOptions, Events, MAX_BREAKER, REFUSABLE};
 pub use counter::{Counter, Options, Stats};
 pub use counts::KernelCounts;
 pub use error::Error;
-pub use event::{KernelEvent, KernelRule};
+pub use event::{verdict, KernelEvent, KernelRule};
 pub use layout::{
     decode_key, encode_key, KeyError, DEFAULT_MAX_NGRAMS, KEY_LEN, MAX_N, MAX_WINDOW, MIN_N,
     NR_SLOTS, RAW,

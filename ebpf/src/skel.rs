@@ -75,6 +75,26 @@ pub(crate) enum LoadError {
     Load(libbpf_rs::Error),
 }
 
+/// Load only the programs of the object whose name `keep` accepts.
+pub(crate) fn autoload_only(open: &mut OpenNgramSkel<'static>, keep: impl Fn(&str) -> bool) {
+    use libbpf_rs::skel::OpenSkel as _;
+    for mut prog in open.open_object_mut().progs_mut() {
+        let name = prog.name().to_string_lossy().into_owned();
+        prog.set_autoload(keep(&name));
+    }
+}
+
+/// The programs of enforce (`src/bpf/enforce.bpf.h`): the LSM hooks and the process
+/// bookkeeping on fork and exit.
+pub(crate) fn is_enforce_program(name: &str) -> bool {
+    is_lsm_program(name) || name == "ngram_fork" || name == "ngram_exit"
+}
+
+/// The BPF LSM programs of enforce.
+pub(crate) fn is_lsm_program(name: &str) -> bool {
+    name.starts_with("ngram_lsm_")
+}
+
 impl Loaded {
     /// Open the skeleton, let `configure` set it up (rodata, map sizes), and load it.
     pub(crate) fn new(

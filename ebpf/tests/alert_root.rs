@@ -47,6 +47,7 @@ fn options(model: &Model, trace: bool) -> AlertOptions {
         effect: vec![],
         trace,
         ring_bytes: 1 << 22,
+        enforce: None,
     }
 }
 

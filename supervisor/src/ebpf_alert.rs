@@ -4,7 +4,9 @@
 //! attaches it to the container's cgroup before `create` returns, turns the kernel's alerts
 //! into the session's alert lines ([`AlertRun`]), keeps its statistics for `status.json`, and
 //! waits for the container's end. Programs and argument classes are not judged here: the
-//! supervisor's log says so at the start and every alert line in `ngram.unjudged`.
+//! supervisor's log says so at the start and every alert line in `ngram.unjudged`. In enforce
+//! mode the same program also decides the refusals and BPF LSM programs carry them out
+//! (`ebpf/src/bpf/enforce.bpf.h`); the lines of the refusals come through the same ring buffer.
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -41,6 +43,15 @@ impl KernelAlerter {
     /// Judge the container's calls in the kernel with `model` and the live rule `meta`'s
     /// detector applies, from its first `execve` on.
     pub fn attach(plan: &Plan, model: &Model, meta: &ProfileMeta) -> Result<Self, EbpfError> {
+        let enforce = (plan.mode == ngram_profiler::profile::Mode::Enforce).then_some(
+            session::KernelEnforce {
+                stop: plan.enforce_stop,
+                exec_policy: plan.exec_policy,
+                breaker: plan.breaker,
+                init_pid: plan.init_pid,
+                lsm: true,
+            },
+        );
         let cgroup = container_cgroup(plan)?;
         let options_error = |error: String| EbpfError::Options {
             id: plan.id.clone(),
@@ -57,7 +68,7 @@ impl KernelAlerter {
         let started = std::time::Instant::now();
         #[cfg(feature = "ebpf")]
         let alerter = {
-            let opts = rule.alert_options(model, false, RING_BYTES);
+            let opts = rule.alert_options(model, false, RING_BYTES, enforce);
             ngram_ebpf::Alerter::attach(&cgroup, &opts).map_err(|error| EbpfError::Counter {
                 id: plan.id.clone(),
                 error,
@@ -73,7 +84,11 @@ impl KernelAlerter {
         #[cfg(feature = "ebpf")]
         {
             let load_ms = started.elapsed().as_millis();
-            tracing::info!(id = %plan.id, cgroup = %cgroup.display(), n = model.n(), young_min = rule.young_min, settled_min = rule.settled_min, load_ms, "eBPF alert program attached (judges call sequences; arguments and programs are not judged with this tracer)");
+            if enforce.is_some() {
+                tracing::info!(id = %plan.id, cgroup = %cgroup.display(), n = model.n(), young_min = rule.young_min, settled_min = rule.settled_min, breaker = plan.breaker, load_ms, "eBPF enforce programs attached (the sequence rule refuses through BPF LSM hooks; arguments and programs are not judged with this tracer)");
+            } else {
+                tracing::info!(id = %plan.id, cgroup = %cgroup.display(), n = model.n(), young_min = rule.young_min, settled_min = rule.settled_min, load_ms, "eBPF alert program attached (judges call sequences; arguments and programs are not judged with this tracer)");
+            }
             Ok(Self {
                 id: plan.id.clone(),
                 cgroup,
@@ -150,12 +165,13 @@ impl Tracer for AlertRun<'_, '_> {
         let n = k.n;
         let events = alerter
             .events(|ev| {
-                if ev.first() {
+                if ev.first() || ev.first_denial() || ev.opened_breaker() {
                     session.kernel_alert(&kernel_alert(&ev, n, &clock));
                 }
             })
             .map_err(|e| ring_error(&k.id, e))?;
         let mut reported_lost = 0;
+        let mut reported_lost_procs = 0;
         let mut refresh = |done: bool| match alerter.stats() {
             Ok(s) => {
                 let status = KernelStatus::from(&s);
@@ -163,8 +179,12 @@ impl Tracer for AlertRun<'_, '_> {
                     tracing::error!(id = %k.id, lost = s.lost_events, "the eBPF alert program's ring buffer was full: alerts were lost");
                     reported_lost = s.lost_events;
                 }
+                if s.lost_procs > reported_lost_procs {
+                    tracing::error!(id = %k.id, lost = s.lost_procs, "the eBPF enforce program's process map was full: processes lost their suspect or operator mark");
+                    reported_lost_procs = s.lost_procs;
+                }
                 if done {
-                    tracing::info!(id = %k.id, calls = s.calls, noise = s.noise, anomalies = s.anomalies, alerts = s.events, lost_alerts = s.lost_events, lost_windows = s.lost_windows, "eBPF alert program detached");
+                    tracing::info!(id = %k.id, calls = s.calls, noise = s.noise, anomalies = s.anomalies, alerts = s.events, lost_alerts = s.lost_events, lost_windows = s.lost_windows, denied = s.denied, refused = s.refused, spared = s.spared, "eBPF alert program detached");
                 }
                 *k.status
                     .lock()
@@ -249,8 +269,15 @@ impl Clock {
 #[cfg(feature = "ebpf")]
 pub fn kernel_alert(ev: &ngram_ebpf::KernelEvent, n: usize, clock: &Clock) -> session::KernelAlert {
     use ngram_ebpf::KernelRule;
-    use ngram_profiler::alert::Rule;
+    use ngram_profiler::alert::{Action, Rule};
     session::KernelAlert {
+        anomalous: ev.anomalous(),
+        action: match (ev.denied(), ev.stop()) {
+            (_, true) => Action::Stopped,
+            (true, false) => Action::Denied,
+            (false, false) => Action::Alerted,
+        },
+        opened_breaker: ev.opened_breaker(),
         tid: ev.tid,
         pid: ev.pid,
         nr: u16::try_from(ev.nr).unwrap_or(u16::MAX),

@@ -27,9 +27,13 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum EbpfError {
     #[error(
-        "container {id}: --tracer=ebpf trains and alerts in this version, and this container runs in {mode} mode: use --tracer=notify (or label ngram-ids.tracer=notify) for enforce"
+        "container {id}: --tracer=ebpf has no kernel program for {mode} mode: use --tracer=notify (or label ngram-ids.tracer=notify)"
     )]
     Mode { id: String, mode: Mode },
+    #[error(
+        "container {id}: enforce with --tracer=ebpf needs the BPF LSM, and this kernel's active LSMs ({active}) leave out bpf: boot with lsm={active},bpf, or use --tracer=notify (or label ngram-ids.tracer=notify)"
+    )]
+    NoBpfLsm { id: String, active: String },
     #[error(
         "container {id}: --tracer=ebpf cannot record traces (--record or label ngram-ids.record): use --tracer=notify to record"
     )]
@@ -73,14 +77,23 @@ pub enum EbpfError {
     },
 }
 
-/// A plan the eBPF tracer cannot serve: enforce (not in the kernel yet) and recording.
-/// Checked before anything is loaded, so `create` fails with this line.
+/// A plan the eBPF tracer cannot serve: recording, and enforce on a kernel whose active LSMs
+/// leave out the BPF LSM. Checked before anything is loaded, so `create` fails with this line.
 pub fn check_plan(plan: &Plan) -> Result<(), EbpfError> {
+    check_plan_with(plan, active_lsms().as_deref())
+}
+
+/// [`check_plan`] with the kernel's active LSMs given.
+fn check_plan_with(plan: &Plan, active_lsms: Option<&str>) -> Result<(), EbpfError> {
     if plan.mode == Mode::Enforce {
-        return Err(EbpfError::Mode {
-            id: plan.id.clone(),
-            mode: plan.mode,
-        });
+        if let Some(active) = active_lsms {
+            if !has_bpf_lsm(active) {
+                return Err(EbpfError::NoBpfLsm {
+                    id: plan.id.clone(),
+                    active: active.trim().to_owned(),
+                });
+            }
+        }
     }
     if plan.record.is_some() {
         return Err(EbpfError::Record {
@@ -88,6 +101,17 @@ pub fn check_plan(plan: &Plan) -> Result<(), EbpfError> {
         });
     }
     Ok(())
+}
+
+/// The kernel's active LSMs (`/sys/kernel/security/lsm`); `None` when securityfs is not
+/// mounted (then attaching the LSM programs says whether the BPF LSM is active).
+fn active_lsms() -> Option<String> {
+    std::fs::read_to_string("/sys/kernel/security/lsm").ok()
+}
+
+/// Is `bpf` among the comma-separated active LSMs?
+pub fn has_bpf_lsm(active: &str) -> bool {
+    active.trim().split(',').any(|l| l == "bpf")
 }
 
 /// The path of the cgroup v2 line (`0::PATH`) of a `/proc/PID/cgroup` file.
@@ -394,6 +418,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_bpf_lsm_is_found_only_as_a_whole_name() {
+        assert!(has_bpf_lsm("lockdown,capability,landlock,bpf\n"));
+        assert!(has_bpf_lsm("bpf"));
+        assert!(!has_bpf_lsm("lockdown,capability,apparmor"));
+        assert!(!has_bpf_lsm("bpffs,notbpf"));
+    }
+
+    #[test]
     fn finds_the_v2_line() {
         let hybrid = "12:pids:/docker/abc\n1:name=systemd:/docker/abc\n0::/docker/abc\n";
         assert_eq!(v2_path(hybrid), Some("/docker/abc"));
@@ -436,17 +468,27 @@ mod tests {
     }
 
     #[test]
-    fn training_and_alerting_without_recording_are_served() {
-        assert!(check_plan(&plan(Mode::Train, None)).is_ok());
-        assert!(check_plan(&plan(Mode::Alert, None)).is_ok());
-        let e = check_plan(&plan(Mode::Enforce, None))
-            .unwrap_err()
-            .to_string();
+    fn every_mode_without_recording_is_served_enforce_with_the_bpf_lsm() {
+        let with = Some("lockdown,capability,bpf\n");
+        assert!(check_plan_with(&plan(Mode::Train, None), with).is_ok());
+        assert!(check_plan_with(&plan(Mode::Alert, None), Some("capability")).is_ok());
+        assert!(check_plan_with(&plan(Mode::Enforce, None), with).is_ok());
+        // Without securityfs, attaching the LSM programs tells.
+        assert!(check_plan_with(&plan(Mode::Enforce, None), None).is_ok());
+        let e = check_plan_with(
+            &plan(Mode::Enforce, None),
+            Some("lockdown,capability,apparmor\n"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("--tracer=ebpf") && e.contains("--tracer=notify"),
             "{e}"
         );
-        assert!(e.contains("enforce") && !e.contains('\n'), "{e}");
+        assert!(
+            e.contains("lsm=lockdown,capability,apparmor,bpf") && !e.contains('\n'),
+            "{e}"
+        );
         let e = check_plan(&plan(Mode::Train, Some("/r".into()))).unwrap_err();
         assert!(matches!(e, EbpfError::Record { .. }), "{e}");
     }

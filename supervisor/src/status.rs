@@ -79,6 +79,14 @@ pub struct KernelStatus {
     pub alerts: u64,
     #[serde(default)]
     pub lost_alerts: u64,
+    /// Enforce mode: calls judged to be refused, refusals by the LSM hooks (a refused call may
+    /// reach more than one), refusals the open circuit breaker let through.
+    #[serde(default)]
+    pub denied: u64,
+    #[serde(default)]
+    pub refused: u64,
+    #[serde(default)]
+    pub spared: u64,
 }
 
 #[cfg(feature = "ebpf")]
@@ -99,6 +107,9 @@ impl From<&ngram_ebpf::Stats> for KernelStatus {
             anomalies: s.anomalies,
             alerts: s.events,
             lost_alerts: s.lost_events,
+            denied: s.denied,
+            refused: s.refused,
+            spared: s.spared,
         }
     }
 }
@@ -110,6 +121,7 @@ impl Status {
         self.calls = k.calls + k.noise + k.other_arch;
         self.other_arch = k.other_arch;
         self.anomalies = self.anomalies.max(k.anomalies);
+        self.denied = self.denied.max(k.denied);
         self.kernel = Some(k);
     }
 }

@@ -13,25 +13,23 @@
 #![cfg(feature = "ebpf")]
 #![allow(clippy::unwrap_used)] // tests
 
+mod kernel;
+
 use std::cell::RefCell;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use ngram_ebpf::{Alerter, Counter, KernelEvent, KernelRule, Options};
+use kernel::{run_in, trained_on, TestCgroup, BUSYBOX};
+use ngram_ebpf::{Alerter, KernelEvent, KernelRule};
 use ngram_profiler::alert::{Event as AlertEvent, Rule};
-use ngram_profiler::ngram::NgramCounts;
-use ngram_profiler::profile::{Mode, Profile};
+use ngram_profiler::profile::Mode;
 use ngram_profiler::score::Model;
 use ngram_profiler::syscalls::Arch;
 use ngram_supervisor::session::judge::LivePolicy;
 use ngram_supervisor::session::{detector, ContainerInfo, EnforceAction, Session};
 use ngram_supervisor::sys::{AUDIT_ARCH_I386, AUDIT_ARCH_X86_64};
 use ngram_supervisor::{Event, Handler};
-
-const BUSYBOX: &str = "/bin/busybox";
 
 /// The profile's training: a small "service" of shell loops and tools.
 const NORMAL: &str = r#"
@@ -57,92 +55,9 @@ i=0
 while [ $i -lt 5 ]; do ls / > /dev/null; i=$((i+1)); done
 "#;
 
-fn cgroup2_root() -> PathBuf {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    mountinfo
-        .lines()
-        .find_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            (right.split(' ').next() == Some("cgroup2"))
-                .then(|| PathBuf::from(left.split(' ').nth(4).unwrap()))
-        })
-        .expect("no cgroup2 mount")
-}
-
-/// A fresh cgroup v2 directory, removed on drop.
-struct TestCgroup(PathBuf);
-
-impl TestCgroup {
-    fn new(name: &str) -> Self {
-        static SEQ: AtomicUsize = AtomicUsize::new(0);
-        let dir = cgroup2_root().join(format!(
-            "ngram-diff-test-{}-{}-{name}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        for _ in 0..50 {
-            if std::fs::remove_dir(&self.0).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// Run `script` with busybox sh inside `cgroup` (a shell moves itself in, then execs it).
-fn run_in(cgroup: &Path, script: &str) {
-    let status = Command::new(BUSYBOX)
-        .args([
-            "sh",
-            "-c",
-            r#"echo $$ > "$1/cgroup.procs" && shift && exec "$@""#,
-            "sh",
-        ])
-        .arg(cgroup)
-        .args([BUSYBOX, "sh", "-c", script])
-        .env_clear()
-        .env("PATH", "/nonexistent")
-        .status()
-        .unwrap();
-    assert!(status.success(), "the workload failed");
-}
-
 /// The profile: `NORMAL` counted by the kernel's trainer, as `--tracer=ebpf` trains.
 fn trained(runs: usize) -> (Model, ngram_profiler::profile::ProfileMeta) {
-    let noise_names = ngram_profiler::policy::noise_names();
-    let noise: Vec<u16> = noise_names
-        .iter()
-        .filter_map(|s| Arch::X86_64.number(s))
-        .collect();
-    let mut counts = NgramCounts::new(6, Arch::X86_64).unwrap().collapsed(true);
-    for _ in 0..runs {
-        let cg = TestCgroup::new("train");
-        let counter = Counter::attach_with(
-            &cg.0,
-            &Options {
-                n: 6,
-                noise: noise.clone(),
-                from_first_exec: true,
-                collapse_runs: true,
-                ..Options::default()
-            },
-        )
-        .unwrap();
-        run_in(&cg.0, NORMAL);
-        let (c, stats) = counter.finish().unwrap();
-        assert_eq!(stats.lost(), 0);
-        c.merge_into(&mut counts).unwrap();
-    }
-    let mut meta = Profile::new("diff", "diff", counts.clone()).meta;
-    meta.noise = Some(noise_names);
-    (Model::new(&counts).unwrap(), meta)
+    trained_on(runs, |cg| run_in(cg, NORMAL))
 }
 
 /// Every call of `script` as the kernel judged it.
@@ -153,7 +68,7 @@ fn judged_by_kernel(
 ) -> Vec<KernelEvent> {
     let det = detector(model, meta).unwrap();
     let rule = det.kernel_rule(&LivePolicy::default()).unwrap();
-    let opts = rule.alert_options(model, true, 1 << 24);
+    let opts = rule.alert_options(model, true, 1 << 24, None);
     let cg = TestCgroup::new("judge");
     let alerter = Alerter::attach(&cg.0, &opts).unwrap();
     let got = RefCell::new(Vec::new());

@@ -279,5 +279,6 @@ int BPF_PROG(ngram_sys_enter, struct pt_regs *regs, long id)
 }
 
 #include "alert.bpf.h"
+#include "enforce.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

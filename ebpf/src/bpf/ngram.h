@@ -28,7 +28,11 @@
 #define NGRAM_STAT_ANOMALIES 9    /* alert: anomalous calls */
 #define NGRAM_STAT_EVENTS 10      /* alert: records sent to user space */
 #define NGRAM_STAT_LOST_EVENTS 11 /* alert: records the ring buffer had no room for */
-#define NGRAM_STATS 12
+#define NGRAM_STAT_DENIED 12      /* enforce: calls judged to be refused */
+#define NGRAM_STAT_REFUSED 13     /* enforce: refusals by an LSM hook (a call may reach several) */
+#define NGRAM_STAT_SPARED 14      /* enforce: refusals the open circuit breaker let through */
+#define NGRAM_STAT_LOST_PROCS 15  /* enforce: processes the process map had no room for */
+#define NGRAM_STATS 16
 
 /* Alert: calls of a thread kept for the n-grams, the back-off and the report (a power of 2). */
 #define NGRAM_RAW 16
@@ -50,6 +54,22 @@
 #define NGRAM_EV_SETTLED_RULE 0x20 /* judged by the settled rule */
 #define NGRAM_EV_OTHER_ARCH 0x40   /* not an x86_64 call: not judged (trace records only) */
 #define NGRAM_EV_HAS_NGRAM 0x80    /* the thread has an n-gram (n calls or more) */
+
+/* Enforce: the verdict bits of a record. */
+#define NGRAM_VD_DENY 0x1          /* the call is refused (EPERM from the LSM hooks it reaches) */
+#define NGRAM_VD_FIRST_DENIAL 0x2  /* the thread's first refusal: reported */
+#define NGRAM_VD_BREAKER 0x4       /* this refusal opened the circuit breaker */
+#define NGRAM_VD_SPARED 0x8        /* a refusal the open breaker (or the exec policy) let through */
+#define NGRAM_VD_SUSPECT 0x10      /* the process is a suspect (after this call) */
+#define NGRAM_VD_STOP 0x20         /* enforce action stop: user space stops the container */
+#define NGRAM_VD_IO_WORKER 0x40    /* refused in an io_uring worker by an LSM hook */
+#define NGRAM_VD_OPERATOR 0x80     /* the process came in from outside (docker exec) */
+
+/* Enforce: the flags of a process (ng_procs). */
+#define NGRAM_PROC_SUSPECT 0x1   /* judged an intruder: its harmful calls are refused */
+#define NGRAM_PROC_OPERATOR 0x2  /* entered the cgroup from outside (docker exec), or a child */
+/* Enforce: the most refusals a minute the kernel's circuit breaker can count. */
+#define NGRAM_BREAKER_MAX 64
 
 struct ngram_window {
 	__u16 nr[NGRAM_MAX_N];
@@ -86,6 +106,28 @@ struct ngram_thread {
 	__u8 pad;
 	/* The last NGRAM_RAW calls of the stream, at calls % NGRAM_RAW. */
 	__u16 raw[NGRAM_RAW];
+	/* Enforce: the system-call number (as sys_enter saw it) of the thread's current call
+	 * when deny is set: the LSM hooks refuse only within that call. */
+	__s64 deny_nr;
+	__u8 deny;
+	/* Its first refusal was reported. */
+	__u8 denial_reported;
+	__u8 pad2[6];
+};
+
+/* Enforce: one process of the cgroup. */
+struct ngram_proc {
+	__u32 flags; /* NGRAM_PROC_* */
+};
+
+/* Enforce: the circuit breaker (decision 27): refusals of the service's own processes. */
+struct ngram_breaker {
+	struct bpf_spin_lock lock;
+	/* Times of the last refusals (CLOCK_MONOTONIC ns), a ring of `len` from `head`. */
+	__u32 head;
+	__u32 len;
+	__u64 opened_ns; /* 0: closed */
+	__u64 times[NGRAM_BREAKER_MAX];
 };
 
 /* Alert: one record to user space (an alert, or with cfg_trace every call). */
@@ -102,6 +144,8 @@ struct ngram_event {
 	__u8 improbable; /* unseen and improbable n-grams in the window */
 	__u16 raw[NGRAM_RAW]; /* the stream's last calls, oldest first; the last min(calls, 16) */
 	char comm[16];
+	__u32 verdict;  /* enforce: NGRAM_VD_* */
+	__u32 ppid;     /* the process's parent (host tgid) */
 };
 
 #endif

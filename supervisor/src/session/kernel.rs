@@ -3,13 +3,15 @@
 //! alert line of an anomaly the kernel reports ([`Session::kernel_alert`]), built, budgeted and
 //! written like the session's own. The kernel judges the sequence part of the rule (decisions
 //! 16, 20, 21, 25, 31, 47); programs (decision 26) and argument classes (decision 38) stay with
-//! the user-space tracers.
+//! the user-space tracers. In enforce mode the kernel also decides the refusals (the session's
+//! `decide`: suspects, novel harmful calls in an anomalous stretch, bypass calls, the circuit
+//! breaker, the exec policy) and BPF LSM programs carry them out ([`KernelEnforce`]).
 
 use ngram_profiler::alert::{Action, Rule};
 use ngram_profiler::policy::SyscallSet;
 use ngram_profiler::score::{count_above, improbable_cut, prob_below_cut};
 
-use super::judge::{Detector, LivePolicy};
+use super::judge::{Detector, ExecPolicy, LivePolicy};
 use super::report::Why;
 use super::{Session, YOUNG_CALLS};
 use crate::sys::AUDIT_ARCH_X86_64;
@@ -40,6 +42,32 @@ pub struct KernelLiveRule {
     pub bypass: Vec<u16>,
     /// Calls whose first run is the harm.
     pub effect: Vec<u16>,
+    /// Calls that can do harm (enforce refuses them for suspects and in anomalous stretches).
+    pub harmful: Vec<u16>,
+}
+
+/// Enforce in the kernel: the session's options the kernel's verdicts follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelEnforce {
+    /// Action stop (else deny).
+    pub stop: bool,
+    pub exec_policy: ExecPolicy,
+    /// The circuit breaker's limit (refusals a minute; 0: never opens).
+    pub breaker: u32,
+    /// The container's init (host pid).
+    pub init_pid: u32,
+    /// Refuse through the BPF LSM programs (the tracer); `false`: only judge and report
+    /// (the differential test).
+    pub lsm: bool,
+}
+
+/// The x86_64 numbers of the calls the kernel's LSM programs refuse (`ngram_ebpf::REFUSABLE`).
+#[cfg(feature = "ebpf")]
+pub fn refusable() -> Vec<u16> {
+    ngram_ebpf::REFUSABLE
+        .iter()
+        .filter_map(|name| ngram_profiler::syscalls::Arch::X86_64.number(name))
+        .collect()
 }
 
 impl KernelLiveRule {
@@ -52,6 +80,7 @@ impl KernelLiveRule {
         model: &ngram_profiler::score::Model,
         trace: bool,
         ring_bytes: u32,
+        enforce: Option<KernelEnforce>,
     ) -> ngram_ebpf::AlertOptions {
         ngram_ebpf::AlertOptions {
             n: model.n(),
@@ -69,6 +98,15 @@ impl KernelLiveRule {
             effect: self.effect.clone(),
             trace,
             ring_bytes,
+            enforce: enforce.map(|e| ngram_ebpf::EnforceOptions {
+                harmful: self.harmful.clone(),
+                refusable: refusable(),
+                stop: e.stop,
+                spare_operators: e.exec_policy == ExecPolicy::Alert,
+                breaker: e.breaker,
+                init_pid: e.init_pid,
+                lsm: e.lsm,
+            }),
         }
     }
 }
@@ -113,13 +151,21 @@ impl Detector<'_> {
             noise: numbers(&self.noise),
             bypass: numbers(&self.unlearned),
             effect: numbers(&policy.effect),
+            harmful: numbers(&policy.harmful),
         })
     }
 }
 
-/// An anomaly the kernel reported: the first anomalous call of a thread's stretch.
+/// An anomaly the kernel reported: the first anomalous call of a thread's stretch, or (enforce)
+/// a thread's first refusal.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KernelAlert {
+    /// The call is anomalous (a refusal of a suspect's harmful call may not be).
+    pub anomalous: bool,
+    /// Alerted, denied (EPERM from the LSM hooks), or stopped (action stop).
+    pub action: Action,
+    /// This refusal opened the circuit breaker: a `breaker` line goes first.
+    pub opened_breaker: bool,
     pub tid: u32,
     pub pid: u32,
     pub nr: u16,
@@ -147,8 +193,14 @@ impl Session<'_> {
                 return;
             };
             let inner = &mut *guard;
-            inner.stats.anomalies += 1;
-            if !inner.budget.admit(a.ts_ns, a.pid, a.rule, Action::Alerted) {
+            inner.stats.anomalies += u64::from(a.anomalous);
+            if a.action != Action::Alerted {
+                inner.stats.denied += 1;
+            }
+            if a.opened_breaker {
+                self.breaker_line(inner, a);
+            }
+            if !inner.budget.admit(a.ts_ns, a.pid, a.rule, a.action) {
                 inner.stats.suppressed += 1;
                 self.suppressed.add();
                 return;
@@ -161,27 +213,65 @@ impl Session<'_> {
             let (prob, seen) = det.model.prob(&a.ngram).unwrap_or((0.0, false));
             (det.arch, a.ngram.clone(), score, threshold, prob, seen)
         };
-        let ev = Event {
-            tid: a.tid,
-            pid: a.pid,
-            nr: i32::from(a.nr),
-            arch: AUDIT_ARCH_X86_64,
-            args: a.args,
-            ts_ns: a.ts_ns,
-            id: 0,
-            notify_fd: None,
-        };
+        let ev = kernel_event(a);
         let why = Why {
             rule: a.rule,
             score,
             threshold,
-            action: Action::Alerted,
+            action: a.action,
             ngram: &why_ngram,
             prob,
             seen,
         };
         let exe = (self.exe_of)(a.pid).unwrap_or_else(|| a.comm.clone());
         self.send_alert(arch, &ev, &why, Some(exe), None);
+        if a.action == Action::Stopped {
+            (self.stop)();
+        }
+    }
+
+    /// The line of the refusal that opened the kernel's circuit breaker (as `decide` writes
+    /// it when the session's own breaker opens).
+    fn breaker_line(&self, inner: &mut super::Inner<'_>, a: &KernelAlert) {
+        if !inner
+            .budget
+            .admit(a.ts_ns, a.pid, Rule::Breaker, Action::Denied)
+        {
+            inner.stats.suppressed += 1;
+            self.suppressed.add();
+            return;
+        }
+        inner.stats.alerts += 1;
+        let Some(det) = inner.detector.as_ref() else {
+            return;
+        };
+        let (score, threshold) = kernel_score(det, a);
+        let (prob, seen) = det.model.prob(&a.ngram).unwrap_or((0.0, false));
+        let ev = kernel_event(a);
+        let why = Why {
+            rule: Rule::Breaker,
+            score,
+            threshold,
+            action: Action::Denied,
+            ngram: &a.ngram,
+            prob,
+            seen,
+        };
+        let exe = (self.exe_of)(a.pid).unwrap_or_else(|| a.comm.clone());
+        self.send_alert(det.arch, &ev, &why, Some(exe), None);
+    }
+}
+
+fn kernel_event(a: &KernelAlert) -> Event {
+    Event {
+        tid: a.tid,
+        pid: a.pid,
+        nr: i32::from(a.nr),
+        arch: AUDIT_ARCH_X86_64,
+        args: a.args,
+        ts_ns: a.ts_ns,
+        id: 0,
+        notify_fd: None,
     }
 }
 

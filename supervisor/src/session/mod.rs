@@ -31,7 +31,9 @@ use ngram_profiler::trace::NativeWriter;
 
 pub use breaker::Breaker;
 pub use judge::{detector, Detector, ExecPolicy, SettledRule, YOUNG_CALLS};
-pub use kernel::KernelAlert;
+#[cfg(feature = "ebpf")]
+pub use kernel::refusable as kernel_refusable;
+pub use kernel::{KernelAlert, KernelEnforce};
 
 use crate::notify::nr;
 use crate::sys::AUDIT_ARCH_X86_64;

@@ -177,9 +177,13 @@ fn ebpf_status_file_carries_the_kernel_counters() {
     assert!(meta.calls > 100, "{meta}");
 }
 
+/// Enforce with `--tracer=ebpf` runs where the kernel loads BPF LSM programs, and fails at
+/// `create` with one line naming `--tracer=notify` where it does not (this repository's
+/// development VM refuses every BPF trampoline program, an empty one too): never unenforced.
 #[test]
-fn ebpf_enforce_fails_at_create_with_one_line() {
-    let Some(e) = setup_ids("ebpf_enforce_fails_at_create_with_one_line") else {
+fn ebpf_enforce_runs_with_the_bpf_lsm_or_fails_at_create_with_one_line() {
+    let Some(e) = setup_ids("ebpf_enforce_runs_with_the_bpf_lsm_or_fails_at_create_with_one_line")
+    else {
         return;
     };
     let profile = Profile::new("ebpf-modes");
@@ -196,13 +200,20 @@ fn ebpf_enforce_fails_at_create_with_one_line() {
         "true",
     ]);
     let out = e.docker(&args);
-    assert_ne!(out.code, Some(0), "enforce with ebpf ran: {out}");
+    if out.code == Some(0) {
+        println!("enforce with --tracer=ebpf ran: this kernel loads the BPF LSM programs");
+        return;
+    }
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("--tracer=ebpf") || l.contains("BPF LSM"))
+        .unwrap_or_default();
     assert!(
-        out.stderr.contains("--tracer=ebpf trains and alerts")
-            && out.stderr.contains("--tracer=notify")
-            && out.stderr.contains("enforce mode"),
-        "{out}"
+        line.contains("BPF LSM") && line.contains("--tracer=notify"),
+        "enforce with ebpf failed without saying why: {out}"
     );
+    println!("enforce with --tracer=ebpf refused at create: {line}");
 }
 
 /// Concurrent clients of the nginx loads.
