@@ -1104,3 +1104,77 @@ fn an_argument_rewritten_during_its_check_is_refused() {
     let why = a.argument.unwrap_or_default();
     assert!(why.contains("rewrote an argument"), "{why}");
 }
+
+#[test]
+fn kernel_refusals_are_written_as_the_sessions_own() {
+    let normal: Vec<i32> = (0..100).map(|i| i % 3).collect();
+    let c = trained(&normal, 2);
+    let model = Model::new(&c).unwrap();
+    let det = detector(&model, &meta_for(&c)).unwrap();
+    let (tx, rx) = alerts();
+    let stopped = std::sync::atomic::AtomicU32::new(0);
+    let s = Session::detect(
+        Mode::Enforce,
+        EnforceAction::Deny,
+        ContainerInfo::default(),
+        det,
+    )
+    .with_alerts(tx)
+    .with_resolvers(Box::new(|_| None), Box::new(|_| None))
+    .with_stop(|| {
+        stopped.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    let refusal = KernelAlert {
+        anomalous: true,
+        action: Action::Denied,
+        opened_breaker: true,
+        tid: 7,
+        pid: 7,
+        nr: 257,
+        args: [0; 6],
+        ts_ns: 1_000_000_000,
+        rule: Rule::Sequence,
+        unseen: 4,
+        improbable: 4,
+        settled: true,
+        ngram: vec![0, 257],
+        comm: "sh".into(),
+    };
+    s.kernel_alert(&refusal);
+    let lines: Vec<Alert> = rx.try_iter().collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(
+        (lines[0].rule, lines[0].action, lines[0].errno),
+        (Rule::Breaker, Action::Denied, Some(libc::EPERM)),
+        "the breaker's line first, as decide writes it"
+    );
+    assert_eq!(
+        (lines[1].rule, lines[1].action, lines[1].errno),
+        (Rule::Sequence, Action::Denied, Some(libc::EPERM))
+    );
+    assert_eq!(
+        lines[1].exe, "sh",
+        "the name the kernel gave, the process being gone"
+    );
+    let stats = s.stats();
+    assert_eq!((stats.anomalies, stats.denied), (1, 1));
+    assert_eq!(stopped.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // A suspect's refusal of a call that is not itself anomalous, with action stop: the line
+    // says stopped, and the container is stopped.
+    s.kernel_alert(&KernelAlert {
+        anomalous: false,
+        action: Action::Stopped,
+        opened_breaker: false,
+        tid: 8,
+        pid: 8,
+        ..refusal
+    });
+    let line = rx.try_recv().unwrap();
+    assert_eq!(line.action, Action::Stopped);
+    assert_eq!(stopped.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        s.stats().anomalies,
+        1,
+        "a refusal that is no anomaly is not counted as one"
+    );
+}
