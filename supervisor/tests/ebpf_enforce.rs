@@ -128,6 +128,45 @@ fn io_uring_work_of_a_suspect_is_refused_and_of_a_normal_process_runs() {
         assert!(a >= 0 && b >= 0, "training run: async={a} inline={b}");
     });
 
+    // The verdicts alone (no LSM program: nothing refused), on any kernel: the unmarked run's
+    // io_uring_enter calls are let through, the suspect's are to be refused (its inline work,
+    // and its punted work by the worker rule, which needs the suspect mark these records show).
+    let io_uring_enter = i64::from(Arch::X86_64.number("io_uring_enter").unwrap());
+    let judged = TestCgroup::new("uring-verdicts");
+    let verdicts = attach(
+        &model,
+        &meta,
+        &judged.0,
+        true,
+        enforce(ExecPolicy::Enforce, 10, false),
+    )
+    .unwrap();
+    let dir = workdir("verdicts-normal");
+    let events = collect(&verdicts, || {
+        run_uring(&judged.0, "normal", dir.path());
+    });
+    assert!(
+        events.iter().all(|e| !e.denied() && !e.suspect()),
+        "the unmarked run was judged a suspect or refused: {:?}",
+        events
+            .iter()
+            .filter(|e| e.denied() || e.suspect())
+            .collect::<Vec<_>>()
+    );
+    let dir = workdir("verdicts-strange");
+    let events = collect(&verdicts, || {
+        run_uring(&judged.0, "strange", dir.path());
+    });
+    let enters: Vec<&KernelEvent> = events
+        .iter()
+        .filter(|e| i64::from(e.nr) == io_uring_enter && e.suspect())
+        .collect();
+    assert!(
+        enters.len() >= 2 && enters.iter().all(|e| e.denied()),
+        "the suspect's io_uring_enter calls are not all to be refused: {enters:?}"
+    );
+    drop(verdicts);
+
     // Unmarked: its io_uring work runs, the worker creates the file.
     let cg = TestCgroup::new("uring-normal");
     let alerter = match attach(
