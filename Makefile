@@ -51,7 +51,7 @@ unit: build
 	NGRAM_IDS_BIN=$(abspath $(BIN)) $(CARGO) test --release -p ngram-runtime --test root_lifecycle -- --ignored
 	$(CARGO) test --release -p ngram-supervisor --test notify --test ptrace --test ebpf_differential --test ebpf_enforce -- --ignored
 	$(CARGO) test --release -p ngram-ebpf -- --include-ignored
-	$(CARGO) test --release -p ngram-ids --test dashboard -- --ignored
+	$(CARGO) test --release -p ngram-ids --test dashboard --test registry -- --ignored
 
 e2e:
 	./scripts/test-e2e.sh --runtime runc

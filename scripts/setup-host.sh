@@ -56,6 +56,8 @@ declare -A PKG_CMD=(
 # host with systemd, Debian's prometheus package enables a service on :9090).
 # containerd (ctr), podman and runc: the tests beyond dockerd (make test-ecosystem, issue 13);
 # protobuf-compiler builds the CRI client of tests/cri (k8s-cri's build script runs protoc).
+# docker-registry is the registry of the profile push/pull test (shim/tests/registry.rs, make
+# unit), which starts its own on a free loopback port; the package's service is not wanted.
 if ((tests)); then
     PKG_CMD+=(
         [containerd]=ctr
@@ -66,6 +68,7 @@ if ((tests)); then
         [prometheus]=prometheus
         [chromium]=chromium
         [chromium-driver]=chromedriver
+        [docker-registry]=docker-registry
     )
 fi
 
@@ -87,6 +90,11 @@ if ((${#missing[@]})); then
         || die "apt-get install ${missing[*]} failed"
 else
     log "packages already installed"
+fi
+# On a host with systemd, Debian's docker-registry starts a registry on :5000 at install; the
+# test runs its own. Stop and disable the service (nothing to do without systemd).
+if ((tests)) && command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
+    systemctl disable --now docker-registry >/dev/null 2>&1 || true
 fi
 
 # Rust is not a Debian package here (bookworm's rustc is older than the workspace's

@@ -16,6 +16,7 @@ pub mod ngram;
 pub mod policy;
 pub mod privilege;
 pub mod profile;
+pub mod provenance;
 pub mod score;
 pub mod sgt;
 pub mod store;

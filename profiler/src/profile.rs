@@ -119,6 +119,19 @@ pub struct ProfileMeta {
     /// counts (`Store::put_model`); `None`: none trained (every profile from before).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoencoder: Option<crate::model_info::ModelInfo>,
+    /// Where the counts came from: hosts, runs and calls (`provenance`); empty in profiles
+    /// from before, whose runs and calls are then all "unrecorded".
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub origins: crate::provenance::Origins,
+    /// This profile's lineage in this store: the origin its local training counts under.
+    /// Given at its first training here; a pulled profile starts a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<String>,
+    /// The image (`sha256:…`: Docker's or Podman's image ID, or the digest a CRI reference
+    /// pins) this profile is bound to, when it came through a registry with one: containers of
+    /// another image are refused rather than checked against it (docs/profiles.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 impl ProfileMeta {
@@ -131,6 +144,19 @@ impl ProfileMeta {
     pub fn pin_mode(&mut self, mode: Mode) {
         self.mode = mode;
         self.mode_pinned = true;
+    }
+
+    /// The image this profile is bound to: the one it names, else its key when that is an
+    /// image digest.
+    pub fn bound_image(&self) -> Option<&str> {
+        self.image
+            .as_deref()
+            .or_else(|| self.key.starts_with("sha256:").then_some(self.key.as_str()))
+    }
+
+    /// Its provenance, summed.
+    pub fn provenance(&self) -> crate::provenance::Summary {
+        crate::provenance::summary(&self.origins, self.runs, self.calls)
     }
 
     /// The calls training and scoring drop for this profile.
@@ -189,6 +215,9 @@ impl Profile {
             args: None,
             collapse_runs: counts.collapses(),
             autoencoder: None,
+            origins: crate::provenance::Origins::new(),
+            lineage: None,
+            image: None,
         };
         refresh_summary(&mut meta, &counts);
         Self { meta, counts }

@@ -18,12 +18,18 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
+};
 
 use crate::ngram::{NgramCounts, NgramError};
 use crate::profile::{Profile, ProfileMeta};
+use crate::provenance::{self, Host, Overlap};
 
+mod import;
 mod models;
+
+pub use import::Import;
 
 /// The schema this code reads and writes.
 pub const SCHEMA: &str = "ngram-ids-profiles/1";
@@ -83,12 +89,28 @@ pub enum StoreError {
     NoiseMismatch { src: String, dst: String },
     #[error(transparent)]
     BadName(#[from] crate::profile::NameError),
+    #[error(transparent)]
+    Overlap(#[from] Overlap),
+    #[error(transparent)]
+    Image(#[from] ImageMismatch),
+    #[error("profile {key:?} exists: give --merge to add the pulled counts to it, --replace to take the pulled profile instead, or --as NAME to store it under another name")]
+    Exists { key: String },
     #[error("profile {key:?}: {source}")]
     Model {
         key: String,
         #[source]
         source: NgramError,
     },
+}
+
+/// Two profiles bound to different images: their counts do not merge.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("profile {src:?} is bound to image {src_image}, {dst:?} to {dst_image}: counts of two images do not merge; replace instead, or keep them apart")]
+pub struct ImageMismatch {
+    pub src: String,
+    pub dst: String,
+    pub src_image: String,
+    pub dst_image: String,
 }
 
 /// An open profile store. Holds the store's lock until dropped: keep it open briefly.
@@ -99,6 +121,8 @@ pub struct Store {
     profiles: sled::Tree,
     counts: sled::Tree,
     models: sled::Tree,
+    /// The host training is recorded as coming from (provenance).
+    host: Host,
     // Dropped after `db` (fields drop in order): the lock outlives the database handle.
     _lock: File,
 }
@@ -109,6 +133,9 @@ enum Abort {
     Noise(String, String),
     Decode(String, serde_json::Error),
     NotFound(String),
+    Overlap(Overlap),
+    Exists(String),
+    Image(ImageMismatch),
 }
 
 impl Store {
@@ -193,8 +220,21 @@ impl Store {
             profiles,
             counts,
             models,
+            host: Host::this(),
             _lock: lock,
         })
+    }
+
+    /// The same store, recording training as coming from `host` (tests, tools).
+    #[must_use]
+    pub fn with_host(mut self, host: Host) -> Self {
+        self.host = host;
+        self
+    }
+
+    /// The host training is recorded as coming from.
+    pub fn host(&self) -> &Host {
+        &self.host
     }
 
     /// The store's directory.
@@ -337,6 +377,14 @@ impl Store {
             };
             p.absorb(counts, runs, now)
                 .map_err(|e| Abort::Model(key.to_owned(), e))?;
+            let meta = &mut p.meta;
+            provenance::record(
+                &mut meta.origins,
+                &mut meta.lineage,
+                &self.host,
+                (runs, counts.calls()),
+                now,
+            );
             update(&mut p.meta, false);
             Ok(p)
         })
@@ -356,7 +404,9 @@ impl Store {
         })
     }
 
-    /// Merge profiles `srcs` into `dst` (created from the first source when missing).
+    /// Merge profiles `srcs` into `dst` (created from the first source when missing): the
+    /// counts, runs and calls of the result are exactly the sums; sources that share an
+    /// origin with each other or with `dst` are refused ([`Overlap`]).
     pub fn merge(&self, dst: &str, srcs: &[String], now: u64) -> Result<ProfileMeta, StoreError> {
         let sources = srcs
             .iter()
@@ -372,26 +422,11 @@ impl Store {
                     let Some(first) = iter.next() else {
                         return Err(Abort::NotFound(dst_key.clone()));
                     };
-                    let mut p =
-                        Profile::new(&dst_key, &dst_key, empty_like(&dst_key, &first.counts)?);
-                    p.meta.noise.clone_from(&first.meta.noise);
-                    p.meta.programs.clone_from(&first.meta.programs);
-                    p.absorb(&first.counts, first.meta.runs, now)
-                        .map_err(|e| Abort::Model(dst_key.clone(), e))?;
-                    p
+                    start_from(&dst_key, &dst_key, first, now)?
                 }
             };
             for s in iter {
-                // Counts trained without different calls do not add up.
-                if s.meta.noise_names() != p.meta.noise_names() {
-                    return Err(Abort::Noise(s.meta.key.clone(), p.meta.key.clone()));
-                }
-                p.absorb(&s.counts, s.meta.runs, now)
-                    .map_err(|e| Abort::Model(s.meta.key.clone(), e))?;
-                match &s.meta.programs {
-                    Some(progs) => p.meta.learn_programs(progs),
-                    None => p.meta.programs = None,
-                }
+                merge_into(&mut p, s, now)?;
             }
             Ok(p)
         })
@@ -433,28 +468,26 @@ impl Store {
         f: impl Fn(Option<Profile>) -> Result<Profile, Abort>,
     ) -> Result<ProfileMeta, StoreError> {
         let res = (&self.profiles, &self.counts).transaction(|(pt, ct)| {
-            let abort = ConflictableTransactionError::Abort;
-            let current = match (pt.get(key.as_bytes())?, ct.get(key.as_bytes())?) {
-                (Some(m), Some(c)) => {
-                    let meta: ProfileMeta = serde_json::from_slice(&m)
-                        .map_err(|e| abort(Abort::Decode(key.to_owned(), e)))?;
-                    let counts: NgramCounts = serde_json::from_slice(&c)
-                        .map_err(|e| abort(Abort::Decode(key.to_owned(), e)))?;
-                    Some(Profile { meta, counts })
+            let current = match read_profile(pt, ct, key)? {
+                None if !create => {
+                    return Err(ConflictableTransactionError::Abort(Abort::NotFound(
+                        key.to_owned(),
+                    )))
                 }
-                _ if !create => return Err(abort(Abort::NotFound(key.to_owned()))),
-                _ => None,
+                current => current,
             };
-            let p = f(current).map_err(abort)?;
-            let meta =
-                serde_json::to_vec(&p.meta).map_err(|e| abort(Abort::Decode(key.to_owned(), e)))?;
-            let counts = serde_json::to_vec(&p.counts)
-                .map_err(|e| abort(Abort::Decode(key.to_owned(), e)))?;
-            pt.insert(key.as_bytes(), meta)?;
-            ct.insert(key.as_bytes(), counts)?;
+            let p = f(current).map_err(ConflictableTransactionError::Abort)?;
+            write_profile(pt, ct, key, &p)?;
             Ok(p.meta)
         });
-        let meta = res.map_err(|e| match e {
+        let meta = res.map_err(|e| self.tx_error(e))?;
+        self.db.flush().map_err(|e| self.dberr(e))?;
+        Ok(meta)
+    }
+
+    /// The error of a failed transaction.
+    fn tx_error(&self, e: TransactionError<Abort>) -> StoreError {
+        match e {
             TransactionError::Storage(e) => self.dberr(e),
             TransactionError::Abort(Abort::Model(key, source)) => StoreError::Model { key, source },
             TransactionError::Abort(Abort::Noise(src, dst)) => {
@@ -469,10 +502,94 @@ impl Store {
                 path: self.path.clone(),
                 name,
             },
-        })?;
-        self.db.flush().map_err(|e| self.dberr(e))?;
-        Ok(meta)
+            TransactionError::Abort(Abort::Overlap(o)) => StoreError::Overlap(o),
+            TransactionError::Abort(Abort::Exists(key)) => StoreError::Exists { key },
+            TransactionError::Abort(Abort::Image(m)) => StoreError::Image(m),
+        }
     }
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<Abort>>;
+
+/// Profile `key` as stored, inside a transaction over the metadata and counts trees.
+fn read_profile(
+    pt: &TransactionalTree,
+    ct: &TransactionalTree,
+    key: &str,
+) -> TxResult<Option<Profile>> {
+    let abort = ConflictableTransactionError::Abort;
+    match (pt.get(key.as_bytes())?, ct.get(key.as_bytes())?) {
+        (Some(m), Some(c)) => {
+            let meta: ProfileMeta =
+                serde_json::from_slice(&m).map_err(|e| abort(Abort::Decode(key.to_owned(), e)))?;
+            let counts: NgramCounts =
+                serde_json::from_slice(&c).map_err(|e| abort(Abort::Decode(key.to_owned(), e)))?;
+            Ok(Some(Profile { meta, counts }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Write profile `p` as `key`, inside a transaction over the metadata and counts trees.
+fn write_profile(
+    pt: &TransactionalTree,
+    ct: &TransactionalTree,
+    key: &str,
+    p: &Profile,
+) -> TxResult<()> {
+    let abort = ConflictableTransactionError::Abort;
+    let meta = serde_json::to_vec(&p.meta).map_err(|e| abort(Abort::Decode(key.to_owned(), e)))?;
+    let counts =
+        serde_json::to_vec(&p.counts).map_err(|e| abort(Abort::Decode(key.to_owned(), e)))?;
+    pt.insert(key.as_bytes(), meta)?;
+    ct.insert(key.as_bytes(), counts)?;
+    Ok(())
+}
+
+/// A new profile `key` named `name` holding exactly `first`'s counts, runs and origins.
+fn start_from(key: &str, name: &str, first: &Profile, now: u64) -> Result<Profile, Abort> {
+    let mut p = Profile::new(key, name, empty_like(key, &first.counts)?);
+    p.meta.noise.clone_from(&first.meta.noise);
+    p.meta.programs.clone_from(&first.meta.programs);
+    p.absorb(&first.counts, first.meta.runs, now)
+        .map_err(|e| Abort::Model(key.to_owned(), e))?;
+    p.meta.origins.clone_from(&first.meta.origins);
+    p.meta.image.clone_from(&first.meta.image);
+    Ok(p)
+}
+
+/// Add profile `s` to `p`: counts, runs, programs and origins (refused when they share an
+/// origin or were trained without different calls).
+fn merge_into(p: &mut Profile, s: &Profile, now: u64) -> Result<(), Abort> {
+    // Counts trained without different calls do not add up.
+    if s.meta.noise_names() != p.meta.noise_names() {
+        return Err(Abort::Noise(s.meta.key.clone(), p.meta.key.clone()));
+    }
+    // Checked first: a refused merge leaves `p` as it was.
+    if let (Some(ours), Some(theirs)) = (&p.meta.image, &s.meta.image) {
+        if ours != theirs {
+            return Err(Abort::Image(ImageMismatch {
+                src: s.meta.key.clone(),
+                dst: p.meta.key.clone(),
+                src_image: theirs.clone(),
+                dst_image: ours.clone(),
+            }));
+        }
+    }
+    let mut origins = p.meta.origins.clone();
+    provenance::absorb(&mut origins, &s.meta.origins, (&s.meta.key, &p.meta.key))
+        .map_err(Abort::Overlap)?;
+    p.absorb(&s.counts, s.meta.runs, now)
+        .map_err(|e| Abort::Model(s.meta.key.clone(), e))?;
+    p.meta.origins = origins;
+    if p.meta.image.is_none() {
+        p.meta.image.clone_from(&s.meta.image);
+    }
+    match &s.meta.programs {
+        Some(progs) => p.meta.learn_programs(progs),
+        None => p.meta.programs = None,
+    }
+    Ok(())
 }
 
 /// Empty counts with the n, numbering and runs rule of `c`.

@@ -72,6 +72,9 @@ fn plan(created: &Created) -> Result<Plan, HookError> {
         Err(StoreError::NotFound { .. }) => None,
         Err(e) => return Err(e.into()),
     };
+    if let Some(m) = &stored {
+        ident.check_binding(&m.name, m.image.as_deref())?;
+    }
     let pinned = stored.as_ref().and_then(|m| m.pinned_mode());
     let resolved = ident.resolve(runtime_mode(g.mode), pinned)?;
     let mut mode = resolved.mode;

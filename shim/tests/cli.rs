@@ -99,10 +99,22 @@ fn train_list_show_export_rm() {
 
     ok(&db, &["profile", "promote", "web", "--to", "enforce"]);
     assert!(ok(&db, &["profile", "show", "web"]).contains("mode         enforce"));
-    ok(&db, &["profile", "merge", "both", "web", "web"]);
+    // The same training twice would count its calls twice (every count even, P0 = N1/N = 0):
+    // refused (decision 96). The same traces trained again are another training.
+    let e = err(&db, &["profile", "merge", "both", "web", "web"]);
+    assert!(e.contains("twice"), "{e}");
+    ok(
+        &db,
+        &[
+            "profile", "train", "web2", "--format", "adfa", "--n", "3", ts,
+        ],
+    );
+    ok(&db, &["profile", "merge", "both", "web", "web2"]);
     let both: Value =
         serde_json::from_str(&ok(&db, &["profile", "show", "both", "--json"])).unwrap();
-    assert_eq!(both["runs"], 12);
+    assert_eq!(both["runs"], 6 + 3);
+    assert_eq!(both["provenance"]["hosts"], 1);
+    assert_eq!(both["provenance"]["origins"], 2);
     ok(&db, &["profile", "rm", "web"]);
     let e = err(&db, &["profile", "show", "web"]);
     assert!(e.contains("no profile named \"web\""), "{e}");

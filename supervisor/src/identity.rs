@@ -53,6 +53,13 @@ pub enum IdentityError {
     Label(#[from] LabelError),
     #[error(transparent)]
     Podman(#[from] PodmanError),
+    #[error("container {id}: profile {profile} is bound to image {bound}, but the container runs image {image}: pull the profile pushed for this image (ngram-ids profile pull), or name another profile with {PROFILE_LABEL}")]
+    OtherImage {
+        id: String,
+        profile: String,
+        bound: String,
+        image: String,
+    },
     #[error("container {id}: no image id and no {PROFILE_LABEL} label or annotation: set {PROFILE_LABEL}=NAME (docker --label, ctr or podman --annotation, a pod annotation) or start the runtime with --default-profile NAME")]
     NoProfile { id: String },
 }
@@ -237,6 +244,21 @@ impl Identity {
         }
     }
 
+    /// Refuse a profile bound to another image than this container's (`bound`: the digest a
+    /// pulled profile is bound to). A container whose image is not known (`ctr run`, a CRI
+    /// reference without a digest) cannot be checked and is let through.
+    pub fn check_binding(&self, profile: &str, bound: Option<&str>) -> Result<(), IdentityError> {
+        match (bound, &self.image_id) {
+            (Some(bound), Some(image)) if bound != image => Err(IdentityError::OtherImage {
+                id: self.id.clone(),
+                profile: profile.to_owned(),
+                bound: bound.to_owned(),
+                image: image.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether the container names an image (an ID or a reference) to key its profile by.
     pub fn has_image(&self) -> bool {
         self.image_id.is_some() || self.image_ref.is_some()
@@ -314,6 +336,28 @@ mod tests {
                 .mode,
             Mode::Train
         );
+    }
+
+    #[test]
+    fn a_profile_bound_to_another_image_is_refused() {
+        let i = ident(r#"{"ngram-ids.profile":"shop"}"#);
+        let own = i.image_id.clone();
+        assert!(i.check_binding("shop", own.as_deref()).is_ok());
+        assert!(i.check_binding("shop", None).is_ok());
+        let other = format!("sha256:{}", "b".repeat(64));
+        let e = i
+            .check_binding("shop", Some(&other))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("bound to image sha256:bbb") && e.contains("profile pull"),
+            "{e}"
+        );
+        let unknown = Identity {
+            image_id: None,
+            ..i
+        };
+        assert!(unknown.check_binding("shop", Some(&other)).is_ok());
     }
 
     #[test]

@@ -8,6 +8,8 @@ mod dashboard;
 mod eval;
 mod opts;
 mod profile;
+#[cfg(feature = "registry")]
+pub mod registry;
 mod score;
 pub mod ship;
 mod traces;

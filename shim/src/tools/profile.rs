@@ -103,6 +103,42 @@ pub enum ProfileCmd {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Push a profile to an OCI registry as an artifact (docs/profiles.md), bound to one image.
+    #[cfg(feature = "registry")]
+    Push {
+        name: String,
+        /// Where: REGISTRY/REPOSITORY:TAG (loopback registries over plain HTTP).
+        reference: String,
+        /// The image (its ID, sha256:…) whose containers may use the profile. Default: the
+        /// image the profile is keyed by or bound to.
+        #[arg(long, conflicts_with = "any_image")]
+        image: Option<String>,
+        /// Push the profile bound to no image: any container naming it uses it.
+        #[arg(long)]
+        any_image: bool,
+        /// Speak plain HTTP to a registry that is not on loopback.
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Pull a profile pushed with `profile push` into the store (docs/profiles.md).
+    #[cfg(feature = "registry")]
+    Pull {
+        /// REGISTRY/REPOSITORY:TAG or …@sha256:….
+        reference: String,
+        /// Store it under this name (default: the key it was pushed with).
+        #[arg(long = "as", value_parser = profile_name)]
+        as_name: Option<String>,
+        /// Add its counts to the local profile of that name (exact sums; refused when they
+        /// share an origin or are bound to different images).
+        #[arg(long, conflicts_with = "replace")]
+        merge: bool,
+        /// Take it in place of the local profile of that name.
+        #[arg(long)]
+        replace: bool,
+        /// Speak plain HTTP to a registry that is not on loopback.
+        #[arg(long)]
+        insecure: bool,
+    },
     /// Write an AppArmor profile of the directories, programs, address families and mounts
     /// the profile's training saw (its argument classes), for review and `apparmor_parser`.
     ExportApparmor {
@@ -162,6 +198,29 @@ pub(crate) fn run(db: &Path, cmd: ProfileCmd) -> Result<ExitCode> {
             let p = Store::open(db)?.load(&name)?;
             let json = export::seccomp_json(&p.meta, &p.counts.syscalls())?;
             write_out(output.as_deref(), &json)?;
+        }
+        #[cfg(feature = "registry")]
+        ProfileCmd::Push {
+            name,
+            reference,
+            image,
+            any_image,
+            insecure,
+        } => super::registry::push(db, &name, &reference, (image, any_image), insecure)?,
+        #[cfg(feature = "registry")]
+        ProfileCmd::Pull {
+            reference,
+            as_name,
+            merge,
+            replace,
+            insecure,
+        } => {
+            let how = match (merge, replace) {
+                (true, _) => store::Import::Merge,
+                (_, true) => store::Import::Replace,
+                _ => store::Import::New,
+            };
+            super::registry::pull(db, &reference, as_name.as_deref(), how, insecure)?;
         }
         ProfileCmd::ExportApparmor { name, output } => {
             let meta = Store::open(db)?.load(&name)?.meta;
@@ -242,6 +301,7 @@ fn show(db: &Path, name: &str, json: bool) -> Result<()> {
         let mut v = serde_json::to_value(&p.meta)?;
         v["syscalls"] = serde_json::json!(syscalls);
         v["sgt"] = serde_json::json!(fit);
+        v["provenance"] = serde_json::to_value(p.meta.provenance())?;
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print_show(&p.meta, &syscalls, &fit);
@@ -328,6 +388,7 @@ fn print_show(m: &ProfileMeta, syscalls: &[String], fit: &str) {
     println!("n            {}", m.n);
     println!("arch         {:?}", m.arch);
     println!("runs         {}", m.runs);
+    print_provenance(m);
     println!("calls seen   {}", m.calls);
     println!("n-grams      {} ({} distinct)", m.ngrams, m.distinct);
     println!(
@@ -367,6 +428,37 @@ fn print_show(m: &ProfileMeta, syscalls: &[String], fit: &str) {
     }
     print_args(m);
     println!("syscalls     {} {}", syscalls.len(), syscalls.join(" "));
+}
+
+/// Where the counts came from (hosts, runs, calls) and the image the profile is bound to.
+fn print_provenance(m: &ProfileMeta) {
+    let s = m.provenance();
+    let mut line = format!(
+        "{} hosts, {} runs, {} calls recorded",
+        s.hosts, s.runs, s.calls
+    );
+    if s.unrecorded_runs > 0 || s.unrecorded_calls > 0 {
+        line.push_str(&format!(
+            "; {} runs, {} calls from before provenance was recorded",
+            s.unrecorded_runs, s.unrecorded_calls
+        ));
+    }
+    println!("provenance   {line}");
+    for o in m.origins.values() {
+        println!(
+            "  {} ({}): {} runs, {} calls, {} .. {}",
+            o.hostname,
+            o.host,
+            o.runs,
+            o.calls,
+            fmt_time(o.first),
+            fmt_time(o.last)
+        );
+    }
+    match m.bound_image() {
+        Some(d) => println!("image        {d} (containers of another image are refused)"),
+        None => println!("image        not bound (any container naming the profile uses it)"),
+    }
 }
 
 /// The argument classes, for review (decision 38): per program and phase, the directories
