@@ -29,6 +29,40 @@ pub struct NgramExecutor {
     /// Make the stdio descriptors that point to `/dev/null` read-write (init only; see
     /// [`reopen_dev_null_rw`]).
     pub dev_null_rw: bool,
+    /// Join the container's cgroup v2 as the last step before `execve` (exec processes on a
+    /// hybrid host, where libcontainer joins the v1 hierarchies only).
+    pub join_cgroup: Option<CgroupJoin>,
+}
+
+/// The container's `cgroup.procs` in the unified hierarchy, opened by `exec` on the host
+/// ([`crate::hybrid::open_unified_procs`]); the exec process holds the descriptor (close-on-exec)
+/// through libcontainer's forks and writes `0` (itself) to it right before `execve`. So the
+/// eBPF tracer, which watches that cgroup, sees the process from its `execve` on, as a young
+/// thread, and none of the runtime's calls before it.
+#[derive(Debug, Clone)]
+pub struct CgroupJoin {
+    /// The open `cgroup.procs` (shared by the executor's clones; the child has its own copy of
+    /// the descriptor from the fork).
+    pub procs: std::sync::Arc<std::fs::File>,
+    /// Its path, for the error.
+    pub path: PathBuf,
+    /// The process must not run outside the cgroup (the eBPF tracer would not see it): a failed
+    /// join fails the exec. Otherwise it is ignored (`exec` joins it after `execve` again).
+    pub required: bool,
+}
+
+impl CgroupJoin {
+    fn join(&self) -> Result<(), ExecutorError> {
+        use std::io::Write;
+        match (&*self.procs).write_all(b"0") {
+            Ok(()) => Ok(()),
+            Err(_) if !self.required => Ok(()),
+            Err(e) => Err(ExecutorError::Other(format!(
+                "joining the container's cgroup ({}): {e}; the eBPF tracer would not see this process",
+                self.path.display()
+            ))),
+        }
+    }
 }
 
 impl NgramExecutor {
@@ -55,7 +89,14 @@ impl NgramExecutor {
             drop_sys_admin,
             trace,
             dev_null_rw: false,
+            join_cgroup: None,
         }
+    }
+
+    /// Join the container's cgroup v2 right before `execve` (see [`CgroupJoin`]).
+    pub fn joining(mut self, join: Option<CgroupJoin>) -> Self {
+        self.join_cgroup = join;
+        self
     }
 }
 
@@ -291,6 +332,11 @@ impl Executor for NgramExecutor {
                     ExecutorError::Other(format!("dropping the lent CAP_SYS_ADMIN: {e}"))
                 })?;
             }
+        }
+        // Last: from here on the process's calls are the container's (the eBPF tracer counts
+        // the cgroup's tasks); the next one is execve.
+        if let Some(join) = &self.join_cgroup {
+            join.join()?;
         }
         let err = match nix::unistd::execvp(&cargs[0], &cargs) {
             Err(e) => e,

@@ -14,29 +14,31 @@ pub struct HybridError {
     source: std::io::Error,
 }
 
+/// The cgroup mounts of a `/proc/self/mountinfo` text: (mount point, is cgroup2, super options).
+fn cgroup_mounts(mountinfo: &str) -> impl Iterator<Item = (&str, bool, &str)> {
+    mountinfo.lines().filter_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        let mut r = right.split_whitespace();
+        let (fstype, _source, opts) = (r.next()?, r.next()?, r.next()?);
+        let point = left.split_whitespace().nth(4)?;
+        match fstype {
+            "cgroup" => Some((point, false, opts)),
+            "cgroup2" => Some((point, true, opts)),
+            _ => None,
+        }
+    })
+}
+
 /// Mount points of the hierarchies libcontainer's v1 manager leaves alone: named v1 ones
 /// (`name=…` in the super options) and cgroup2 when v1 controllers are mounted too (hybrid).
 pub fn extra_hierarchies(mountinfo: &str) -> Vec<PathBuf> {
     let mut v1 = false;
     let mut extra = Vec::new();
-    for l in mountinfo.lines() {
-        let Some((left, right)) = l.split_once(" - ") else {
-            continue;
-        };
-        let mut r = right.split_whitespace();
-        let (Some(fstype), Some(_source), Some(opts)) = (r.next(), r.next(), r.next()) else {
-            continue;
-        };
-        let Some(point) = left.split_whitespace().nth(4) else {
-            continue;
-        };
-        match fstype {
-            "cgroup" if opts.split(',').any(|o| o.starts_with("name=")) => {
-                extra.push(PathBuf::from(point))
-            }
-            "cgroup" => v1 = true,
-            "cgroup2" => extra.push(PathBuf::from(point)),
-            _ => {}
+    for (point, v2, opts) in cgroup_mounts(mountinfo) {
+        if v2 || opts.split(',').any(|o| o.starts_with("name=")) {
+            extra.push(PathBuf::from(point));
+        } else {
+            v1 = true;
         }
     }
     if !v1 {
@@ -44,6 +46,46 @@ pub fn extra_hierarchies(mountinfo: &str) -> Vec<PathBuf> {
         return Vec::new();
     }
     extra
+}
+
+/// The unified (cgroup2) hierarchy's mount point on a hybrid host, one of
+/// [`extra_hierarchies`]; `None` on a v2-only host (libcontainer joins it there) or a host
+/// without cgroup2.
+pub fn unified_hierarchy(mountinfo: &str) -> Option<PathBuf> {
+    let v1 = cgroup_mounts(mountinfo)
+        .any(|(_, v2, opts)| !v2 && !opts.split(',').any(|o| o.starts_with("name=")));
+    v1.then(|| cgroup_mounts(mountinfo).find(|&(_, v2, _)| v2))
+        .flatten()
+        .map(|(point, _, _)| PathBuf::from(point))
+}
+
+/// The container's `cgroup.procs` in the unified hierarchy of a hybrid host, opened for writing
+/// and close-on-exec, with its path; `None` where there is none (not a hybrid host, no
+/// absolute `cgroups_path`). `exec` opens it on the host, with root's credentials and the
+/// host's cgroup namespace (the kernel checks a write against those of the opener), and the
+/// exec process writes `0` to it right before its `execve` ([`crate::executor::CgroupJoin`]):
+/// the process is in the container's cgroup v2 from that `execve` on, as the init is.
+pub fn open_unified_procs(
+    cgroups_path: &Path,
+) -> Result<Option<(std::fs::File, PathBuf)>, HybridError> {
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| HybridError {
+            path: PathBuf::from("/proc/self/mountinfo"),
+            source,
+        })?;
+    let Some(d) = unified_hierarchy(&mountinfo).and_then(|root| dir(&root, cgroups_path)) else {
+        return Ok(None);
+    };
+    let path = d.join("cgroup.procs");
+    // std opens with O_CLOEXEC: the exec process's copy goes at its execve.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(|source| HybridError {
+            path: path.clone(),
+            source,
+        })?;
+    Ok(Some((file, path)))
 }
 
 fn host_extra_hierarchies() -> Vec<PathBuf> {

@@ -284,6 +284,32 @@ fn hybrid_hosts_have_named_and_unified_extra_hierarchies() {
 }
 
 #[test]
+fn the_unified_hierarchy_is_named_on_hybrid_hosts_only() {
+    use ngram_runtime::hybrid::unified_hierarchy;
+    let hybrid = "31 25 0:26 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd\n\
+        32 25 0:27 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+        41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+    assert_eq!(
+        unified_hierarchy(hybrid).as_deref(),
+        Some(Path::new("/sys/fs/cgroup/unified"))
+    );
+    // v2 only: libcontainer's v2 manager puts exec processes there itself.
+    assert_eq!(
+        unified_hierarchy("41 1 0:38 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"),
+        None
+    );
+    // A named v1 hierarchy alone is not v1 controllers: not hybrid.
+    let named_only = "31 25 0:26 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd\n\
+        41 1 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
+    assert_eq!(unified_hierarchy(named_only), None);
+    // v1 controllers without cgroup2.
+    assert_eq!(
+        unified_hierarchy("32 25 0:27 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"),
+        None
+    );
+}
+
+#[test]
 fn default_profile_applies_only_without_image_and_profile_label() {
     use ngram_runtime::commands::with_default_profile;
     use ngram_supervisor::identity::{Identity, PROFILE_LABEL};

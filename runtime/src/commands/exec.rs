@@ -7,13 +7,14 @@ use std::path::{Path, PathBuf};
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
+use ngram_supervisor::supervise::TracerKind;
 use nix::sys::wait::{waitpid, WaitStatus};
 use serde_json::Value;
 
 use super::{container_dir, load};
 use crate::cli::GlobalOpts;
 use crate::error::RuntimeError;
-use crate::executor::NgramExecutor;
+use crate::executor::{CgroupJoin, NgramExecutor};
 
 /// `ngram-ids exec`; returns the process's exit status when not `--detach`.
 pub fn exec(global: &GlobalOpts, args: &liboci_cli::Exec) -> Result<i32, RuntimeError> {
@@ -39,7 +40,20 @@ pub fn exec(global: &GlobalOpts, args: &liboci_cli::Exec) -> Result<i32, Runtime
     let dir = container_dir(global, id);
     let traced = dir.join(ngram_supervisor::supervise::PID_FILE).exists();
     let kind = traced.then(|| ngram_supervisor::supervise::recorded_tracer(&dir));
-    let executor = NgramExecutor::for_exec(seccomp, lent.as_ref().is_some_and(|l| l.lent), kind);
+    // On a hybrid host the process joins the container's cgroup v2 right before its execve
+    // (libcontainer joins the v1 hierarchies only); the eBPF tracer needs it there.
+    let join = if global.systemd_cgroup {
+        None
+    } else {
+        unified_join(&spec, kind == Some(TracerKind::Ebpf)).map_err(|message| {
+            RuntimeError::Cgroup {
+                id: id.to_owned(),
+                message,
+            }
+        })?
+    };
+    let executor =
+        NgramExecutor::for_exec(seccomp, lent.as_ref().is_some_and(|l| l.lent), kind).joining(join);
     // The process waits in its first call after loading the filter, and libcontainer waits
     // for its execve: the supervisor must be told before, and attaches on its own.
     let announced = if traced {
@@ -124,6 +138,33 @@ pub fn exec(global: &GlobalOpts, args: &liboci_cli::Exec) -> Result<i32, Runtime
                     source,
                 })
             }
+        }
+    }
+}
+
+/// The container's cgroup v2 for the exec process to join before its `execve`
+/// ([`crate::executor::CgroupJoin`]); `required` (the eBPF tracer) makes a failure to open it
+/// an error, otherwise it is a warning and the process joins after its `execve`, as before.
+fn unified_join(
+    spec: &oci_spec::runtime::Spec,
+    required: bool,
+) -> Result<Option<CgroupJoin>, String> {
+    let Some(path) = crate::hybrid::cgroupfs_path(spec) else {
+        return Ok(None);
+    };
+    match crate::hybrid::open_unified_procs(&path) {
+        Ok(Some((file, path))) => Ok(Some(CgroupJoin {
+            procs: std::sync::Arc::new(file),
+            path,
+            required,
+        })),
+        Ok(None) => Ok(None),
+        Err(e) if required => Err(format!(
+            "{e}: the eBPF tracer counts the container's cgroup v2, refusing to exec outside it"
+        )),
+        Err(e) => {
+            tracing::warn!("exec process: {e}");
+            Ok(None)
         }
     }
 }
