@@ -196,7 +196,7 @@ impl Drop for Profile {
 }
 
 /// Like [`poll`], `None` after `timeout` instead of a panic.
-fn poll_quiet<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+pub fn poll_quiet<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {

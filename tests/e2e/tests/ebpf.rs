@@ -474,6 +474,60 @@ fn ngram_maps() -> Vec<u64> {
         .unwrap_or_default()
 }
 
+/// The kernel's ids of the BPF programs and maps some process holds a descriptor of (its
+/// `fdinfo` says `prog_id:` or `map_id:`; a link's descriptor names its program too).
+fn held_bpf_ids() -> (Vec<u64>, Vec<u64>) {
+    let (mut progs, mut maps) = (Vec::new(), Vec::new());
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return (progs, maps);
+    };
+    for p in procs.flatten() {
+        let Ok(fds) = std::fs::read_dir(p.path().join("fdinfo")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(info) = std::fs::read_to_string(fd.path()) else {
+                continue;
+            };
+            for line in info.lines() {
+                let id = |key: &str| {
+                    line.strip_prefix(key)
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                };
+                if let Some(id) = id("prog_id:") {
+                    progs.push(id);
+                }
+                if let Some(id) = id("map_id:") {
+                    maps.push(id);
+                }
+            }
+        }
+    }
+    (progs, maps)
+}
+
+/// The pids of the running supervisors (`ngram-ids __supervise`) whose plan names `profile`.
+fn supervisors_of(profile: &str) -> Vec<u32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|p| {
+            let pid: u32 = p.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(p.path().join("cmdline")).ok()?;
+            let text = String::from_utf8_lossy(&cmdline);
+            (text.contains("__supervise") && text.contains(&format!("\"{profile}\"")))
+                .then_some(pid)
+        })
+        .collect()
+}
+
+/// 100 container lifetimes with the eBPF tracer (60 trained, then 40 judged in the kernel by
+/// that profile), then none of the programs or maps they loaded is left: every program and
+/// map named as ours that appeared during the runs is gone, or (another user of the kernel
+/// programs running meanwhile, e.g. a second dockerd) held by a live process. Counted by name
+/// before and after.
 #[test]
 fn ebpf_leaves_no_program_or_map_after_many_runs() {
     let Some(e) = setup_ids("ebpf_leaves_no_program_or_map_after_many_runs") else {
@@ -481,10 +535,10 @@ fn ebpf_leaves_no_program_or_map_after_many_runs() {
     };
     let profile = Profile::new("ebpf-leaks");
     let (progs, maps) = (ngram_programs(), ngram_maps());
-    let runs = 25;
-    for _ in 0..runs {
+    let (train_runs, alert_runs) = (60, 40);
+    let run = |runtime: &str| {
         let c = e.container();
-        let mut args = e.run_args_with(TRAIN, &c);
+        let mut args = e.run_args_with(runtime, &c);
         args.extend_from_slice(&[
             "--rm",
             "--label",
@@ -495,33 +549,50 @@ fn ebpf_leaves_no_program_or_map_after_many_runs() {
             "true",
         ]);
         e.docker(&args).success();
+    };
+    for _ in 0..train_runs {
+        run(TRAIN);
     }
-    profile.wait_for_runs(runs, Duration::from_secs(120));
+    profile.wait_for_runs(train_runs, Duration::from_secs(120));
     // And alert runs, judged in the kernel by that profile.
-    for _ in 0..5 {
-        let c = e.container();
-        let mut args = e.run_args_with(ALERT, &c);
-        args.extend_from_slice(&[
-            "--rm",
-            "--label",
-            EBPF,
-            "--label",
-            &profile.label,
-            BUSYBOX,
-            "true",
-        ]);
-        e.docker(&args).success();
+    for _ in 0..alert_runs {
+        run(ALERT);
     }
-    // Every supervisor has exited; the kernel frees after an RCU grace period.
-    ngram_e2e::ids::poll(
-        "the kernel programs to be freed",
-        Duration::from_secs(10),
-        || {
-            let (p, m) = (ngram_programs(), ngram_maps());
-            let new_p: Vec<_> = p.iter().filter(|id| !progs.contains(id)).collect();
-            let new_m: Vec<_> = m.iter().filter(|id| !maps.contains(id)).collect();
-            (new_p.is_empty() && new_m.is_empty()).then_some(())
-        },
+    // Every supervisor has exited (delete waits for it)...
+    let supervisors = supervisors_of(&profile.name);
+    assert!(
+        supervisors.is_empty(),
+        "supervisors of the runs still run: {supervisors:?}"
+    );
+    // ... and the kernel frees what they held after an RCU grace period.
+    let mut left = (Vec::new(), Vec::new());
+    let gone = ngram_e2e::ids::poll_quiet(Duration::from_secs(10), || {
+        let (held_p, held_m) = held_bpf_ids();
+        let new_p: Vec<u64> = ngram_programs()
+            .into_iter()
+            .filter(|id| !progs.contains(id) && !held_p.contains(id))
+            .collect();
+        let new_m: Vec<u64> = ngram_maps()
+            .into_iter()
+            .filter(|id| !maps.contains(id) && !held_m.contains(id))
+            .collect();
+        let clean = new_p.is_empty() && new_m.is_empty();
+        left = (new_p, new_m);
+        clean.then_some(())
+    });
+    println!(
+        "{} container runs with ebpf: our programs {} before, {} after; our maps {} before, {} after",
+        train_runs + alert_runs,
+        progs.len(),
+        ngram_programs().len(),
+        maps.len(),
+        ngram_maps().len()
+    );
+    assert!(
+        gone.is_some(),
+        "programs {:?} and maps {:?} of the runs are still loaded and held by no process",
+        left.0,
+        left.1
     );
 }
 
