@@ -12,7 +12,8 @@ use crate::cgroup::cgroup_id;
 use crate::counter::{read_stats, Stats};
 use crate::error::Error;
 use crate::event::KernelEvent;
-use crate::layout::{encode_okey, MAX_N, MAX_WINDOW, MIN_N, NR_SLOTS};
+use crate::fill::Batch;
+use crate::layout::{encode_okey, MAX_N, MAX_WINDOW, MIN_N, NR_SLOTS, OKEY_LEN};
 use crate::skel::{is_enforce_program, is_lsm_program, LoadError, Loaded};
 
 const BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -305,16 +306,21 @@ impl Alerter {
                 write(map, name, &u32::from(nr).to_ne_bytes(), &[1])?;
             }
         }
+        // The model's tables in batches (crate::fill): most of the load time otherwise.
+        let mut seen = Batch::new("ng_seen", OKEY_LEN, 4);
         for (gram, v) in &opts.tables.seen {
             let order = u32::try_from(gram.len()).map_err(|_| Error::BadRule)?;
             let key = encode_okey(gram, order).ok_or(Error::BadRule)?;
-            write(&maps.ng_seen, "ng_seen", &key, &v.to_ne_bytes())?;
+            seen.push(&key, &v.to_ne_bytes())?;
         }
+        seen.write(&maps.ng_seen)?;
+        let mut backoff = Batch::new("ng_backoff", OKEY_LEN, 4);
         for (ctx, v) in &opts.tables.backoff {
             let order = u32::try_from(ctx.len() + 1).map_err(|_| Error::BadRule)?;
             let key = encode_okey(ctx, order).ok_or(Error::BadRule)?;
-            write(&maps.ng_backoff, "ng_backoff", &key, &v.to_ne_bytes())?;
+            backoff.push(&key, &v.to_ne_bytes())?;
         }
+        backoff.write(&maps.ng_backoff)?;
         write(
             &maps.ng_target,
             "ng_target",

@@ -28,6 +28,7 @@ mod counter;
 mod counts;
 mod error;
 mod event;
+mod fill;
 mod layout;
 mod log;
 mod skel;

@@ -102,6 +102,7 @@ impl Loaded {
     ) -> Result<Self, LoadError> {
         use libbpf_rs::skel::{OpenSkel as _, SkelBuilder as _};
 
+        let started = std::time::Instant::now();
         let mut storage = Storage::new();
         // SAFETY: borrowed once here; the skeleton built on it is dropped before `storage`:
         // on the error paths below it is a local declared after `storage`, and in `Loaded` it is
@@ -111,7 +112,15 @@ impl Loaded {
             .open(object)
             .map_err(LoadError::Open)?;
         configure(&mut open).map_err(LoadError::Open)?;
+        let opened = started.elapsed();
+        // The kernel's BTF is parsed here (CO-RE relocations, the tracepoint's BTF id), the maps
+        // are created and the program verified.
         let skel = open.load().map_err(LoadError::Load)?;
+        tracing::debug!(
+            open_us = opened.as_micros(),
+            load_us = (started.elapsed() - opened).as_micros(),
+            "eBPF object opened and loaded"
+        );
         Ok(Self {
             skel,
             _storage: storage,

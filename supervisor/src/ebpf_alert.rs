@@ -118,9 +118,10 @@ impl KernelAlerter {
 #[cfg(feature = "ebpf")]
 const RING_BYTES: u32 = 1 << 22;
 
-/// How long the run loop waits for records before it looks at init again.
+/// How long the run loop waits for records before it looks at init again: the end of the
+/// container is noticed this late at most (`delete`, so `docker run --rm`, waits for it).
 #[cfg(feature = "ebpf")]
-const POLL: Duration = Duration::from_millis(100);
+const POLL: Duration = Duration::from_millis(10);
 
 /// How long the supervisor waits, once init has exited, for the cgroup's last task to go.
 #[cfg(feature = "ebpf")]

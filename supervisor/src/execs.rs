@@ -4,7 +4,6 @@
 
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
@@ -12,6 +11,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use ngram_profiler::alert::NoticeKind;
 
 use crate::control::{self, ControlError, Request, Response};
+use crate::done::Done;
 use crate::guard::GuardLink;
 use crate::handshake::{wait_for_comm, wake_when_seized, WAIT_COMM};
 use crate::ptrace::PtraceTracer;
@@ -26,11 +26,11 @@ pub(crate) fn accept_execs(
     plan: &Plan,
     session: &Session<'_>,
     listener: &UnixListener,
-    done: &AtomicBool,
+    done: &Done,
     guard: &GuardLink,
 ) {
     std::thread::scope(|s| {
-        while !done.load(Ordering::SeqCst) {
+        while !done.is_set() {
             match listener.accept() {
                 Ok((stream, _)) => {
                     s.spawn(move || match control::receive(&stream, Duration::from_secs(10)) {
@@ -57,12 +57,15 @@ pub(crate) fn accept_execs(
                     });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-                    let _ = nix::poll::poll(&mut fds, PollTimeout::from(100u16));
+                    let mut fds = [
+                        PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+                        PollFd::new(done.fd(), PollFlags::POLLIN),
+                    ];
+                    let _ = nix::poll::poll(&mut fds, PollTimeout::NONE);
                 }
                 Err(e) => {
                     tracing::error!(id = %plan.id, "accept on the exec socket: {e}");
-                    std::thread::sleep(Duration::from_millis(100));
+                    done.sleep(Duration::from_millis(100));
                 }
             }
         }

@@ -16,13 +16,13 @@
 use std::io::{BufRead, BufReader};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use crate::control::{self, Request, Response};
+use crate::done::Done;
 use crate::supervise::{exited, kill_container};
 use crate::sys;
 
@@ -98,13 +98,10 @@ pub struct GuardLink {
     stream: Mutex<Option<UnixStream>>,
 }
 
-/// How often the supervisor looks at the guard's connection (it wakes at once when it closes).
-const WATCH_POLL: Duration = Duration::from_millis(200);
-
 impl GuardLink {
     /// Watch the guard on `stream` until `done`; if its connection closes first, call
     /// `on_death` with the guard's pid (from the socket's credentials).
-    pub fn watch(&self, stream: UnixStream, done: &AtomicBool, on_death: impl FnOnce(u32)) {
+    pub fn watch(&self, stream: UnixStream, done: &Done, on_death: impl FnOnce(u32)) {
         let pid = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
             .ok()
             .and_then(|c| u32::try_from(c.pid()).ok())
@@ -112,16 +109,23 @@ impl GuardLink {
         if let (Ok(kept), Ok(mut slot)) = (stream.try_clone(), self.stream.lock()) {
             *slot = Some(kept);
         }
-        while !done.load(Ordering::SeqCst) {
-            let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
-            let timeout = PollTimeout::try_from(WATCH_POLL).unwrap_or(PollTimeout::NONE);
-            match nix::poll::poll(&mut fds, timeout) {
+        // Woken by the connection or by the end of the container, whichever comes first.
+        while !done.is_set() {
+            let mut fds = [
+                PollFd::new(stream.as_fd(), PollFlags::POLLIN),
+                PollFd::new(done.fd(), PollFlags::POLLIN),
+            ];
+            match nix::poll::poll(&mut fds, PollTimeout::NONE) {
                 Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
                 Ok(_) => {}
                 Err(_) => break,
             }
+            let closed = fds[0].revents().is_some_and(|r| !r.is_empty());
+            if !closed {
+                continue;
+            }
             // The guard never sends more than its request: readable means closed.
-            if !done.load(Ordering::SeqCst) {
+            if !done.is_set() {
                 tracing::error!(pid, "the guard died while the container ran");
                 on_death(pid);
             }
@@ -147,12 +151,13 @@ pub fn connect(socket: &std::path::Path) -> Result<UnixStream, control::ControlE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     #[test]
     fn the_supervisor_sees_its_guard_die() {
         let (guard_end, sup_end) = UnixStream::pair().unwrap();
         let link = GuardLink::default();
-        let done = AtomicBool::new(false);
+        let done = Done::new().unwrap();
         let died = std::sync::atomic::AtomicU32::new(u32::MAX);
         std::thread::scope(|s| {
             s.spawn(|| link.watch(sup_end, &done, |pid| died.store(pid, Ordering::SeqCst)));
@@ -170,12 +175,12 @@ mod tests {
     fn a_guard_that_outlives_the_container_is_no_death() {
         let (guard_end, sup_end) = UnixStream::pair().unwrap();
         let link = GuardLink::default();
-        let done = AtomicBool::new(false);
+        let done = Done::new().unwrap();
         let died = AtomicBool::new(false);
         std::thread::scope(|s| {
             s.spawn(|| link.watch(sup_end, &done, |_| died.store(true, Ordering::SeqCst)));
             std::thread::sleep(Duration::from_millis(50));
-            done.store(true, Ordering::SeqCst);
+            done.set();
         });
         link.done();
         assert!(!died.load(Ordering::SeqCst));

@@ -14,6 +14,7 @@ pub mod bpf;
 pub mod child;
 pub mod control;
 pub mod discover;
+pub mod done;
 pub mod ebpf_alert;
 pub mod ebpf_tracer;
 mod error;

@@ -10,7 +10,6 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 use ngram_profiler::alert::{AlertLog, Event as AlertEvent, NoticeKind, Rotation};
@@ -26,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::control;
 use crate::discover;
+use crate::done::Done;
 use crate::ebpf_alert::{self, KernelAlerter};
 use crate::ebpf_tracer::{self, EbpfError, KernelTrainer};
 use crate::execs::accept_execs;
@@ -456,7 +456,7 @@ fn housekeeping(
     session: &Session<'_>,
     kernel: Option<&KernelTrainer>,
     alerter: Option<&KernelAlerter>,
-    done: &AtomicBool,
+    done: &Done,
 ) {
     let mut status = Status {
         container_id: plan.id.clone(),
@@ -485,8 +485,7 @@ fn housekeeping(
     write_status(&mut status);
     let mut swept = std::time::Instant::now();
     let mut wrote = std::time::Instant::now();
-    while !done.load(Ordering::SeqCst) {
-        std::thread::sleep(std::time::Duration::from_millis(200));
+    while !done.sleep(std::time::Duration::from_millis(200)) {
         if swept.elapsed().as_secs() >= session::SWEEP_SECS {
             swept = std::time::Instant::now();
             let freed = session.sweep();
@@ -529,6 +528,7 @@ struct Prepared {
 type Recorder = NativeWriter<Box<dyn Write + Send>>;
 
 fn prepare(plan: &Plan) -> Result<Prepared, SuperviseError> {
+    let started = std::time::Instant::now();
     if plan.tracer == TracerKind::Ebpf {
         ebpf_tracer::check_plan(plan)?;
     }
@@ -537,6 +537,7 @@ fn prepare(plan: &Plan) -> Result<Prepared, SuperviseError> {
         pid: plan.init_pid,
     })?;
     let loaded = load(plan)?;
+    let profile_ms = started.elapsed().as_millis();
     let rotation = Rotation {
         max_bytes: plan.alerts_max_mib.saturating_mul(1 << 20),
         keep: plan.alerts_keep,
@@ -554,6 +555,7 @@ fn prepare(plan: &Plan) -> Result<Prepared, SuperviseError> {
     )?;
     let recorder = open_recorder(plan)?;
     // Attached before `create` returns: the workload's execve comes after `start`.
+    let kernel_started = std::time::Instant::now();
     let kernel = match (&loaded, plan.tracer) {
         (
             Loaded::Train {
@@ -573,8 +575,11 @@ fn prepare(plan: &Plan) -> Result<Prepared, SuperviseError> {
         }
         _ => None,
     };
+    let kernel_ms = kernel_started.elapsed().as_millis();
     let pid_file = plan.state_dir.join(PID_FILE);
     write_private(&pid_file, format!("{}\n", std::process::id()).as_bytes())?;
+    // Where a container's start goes (issue 10's start-time target): `create` waits for this.
+    tracing::info!(id = %plan.id, tracer = %plan.tracer, profile_ms, kernel_ms, total_ms = started.elapsed().as_millis(), "supervisor prepared");
     Ok(Prepared {
         loaded,
         init_pidfd,
@@ -768,29 +773,29 @@ fn serve(
             .into())
         }
     };
-    let done = AtomicBool::new(false);
+    let done = Done::new().map_err(io(&plan.state_dir))?;
+    let mut ended = None;
     let result = std::thread::scope(|s| {
         let done = &done;
         s.spawn(move || accept_execs(plan, session, listener, done, guard));
         if plan.tracer == TracerKind::Ptrace {
             let pidfd = &init_pidfd;
-            s.spawn(move || {
-                wake_when_seized(plan.init_pid, |_| {
-                    exited(pidfd) || done.load(Ordering::SeqCst)
-                })
-            });
+            s.spawn(move || wake_when_seized(plan.init_pid, |_| exited(pidfd) || done.is_set()));
         }
         if session.mode() == Mode::Train && plan.flush_secs > 0 {
             s.spawn(move || periodic_flush(plan, session, kernel, done));
         }
         s.spawn(move || housekeeping(plan, session, kernel, alerter, done));
         let r = tracer.run(session);
-        done.store(true, Ordering::SeqCst);
+        ended = Some(std::time::Instant::now());
+        done.set();
         r
     });
+    // What the helper threads took to notice the end (`delete` waits for this process).
+    let helpers_ms = ended.map_or(0, |t: std::time::Instant| t.elapsed().as_millis());
     match &result {
         Ok(stats) => {
-            tracing::info!(id = %plan.id, ?stats, session = ?session.stats(), "container done")
+            tracing::info!(id = %plan.id, ?stats, session = ?session.stats(), helpers_ms, "container done")
         }
         Err(e) => tracing::error!(id = %plan.id, "tracer failed: {e}"),
     }

@@ -1,7 +1,6 @@
 //! Training's side of a supervisor: counts and programs flushed into the store periodically
 //! and at exit, and the automatic promotion of a profile whose learning is done.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ngram_profiler::lifecycle;
@@ -9,6 +8,7 @@ use ngram_profiler::profile::Mode;
 use ngram_profiler::score::ScoreConfig;
 use ngram_profiler::store::{self, Store};
 
+use crate::done::Done;
 use crate::ebpf_tracer::KernelTrainer;
 use crate::session::Session;
 use crate::supervise::{Plan, SuperviseError};
@@ -17,11 +17,10 @@ pub(crate) fn periodic_flush(
     plan: &Plan,
     session: &Session<'_>,
     kernel: Option<&KernelTrainer>,
-    done: &AtomicBool,
+    done: &Done,
 ) {
     let mut last = Instant::now();
-    while !done.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(200));
+    while !done.sleep(Duration::from_millis(200)) {
         if last.elapsed() >= Duration::from_secs(plan.flush_secs) {
             last = Instant::now();
             if let Err(e) = flush(plan, session, kernel, 0) {
