@@ -49,7 +49,7 @@ check:
 unit: build
 	$(CARGO) test --release
 	NGRAM_IDS_BIN=$(abspath $(BIN)) $(CARGO) test --release -p ngram-runtime --test root_lifecycle -- --ignored
-	$(CARGO) test --release -p ngram-supervisor --test notify --test ptrace --test ebpf_differential --test ebpf_enforce -- --ignored
+	$(CARGO) test --release -p ngram-supervisor --test notify --test ptrace --test ebpf_differential --test ebpf_enforce --test auto -- --ignored
 	$(CARGO) test --release -p ngram-ebpf -- --include-ignored
 	$(CARGO) test --release -p ngram-ids --test dashboard --test registry -- --ignored
 

@@ -104,10 +104,11 @@ pub struct GlobalOpts {
     /// such a container is refused.
     #[arg(long, value_name = "NAME")]
     pub default_profile: Option<String>,
-    /// Tracing backend: seccomp user notification (default), ptrace with a
-    /// SECCOMP_RET_TRACE filter, or ebpf (the kernel counts n-grams; train mode only) (label
+    /// Tracing backend: auto (default: ebpf where it judges everything notify would for the
+    /// container's profile, else notify; decision 89), seccomp user notification, ptrace with a
+    /// SECCOMP_RET_TRACE filter, or ebpf (train and alert in the kernel) (label
     /// `ngram-ids.tracer` overrides).
-    #[arg(long, value_enum, default_value_t = TracerArg::Notify)]
+    #[arg(long, value_enum, default_value_t = TracerArg::Auto)]
     pub tracer: TracerArg,
     /// Benchmarks only: trace every call but answer CONTINUE without learning or scoring
     /// (the floor of the notify design). Implies train mode; nothing is stored.
@@ -164,17 +165,21 @@ pub enum Switch {
 /// See [`GlobalOpts::tracer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TracerArg {
+    Auto,
     Notify,
     Ptrace,
     Ebpf,
 }
 
-impl From<TracerArg> for ngram_supervisor::supervise::TracerKind {
-    fn from(t: TracerArg) -> Self {
-        match t {
-            TracerArg::Notify => Self::Notify,
-            TracerArg::Ptrace => Self::Ptrace,
-            TracerArg::Ebpf => Self::Ebpf,
+impl TracerArg {
+    /// The tracer named, `None` for auto (decided per container at `create`).
+    pub fn kind(self) -> Option<ngram_supervisor::supervise::TracerKind> {
+        use ngram_supervisor::supervise::TracerKind;
+        match self {
+            TracerArg::Auto => None,
+            TracerArg::Notify => Some(TracerKind::Notify),
+            TracerArg::Ptrace => Some(TracerKind::Ptrace),
+            TracerArg::Ebpf => Some(TracerKind::Ebpf),
         }
     }
 }

@@ -191,3 +191,20 @@ fn global_flags_go_before_the_subcommand_as_in_runc() {
     let argv = format!("ngram-ids state --root /r {ID}");
     assert!(Cli::try_parse_from(argv.split_whitespace()).is_err());
 }
+
+#[test]
+fn the_tracer_is_auto_unless_named() {
+    use ngram_runtime::cli::TracerArg;
+    use ngram_supervisor::supervise::TracerKind;
+    let c = parse(&format!("state {ID}"));
+    assert_eq!(c.global.tracer, TracerArg::Auto);
+    assert_eq!(c.global.tracer.kind(), None);
+    for (word, kind) in [
+        ("notify", TracerKind::Notify),
+        ("ptrace", TracerKind::Ptrace),
+        ("ebpf", TracerKind::Ebpf),
+    ] {
+        let c = parse(&format!("--tracer {word} state {ID}"));
+        assert_eq!(c.global.tracer.kind(), Some(kind), "{word}");
+    }
+}

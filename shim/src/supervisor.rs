@@ -35,6 +35,30 @@ pub struct SupervisorHook;
 type HookError = Box<dyn std::error::Error + Send + Sync>;
 
 impl CreateHook for SupervisorHook {
+    fn auto_tracer(
+        &self,
+        id: &str,
+        identity: Option<&Identity>,
+        global: &ngram_runtime::cli::GlobalOpts,
+    ) -> Result<ngram_supervisor::auto::AutoChoice, HookError> {
+        use ngram_supervisor::auto::{choose, KernelSupport, ProfileUse};
+        // Without an identity `create`'s hook fails later with the reason; notify meanwhile.
+        let Some(ident) = identity else {
+            return Ok(ngram_supervisor::auto::AutoChoice {
+                tracer: ngram_supervisor::supervise::TracerKind::Notify,
+                why: format!("auto: notify, container {id} has no identity yet"),
+            });
+        };
+        let (stored, mode) = profile_and_mode(global, ident)?;
+        let record = record_dir(global, &ident.labels()?).is_some();
+        Ok(choose(
+            mode,
+            record,
+            &KernelSupport::probe(),
+            ProfileUse::of(stored.as_ref()),
+        ))
+    }
+
     fn after_create(&self, created: &Created) -> Result<(), HookError> {
         let plan = plan(created)?;
         let g = &created.global;
@@ -59,13 +83,13 @@ fn runtime_mode(m: Option<ngram_runtime::cli::Mode>) -> Mode {
     }
 }
 
-/// Decide what the supervisor of `created` does.
-fn plan(created: &Created) -> Result<Plan, HookError> {
-    let g = &created.global;
-    let ident: Identity = match &created.identity {
-        Some(i) => i.clone(),
-        None => identity::identify(&created.id, &created.bundle, &created.spec)?,
-    };
+/// The stored profile of container `ident` (`None`: none yet) and the mode it runs in: the
+/// runtime's `--mode` < a mode pinned on the profile < label `ngram-ids.mode`, train for a
+/// missing profile with `--unprofiled train`, train for the benchmarks' null handler.
+fn profile_and_mode(
+    g: &ngram_runtime::cli::GlobalOpts,
+    ident: &Identity,
+) -> Result<(Option<ngram_profiler::profile::ProfileMeta>, Mode), HookError> {
     let (key, _) = ident.profile()?;
     let stored = match Store::open(&g.store).and_then(|s| s.meta(&key)) {
         Ok(m) => Some(m),
@@ -76,24 +100,46 @@ fn plan(created: &Created) -> Result<Plan, HookError> {
         ident.check_binding(&m.name, m.image.as_deref())?;
     }
     let pinned = stored.as_ref().and_then(|m| m.pinned_mode());
-    let resolved = ident.resolve(runtime_mode(g.mode), pinned)?;
-    let mut mode = resolved.mode;
+    let mut mode = ident.resolve(runtime_mode(g.mode), pinned)?.mode;
     if g.bench_null_handler {
         mode = Mode::Train;
     }
     if stored.is_none() && mode != Mode::Train && g.unprofiled == Unprofiled::Train {
         mode = Mode::Train;
     }
+    Ok((stored, mode))
+}
+
+/// Where the container's calls are recorded: label `ngram-ids.record`, else `--record`.
+fn record_dir(
+    g: &ngram_runtime::cli::GlobalOpts,
+    labels: &ngram_supervisor::labels::Labels,
+) -> Option<PathBuf> {
+    match labels.record {
+        Some(true) => Some(g.store.join("records")),
+        Some(false) | None => g.record.clone(),
+    }
+}
+
+/// Decide what the supervisor of `created` does.
+fn plan(created: &Created) -> Result<Plan, HookError> {
+    let g = &created.global;
+    let ident: Identity = match &created.identity {
+        Some(i) => i.clone(),
+        None => identity::identify(&created.id, &created.bundle, &created.spec)?,
+    };
+    let (stored, mode) = profile_and_mode(g, &ident)?;
+    let resolved = ident.resolve(
+        runtime_mode(g.mode),
+        stored.as_ref().and_then(|m| m.pinned_mode()),
+    )?;
     let labels = ident.labels()?;
     let enforce_stop = match labels.enforce {
         Some(action) => action == ngram_supervisor::session::EnforceAction::Stop,
         None => g.enforce_action == EnforceAction::Stop,
     };
     let exec_policy = labels.exec.unwrap_or_else(|| g.exec_policy.into());
-    let record_dir = match labels.record {
-        Some(true) => Some(g.store.join("records")),
-        Some(false) | None => g.record.clone(),
-    };
+    let record_dir = record_dir(g, &labels);
     // The executor waits for this tracer: use the runtime's decision, never a second one.
     let tracer = created
         .tracer
@@ -133,6 +179,7 @@ fn plan(created: &Created) -> Result<Plan, HookError> {
         flush_secs: 60,
         null_handler: g.bench_null_handler,
         tracer,
+        tracer_choice: created.tracer_why.clone(),
         sync_wake_up: !g.bench_no_sync_wake_up,
         arguments: g.arguments == ngram_runtime::cli::Switch::On,
     })

@@ -8,6 +8,7 @@
 //! All `unsafe` code is in [`sys`].
 
 pub mod annotations;
+pub mod auto;
 pub mod bpf;
 /// Test support: spawning traced children (fork, filter, exec). Not in production builds.
 #[cfg(any(test, feature = "test-support"))]

@@ -28,6 +28,9 @@ pub struct Status {
     pub mode: String,
     /// notify, ptrace or ebpf.
     pub tracer: String,
+    /// Why `--tracer=auto` chose it (absent when a label or the flag named it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracer_choice: Option<String>,
     /// The supervisor's pid.
     pub pid: u32,
     /// When tracing started and when this snapshot was taken (ns since the Unix epoch).

@@ -135,6 +135,9 @@ pub struct Plan {
     /// The tracer backend.
     #[serde(default)]
     pub tracer: TracerKind,
+    /// Why `--tracer=auto` chose `tracer` (`None`: a label or the flag named it).
+    #[serde(default)]
+    pub tracer_choice: Option<String>,
     /// Learn and judge argument classes (files, destinations; decision 38).
     #[serde(default = "yes")]
     pub arguments: bool,
@@ -466,6 +469,7 @@ fn housekeeping(
         profile_key: plan.profile_key.clone(),
         mode: session.mode().to_string(),
         tracer: plan.tracer.to_string(),
+        tracer_choice: plan.tracer_choice.clone(),
         pid: std::process::id(),
         started_ns: crate::tracer::now_ns(),
         ..Status::default()
@@ -529,6 +533,12 @@ type Recorder = NativeWriter<Box<dyn Write + Send>>;
 
 fn prepare(plan: &Plan) -> Result<Prepared, SuperviseError> {
     let started = std::time::Instant::now();
+    match &plan.tracer_choice {
+        Some(why) => tracing::info!(id = %plan.id, tracer = %plan.tracer, "{why}"),
+        None => {
+            tracing::info!(id = %plan.id, tracer = %plan.tracer, "tracer named by a label or --tracer")
+        }
+    }
     if plan.tracer == TracerKind::Ebpf {
         ebpf_tracer::check_plan(plan)?;
     }

@@ -73,7 +73,8 @@ pub(crate) fn flush(
                 // The kernel does not learn programs yet: `None` (not learned) keeps a later
                 // alert run from taking every program for a new one.
                 m.programs = kernel.is_none().then(Default::default);
-                if args.is_some() {
+                // Nor arguments: the session's (empty) classes would make every access new.
+                if args.is_some() && kernel.is_none() {
                     m.args = Some(Default::default());
                 }
             }

@@ -37,6 +37,8 @@ pub struct Created {
     /// The tracer the container's executor waits for (`None`: untraced). The supervisor must
     /// use this one.
     pub tracer: Option<TracerKind>,
+    /// Why `--tracer=auto` chose `tracer` (`None`: named by a label or the flag).
+    pub tracer_why: Option<String>,
 }
 
 /// Called by `create` after the container exists and before `create` returns (so before
@@ -46,6 +48,20 @@ pub trait CreateHook {
     /// supervisor that answers it, or the workload waits forever in its first call).
     fn traces(&self) -> bool {
         true
+    }
+
+    /// `--tracer=auto`: the tracer of container `id` (`identity`: who it is, when known), and
+    /// why. Called before the container is built (its executor depends on it).
+    fn auto_tracer(
+        &self,
+        _id: &str,
+        _identity: Option<&Identity>,
+        _global: &GlobalOpts,
+    ) -> Result<ngram_supervisor::auto::AutoChoice, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(ngram_supervisor::auto::AutoChoice {
+            tracer: TracerKind::Notify,
+            why: "auto: notify (no supervisor hook)".to_owned(),
+        })
     }
 
     /// Attach to the freshly created container.
@@ -104,11 +120,26 @@ pub fn create(
             })?,
             None => Default::default(),
         };
-        // The tracer of a container: its label or annotation, else the runtime's.
-        let kind = labels.tracer.unwrap_or_else(|| global.tracer.into());
-        Some(kind)
+        // The tracer of a container: its label or annotation, else the runtime's, else
+        // (auto) the hook's choice for this container.
+        match labels.tracer.or(global.tracer.kind()) {
+            Some(kind) => Some((kind, None)),
+            None => {
+                let choice = hook
+                    .auto_tracer(&id, identity.as_ref(), global)
+                    .map_err(|e| RuntimeError::Hook {
+                        id: id.clone(),
+                        message: e.to_string(),
+                    })?;
+                Some((choice.tracer, Some(choice.why)))
+            }
+        }
     } else {
         None
+    };
+    let (traces, tracer_why) = match traces {
+        Some((kind, why)) => (Some(kind), why),
+        None => (None, None),
     };
     let lent = if traces.is_some() {
         lend_bundle(&root, &id, &bundle)?
@@ -159,6 +190,7 @@ pub fn create(
             global: global.clone(),
             identity: identity.clone(),
             tracer: traces,
+            tracer_why: tracer_why.clone(),
         };
         hook.after_create(&created)
             .map_err(|e| RuntimeError::Hook {

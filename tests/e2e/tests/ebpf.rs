@@ -286,6 +286,49 @@ fn ebpf_enforce_runs_with_the_bpf_lsm_or_fails_at_create_with_one_line() {
     println!("enforce with --tracer=ebpf refused at create: {line}");
 }
 
+/// The status file of a running container `c` (its supervisor writes it at start).
+fn status_of(e: &E2e, c: &ngram_e2e::Container) -> serde_json::Value {
+    let id = e.container_id(c);
+    ngram_e2e::ids::poll(
+        "the supervisor's status file",
+        Duration::from_secs(10),
+        || {
+            state_file(&id, "status.json")
+                .and_then(|p| std::fs::read(p).ok())
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        },
+    )
+}
+
+/// `--tracer=auto` (the runtime's default, decision 89) under the real dockerd: a profile made
+/// by ebpf runs (call sequences only) is judged in the kernel, one made by notify (programs
+/// and argument classes learned) by notify, and each status file says the choice and why.
+#[test]
+fn auto_picks_ebpf_only_where_nothing_is_lost() {
+    let Some(e) = setup_ids("auto_picks_ebpf_only_where_nothing_is_lost") else {
+        return;
+    };
+    for (trained_by, expect) in [(EBPF, "ebpf"), (NOTIFY, "notify")] {
+        let profile = Profile::new(&format!("auto-{expect}"));
+        train_once(&e, &profile, trained_by, 1);
+        // The alert runtime, no tracer label: auto decides.
+        let c = e.container();
+        let mut args = e.run_args_with(ALERT, &c);
+        args.extend_from_slice(&["-d", "--label", &profile.label, BUSYBOX, "sleep", "30"]);
+        e.docker(&args).success();
+        let status = status_of(&e, &c);
+        println!(
+            "auto, profile trained by {trained_by}: {} ({})",
+            status["tracer"], status["tracer_choice"]
+        );
+        assert_eq!(status["tracer"], expect, "{status}");
+        assert_eq!(status["mode"], "alert", "{status}");
+        let why = status["tracer_choice"].as_str().unwrap_or_default();
+        assert!(why.starts_with(&format!("auto: {expect}")), "{status}");
+        e.docker(&["rm", "-f", &c.name]).success();
+    }
+}
+
 /// Concurrent clients of the nginx loads.
 const CLIENTS: u32 = 4;
 /// Training runs of the nginx profile and the load of each, seconds (as the IDS suite).
