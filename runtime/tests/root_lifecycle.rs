@@ -443,15 +443,21 @@ fn delete_returns_after_the_supervisor_has_merged() {
     let e = setup();
     let id = format!("ngram-rt-merge-{}", std::process::id());
     let b = e.bundle(&id, &["true"], json!(0));
-    run_to_end(&e, &id, &b);
+    let (ok, printed) = e.create(&["create", "--bundle", b.to_str().unwrap(), &id]);
+    assert!(ok, "create {id}: {printed}");
     let pid: i32 = std::fs::read_to_string(e.root.join(&id).join("supervisor.pid"))
         .unwrap()
         .trim()
         .parse()
         .unwrap();
-    // Hold the store's lock: the supervisor cannot merge (nor exit) until it is released.
+    // Hold the store's lock from before the container runs (its supervisor has loaded the
+    // profile at create, and merges as soon as the container ends): the supervisor cannot
+    // merge (nor exit) until it is released.
     let lock = std::fs::File::open(e.dir.path().join("store/lock")).unwrap();
     lock.lock().unwrap();
+    let out = e.run(&["start", &id]);
+    assert!(out.status.success(), "start {id}: {out:?}");
+    e.wait_status(&id, "stopped");
     let mut delete = e.command(&["delete", &id]);
     delete
         .stdin(Stdio::null())
