@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use kernel::{run_in, trained_on, TestCgroup, BUSYBOX};
+use kernel::{run_in, trained_on, TestCgroup, BUSYBOX, NORMAL, OTHER};
 use ngram_ebpf::{Alerter, KernelEvent, KernelRule};
 use ngram_profiler::alert::{Event as AlertEvent, Rule};
 use ngram_profiler::profile::Mode;
@@ -30,30 +30,6 @@ use ngram_supervisor::session::judge::LivePolicy;
 use ngram_supervisor::session::{detector, ContainerInfo, EnforceAction, Session};
 use ngram_supervisor::sys::{AUDIT_ARCH_I386, AUDIT_ARCH_X86_64};
 use ngram_supervisor::{Event, Handler};
-
-/// The profile's training: a small "service" of shell loops and tools.
-const NORMAL: &str = r#"
-i=0
-while [ $i -lt 30 ]; do
-  echo "line $i" > /tmp/ngram-diff.$$
-  cat /tmp/ngram-diff.$$ > /dev/null
-  ls / > /dev/null
-  i=$((i+1))
-done
-rm -f /tmp/ngram-diff.$$
-"#;
-
-/// Something else: other tools, files read and written, a pipeline, processes started.
-const OTHER: &str = r#"
-id > /dev/null
-cat /etc/passwd | wc -l > /dev/null
-uname -a > /dev/null
-echo x > /tmp/ngram-diff-w.$$ ; chmod 600 /tmp/ngram-diff-w.$$ ; rm -f /tmp/ngram-diff-w.$$
-ls -la /proc/self/ > /dev/null
-sh -c 'sleep 0.01; date' > /dev/null
-i=0
-while [ $i -lt 5 ]; do ls / > /dev/null; i=$((i+1)); done
-"#;
 
 /// The profile: `NORMAL` counted by the kernel's trainer, as `--tracer=ebpf` trains.
 fn trained(runs: usize) -> (Model, ngram_profiler::profile::ProfileMeta) {

@@ -23,7 +23,9 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use kernel::{run_in, run_program_in, run_script_in, trained_on, TestCgroup, BUSYBOX};
+use kernel::{
+    run_in, run_program_in, run_script_in, trained_on, TestCgroup, BUSYBOX, NORMAL, OTHER,
+};
 use ngram_ebpf::{Alerter, KernelEvent};
 use ngram_profiler::profile::{Mode, ProfileMeta};
 use ngram_profiler::score::Model;
@@ -262,31 +264,6 @@ fn io_uring_work_of_a_suspect_is_refused_and_of_a_normal_process_runs() {
     );
     assert!(events.iter().all(|e| !e.denied()), "{events:?}");
 }
-
-/// The profile's training: a small "service" of shell loops and tools.
-const NORMAL: &str = r#"
-i=0
-while [ $i -lt 30 ]; do
-  echo "line $i" > /tmp/ngram-enforce.$$
-  cat /tmp/ngram-enforce.$$ > /dev/null
-  ls / > /dev/null
-  i=$((i+1))
-done
-rm -f /tmp/ngram-enforce.$$
-"#;
-
-/// Something else: other tools, a pipeline, files written, a nested shell; enforce refuses
-/// part of it (the workload may fail).
-const OTHER: &str = r#"
-id > /dev/null
-cat /etc/passwd | wc -l > /dev/null
-uname -a > /dev/null
-echo x > /tmp/ngram-enforce-w.$$ ; chmod 600 /tmp/ngram-enforce-w.$$ ; rm -f /tmp/ngram-enforce-w.$$
-ls -la /proc/self/ > /dev/null
-sh -c 'sleep 0.01; date' > /dev/null
-i=0
-while [ $i -lt 5 ]; do ls / > /dev/null; i=$((i+1)); done
-"#;
 
 /// After the trained loop (the shell is settled by then), settled threads (subshells: forks
 /// that run no program) that stray from the profile: their novel harmful calls in an anomalous

@@ -18,6 +18,31 @@ use ngram_profiler::syscalls::Arch;
 
 pub const BUSYBOX: &str = "/bin/busybox";
 
+/// The profiles' training: a small "service" of shell loops and tools.
+pub const NORMAL: &str = r#"
+i=0
+while [ $i -lt 30 ]; do
+  echo "line $i" > /tmp/ngram-kernel.$$
+  cat /tmp/ngram-kernel.$$ > /dev/null
+  ls / > /dev/null
+  i=$((i+1))
+done
+rm -f /tmp/ngram-kernel.$$
+"#;
+
+/// Something else: other tools, files read and written, a pipeline, processes started, a
+/// nested shell (enforce refuses part of it, so under enforce the workload may fail).
+pub const OTHER: &str = r#"
+id > /dev/null
+cat /etc/passwd | wc -l > /dev/null
+uname -a > /dev/null
+echo x > /tmp/ngram-kernel-w.$$ ; chmod 600 /tmp/ngram-kernel-w.$$ ; rm -f /tmp/ngram-kernel-w.$$
+ls -la /proc/self/ > /dev/null
+sh -c 'sleep 0.01; date' > /dev/null
+i=0
+while [ $i -lt 5 ]; do ls / > /dev/null; i=$((i+1)); done
+"#;
+
 /// Show libbpf's warnings (a refused program's verifier log) in the test's output.
 pub fn show_libbpf_log() {
     let _ = tracing_subscriber::fmt()
@@ -26,16 +51,10 @@ pub fn show_libbpf_log() {
         .try_init();
 }
 
+/// The cgroup2 mount, found as the supervisor finds it.
 pub fn cgroup2_root() -> PathBuf {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    mountinfo
-        .lines()
-        .find_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            (right.split(' ').next() == Some("cgroup2"))
-                .then(|| PathBuf::from(left.split(' ').nth(4).unwrap()))
-        })
-        .expect("no cgroup2 mount")
+    ngram_supervisor::ebpf_tracer::cgroup2_mount(&mountinfo).expect("no cgroup2 mount")
 }
 
 /// A fresh cgroup v2 directory, removed on drop.
