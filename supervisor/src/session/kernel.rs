@@ -10,6 +10,7 @@
 use ngram_profiler::alert::{Action, Rule};
 use ngram_profiler::policy::SyscallSet;
 use ngram_profiler::score::{count_above, improbable_cut, prob_below_cut};
+use ngram_profiler::syscalls::Arch;
 
 use super::judge::{Detector, ExecPolicy, LivePolicy};
 use super::report::Why;
@@ -184,11 +185,25 @@ pub struct KernelAlert {
     pub comm: String,
 }
 
+/// A line of the kernel's that the budget admitted, with what the detector says of it (taken
+/// under the session's lock, written after it is released).
+struct KernelLine {
+    arch: Arch,
+    rule: Rule,
+    action: Action,
+    score: f64,
+    threshold: f64,
+    prob: f64,
+    seen: bool,
+}
+
 impl Session<'_> {
     /// Write the alert of an anomaly the kernel judged: the same line as the session's own
     /// (rule, window score against threshold, n-gram and probability), within the same budget.
+    /// When the refusal opened the kernel's circuit breaker, the `breaker` line goes first (as
+    /// `decide` writes it when the session's own breaker opens).
     pub fn kernel_alert(&self, a: &KernelAlert) {
-        let (arch, why_ngram, score, threshold, prob, seen) = {
+        let (breaker, line) = {
             let Ok(mut guard) = self.inner.lock() else {
                 return;
             };
@@ -197,68 +212,62 @@ impl Session<'_> {
             if a.action != Action::Alerted {
                 inner.stats.denied += 1;
             }
-            if a.opened_breaker {
-                self.breaker_line(inner, a);
-            }
-            if !inner.budget.admit(a.ts_ns, a.pid, a.rule, a.action) {
-                inner.stats.suppressed += 1;
-                self.suppressed.add();
-                return;
-            }
-            inner.stats.alerts += 1;
-            let Some(det) = inner.detector.as_ref() else {
-                return;
+            let breaker = if a.opened_breaker {
+                self.admit_kernel_line(inner, a, Rule::Breaker, Action::Denied)
+            } else {
+                None
             };
-            let (score, threshold) = kernel_score(det, a);
-            let (prob, seen) = det.model.prob(&a.ngram).unwrap_or((0.0, false));
-            (det.arch, a.ngram.clone(), score, threshold, prob, seen)
+            (breaker, self.admit_kernel_line(inner, a, a.rule, a.action))
         };
-        let ev = kernel_event(a);
-        let why = Why {
-            rule: a.rule,
-            score,
-            threshold,
-            action: a.action,
-            ngram: &why_ngram,
-            prob,
-            seen,
-        };
-        let exe = (self.exe_of)(a.pid).unwrap_or_else(|| a.comm.clone());
-        self.send_alert(arch, &ev, &why, Some(exe), None);
-        if a.action == Action::Stopped {
+        for l in breaker.iter().chain(&line) {
+            self.send_kernel_line(a, l);
+        }
+        if line.is_some() && a.action == Action::Stopped {
             (self.stop)();
         }
     }
 
-    /// The line of the refusal that opened the kernel's circuit breaker (as `decide` writes
-    /// it when the session's own breaker opens).
-    fn breaker_line(&self, inner: &mut super::Inner<'_>, a: &KernelAlert) {
-        if !inner
-            .budget
-            .admit(a.ts_ns, a.pid, Rule::Breaker, Action::Denied)
-        {
+    /// Count line `rule`/`action` of `a` against the budget (a suppressed one is counted as
+    /// such); when admitted, what the detector says of it.
+    fn admit_kernel_line(
+        &self,
+        inner: &mut super::Inner<'_>,
+        a: &KernelAlert,
+        rule: Rule,
+        action: Action,
+    ) -> Option<KernelLine> {
+        if !inner.budget.admit(a.ts_ns, a.pid, rule, action) {
             inner.stats.suppressed += 1;
             self.suppressed.add();
-            return;
+            return None;
         }
         inner.stats.alerts += 1;
-        let Some(det) = inner.detector.as_ref() else {
-            return;
-        };
+        let det = inner.detector.as_ref()?;
         let (score, threshold) = kernel_score(det, a);
         let (prob, seen) = det.model.prob(&a.ngram).unwrap_or((0.0, false));
-        let ev = kernel_event(a);
-        let why = Why {
-            rule: Rule::Breaker,
+        Some(KernelLine {
+            arch: det.arch,
+            rule,
+            action,
             score,
             threshold,
-            action: Action::Denied,
-            ngram: &a.ngram,
             prob,
             seen,
+        })
+    }
+
+    fn send_kernel_line(&self, a: &KernelAlert, l: &KernelLine) {
+        let why = Why {
+            rule: l.rule,
+            score: l.score,
+            threshold: l.threshold,
+            action: l.action,
+            ngram: &a.ngram,
+            prob: l.prob,
+            seen: l.seen,
         };
         let exe = (self.exe_of)(a.pid).unwrap_or_else(|| a.comm.clone());
-        self.send_alert(det.arch, &ev, &why, Some(exe), None);
+        self.send_alert(l.arch, &kernel_event(a), &why, Some(exe), None);
     }
 }
 
