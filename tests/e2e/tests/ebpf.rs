@@ -47,19 +47,21 @@ fn counts(profile: &Profile) -> Counts {
 /// Train `profile` with one run of [`WORKLOAD`] under `tracer` (a label) and wait for its merge.
 fn train_once(e: &E2e, profile: &Profile, tracer: &str, runs: u64) {
     let c = e.container();
-    let mut args = e.run_args_with(TRAIN, &c);
-    args.extend_from_slice(&[
-        "--rm",
-        "--label",
-        tracer,
-        "--label",
-        &profile.label,
-        BUSYBOX,
-        "sh",
-        "-c",
-        WORKLOAD,
-    ]);
-    let out = e.docker(&args);
+    let out = e.run_with(
+        TRAIN,
+        &c,
+        &[
+            "--rm",
+            "--label",
+            tracer,
+            "--label",
+            &profile.label,
+            BUSYBOX,
+            "sh",
+            "-c",
+            WORKLOAD,
+        ],
+    );
     out.success();
     assert_eq!(out.stdout, "done\n", "{out}");
     profile.wait_for_runs(runs, Duration::from_secs(60));
@@ -122,18 +124,21 @@ fn ebpf_training_equals_notify_training() {
 /// `docker exec`, under `tracer` (a label); the container is killed after the exec.
 fn train_by_exec(e: &E2e, profile: &Profile, tracer: &str) {
     let c = e.container();
-    let mut args = e.run_args_with(TRAIN, &c);
-    args.extend_from_slice(&[
-        "-d",
-        "--label",
-        tracer,
-        "--label",
-        &profile.label,
-        BUSYBOX,
-        "sleep",
-        "600",
-    ]);
-    e.docker(&args).success();
+    e.run_with(
+        TRAIN,
+        &c,
+        &[
+            "-d",
+            "--label",
+            tracer,
+            "--label",
+            &profile.label,
+            BUSYBOX,
+            "sleep",
+            "600",
+        ],
+    )
+    .success();
     let out = e.docker(&["exec", &c.name, "sh", "-c", WORKLOAD]);
     out.success();
     assert_eq!(out.stdout, "done\n", "{out}");
@@ -211,19 +216,22 @@ fn ebpf_status_file_carries_the_kernel_counters() {
     };
     let profile = Profile::new("ebpf-status");
     let c = e.container();
-    let mut args = e.run_args_with(TRAIN, &c);
-    args.extend_from_slice(&[
-        "-d",
-        "--label",
-        EBPF,
-        "--label",
-        &profile.label,
-        BUSYBOX,
-        "sh",
-        "-c",
-        "while true; do echo x > /dev/null; usleep 1000; done",
-    ]);
-    e.docker(&args).success();
+    e.run_with(
+        TRAIN,
+        &c,
+        &[
+            "-d",
+            "--label",
+            EBPF,
+            "--label",
+            &profile.label,
+            BUSYBOX,
+            "sh",
+            "-c",
+            "while true; do echo x > /dev/null; usleep 1000; done",
+        ],
+    )
+    .success();
     let id = e.container_id(&c);
     let status = ngram_e2e::ids::poll(
         "a status file with kernel calls",
@@ -259,17 +267,19 @@ fn ebpf_enforce_runs_with_the_bpf_lsm_or_fails_at_create_with_one_line() {
     let profile = Profile::new("ebpf-modes");
     train_once(&e, &profile, EBPF, 1);
     let c = e.container();
-    let mut args = e.run_args_with(ngram_e2e::ids::ENFORCE, &c);
-    args.extend_from_slice(&[
-        "--rm",
-        "--label",
-        EBPF,
-        "--label",
-        &profile.label,
-        BUSYBOX,
-        "true",
-    ]);
-    let out = e.docker(&args);
+    let out = e.run_with(
+        ngram_e2e::ids::ENFORCE,
+        &c,
+        &[
+            "--rm",
+            "--label",
+            EBPF,
+            "--label",
+            &profile.label,
+            BUSYBOX,
+            "true",
+        ],
+    );
     if out.code == Some(0) {
         println!("enforce with --tracer=ebpf ran: this kernel loads the BPF LSM programs");
         return;
@@ -313,9 +323,12 @@ fn auto_picks_ebpf_only_where_nothing_is_lost() {
         train_once(&e, &profile, trained_by, 1);
         // The alert runtime, no tracer label: auto decides.
         let c = e.container();
-        let mut args = e.run_args_with(ALERT, &c);
-        args.extend_from_slice(&["-d", "--label", &profile.label, BUSYBOX, "sleep", "30"]);
-        e.docker(&args).success();
+        e.run_with(
+            ALERT,
+            &c,
+            &["-d", "--label", &profile.label, BUSYBOX, "sleep", "30"],
+        )
+        .success();
         let status = status_of(&e, &c);
         println!(
             "auto, profile trained by {trained_by}: {} ({})",
@@ -581,17 +594,20 @@ fn ebpf_leaves_no_program_or_map_after_many_runs() {
     let (train_runs, alert_runs) = (60, 40);
     let run = |runtime: &str| {
         let c = e.container();
-        let mut args = e.run_args_with(runtime, &c);
-        args.extend_from_slice(&[
-            "--rm",
-            "--label",
-            EBPF,
-            "--label",
-            &profile.label,
-            BUSYBOX,
-            "true",
-        ]);
-        e.docker(&args).success();
+        e.run_with(
+            runtime,
+            &c,
+            &[
+                "--rm",
+                "--label",
+                EBPF,
+                "--label",
+                &profile.label,
+                BUSYBOX,
+                "true",
+            ],
+        )
+        .success();
     };
     for _ in 0..train_runs {
         run(TRAIN);
@@ -647,18 +663,21 @@ fn ebpf_container_stops_when_its_supervisor_dies() {
     let profile = Profile::new("ebpf-failclosed");
     let before = ngram_programs();
     let c = e.container();
-    let mut args = e.run_args_with(TRAIN, &c);
-    args.extend_from_slice(&[
-        "-d",
-        "--label",
-        EBPF,
-        "--label",
-        &profile.label,
-        BUSYBOX,
-        "sleep",
-        "600",
-    ]);
-    e.docker(&args).success();
+    e.run_with(
+        TRAIN,
+        &c,
+        &[
+            "-d",
+            "--label",
+            EBPF,
+            "--label",
+            &profile.label,
+            BUSYBOX,
+            "sleep",
+            "600",
+        ],
+    )
+    .success();
     let id = e.container_id(&c);
     let pid_file = state_file(&id, "supervisor.pid").expect("the supervisor's pid file");
     let pid: i32 = std::fs::read_to_string(pid_file)
