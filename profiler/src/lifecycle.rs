@@ -27,7 +27,25 @@ pub struct RunCheck {
     /// The same, per program (executable path).
     #[serde(default)]
     pub young_by_program: std::collections::BTreeMap<String, f64>,
+    /// How many young threads of each known program peaked at each plain window score, in
+    /// tenths (index 0: 0.0, up to index 10: 1.0): the tail the young threshold is
+    /// extrapolated from (decision 98). Empty in checks from before it.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub young_peaks: std::collections::BTreeMap<String, Vec<u64>>,
 }
+
+/// The index in [`RunCheck::young_peaks`] of a window score (a share of a 10-call window).
+pub fn peak_level(score: f64) -> usize {
+    // Scores are multiples of 0.1 up to rounding: the nearest level (NaN and below 0 give 0).
+    let window = crate::live::LIVE_WINDOW as f64;
+    (1..PEAK_LEVELS)
+        .rev()
+        .find(|&l| score >= (l as f64 - 0.5) / window)
+        .unwrap_or(0)
+}
+
+/// The levels of [`RunCheck::young_peaks`]: 0.0, 0.1, …, 1.0.
+pub const PEAK_LEVELS: usize = crate::live::LIVE_WINDOW + 1;
 
 /// How many of the newest run checks the live thresholds are calibrated on.
 pub const CALIBRATION_RUNS: usize = 10;
@@ -46,6 +64,50 @@ pub const SETTLED_SATURATED: f64 = 1.0 - 1.0 / crate::live::LIVE_WINDOW as f64;
 /// The settled threshold that no score passes: the settled sequence rule is off.
 pub const SETTLED_OFF: f64 = 1.0 + CALIBRATION_MARGIN;
 
+/// Fewer start-ups than this do not show a tail's shape: their program keeps the maximum rule,
+/// and a span of the tail holding fewer is not measured on its own (decision 98).
+pub const TAIL_MIN: u64 = 30;
+
+/// How far a program's young threshold looks ahead (decision 98): it is set where the tail of
+/// its start-ups' peak scores, extrapolated, predicts fewer than one start-up above it in this
+/// many times the start-ups the calibration runs saw.
+pub const TAIL_HORIZON: f64 = 100.0;
+
+/// How many levels below the top the tail's decay is measured over (at most).
+const TAIL_SPAN: usize = 3;
+
+/// The young threshold that the peaks of one program's young threads call for (decision 98),
+/// or `None` when none peaked above 0 or fewer than [`TAIL_MIN`] were counted. `peaks[l]`:
+/// threads whose highest window score was `l` tenths. The survival counts `S(l)` (threads at
+/// `l` or above) are taken to fall by a steady factor `d` per tenth above the top level `m`
+/// reached, measured between `S(m)` and `S(m - TAIL_SPAN)` when that holds [`TAIL_MIN`]
+/// threads, else `S(0)` (every thread): a start-up reaches `m + i` about `S(m) / d^i` times
+/// per calibration volume. The threshold lets through the lowest level
+/// where that, over [`TAIL_HORIZON`] volumes, is below one. A tail that does not fall (`d`
+/// of 1) gives a threshold above 1: no window passes, and the other rules judge.
+pub fn tail_threshold(peaks: &[u64]) -> Option<f64> {
+    let top = peaks.iter().rposition(|&c| c > 0)?;
+    if top == 0 {
+        return None;
+    }
+    let survival = |l: usize| peaks.iter().skip(l).sum::<u64>();
+    if survival(0) < TAIL_MIN {
+        return None;
+    }
+    let base = Some(top.saturating_sub(TAIL_SPAN))
+        .filter(|&b| survival(b) >= TAIL_MIN)
+        .unwrap_or(0);
+    let at_top = survival(top) as f64;
+    let decay = (survival(base) as f64 / at_top).powf(1.0 / (top - base) as f64);
+    let expected = at_top * TAIL_HORIZON;
+    // The smallest i >= 1 with expected / decay^i < 1; a tail that does not fall has none.
+    let steps = (1..PEAK_LEVELS)
+        .find(|&i| expected < decay.powf(i as f64))
+        .unwrap_or(PEAK_LEVELS);
+    let window = crate::live::LIVE_WINDOW as f64;
+    Some((top + steps - 1) as f64 / window + CALIBRATION_MARGIN)
+}
+
 /// The live thresholds calibrated on held-out training runs: the settled threshold is the
 /// highest settled score the newest [`CALIBRATION_RUNS`] checked runs reached plus
 /// [`CALIBRATION_MARGIN`], never below `floor_settled` (the default); the young threshold of
@@ -60,6 +122,7 @@ pub fn calibrated(meta: &ProfileMeta, floor_settled: f64, floor_young: f64) -> C
         young_default: floor_young,
         young: std::collections::BTreeMap::new(),
     };
+    let mut peaks: std::collections::BTreeMap<&str, [u64; PEAK_LEVELS]> = Default::default();
     for c in meta.run_checks.iter().rev().take(CALIBRATION_RUNS) {
         if let Some(m) = c.max_settled {
             out.settled = out.settled.max(m + CALIBRATION_MARGIN);
@@ -67,6 +130,18 @@ pub fn calibrated(meta: &ProfileMeta, floor_settled: f64, floor_young: f64) -> C
         for (program, &m) in &c.young_by_program {
             let t = out.young.entry(program.clone()).or_insert(floor_young);
             *t = t.max(m + CALIBRATION_MARGIN);
+        }
+        for (program, p) in &c.young_peaks {
+            let sum = peaks.entry(program.as_str()).or_insert([0; PEAK_LEVELS]);
+            for (s, &n) in sum.iter_mut().zip(p) {
+                *s = s.saturating_add(n);
+            }
+        }
+    }
+    for (program, p) in peaks {
+        if let Some(tail) = tail_threshold(&p) {
+            let t = out.young.entry(program.to_owned()).or_insert(floor_young);
+            *t = t.max(tail);
         }
     }
     if out.settled >= SETTLED_SATURATED {
@@ -237,6 +312,7 @@ mod tests {
                     max_settled: None,
                     max_young: None,
                     young_by_program: Default::default(),
+                    young_peaks: Default::default(),
                 },
             );
         }
@@ -308,6 +384,7 @@ mod tests {
                     max_settled: Some(0.5),
                     max_young: Some(0.4),
                     young_by_program: [("/srv/go".to_owned(), 0.4)].into_iter().collect(),
+                    young_peaks: Default::default(),
                 },
             );
         }
@@ -338,6 +415,94 @@ mod tests {
         assert!(calibrated(&m, 0.9, 0.25).settled > 1.0);
     }
 
+    /// Peaks of `n` threads: `counts[l]` at level `l`.
+    fn peaks(counts: &[u64]) -> Vec<u64> {
+        let mut p = vec![0; PEAK_LEVELS];
+        p[..counts.len()].copy_from_slice(counts);
+        p
+    }
+
+    #[test]
+    fn a_program_whose_start_never_strays_keeps_the_default() {
+        assert_eq!(tail_threshold(&peaks(&[5000])), None);
+        assert_eq!(tail_threshold(&[]), None);
+        let mut m = meta();
+        m.run_checks[2]
+            .young_peaks
+            .insert("/bin/sh".into(), peaks(&[5000]));
+        assert_eq!(calibrated(&m, 0.45, 0.25).young("/bin/sh"), 0.25);
+    }
+
+    #[test]
+    fn the_young_threshold_is_set_where_the_extrapolated_tail_runs_out() {
+        // 10,000 start-ups, 1,000 of them reaching 0.1 and 2 reaching 0.4: a factor of
+        // about 7.9 a level, so over 100 volumes 0.5 is expected about 25 times, 0.6 about
+        // 3 times and 0.7 about 0.4 times: 0.7 is the first level let through no more.
+        let steep = peaks(&[9000, 900, 90, 8, 2]);
+        let t = tail_threshold(&steep).unwrap();
+        assert!((t - 0.65).abs() < 1e-9, "{t}");
+        // The same top reached by many more of the start-ups: the threshold is higher.
+        let fat = peaks(&[9000, 600, 250, 100, 50]);
+        let f = tail_threshold(&fat).unwrap();
+        assert!(f > t, "{f} vs {t}");
+        // A tail that does not fall (every start-up reaches 0.8): no young window passes.
+        let flat = peaks(&[0, 0, 0, 0, 0, 0, 0, 0, 40]);
+        assert!(tail_threshold(&flat).unwrap() > 1.0);
+        // Two start-ups in 10,000 strayed to 0.4: the tail is measured from every start-up
+        // (a span of two threads shows no shape), a factor of about 8.4 a level.
+        let once = peaks(&[9998, 0, 0, 0, 2]);
+        assert!((tail_threshold(&once).unwrap() - 0.65).abs() < 1e-9);
+        // Too few start-ups to show a tail: the maximum rule.
+        assert_eq!(tail_threshold(&peaks(&[20, 5, 4])), None);
+        // Always above the top level reached, as the maximum rule is.
+        for top in 1..PEAK_LEVELS {
+            let mut p = vec![0; PEAK_LEVELS];
+            p[0] = 1_000_000;
+            p[top] = 1;
+            let t = tail_threshold(&p).unwrap();
+            assert!(t > top as f64 / 10.0, "{top}: {t}");
+        }
+    }
+
+    #[test]
+    fn peaks_add_up_over_the_calibration_runs() {
+        let mut m = meta();
+        let one = peaks(&[9000, 900, 90, 8, 2]);
+        m.run_checks[1]
+            .young_peaks
+            .insert("/bin/bash".into(), one.clone());
+        let alone = calibrated(&m, 0.45, 0.25).young("/bin/bash");
+        // Twice the start-ups with twice the peaks at the top: the tail is as steep, but
+        // twice as many reach the top, so the horizon holds more above it.
+        m.run_checks[2].young_peaks.insert("/bin/bash".into(), one);
+        let twice = calibrated(&m, 0.45, 0.25).young("/bin/bash");
+        assert!(twice >= alone, "{twice} vs {alone}");
+        // Checks from before (a maximum, no peaks) still count by the maximum rule.
+        m.run_checks[0]
+            .young_by_program
+            .insert("/bin/bash".into(), 0.9);
+        assert!((calibrated(&m, 0.45, 0.25).young("/bin/bash") - 0.95).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_check_without_peaks_reads_as_before() {
+        let old = r#"{"at":1,"calls":2,"alarms":0,"max_settled":0.5,"max_young":0.3,
+            "young_by_program":{"/bin/sh":0.3}}"#;
+        let c: RunCheck = serde_json::from_str(old).unwrap();
+        assert!(c.young_peaks.is_empty());
+        let back = serde_json::to_string(&c).unwrap();
+        assert!(!back.contains("young_peaks"), "{back}");
+    }
+
+    #[test]
+    fn peak_levels_are_tenths() {
+        assert_eq!(peak_level(0.30000000000000004), 3);
+        assert_eq!(peak_level(1.0), 10);
+        assert_eq!(peak_level(7.0), 10);
+        assert_eq!(peak_level(-1.0), 0);
+        assert_eq!(peak_level(f64::NAN), 0);
+    }
+
     #[test]
     fn run_history_is_bounded() {
         let mut m = meta();
@@ -351,6 +516,7 @@ mod tests {
                     max_settled: Some(0.5),
                     max_young: None,
                     young_by_program: Default::default(),
+                    young_peaks: Default::default(),
                 },
             );
         }

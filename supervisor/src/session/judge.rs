@@ -174,6 +174,9 @@ pub struct ThreadState {
     pub alerted: bool,
     /// Its first refusal was reported.
     pub denial_reported: bool,
+    /// Train mode with a shadow detector: the highest young-known window score (in tenths,
+    /// [`lifecycle::peak_level`]) since its last `execve`, counted in the run's peaks.
+    pub young_peak: Option<u8>,
 }
 
 impl ThreadState {

@@ -23,6 +23,7 @@ use std::sync::mpsc::Sender;
 use std::sync::Mutex;
 
 use ngram_profiler::alert::{Action, Event as AlertEvent, Notice, NoticeKind, Rule};
+use ngram_profiler::lifecycle;
 use ngram_profiler::ngram::{FxHashMap, NgramCounts, ThreadWindow};
 use ngram_profiler::policy::{self, SyscallSet};
 use ngram_profiler::profile::Mode;
@@ -137,6 +138,8 @@ struct Inner<'m> {
     shadow_max: [Option<f64>; 2],
     /// Shadow mode: the highest young window score of each known program in the run.
     shadow_young: std::collections::BTreeMap<String, f64>,
+    /// Shadow mode: how many young threads of each known program peaked at each level.
+    shadow_peaks: std::collections::BTreeMap<String, Vec<u64>>,
 }
 
 /// The handler of one container.
@@ -225,6 +228,7 @@ impl<'m> Session<'m> {
                 stats: SessionStats::default(),
                 shadow_max: [None; 2],
                 shadow_young: Default::default(),
+                shadow_peaks: Default::default(),
             }),
             alerts: None,
             suppressed: Suppressed::default(),
@@ -380,6 +384,7 @@ impl<'m> Session<'m> {
                 max_settled: inner.shadow_max[0],
                 max_young: inner.shadow_max[1],
                 young_by_program: inner.shadow_young.clone(),
+                young_peaks: inner.shadow_peaks.clone(),
             }
         })
     }
@@ -422,6 +427,7 @@ impl<'m> Session<'m> {
         let thread = inner.threads.entry(ev.tid).or_default();
         if ev.is_execve() {
             thread.exec_at = Some(calls);
+            thread.young_peak = None;
         }
         let young = thread.young(calls);
         let facts = CallFacts {
@@ -447,6 +453,23 @@ impl<'m> Session<'m> {
             if let (judge::Measure::YoungKnown, Some(p)) = (verdict.measure, &proc.program) {
                 let top = inner.shadow_young.entry(p.to_string()).or_insert(0.0);
                 *top = top.max(verdict.score);
+                let level = lifecycle::peak_level(verdict.score);
+                if thread.young_peak.is_none_or(|old| usize::from(old) < level) {
+                    let peaks = inner
+                        .shadow_peaks
+                        .entry(p.to_string())
+                        .or_insert_with(|| vec![0; lifecycle::PEAK_LEVELS]);
+                    if let Some(old) = thread
+                        .young_peak
+                        .and_then(|o| peaks.get_mut(usize::from(o)))
+                    {
+                        *old = old.saturating_sub(1);
+                    }
+                    if let Some(new) = peaks.get_mut(level) {
+                        *new += 1;
+                    }
+                    thread.young_peak = u8::try_from(level).ok();
+                }
             }
         }
         let condemns = det.anomaly_condemns(young, &proc);

@@ -777,6 +777,11 @@ fn young_thresholds_are_calibrated_per_program() {
     let check = s.shadow_check(1).unwrap();
     let noisy = check.young_by_program["/srv/noisy"];
     assert!(noisy > 0.25, "{check:?}");
+    // Each young thread counts once, at its highest score (decision 98).
+    let peaks = &check.young_peaks["/srv/noisy"];
+    assert_eq!(peaks.iter().sum::<u64>(), 1, "{check:?}");
+    assert_eq!(peaks[ngram_profiler::lifecycle::peak_level(noisy)], 1);
+    assert_eq!(check.young_peaks["/bin/sh"].iter().sum::<u64>(), 1);
     ngram_profiler::lifecycle::record_run(&mut meta, check);
     let det = detector(&model, &meta).unwrap();
     assert!(det.calibrated.young("/srv/noisy") > noisy);
