@@ -58,6 +58,8 @@ declare -A PKG_CMD=(
 # protobuf-compiler builds the CRI client of tests/cri (k8s-cri's build script runs protoc).
 # docker-registry is the registry of the profile push/pull test (shim/tests/registry.rs, make
 # unit), which starts its own on a free loopback port; the package's service is not wanted.
+# openssl makes that test's CA and server certificate (TLS with a CA of its own; htpasswd for
+# its basic auth comes from apache2-utils, above).
 if ((tests)); then
     PKG_CMD+=(
         [containerd]=ctr
@@ -69,6 +71,7 @@ if ((tests)); then
         [chromium]=chromium
         [chromium-driver]=chromedriver
         [docker-registry]=docker-registry
+        [openssl]=openssl
     )
 fi
 

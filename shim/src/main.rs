@@ -22,7 +22,7 @@ fn init_logging(global: &GlobalOpts, supervisor: bool) -> anyhow::Result<()> {
         // A supervisor's log is its own file: say what it did.
         EnvFilter::new("info,sled=off")
     } else {
-        EnvFilter::new("warn,libcgroups=error,sled=off")
+        EnvFilter::new("warn,libcgroups=error,sled=off,rustls_platform_verifier=off")
     };
     let format = RuncFormat {
         json: global.log_format == ngram_runtime::cli::LogFormat::Json,

@@ -823,3 +823,75 @@ fn sample_alert(id: &str, name: &str, pid: u32, tid: u32) -> ngram_profiler::ale
         unjudged: Vec::new(),
     }
 }
+
+/// `profile bind` and `unbind`: a digest given directly (Docker names are resolved by the e2e
+/// suite), shown by `profile show`; a profile keyed by an image stays that image's; bad input
+/// is one line.
+#[test]
+fn bind_and_unbind_a_profile_by_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let t = traces(tmp.path(), "train", &[NORMAL, NORMAL], 10);
+    let ts = t.to_str().unwrap();
+    let (a, b) = (
+        format!("sha256:{}", "a1".repeat(32)),
+        format!("sha256:{}", "b2".repeat(32)),
+    );
+    ok(&db, &["profile", "train", "web", "--format", "adfa", ts]);
+    let shown = |name: &str| -> Value {
+        serde_json::from_str(&ok(&db, &["profile", "show", name, "--json"])).unwrap()
+    };
+    assert_eq!(shown("web")["bound_image"], Value::Null);
+    let out = ok(&db, &["profile", "bind", "web", &a]);
+    assert!(out.contains(&format!("bound to image {a}")), "{out}");
+    assert_eq!(shown("web")["bound_image"], a.as_str());
+    assert_eq!(shown("web")["image"], a.as_str());
+    let text = ok(&db, &["profile", "show", "web"]);
+    assert!(
+        text.contains(&format!(
+            "image        {a} (containers of another image are refused)"
+        )),
+        "{text}"
+    );
+    // Rebinding says what it was bound to.
+    let out = ok(&db, &["profile", "bind", "web", &b]);
+    assert!(out.contains(&format!("it was bound to {a}")), "{out}");
+    assert_eq!(shown("web")["bound_image"], b.as_str());
+    let out = ok(&db, &["profile", "unbind", "web"]);
+    assert!(
+        out.contains(&format!("bound to no image (it was bound to {b})")),
+        "{out}"
+    );
+    assert_eq!(shown("web")["bound_image"], Value::Null);
+    assert!(ok(&db, &["profile", "show", "web"]).contains("image        not bound"));
+
+    // A profile keyed by an image ID is bound by its key.
+    ok(&db, &["profile", "train", &a, "--format", "adfa", ts]);
+    assert_eq!(shown(&a)["bound_image"], a.as_str());
+    ok(&db, &["profile", "bind", &a, &a]);
+    for args in [
+        vec!["bind", a.as_str(), b.as_str()],
+        vec!["unbind", a.as_str()],
+    ] {
+        let mut all = vec!["profile"];
+        all.extend(args);
+        let e = err(&db, &all);
+        assert_eq!(e.trim_end().lines().count(), 1, "one line: {e}");
+        assert!(e.contains(&format!("keyed by image {a}")), "{e}");
+    }
+    assert_eq!(shown(&a)["bound_image"], a.as_str());
+
+    // Bad input: one line each, nothing changed.
+    for (args, want) in [
+        (vec!["bind", "web", "sha256:abc"], "not a digest"),
+        (vec!["bind", "web", "a b"], "neither an image digest"),
+        (vec!["bind", "nope", &b], "nope"),
+        (vec!["unbind", "nope"], "nope"),
+    ] {
+        let mut all = vec!["profile"];
+        all.extend(args.iter().copied());
+        let e = err(&db, &all);
+        assert!(e.contains(want), "{args:?}: {e}");
+    }
+    assert_eq!(shown("web")["bound_image"], Value::Null);
+}

@@ -29,6 +29,12 @@ struct LocalRegistry {
 
 impl LocalRegistry {
     fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// A registry whose config ends with `extra` (YAML: `http.tls`, `auth`; `http:` is the
+    /// last key before it, two spaces per level).
+    fn start_with(extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -40,7 +46,7 @@ impl LocalRegistry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{extra}",
                 dir.path().join("data").display()
             ),
         )
@@ -65,6 +71,10 @@ impl LocalRegistry {
             addr,
             _dir: dir,
         }
+    }
+
+    fn port(&self) -> u16 {
+        self.addr.rsplit_once(':').unwrap().1.parse().unwrap()
     }
 
     fn r(&self, path: &str) -> String {
@@ -442,7 +452,11 @@ fn bad_artifacts_are_refused_and_change_nothing() {
         packed.layers[1].data.clone(),
     );
     let raw = |tag: &str, blobs: &[&[u8]], m: Vec<u8>| {
-        let r = Registry::new(&reg.r(&format!("p/web:{tag}")), false).unwrap();
+        let r = Registry::new(
+            &reg.r(&format!("p/web:{tag}")),
+            &client::Transport::default(),
+        )
+        .unwrap();
         r.push_raw(&blobs.iter().map(|b| b.to_vec()).collect::<Vec<_>>(), &m)
             .unwrap();
     };
@@ -520,4 +534,334 @@ fn bad_artifacts_are_refused_and_change_nothing() {
     // The good one goes in.
     ok(&db, "h", &["profile", "pull", &reg.r("p/web:good")]);
     assert_eq!(counts(&db, "web").counts, p.counts);
+}
+
+/// A command that must succeed (openssl, htpasswd).
+fn tool(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} ({e}): scripts/setup-host.sh --test installs it"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A CA of the test's own and a server certificate it signs for `127.0.0.1`, `0.0.0.0` and
+/// `localhost`: (ca.crt, server.crt, server.key) in `dir`.
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_owned();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+    let mut ca = vec![
+        "req",
+        "-x509",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=ngram-ids test CA",
+    ];
+    ca.extend(ec);
+    let (ca_key, ca_crt) = (p("ca.key"), p("ca.crt"));
+    ca.extend(["-keyout", &ca_key, "-out", &ca_crt]);
+    ca.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
+    ca.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+    tool("openssl", &ca);
+    let (key, csr, crt, ext) = (p("server.key"), p("server.csr"), p("server.crt"), p("ext"));
+    let mut req = vec!["req", "-nodes", "-subj", "/CN=127.0.0.1"];
+    req.extend(ec);
+    req.extend(["-keyout", &key, "-out", &csr]);
+    tool("openssl", &req);
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1,IP:0.0.0.0,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    tool(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_crt,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-extfile",
+            &ext,
+            "-out",
+            &crt,
+        ],
+    );
+    (ca_crt.into(), crt.into(), key.into())
+}
+
+fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A Docker config directory (for DOCKER_CONFIG) whose `auths` holds `user:pass` for
+/// `registry`, as `docker login` writes it.
+fn docker_config(dir: &Path, registry: &str, user: &str, pass: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let auth = base64(format!("{user}:{pass}").as_bytes());
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_vec(&json!({"auths": {registry: {"auth": auth}}})).unwrap(),
+    )
+    .unwrap();
+    dir.to_owned()
+}
+
+/// `ngram-ids ARGS` with `env` set (DOCKER_CONFIG, SSL_CERT_FILE).
+fn run_env(db: &Path, env: &[(&str, &Path)], args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ngram-ids"));
+    c.env("NGRAM_IDS_DB", db)
+        .env("NGRAM_IDS_HOST", "h")
+        .args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn ok_env(db: &Path, env: &[(&str, &Path)], args: &[&str]) -> String {
+    let out = run_env(db, env, args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn err_env(db: &Path, env: &[(&str, &Path)], args: &[&str]) -> String {
+    let out = run_env(db, env, args);
+    assert!(!out.status.success(), "{args:?} should fail");
+    let e = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(e.trim_end().lines().count(), 1, "one line: {e}");
+    eprint!("refused as it should be: {e}");
+    e
+}
+
+/// `/etc/docker/certs.d/<registry>/ca.crt`, as Docker users install a registry's CA; removed
+/// (with the directories it created) when dropped.
+struct CertsD {
+    created: Vec<PathBuf>,
+}
+
+impl CertsD {
+    fn install(registry: &str, ca: &Path) -> Self {
+        let root = Path::new(client::CERTS_DIRS[0]);
+        let mut created = Vec::new();
+        for d in [root.parent().unwrap(), root, &root.join(registry)] {
+            if !d.exists() {
+                std::fs::create_dir(d).unwrap();
+                created.push(d.to_owned());
+            }
+        }
+        std::fs::copy(ca, root.join(registry).join("ca.crt")).unwrap();
+        created.reverse();
+        Self { created }
+    }
+}
+
+impl Drop for CertsD {
+    fn drop(&mut self) {
+        for d in &self.created {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// A registry over TLS with a CA of the test's own, and htpasswd basic auth: which CA is
+/// trusted (none: refused in one line; `--ca-file`; Docker's certs.d; the system store through
+/// SSL_CERT_FILE), and credentials from Docker's config (none, wrong, right). A registry that
+/// is not on loopback and speaks plain HTTP is refused without `--insecure`. `0.0.0.0` stands
+/// for such a registry: it is not a loopback address by decision 93's rule, yet Linux routes it
+/// to this machine, so the test needs no network but loopback.
+#[test]
+#[ignore = "needs root (writes /etc/docker/certs.d/127.0.0.1:PORT), Debian's docker-registry and openssl; run by make unit"]
+fn tls_and_credentials_from_docker_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, crt, key) = certificates(tmp.path());
+    let htpasswd = tmp.path().join("htpasswd");
+    std::fs::write(&htpasswd, tool("htpasswd", &["-Bbn", "tester", "s3cret"])).unwrap();
+    let reg = LocalRegistry::start_with(&format!(
+        "  tls:\n    certificate: {}\n    key: {}\nauth:\n  htpasswd:\n    realm: ngram-ids-test\n    path: {}\n",
+        crt.display(),
+        key.display(),
+        htpasswd.display()
+    ));
+    let host = reg.addr.clone();
+    let a = tmp.path().join("a");
+    let t = traces(tmp.path(), "t", &[3, 4, 5, 6, 3, 4, 192, 91], 0, 2);
+    ok(
+        &a,
+        "h",
+        &[
+            "profile",
+            "train",
+            "web",
+            "--format",
+            "adfa",
+            "--n",
+            "3",
+            t.to_str().unwrap(),
+        ],
+    );
+    let r = reg.r("p/web:v1");
+    let push = ["profile", "push", "web", r.as_str(), "--any-image"];
+    let right = docker_config(&tmp.path().join("right"), &host, "tester", "s3cret");
+    let wrong = docker_config(&tmp.path().join("wrong"), &host, "tester", "guess");
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+
+    // A loopback registry without a CA of its own is spoken to over plain HTTP: it answers
+    // that it speaks TLS, and the line says where its CA goes.
+    let e = err_env(&a, &[("DOCKER_CONFIG", &right)], &push);
+    assert!(
+        e.contains("speaks TLS") && e.contains(&format!("/etc/docker/certs.d/{host}/ca.crt")),
+        "{e}"
+    );
+    // With its CA: no credentials, wrong ones, right ones.
+    let push_ca = [
+        "profile",
+        "push",
+        "web",
+        r.as_str(),
+        "--any-image",
+        "--ca-file",
+        ca.to_str().unwrap(),
+    ];
+    let e = err_env(&a, &[("DOCKER_CONFIG", &empty)], &push_ca);
+    assert!(
+        e.contains(&format!("registry {host} asks for credentials"))
+            && e.contains(&format!("docker login {host}")),
+        "{e}"
+    );
+    let e = err_env(&a, &[("DOCKER_CONFIG", &wrong)], &push_ca);
+    assert!(
+        e.contains(&format!("registry {host} refused the credentials"))
+            && e.contains(&format!("docker login {host}"))
+            && !e.contains("guess"),
+        "{e}"
+    );
+    let out = ok_env(&a, &[("DOCKER_CONFIG", &right)], &push_ca);
+    assert!(out.contains("pushed profile web"), "{out}");
+    // A CA file that holds no certificate is refused before anything is sent.
+    let e = err_env(
+        &a,
+        &[("DOCKER_CONFIG", &right)],
+        &[
+            "profile",
+            "pull",
+            &r,
+            "--ca-file",
+            htpasswd.to_str().unwrap(),
+        ],
+    );
+    assert!(e.contains("holds no certificate"), "{e}");
+
+    // Pull on a second store, trusting the CA as Docker does: /etc/docker/certs.d.
+    let b = tmp.path().join("b");
+    let e = err_env(&b, &[("DOCKER_CONFIG", &right)], &["profile", "pull", &r]);
+    assert!(e.contains("speaks TLS"), "{e}");
+    {
+        let _certs = CertsD::install(&host, &ca);
+        let out = ok_env(&b, &[("DOCKER_CONFIG", &right)], &["profile", "pull", &r]);
+        assert!(out.contains("stored as profile web"), "{out}");
+        let e = err_env(
+            &b,
+            &[("DOCKER_CONFIG", &wrong)],
+            &["profile", "pull", &r, "--as", "other"],
+        );
+        assert!(e.contains("refused the credentials"), "{e}");
+    }
+    assert_eq!(counts(&b, "web").counts, counts(&a, "web").counts);
+
+    // Not on loopback: TLS, always. Untrusted, then trusted through the system store
+    // (SSL_CERT_FILE) and through --ca-file.
+    let far = format!("0.0.0.0:{}/p/web:v1", reg.port());
+    let c = tmp.path().join("c");
+    let e = err_env(&c, &[("DOCKER_CONFIG", &right)], &["profile", "pull", &far]);
+    assert!(
+        e.contains("TLS certificate is not trusted") && e.contains("--ca-file"),
+        "{e}"
+    );
+    let far_auth = docker_config(
+        &tmp.path().join("far"),
+        &format!("0.0.0.0:{}", reg.port()),
+        "tester",
+        "s3cret",
+    );
+    ok_env(
+        &c,
+        &[("DOCKER_CONFIG", &far_auth), ("SSL_CERT_FILE", &ca)],
+        &["profile", "pull", &far, "--as", "sys"],
+    );
+    ok_env(
+        &c,
+        &[("DOCKER_CONFIG", &far_auth)],
+        &[
+            "profile",
+            "pull",
+            &far,
+            "--as",
+            "file",
+            "--ca-file",
+            ca.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(counts(&c, "file").counts, counts(&a, "web").counts);
+
+    // A plain-HTTP registry that is not on loopback: refused in one line without --insecure.
+    let plain = LocalRegistry::start();
+    let far_plain = format!("0.0.0.0:{}/p/web:v1", plain.port());
+    let e = err_env(
+        &a,
+        &[],
+        &["profile", "push", "web", &far_plain, "--any-image"],
+    );
+    assert!(
+        e.contains("did not answer over TLS") && e.contains("--insecure"),
+        "{e}"
+    );
+    let out = ok(
+        &a,
+        "h",
+        &[
+            "profile",
+            "push",
+            "web",
+            &far_plain,
+            "--any-image",
+            "--insecure",
+        ],
+    );
+    assert!(out.contains("pushed profile web"), "{out}");
 }

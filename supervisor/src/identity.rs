@@ -53,7 +53,7 @@ pub enum IdentityError {
     Label(#[from] LabelError),
     #[error(transparent)]
     Podman(#[from] PodmanError),
-    #[error("container {id}: profile {profile} is bound to image {bound}, but the container runs image {image}: pull the profile pushed for this image (ngram-ids profile pull), or name another profile with {PROFILE_LABEL}")]
+    #[error("container {id}: profile {profile} is bound to image {bound}, but the container runs image {image}: pull the profile pushed for this image (ngram-ids profile pull), name another profile with {PROFILE_LABEL}, or once you have checked the new image behaves as the old, ngram-ids profile bind {profile} {image}")]
     OtherImage {
         id: String,
         profile: String,
@@ -350,7 +350,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("bound to image sha256:bbb") && e.contains("profile pull"),
+            e.contains("bound to image sha256:bbb")
+                && e.contains(&format!("runs image {}", own.as_deref().unwrap()))
+                && e.contains("profile pull")
+                && e.contains(&format!("profile bind shop {}", own.as_deref().unwrap()))
+                && !e.contains('\n'),
             "{e}"
         );
         let unknown = Identity {

@@ -4,6 +4,7 @@
 
 mod ae;
 mod alerts;
+pub mod bind;
 mod dashboard;
 mod eval;
 mod opts;

@@ -116,9 +116,8 @@ pub enum ProfileCmd {
         /// Push the profile bound to no image: any container naming it uses it.
         #[arg(long)]
         any_image: bool,
-        /// Speak plain HTTP to a registry that is not on loopback.
-        #[arg(long)]
-        insecure: bool,
+        #[command(flatten)]
+        transport: super::registry::client::Transport,
     },
     /// Pull a profile pushed with `profile push` into the store (docs/profiles.md).
     #[cfg(feature = "registry")]
@@ -135,10 +134,19 @@ pub enum ProfileCmd {
         /// Take it in place of the local profile of that name.
         #[arg(long)]
         replace: bool,
-        /// Speak plain HTTP to a registry that is not on loopback.
-        #[arg(long)]
-        insecure: bool,
+        #[command(flatten)]
+        transport: super::registry::client::Transport,
     },
+    /// Bind a profile to one image by digest: containers of another image naming it are
+    /// refused at create (docs/profiles.md).
+    Bind {
+        name: String,
+        /// The image: its digest (sha256:…, Docker's or Podman's image ID, or under Kubernetes
+        /// the digest the pod's image reference pins), or a name the local Docker knows.
+        image: String,
+    },
+    /// Undo `profile bind`: any container naming the profile uses it.
+    Unbind { name: String },
     /// Write an AppArmor profile of the directories, programs, address families and mounts
     /// the profile's training saw (its argument classes), for review and `apparmor_parser`.
     ExportApparmor {
@@ -205,23 +213,25 @@ pub(crate) fn run(db: &Path, cmd: ProfileCmd) -> Result<ExitCode> {
             reference,
             image,
             any_image,
-            insecure,
-        } => super::registry::push(db, &name, &reference, (image, any_image), insecure)?,
+            transport,
+        } => super::registry::push(db, &name, &reference, (image, any_image), &transport)?,
         #[cfg(feature = "registry")]
         ProfileCmd::Pull {
             reference,
             as_name,
             merge,
             replace,
-            insecure,
+            transport,
         } => {
             let how = match (merge, replace) {
                 (true, _) => store::Import::Merge,
                 (_, true) => store::Import::Replace,
                 _ => store::Import::New,
             };
-            super::registry::pull(db, &reference, as_name.as_deref(), how, insecure)?;
+            super::registry::pull(db, &reference, as_name.as_deref(), how, &transport)?;
         }
+        ProfileCmd::Bind { name, image } => super::bind::bind(db, &name, &image)?,
+        ProfileCmd::Unbind { name } => super::bind::unbind(db, &name)?,
         ProfileCmd::ExportApparmor { name, output } => {
             let meta = Store::open(db)?.load(&name)?.meta;
             write_out(output.as_deref(), &apparmor::apparmor_profile(&meta)?)?;
@@ -302,6 +312,8 @@ fn show(db: &Path, name: &str, json: bool) -> Result<()> {
         v["syscalls"] = serde_json::json!(syscalls);
         v["sgt"] = serde_json::json!(fit);
         v["provenance"] = serde_json::to_value(p.meta.provenance())?;
+        // The binding, by key or by `profile bind`/`pull` (`image` holds only the latter).
+        v["bound_image"] = serde_json::json!(p.meta.bound_image());
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print_show(&p.meta, &syscalls, &fit);

@@ -13,6 +13,8 @@ use ngram_profiler::profile::{Profile, ProfileMeta};
 use ngram_profiler::store::SCHEMA;
 use serde::{Deserialize, Serialize};
 
+pub use crate::tools::bind::is_digest;
+
 /// The manifest's `artifactType`.
 pub const ARTIFACT_TYPE: &str = "application/vnd.ngram-ids.profile.v1";
 /// The config blob: a [`Summary`] of the profile.
@@ -76,15 +78,6 @@ pub struct Packed {
 pub struct Unpacked {
     pub profile: Profile,
     pub weights: Option<Vec<u8>>,
-}
-
-/// Is `s` an image digest (`sha256:` and 64 lowercase hex digits)?
-pub fn is_digest(s: &str) -> bool {
-    s.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
 }
 
 /// The artifact of `profile` (its metadata's `image` is the binding), with its model's
@@ -387,13 +380,5 @@ mod tests {
             unpack(&packed.config, &lie).expect_err("calls"),
             "says calls 1",
         );
-    }
-
-    #[test]
-    fn digests_are_checked() {
-        assert!(is_digest(&format!("sha256:{}", "0f".repeat(32))));
-        assert!(!is_digest("sha256:abc"));
-        assert!(!is_digest(&format!("sha512:{}", "0".repeat(64))));
-        assert!(!is_digest(&format!("sha256:{}", "A".repeat(64))));
     }
 }

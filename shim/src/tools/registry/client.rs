@@ -1,19 +1,25 @@
 //! Talking to an OCI registry for `profile push`/`pull`, through oci-client (the ORAS
-//! project's distribution client). Registries on loopback are spoken to over plain HTTP, as
-//! Docker does; any other over TLS unless `--insecure`. Credentials come from Docker's config
-//! (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`, with its credential helpers)
-//! when it has some for the registry; otherwise the registry is asked anonymously.
+//! project's distribution client). Any registry is spoken to over TLS, except with
+//! `--insecure` and on loopback without a CA of its own (plain HTTP, as Docker does; decision
+//! 83). TLS trusts the system's store (`SSL_CERT_FILE`/`SSL_CERT_DIR` override it), the CAs
+//! Docker and Podman keep per registry ([`CERTS_DIRS`]) and `--ca-file`. Credentials come
+//! from Docker's config (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`, with its
+//! credential helpers) when it has some for the registry; otherwise the registry is asked
+//! anonymously.
 //!
 //! Pulls are bounded: a manifest of at most [`MAX_MANIFEST`] bytes, blobs of at most
 //! [`MAX_BLOB`] bytes whatever they declare, each checked against its digest.
 
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+use oci_client::client::{
+    Certificate, CertificateEncoding, ClientConfig, ClientProtocol, Config, ImageLayer,
+};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use oci_client::secrets::RegistryAuth;
@@ -21,10 +27,28 @@ use oci_client::{Client, Reference};
 
 use super::artifact::{self, Described, Packed, MAX_BLOB, MAX_MANIFEST};
 
+/// Where Docker (`/etc/docker/certs.d`) and Podman (`/etc/containers/certs.d`) keep the CAs
+/// of one registry: `DIR/HOST[:PORT]/*.crt`.
+pub const CERTS_DIRS: [&str; 2] = ["/etc/docker/certs.d", "/etc/containers/certs.d"];
+
+/// How to reach a registry: the options of `profile push` and `pull`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Transport {
+    /// Speak plain HTTP to a registry that is not on loopback (never to the internet).
+    #[arg(long, conflicts_with = "ca_file")]
+    pub insecure: bool,
+    /// Trust the CA certificates (PEM) in this file for the registry's TLS certificate, besides
+    /// the system's and /etc/docker/certs.d/HOST:PORT/*.crt.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+}
+
 /// A registry reference, and how to reach it.
 pub struct Registry {
     client: Client,
     auth: RegistryAuth,
+    /// Whether it is spoken to over TLS (for messages).
+    tls: bool,
     reference: Reference,
     rt: tokio::runtime::Runtime,
 }
@@ -57,15 +81,17 @@ pub fn is_loopback(registry: &str) -> bool {
 
 impl Registry {
     /// Prepare to reach `reference` (`REGISTRY/REPO:TAG` or `…@sha256:…`).
-    pub fn new(reference: &str, insecure: bool) -> Result<Self> {
+    pub fn new(reference: &str, transport: &Transport) -> Result<Self> {
         let parsed: Reference = reference.parse().map_err(|e| {
             anyhow!("{reference:?} is not an image reference ({e}): write REGISTRY/REPOSITORY:TAG, e.g. localhost:5000/profiles/web:v1")
         })?;
         let registry = parsed.resolve_registry().to_owned();
-        let protocol = if insecure || is_loopback(&registry) {
-            ClientProtocol::HttpsExcept(vec![registry.clone()])
-        } else {
+        let roots = trusted(&registry, transport.ca_file.as_deref())?;
+        let tls = !plain_http(&registry, transport.insecure, !roots.is_empty());
+        let protocol = if tls {
             ClientProtocol::Https
+        } else {
+            ClientProtocol::HttpsExcept(vec![registry.clone()])
         };
         // reqwest's rustls is built without a default provider (no aws-lc-rs and its C build);
         // ring is ours. rustls 0.23.48 deprecates ring's provider because it has no
@@ -80,6 +106,7 @@ impl Registry {
             connect_timeout: Some(Duration::from_secs(10)),
             read_timeout: Some(Duration::from_secs(60)),
             platform_resolver: None,
+            extra_root_certificates: roots,
             ..ClientConfig::default()
         });
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -89,6 +116,7 @@ impl Registry {
         Ok(Self {
             client,
             auth: credentials(&registry)?,
+            tls,
             reference: parsed,
             rt,
         })
@@ -234,16 +262,43 @@ impl Registry {
                 anyhow!("{} is not in registry {reg}: check the repository and tag (push it first)", self.reference.whole())
             }
             OciDistributionError::UnauthorizedError { .. }
-            | OciDistributionError::AuthenticationFailure(_) => anyhow!(
-                "registry {reg} refused our credentials ({}): docker login {reg}, or check ~/.docker/config.json",
-                flat(e.to_string())
-            ),
+            | OciDistributionError::AuthenticationFailure(_)
+            | OciDistributionError::ServerError { code: 401, .. } => {
+                if matches!(self.auth, RegistryAuth::Anonymous) {
+                    anyhow!(
+                        "registry {reg} asks for credentials and Docker's config has none for it: docker login {reg} (the config read is $DOCKER_CONFIG/config.json, else ~/.docker/config.json)"
+                    )
+                } else {
+                    anyhow!(
+                        "registry {reg} refused the credentials Docker's config holds for it ({}): docker login {reg} again, or fix its entry in $DOCKER_CONFIG/config.json or ~/.docker/config.json",
+                        match &e {
+                            OciDistributionError::ServerError { code, .. } => format!("HTTP {code}"),
+                            _ => flat(e.to_string()),
+                        }
+                    )
+                }
+            }
+            OciDistributionError::RequestError(r) if self.tls && tls_failed(r) => {
+                let why = flat(chain(&e));
+                if why.contains("certificate") || why.contains("Certificate") {
+                    anyhow!(
+                        "registry {reg}'s TLS certificate is not trusted ({why}): put its CA in /etc/docker/certs.d/{reg}/ca.crt as for Docker, or give --ca-file PEM"
+                    )
+                } else {
+                    anyhow!(
+                        "registry {reg} did not answer over TLS ({why}): if it speaks plain HTTP, give --insecure, and only on a network you trust"
+                    )
+                }
+            }
             OciDistributionError::RequestError(r) if r.is_connect() || r.is_timeout() => {
                 anyhow!(
                     "registry {reg} is unreachable ({}): is it running, and is the address right?",
                     flat(chain(&e))
                 )
             }
+            _ if !self.tls && chain(&e).contains("HTTP request to an HTTPS server") => anyhow!(
+                "registry {reg} speaks TLS, and ngram-ids spoke plain HTTP to it (a loopback registry without a CA of its own): put its CA in /etc/docker/certs.d/{reg}/ca.crt, or give --ca-file PEM"
+            ),
             _ => anyhow!("registry {reg}: {}", flat(chain(&e))),
         }
     }
@@ -262,6 +317,103 @@ fn chain(e: &dyn std::error::Error) -> String {
         src = x.source();
     }
     s
+}
+
+/// Whether a request failed in the TLS handshake: rustls' error, which tokio-rustls and
+/// hyper-rustls wrap in `io::Error`s whose `source` skips it.
+fn tls_failed(r: &(dyn std::error::Error + 'static)) -> bool {
+    let mut src = Some(r);
+    while let Some(e) = src {
+        let mut inner = Some(e);
+        while let Some(i) = inner {
+            if i.is::<rustls::Error>() {
+                return true;
+            }
+            inner = i
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .map(|x| x as &(dyn std::error::Error + 'static));
+        }
+        src = e.source();
+    }
+    false
+}
+
+/// Plain HTTP, not TLS: with `--insecure`, and for a loopback registry unless it has a CA of
+/// its own (`has_ca`), which says it speaks TLS.
+pub fn plain_http(registry: &str, insecure: bool, has_ca: bool) -> bool {
+    insecure || (is_loopback(registry) && !has_ca)
+}
+
+/// The CAs trusted for `registry` besides the system's: `ca_file`, then every `*.crt` of
+/// `DIR/registry/` for each of [`CERTS_DIRS`] (in name order).
+fn trusted(registry: &str, ca_file: Option<&Path>) -> Result<Vec<Certificate>> {
+    let mut files: Vec<PathBuf> = ca_file.into_iter().map(Path::to_path_buf).collect();
+    // The reference's grammar allows neither `/` nor `..` in a registry; a directory name
+    // that could climb out of the certs directory is never looked up all the same.
+    if !registry.contains('/') && !registry.starts_with('.') {
+        for dir in CERTS_DIRS {
+            files.extend(crt_files(&Path::new(dir).join(registry))?);
+        }
+    }
+    let mut roots = Vec::new();
+    for f in &files {
+        roots.extend(read_pem_certs(f)?);
+    }
+    Ok(roots)
+}
+
+/// The `*.crt` files of `dir`, sorted; none when `dir` does not exist.
+fn crt_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => bail!("cannot read {} ({e}): fix its permissions", dir.display()),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .path();
+        if path.extension().is_some_and(|x| x == "crt") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The certificates of a PEM file, each as DER.
+pub fn read_pem_certs(path: &Path) -> Result<Vec<Certificate>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let text = std::fs::read(path).map_err(|e| {
+        anyhow!(
+            "cannot read CA file {} ({e}): give a PEM file of CA certificates",
+            path.display()
+        )
+    })?;
+    let certs = CertificateDer::pem_slice_iter(&text)
+        .map(|c| {
+            c.map(|der| Certificate {
+                encoding: CertificateEncoding::Der,
+                data: der.to_vec(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            anyhow!(
+                "CA file {} is not PEM ({e:?}): give CA certificates as -----BEGIN CERTIFICATE----- blocks",
+                path.display()
+            )
+        })?;
+    if certs.is_empty() {
+        bail!(
+            "CA file {} holds no certificate: give CA certificates as -----BEGIN CERTIFICATE----- blocks",
+            path.display()
+        );
+    }
+    Ok(certs)
 }
 
 /// The credentials Docker's config holds for `registry`; anonymous when it has none.

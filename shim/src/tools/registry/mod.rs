@@ -13,7 +13,7 @@ use ngram_profiler::export;
 use ngram_profiler::store::{self, Import, Store, StoreError};
 
 use self::artifact::is_digest;
-use self::client::Registry;
+use self::client::{Registry, Transport};
 
 /// `profile push NAME REF`: the profile, bound to `image` (else the image it is bound to or
 /// keyed by; `any_image` pushes it unbound).
@@ -22,7 +22,7 @@ pub(crate) fn push(
     name: &str,
     reference: &str,
     (image, any_image): (Option<String>, bool),
-    insecure: bool,
+    transport: &Transport,
 ) -> Result<()> {
     let store = Store::open(db)?;
     let mut p = store.load(name)?;
@@ -50,7 +50,7 @@ pub(crate) fn push(
     p.meta.image = binding;
     let seccomp = export::seccomp_json(&p.meta, &p.counts.syscalls()).ok();
     let packed = artifact::pack(&p, weights.as_deref(), seccomp)?;
-    let registry = Registry::new(reference, insecure)?;
+    let registry = Registry::new(reference, transport)?;
     let digest = registry
         .push(&packed)
         .with_context(|| format!("pushing profile {name} to {reference}"))?;
@@ -73,9 +73,9 @@ pub(crate) fn pull(
     reference: &str,
     as_name: Option<&str>,
     how: Import,
-    insecure: bool,
+    transport: &Transport,
 ) -> Result<()> {
-    let registry = Registry::new(reference, insecure)?;
+    let registry = Registry::new(reference, transport)?;
     let pulled = registry
         .pull()
         .with_context(|| format!("pulling {reference}"))?;
