@@ -488,6 +488,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn plain_http_only_with_insecure_or_on_loopback_without_a_ca() {
+        assert!(plain_http("127.0.0.1:5000", false, false));
+        assert!(plain_http("localhost:5000", false, false));
+        assert!(!plain_http("127.0.0.1:5000", false, true));
+        assert!(!plain_http("registry.example.com", false, false));
+        assert!(!plain_http("0.0.0.0:5000", false, false));
+        assert!(plain_http("registry.example.com", true, false));
+    }
+
+    #[test]
     fn loopback_registries_are_known() {
         for yes in [
             "localhost:5000",
