@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use libbpf_rs::{Link, MapCore, MapFlags, RingBuffer, RingBufferBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, RingBuffer, RingBufferBuilder};
 use ngram_profiler::score::ModelTables;
 
 use crate::cgroup::cgroup_id;
@@ -13,6 +13,7 @@ use crate::counter::{read_stats, Stats};
 use crate::error::Error;
 use crate::event::KernelEvent;
 use crate::fill::Batch;
+use crate::hybrid::Hybrid;
 use crate::layout::{encode_okey, MAX_N, MAX_WINDOW, MIN_N, NR_SLOTS, OKEY_LEN};
 use crate::skel::{is_enforce_program, is_lsm_program, LoadError, Loaded};
 
@@ -356,6 +357,19 @@ impl Alerter {
         })
     }
 
+    /// The seccomp hybrid's view of this program ([`Hybrid`]): its thread, process and arming
+    /// maps, and the rule of `opts` (the options it was attached with, enforce set).
+    pub fn hybrid(&self, opts: &AlertOptions) -> Result<Hybrid, Error> {
+        let maps = &self.loaded.skel.maps;
+        let err = |name: &'static str| move |source| Error::MapRead { map: name, source };
+        Hybrid::new(
+            MapHandle::try_from(&maps.ng_threads).map_err(err("ng_threads"))?,
+            MapHandle::try_from(&maps.ng_procs).map_err(err("ng_procs"))?,
+            MapHandle::try_from(&maps.ng_armed).map_err(err("ng_armed"))?,
+            opts,
+        )
+    }
+
     /// The judged cgroup's directory.
     pub fn cgroup(&self) -> &Path {
         &self.cgroup
@@ -397,6 +411,28 @@ impl Alerter {
             self.hooks.clear();
             tracing::debug!(cgroup = %self.cgroup.display(), "eBPF alert program detached");
         }
+    }
+}
+
+/// Does this kernel load the BPF LSM programs of enforce? Loads (never attaches) the object
+/// with one of them, `lsm/file_open`: `Err(Error::LsmRefused)` where the kernel refuses it (no
+/// active BPF LSM, or no BPF trampolines), another error where nothing loads at all.
+pub fn probe_lsm() -> Result<(), Error> {
+    if !Path::new(BTF).exists() {
+        return Err(Error::NoBtf);
+    }
+    crate::log::init();
+    let load = |name: &'static str| {
+        Loaded::new(|open| {
+            crate::skel::autoload_only(open, |n| n == name);
+            open.maps.ng_grams.set_max_entries(1)
+        })
+    };
+    match load("ngram_lsm_open") {
+        Ok(_) => Ok(()),
+        Err(LoadError::Load(e)) if load("ngram_alert").is_ok() => Err(Error::LsmRefused(e)),
+        Err(LoadError::Open(e)) => Err(Error::Open(e)),
+        Err(LoadError::Load(e)) => Err(Error::Load(e)),
     }
 }
 

@@ -29,15 +29,21 @@ mod counts;
 mod error;
 mod event;
 mod fill;
+mod hybrid;
 mod layout;
 mod log;
 mod skel;
 
-pub use alerter::{AlertOptions, Alerter, EnforceOptions, Events, MAX_BREAKER, REFUSABLE};
+pub use alerter::{
+    probe_lsm, AlertOptions, Alerter, EnforceOptions, Events, MAX_BREAKER, REFUSABLE,
+};
 pub use counter::{Counter, Options, Stats};
 pub use counts::KernelCounts;
 pub use error::Error;
 pub use event::{verdict, KernelEvent, KernelRule};
+pub use hybrid::{
+    proc_flag, Admit, Call, Hybrid, HybridStats, Judged, Rule, Stepped, ThreadState, THREAD_LEN,
+};
 pub use layout::{
     decode_key, encode_key, KeyError, DEFAULT_MAX_NGRAMS, KEY_LEN, MAX_N, MAX_WINDOW, MIN_N,
     NR_SLOTS, RAW,

@@ -143,5 +143,10 @@ mod tests {
             pad: 0,
         };
         assert_eq!(w.nr.len(), MAX_N);
+        assert_eq!(
+            std::mem::size_of::<types::ngram_thread>(),
+            crate::hybrid::THREAD_LEN,
+            "the hybrid's copy of struct ngram_thread"
+        );
     }
 }

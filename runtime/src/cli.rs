@@ -110,6 +110,13 @@ pub struct GlobalOpts {
     /// `ngram-ids.tracer` overrides).
     #[arg(long, value_enum, default_value_t = TracerArg::Auto)]
     pub tracer: TracerArg,
+    /// Enforce with `--tracer=ebpf`: BPF LSM programs refuse in the kernel (lsm), or a seccomp
+    /// filter notifies only the harmful calls and the supervisor decides them with the
+    /// thread's state from the kernel's maps (hybrid); auto (default): lsm where this kernel
+    /// loads BPF LSM programs (probed once per boot), else hybrid (decision 72). Label
+    /// `ngram-ids.ebpf-enforce` overrides.
+    #[arg(long, value_enum, default_value_t = EbpfEnforceArg::Auto)]
+    pub ebpf_enforce: EbpfEnforceArg,
     /// Benchmarks only: trace every call but answer CONTINUE without learning or scoring
     /// (the floor of the notify design). Implies train mode; nothing is stored.
     #[arg(long, hide = true)]
@@ -180,6 +187,24 @@ impl TracerArg {
             TracerArg::Notify => Some(TracerKind::Notify),
             TracerArg::Ptrace => Some(TracerKind::Ptrace),
             TracerArg::Ebpf => Some(TracerKind::Ebpf),
+        }
+    }
+}
+
+/// See [`GlobalOpts::ebpf_enforce`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EbpfEnforceArg {
+    Auto,
+    Lsm,
+    Hybrid,
+}
+
+impl From<EbpfEnforceArg> for ngram_supervisor::supervise::EbpfEnforce {
+    fn from(a: EbpfEnforceArg) -> Self {
+        match a {
+            EbpfEnforceArg::Auto => Self::Auto,
+            EbpfEnforceArg::Lsm => Self::Lsm,
+            EbpfEnforceArg::Hybrid => Self::Hybrid,
         }
     }
 }

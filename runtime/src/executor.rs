@@ -26,6 +26,9 @@ pub struct NgramExecutor {
     /// Load the tracing filter last, so the supervisor sees the workload from its `execve`
     /// on: notify every call, or (ptrace backend) wait to be seized, then trace every call.
     pub trace: Option<TracerKind>,
+    /// With the eBPF tracer: load the seccomp hybrid's filter (decision 72), which notifies
+    /// only the harmful calls (`ngram_supervisor::ebpf_hybrid::notified`).
+    pub hybrid: bool,
     /// Make the stdio descriptors that point to `/dev/null` read-write (init only; see
     /// [`reopen_dev_null_rw`]).
     pub dev_null_rw: bool,
@@ -68,9 +71,10 @@ impl CgroupJoin {
 impl NgramExecutor {
     /// Executor for a container's init process; `drop_sys_admin` when CAP_SYS_ADMIN was lent
     /// to it only for the tracing filter.
-    pub fn for_init(trace: Option<TracerKind>, drop_sys_admin: bool) -> Self {
+    pub fn for_init(trace: Option<TracerKind>, drop_sys_admin: bool, hybrid: bool) -> Self {
         Self {
             trace,
+            hybrid,
             drop_sys_admin,
             dev_null_rw: true,
             ..Self::default()
@@ -88,9 +92,16 @@ impl NgramExecutor {
             seccomp,
             drop_sys_admin,
             trace,
+            hybrid: false,
             dev_null_rw: false,
             join_cgroup: None,
         }
+    }
+
+    /// Load the seccomp hybrid's filter (with the eBPF tracer).
+    pub fn with_hybrid(mut self, hybrid: bool) -> Self {
+        self.hybrid = hybrid;
+        self
     }
 
     /// Join the container's cgroup v2 right before `execve` (see [`CgroupJoin`]).
@@ -246,15 +257,18 @@ fn install_seccomp(seccomp: &LinuxSeccomp) -> Result<(), ExecutorError> {
 ///
 /// From here on every call blocks until the supervisor answers: it attaches while this
 /// process waits in its next call.
-fn install_trace_filter(kind: TracerKind) -> Result<(), ExecutorError> {
+fn install_trace_filter(kind: TracerKind, hybrid: bool) -> Result<(), ExecutorError> {
     use ngram_supervisor::{bpf, sys};
-    match kind {
+    let prog = match kind {
         TracerKind::Ptrace => return install_ptrace_filter(),
+        // Enforce without BPF LSM: only the harmful calls are notified (decision 72).
+        TracerKind::Ebpf if hybrid => tracing_program(bpf::notify_only_program(
+            &ngram_supervisor::ebpf_hybrid::notified(),
+        ))?,
         // The kernel counts the container's cgroup: no filter.
         TracerKind::Ebpf => return Ok(()),
-        TracerKind::Notify => {}
-    }
-    let prog = tracing_program(bpf::notify_all_program(&[]))?;
+        TracerKind::Notify => tracing_program(bpf::notify_all_program(&[]))?,
+    };
     let base = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
     // WAIT_KILLABLE_RECV (Linux 5.19): a received call is not restarted by signals, so it is
     // never notified twice.
@@ -324,7 +338,7 @@ impl Executor for NgramExecutor {
             install_seccomp(seccomp)?;
         }
         if let Some(kind) = self.trace {
-            install_trace_filter(kind)?;
+            install_trace_filter(kind, self.hybrid)?;
         }
         if self.drop_sys_admin {
             for set in [caps::CapSet::Effective, caps::CapSet::Permitted] {

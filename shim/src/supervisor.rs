@@ -23,7 +23,7 @@ use ngram_runtime::cli::{EnforceAction, Unprofiled};
 use ngram_runtime::{CreateHook, Created};
 use ngram_supervisor::guard::Ending;
 use ngram_supervisor::identity::{self, Identity};
-use ngram_supervisor::supervise::{self, Plan};
+use ngram_supervisor::supervise::{self, EbpfEnforce, Plan};
 
 /// How long `create` waits for the supervisor to be ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -57,6 +57,33 @@ impl CreateHook for SupervisorHook {
             &KernelSupport::probe(),
             ProfileUse::of(stored.as_ref()),
         ))
+    }
+
+    fn ebpf_enforce(
+        &self,
+        _id: &str,
+        identity: Option<&Identity>,
+        global: &ngram_runtime::cli::GlobalOpts,
+    ) -> Result<EbpfEnforce, HookError> {
+        // Without an identity `create`'s hook fails later with the reason.
+        let Some(ident) = identity else {
+            return Ok(EbpfEnforce::Auto);
+        };
+        let (_, mode) = profile_and_mode(global, ident)?;
+        if mode != Mode::Enforce {
+            return Ok(EbpfEnforce::Auto);
+        }
+        let asked = ident
+            .labels()?
+            .ebpf_enforce
+            .unwrap_or_else(|| global.ebpf_enforce.into());
+        Ok(match asked {
+            EbpfEnforce::Auto if ngram_supervisor::ebpf_hybrid::lsm_loads(&global.root_dir()) => {
+                EbpfEnforce::Lsm
+            }
+            EbpfEnforce::Auto => EbpfEnforce::Hybrid,
+            named => named,
+        })
     }
 
     fn after_create(&self, created: &Created) -> Result<(), HookError> {
@@ -180,6 +207,7 @@ fn plan(created: &Created) -> Result<Plan, HookError> {
         null_handler: g.bench_null_handler,
         tracer,
         tracer_choice: created.tracer_why.clone(),
+        ebpf_enforce: created.ebpf_enforce,
         sync_wake_up: !g.bench_no_sync_wake_up,
         arguments: g.arguments == ngram_runtime::cli::Switch::On,
     })

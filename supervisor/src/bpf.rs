@@ -16,6 +16,8 @@ pub enum BpfError {
 const BPF_LD_W_ABS: u16 = 0x20;
 /// `BPF_JMP | BPF_JEQ | BPF_K`.
 const BPF_JEQ_K: u16 = 0x15;
+/// `BPF_JMP | BPF_JGT | BPF_K`.
+const BPF_JGT_K: u16 = 0x25;
 /// `BPF_RET | BPF_K`.
 const BPF_RET_K: u16 = 0x06;
 /// `offsetof(struct seccomp_data, nr)`.
@@ -97,6 +99,50 @@ fn all_program(action: u32, allow: &[u32]) -> Result<Vec<libc::sock_filter>, Bpf
     Ok(prog)
 }
 
+/// The seccomp hybrid's program (decision 72): on x86_64 the numbers in `notify` return
+/// `SECCOMP_RET_USER_NOTIF` and every other number below 0x10000 `SECCOMP_RET_ALLOW`; an x32
+/// number (0x40000000 and up) and every call of another architecture are notified.
+///
+/// ```text
+///   ld  [arch]
+///   jeq #AUDIT_ARCH_X86_64, next, notify
+///   ld  [nr]
+///   jgt #0xffff, notify, next
+///   jeq #n1, notify, next      (one per number)
+///   ...
+///   ret #SECCOMP_RET_ALLOW
+/// notify: ret #SECCOMP_RET_USER_NOTIF
+/// ```
+pub fn notify_only_program(notify: &[u32]) -> Result<Vec<libc::sock_filter>, BpfError> {
+    let mut nrs: Vec<u32> = notify.to_vec();
+    nrs.sort_unstable();
+    nrs.dedup();
+    let too_many = || BpfError::TooManyExclusions {
+        count: nrs.len(),
+        max: MAX_EXCLUSIONS,
+    };
+    if nrs.len() > MAX_EXCLUSIONS {
+        return Err(too_many());
+    }
+    let n = nrs.len();
+    let mut prog = Vec::with_capacity(n + 6);
+    prog.push(stmt(BPF_LD_W_ABS, OFF_ARCH));
+    // Not x86_64: over the nr load, the range check, the table and the ALLOW.
+    let to_notify = u8::try_from(n + 3).map_err(|_| too_many())?;
+    prog.push(jump(BPF_JEQ_K, AUDIT_ARCH_X86_64, 0, to_notify));
+    prog.push(stmt(BPF_LD_W_ABS, OFF_NR));
+    let to_notify = u8::try_from(n + 1).map_err(|_| too_many())?;
+    prog.push(jump(BPF_JGT_K, 0xffff, to_notify, 0));
+    for (i, nr) in nrs.iter().enumerate() {
+        // From instruction i of the table, the NOTIFY is (n - i - 1) + 1 instructions ahead.
+        let to_notify = u8::try_from(n - i).map_err(|_| too_many())?;
+        prog.push(jump(BPF_JEQ_K, *nr, to_notify, 0));
+    }
+    prog.push(stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW));
+    prog.push(stmt(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF));
+    Ok(prog)
+}
+
 /// Run a program built by [`notify_all_program`] or [`trace_all_program`] over one (arch, nr) pair: a tiny interpreter
 /// of the four instructions it uses, so the program's logic is tested without a kernel.
 pub fn evaluate(prog: &[libc::sock_filter], arch: u32, nr: u32) -> Option<u32> {
@@ -114,6 +160,10 @@ pub fn evaluate(prog: &[libc::sock_filter], arch: u32, nr: u32) -> Option<u32> {
             }
             BPF_JEQ_K => {
                 let off = if acc == ins.k { ins.jt } else { ins.jf };
+                pc += 1 + usize::from(off);
+            }
+            BPF_JGT_K => {
+                let off = if acc > ins.k { ins.jt } else { ins.jf };
                 pc += 1 + usize::from(off);
             }
             BPF_RET_K => return Some(ins.k),
@@ -138,6 +188,10 @@ mod tests {
             libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K
         );
         assert_eq!(u32::from(BPF_RET_K), libc::BPF_RET | libc::BPF_K);
+        assert_eq!(
+            u32::from(BPF_JGT_K),
+            libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K
+        );
     }
 
     #[test]
@@ -196,6 +250,45 @@ mod tests {
             evaluate(&p, AUDIT_ARCH_X86_64, 59),
             Some(libc::SECCOMP_RET_TRACE)
         );
+    }
+
+    #[test]
+    fn the_hybrid_notifies_its_numbers_x32_and_other_architectures_only() {
+        let p = notify_only_program(&[257, 59, 42, 59]).unwrap();
+        for nr in 0..600 {
+            let want = if [42, 59, 257].contains(&nr) {
+                libc::SECCOMP_RET_USER_NOTIF
+            } else {
+                libc::SECCOMP_RET_ALLOW
+            };
+            assert_eq!(evaluate(&p, AUDIT_ARCH_X86_64, nr), Some(want), "nr {nr}");
+        }
+        assert_eq!(
+            evaluate(&p, AUDIT_ARCH_X86_64, 0x4000_0001),
+            Some(libc::SECCOMP_RET_USER_NOTIF),
+            "x32"
+        );
+        assert_eq!(
+            evaluate(&p, 0x4000_0003, 3),
+            Some(libc::SECCOMP_RET_USER_NOTIF),
+            "i386"
+        );
+        let all: Vec<u32> = (0..u32::try_from(MAX_EXCLUSIONS).unwrap()).collect();
+        let p = notify_only_program(&all).unwrap();
+        assert_eq!(
+            evaluate(&p, AUDIT_ARCH_X86_64, 249),
+            Some(libc::SECCOMP_RET_USER_NOTIF)
+        );
+        assert_eq!(
+            evaluate(&p, AUDIT_ARCH_X86_64, 250),
+            Some(libc::SECCOMP_RET_ALLOW)
+        );
+        assert_eq!(
+            evaluate(&p, 0x4000_0003, 3),
+            Some(libc::SECCOMP_RET_USER_NOTIF)
+        );
+        let too_many: Vec<u32> = (0..=u32::try_from(MAX_EXCLUSIONS).unwrap()).collect();
+        assert!(notify_only_program(&too_many).is_err());
     }
 
     #[test]

@@ -55,6 +55,10 @@ pub struct FilterSpec {
     pub wait_killable_recv: bool,
     /// Set `no_new_privs` first (needed without CAP_SYS_ADMIN).
     pub no_new_privs: bool,
+    /// Notify only these x86_64 numbers (and every other architecture's calls), allow the
+    /// rest: the seccomp hybrid's filter ([`bpf::notify_only_program`]); `allow_unnotified`
+    /// is not used then.
+    pub notify_only: Option<Vec<u32>>,
 }
 
 impl FilterSpec {
@@ -64,6 +68,7 @@ impl FilterSpec {
             allow_unnotified: Vec::new(),
             wait_killable_recv: true,
             no_new_privs: false,
+            notify_only: None,
         }
     }
 }
@@ -183,11 +188,14 @@ pub fn spawn_traced(
     spec: &FilterSpec,
 ) -> Result<u32, ChildError> {
     let cmd = CCommand::new(path, args, env)?;
-    let prog =
-        bpf::notify_all_program(&spec.allow_unnotified).map_err(|source| ChildError::Filter {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    let built = match &spec.notify_only {
+        Some(nrs) => bpf::notify_only_program(nrs),
+        None => bpf::notify_all_program(&spec.allow_unnotified),
+    };
+    let prog = built.map_err(|source| ChildError::Filter {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut flags = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
     if spec.wait_killable_recv {
         flags |= libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
@@ -238,6 +246,7 @@ pub fn notify_available() -> bool {
             .collect(),
         wait_killable_recv: false,
         no_new_privs: false,
+        notify_only: None,
     };
     let Ok(prog) = bpf::notify_all_program(&spec.allow_unnotified) else {
         return false;

@@ -35,6 +35,9 @@ pub struct KernelAlerter {
     n: usize,
     #[cfg(feature = "ebpf")]
     alerter: Mutex<Option<ngram_ebpf::Alerter>>,
+    /// The seccomp hybrid's view of the program's maps (enforce without BPF LSM).
+    #[cfg(feature = "ebpf")]
+    hybrid: Option<ngram_ebpf::Hybrid>,
     /// The statistics at the last look (the run loop refreshes them).
     status: Mutex<KernelStatus>,
 }
@@ -43,13 +46,15 @@ impl KernelAlerter {
     /// Judge the container's calls in the kernel with `model` and the live rule `meta`'s
     /// detector applies, from its first `execve` on.
     pub fn attach(plan: &Plan, model: &Model, meta: &ProfileMeta) -> Result<Self, EbpfError> {
+        let hybrid = plan.ebpf_enforce == crate::supervise::EbpfEnforce::Hybrid;
         let enforce = (plan.mode == ngram_profiler::profile::Mode::Enforce).then_some(
             session::KernelEnforce {
                 stop: plan.enforce_stop,
                 exec_policy: plan.exec_policy,
                 breaker: plan.breaker,
                 init_pid: plan.init_pid,
-                lsm: true,
+                lsm: !hybrid,
+                hybrid,
             },
         );
         let cgroup = container_cgroup(plan)?;
@@ -67,12 +72,18 @@ impl KernelAlerter {
         }
         let started = std::time::Instant::now();
         #[cfg(feature = "ebpf")]
-        let alerter = {
+        let (alerter, hybrid) = {
             let opts = rule.alert_options(model, false, RING_BYTES, enforce);
-            ngram_ebpf::Alerter::attach(&cgroup, &opts).map_err(|error| EbpfError::Counter {
+            let kernel = |error| EbpfError::Counter {
                 id: plan.id.clone(),
                 error,
-            })?
+            };
+            let alerter = ngram_ebpf::Alerter::attach(&cgroup, &opts).map_err(kernel)?;
+            let hybrid = match enforce {
+                Some(e) if e.hybrid => Some(alerter.hybrid(&opts).map_err(kernel)?),
+                _ => None,
+            };
+            (alerter, hybrid)
         };
         #[cfg(not(feature = "ebpf"))]
         {
@@ -84,7 +95,9 @@ impl KernelAlerter {
         #[cfg(feature = "ebpf")]
         {
             let load_ms = started.elapsed().as_millis();
-            if enforce.is_some() {
+            if hybrid.is_some() {
+                tracing::info!(id = %plan.id, cgroup = %cgroup.display(), n = model.n(), young_min = rule.young_min, settled_min = rule.settled_min, breaker = plan.breaker, load_ms, "eBPF enforce programs attached, seccomp hybrid (the harmful calls are notified and decided with the thread's state from the kernel's maps; arguments and programs are not judged with this tracer)");
+            } else if enforce.is_some() {
                 tracing::info!(id = %plan.id, cgroup = %cgroup.display(), n = model.n(), young_min = rule.young_min, settled_min = rule.settled_min, breaker = plan.breaker, load_ms, "eBPF enforce programs attached (the sequence rule refuses through BPF LSM hooks; arguments and programs are not judged with this tracer)");
             } else {
                 tracing::info!(id = %plan.id, cgroup = %cgroup.display(), n = model.n(), young_min = rule.young_min, settled_min = rule.settled_min, load_ms, "eBPF alert program attached (judges call sequences; arguments and programs are not judged with this tracer)");
@@ -94,6 +107,7 @@ impl KernelAlerter {
                 cgroup,
                 n: model.n(),
                 alerter: Mutex::new(Some(alerter)),
+                hybrid,
                 status: Mutex::new(KernelStatus::default()),
             })
         }
@@ -102,6 +116,17 @@ impl KernelAlerter {
     /// The judged cgroup v2 directory.
     pub fn cgroup(&self) -> &Path {
         &self.cgroup
+    }
+
+    /// The seccomp hybrid (enforce with `--ebpf-enforce=hybrid`): `None` otherwise.
+    #[cfg(feature = "ebpf")]
+    pub fn hybrid(&self) -> Option<&ngram_ebpf::Hybrid> {
+        self.hybrid.as_ref()
+    }
+
+    /// The length of the model's n-grams.
+    pub fn n(&self) -> usize {
+        self.n
     }
 
     /// The kernel's statistics at the last look (refreshed by the run loop).
@@ -175,7 +200,13 @@ impl Tracer for AlertRun<'_, '_> {
         let mut reported_lost_procs = 0;
         let mut refresh = |done: bool| match alerter.stats() {
             Ok(s) => {
-                let status = KernelStatus::from(&s);
+                let mut status = KernelStatus::from(&s);
+                // The hybrid's refusals are the supervisor's (the kernel refuses nothing then).
+                if let Some(h) = k.hybrid.as_ref().map(ngram_ebpf::Hybrid::stats) {
+                    status.denied += h.denied;
+                    status.refused += h.denied;
+                    status.spared += h.spared;
+                }
                 if s.lost_events > reported_lost {
                     tracing::error!(id = %k.id, lost = s.lost_events, "the eBPF alert program's ring buffer was full: alerts were lost");
                     reported_lost = s.lost_events;
@@ -185,6 +216,9 @@ impl Tracer for AlertRun<'_, '_> {
                     reported_lost_procs = s.lost_procs;
                 }
                 if done {
+                    if let Some(h) = k.hybrid.as_ref().map(ngram_ebpf::Hybrid::stats) {
+                        tracing::info!(id = %k.id, judged = h.judged, denied = h.denied, spared = h.spared, "seccomp hybrid: notified calls decided");
+                    }
                     tracing::info!(id = %k.id, calls = s.calls, noise = s.noise, anomalies = s.anomalies, alerts = s.events, lost_alerts = s.lost_events, lost_windows = s.lost_windows, denied = s.denied, refused = s.refused, spared = s.spared, "eBPF alert program detached");
                 }
                 *k.status

@@ -31,7 +31,7 @@ pub enum EbpfError {
     )]
     Mode { id: String, mode: Mode },
     #[error(
-        "container {id}: enforce with --tracer=ebpf needs the BPF LSM, and this kernel's active LSMs ({active}) leave out bpf: boot with lsm={active},bpf, or use --tracer=notify (or label ngram-ids.tracer=notify)"
+        "container {id}: enforce with --tracer=ebpf --ebpf-enforce=lsm needs the BPF LSM, and this kernel's active LSMs ({active}) leave out bpf: boot with lsm={active},bpf, or use --ebpf-enforce=hybrid or --tracer=notify"
     )]
     NoBpfLsm { id: String, active: String },
     #[error(
@@ -85,7 +85,8 @@ pub fn check_plan(plan: &Plan) -> Result<(), EbpfError> {
 
 /// [`check_plan`] with the kernel's active LSMs given.
 fn check_plan_with(plan: &Plan, active_lsms: Option<&str>) -> Result<(), EbpfError> {
-    if plan.mode == Mode::Enforce {
+    // The seccomp hybrid needs no LSM (decision 72).
+    if plan.mode == Mode::Enforce && plan.ebpf_enforce != crate::supervise::EbpfEnforce::Hybrid {
         if let Some(active) = active_lsms {
             if !has_bpf_lsm(active) {
                 return Err(EbpfError::NoBpfLsm {
@@ -489,6 +490,10 @@ mod tests {
             e.contains("lsm=lockdown,capability,apparmor,bpf") && !e.contains('\n'),
             "{e}"
         );
+        // The hybrid needs no BPF LSM.
+        let mut hybrid = plan(Mode::Enforce, None);
+        hybrid.ebpf_enforce = crate::supervise::EbpfEnforce::Hybrid;
+        assert!(check_plan_with(&hybrid, Some("capability\n")).is_ok());
         let e = check_plan(&plan(Mode::Train, Some("/r".into()))).unwrap_err();
         assert!(matches!(e, EbpfError::Record { .. }), "{e}");
     }

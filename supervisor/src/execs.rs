@@ -17,17 +17,19 @@ use crate::handshake::{wait_for_comm, wake_when_seized, WAIT_COMM};
 use crate::ptrace::PtraceTracer;
 use crate::session::Session;
 use crate::supervise::{kill_container, notify_config, ptrace_config, Plan, TracerKind};
-use crate::{discover, sys, NotifyTracer, Tracer};
+use crate::{discover, sys, Handler, NotifyTracer, Tracer};
 
 /// Accept requests on the control socket until the container is done, each served by its own
-/// thread: `ngram-ids exec`'s (the thread then traces the exec process), and the guard's (the
-/// thread watches it: [`GuardLink`]).
+/// thread: `ngram-ids exec`'s (the thread then traces the exec process, its calls answered by
+/// `handler`: the session, or the seccomp hybrid's), and the guard's (the thread watches it:
+/// [`GuardLink`]).
 pub(crate) fn accept_execs(
     plan: &Plan,
     session: &Session<'_>,
     listener: &UnixListener,
     done: &Done,
     guard: &GuardLink,
+    handler: &dyn Handler,
 ) {
     std::thread::scope(|s| {
         while !done.is_set() {
@@ -41,7 +43,7 @@ pub(crate) fn accept_execs(
                         Ok(Request::AttachTree { runtime_pid }) => {
                             match attach_exec(stream, runtime_pid, plan, session) {
                                 Ok(Some(mut tracer)) => {
-                                    if let Err(e) = tracer.run(session) {
+                                    if let Err(e) = tracer.run(handler) {
                                         tracing::error!(id = %plan.id, "exec tracer failed: {e}");
                                     }
                                 }
@@ -87,7 +89,7 @@ fn attach_exec(
     plan: &Plan,
     session: &Session<'_>,
 ) -> Result<Option<Box<dyn Tracer + Send>>, ControlError> {
-    if plan.tracer == TracerKind::Ebpf {
+    if plan.tracer == TracerKind::Ebpf && !plan.hybrid() {
         // Nothing to take: the kernel counts the exec process in the container's cgroup.
         tracing::info!(runtime = root, "exec process counted in the kernel (ebpf)");
         control::reply(&stream, &Response::Ok)?;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use ngram_profiler::profile::Mode;
 
 use crate::session::{EnforceAction, ExecPolicy};
-use crate::supervise::TracerKind;
+use crate::supervise::{EbpfEnforce, TracerKind};
 
 /// `ngram-ids.profile=NAME`: share or name a profile (default: the image ID).
 pub const PROFILE: &str = "ngram-ids.profile";
@@ -21,6 +21,8 @@ pub const ENFORCE: &str = "ngram-ids.enforce";
 pub const EXEC: &str = "ngram-ids.exec";
 /// `ngram-ids.record=1|0`: record the container's calls into the store's `records`.
 pub const RECORD: &str = "ngram-ids.record";
+/// `ngram-ids.ebpf-enforce=auto|lsm|hybrid`: how enforce with the eBPF tracer refuses.
+pub const EBPF_ENFORCE: &str = "ngram-ids.ebpf-enforce";
 
 /// The labels of one container, parsed; `None` where the label is absent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,6 +34,7 @@ pub struct Labels {
     pub enforce: Option<EnforceAction>,
     pub exec: Option<ExecPolicy>,
     pub record: Option<bool>,
+    pub ebpf_enforce: Option<EbpfEnforce>,
 }
 
 /// A label whose value is not one of its words.
@@ -125,6 +128,12 @@ impl Labels {
                 },
                 field(RECORD, "1 or 0 (true or false)"),
             )?,
+            ebpf_enforce: get(
+                map,
+                EBPF_ENFORCE,
+                |v| v.parse().ok(),
+                field(EBPF_ENFORCE, "auto, lsm or hybrid"),
+            )?,
         })
     }
 }
@@ -150,6 +159,7 @@ mod tests {
                 (ENFORCE, "stop"),
                 (EXEC, "enforce"),
                 (RECORD, "true"),
+                (EBPF_ENFORCE, "hybrid"),
                 ("other", "x"),
             ]),
             "c1",
@@ -165,6 +175,7 @@ mod tests {
                 enforce: Some(EnforceAction::Stop),
                 exec: Some(ExecPolicy::Enforce),
                 record: Some(true),
+                ebpf_enforce: Some(EbpfEnforce::Hybrid),
             }
         );
         assert_eq!(
@@ -203,6 +214,7 @@ mod tests {
             (RECORD, "maybe", "1 or 0 (true or false)"),
             (RECORD, "yes", "1 or 0 (true or false)"),
             (RECORD, "", "1 or 0 (true or false)"),
+            (EBPF_ENFORCE, "bpf", "auto, lsm or hybrid"),
         ] {
             let e = Labels::parse(&map(&[(key, value)]), "c7", "annotation")
                 .unwrap_err()

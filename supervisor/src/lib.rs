@@ -17,6 +17,7 @@ pub mod control;
 pub mod discover;
 pub mod done;
 pub mod ebpf_alert;
+pub mod ebpf_hybrid;
 pub mod ebpf_tracer;
 mod error;
 pub mod execs;

@@ -36,7 +36,7 @@ use crate::session::{self, ContainerInfo, EnforceAction, ExecPolicy, Session, Su
 use crate::status::{self, Status};
 use crate::sys;
 use crate::training::{flush, periodic_flush};
-use crate::{NotifyConfig, NotifyTracer, RecordFrom, Tracer, TracerError};
+use crate::{NotifyConfig, NotifyTracer, RecordFrom, RunStats, Tracer, TracerError};
 use ngram_profiler::policy::SyscallSet;
 
 /// File names in the container's state directory.
@@ -84,6 +84,59 @@ impl std::fmt::Display for TracerKind {
             Self::Ebpf => "ebpf",
         })
     }
+}
+
+/// How enforce with the eBPF tracer refuses (`--ebpf-enforce`, label
+/// `ngram-ids.ebpf-enforce`; decision 72).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EbpfEnforce {
+    /// BPF LSM programs where this kernel loads them, else the seccomp hybrid (`create`
+    /// probes once per boot).
+    #[default]
+    Auto,
+    /// BPF LSM programs carry out the kernel's verdicts; `create` fails where they do not load.
+    Lsm,
+    /// A seccomp filter notifies the harmful calls, the supervisor decides them with the
+    /// thread's state from the kernel's maps ([`crate::ebpf_hybrid`]).
+    Hybrid,
+}
+
+impl std::str::FromStr for EbpfEnforce {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "lsm" => Ok(Self::Lsm),
+            "hybrid" => Ok(Self::Hybrid),
+            other => Err(format!(
+                "unknown eBPF enforce route {other:?}: use auto, lsm or hybrid"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for EbpfEnforce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Lsm => "lsm",
+            Self::Hybrid => "hybrid",
+        })
+    }
+}
+
+/// Holds the eBPF enforce route of the container (`lsm` or `hybrid`), for `exec`: a hybrid
+/// container's exec processes get the hybrid's filter.
+pub const EBPF_ENFORCE_FILE: &str = "supervisor.ebpf-enforce";
+
+/// The eBPF enforce route recorded in a container's state directory (`Auto` when absent: not
+/// an eBPF enforce container).
+pub fn recorded_ebpf_enforce(state_dir: &Path) -> EbpfEnforce {
+    std::fs::read_to_string(state_dir.join(EBPF_ENFORCE_FILE))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or_default()
 }
 
 /// The tracer recorded in a container's state directory (notify when absent).
@@ -138,6 +191,10 @@ pub struct Plan {
     /// Why `--tracer=auto` chose `tracer` (`None`: a label or the flag named it).
     #[serde(default)]
     pub tracer_choice: Option<String>,
+    /// Enforce with the eBPF tracer: BPF LSM or the seccomp hybrid, as `create` resolved it
+    /// (its executor loads the hybrid's filter); `Auto` is taken as `Lsm`.
+    #[serde(default)]
+    pub ebpf_enforce: EbpfEnforce,
     /// Learn and judge argument classes (files, destinations; decision 38).
     #[serde(default = "yes")]
     pub arguments: bool,
@@ -148,6 +205,15 @@ pub struct Plan {
 
 fn yes() -> bool {
     true
+}
+
+impl Plan {
+    /// Enforce with the eBPF tracer through the seccomp hybrid (decision 72).
+    pub fn hybrid(&self) -> bool {
+        self.tracer == TracerKind::Ebpf
+            && self.mode == Mode::Enforce
+            && self.ebpf_enforce == EbpfEnforce::Hybrid
+    }
 }
 
 fn default_alerts_max_mib() -> u64 {
@@ -563,6 +629,12 @@ fn prepare(plan: &Plan) -> Result<Prepared, SuperviseError> {
         &plan.state_dir.join(TRACER_FILE),
         format!("{}\n", plan.tracer).as_bytes(),
     )?;
+    if plan.tracer == TracerKind::Ebpf && plan.mode == Mode::Enforce {
+        write_private(
+            &plan.state_dir.join(EBPF_ENFORCE_FILE),
+            format!("{}\n", plan.ebpf_enforce).as_bytes(),
+        )?;
+    }
     let recorder = open_recorder(plan)?;
     // Attached before `create` returns: the workload's execve comes after `start`.
     let kernel_started = std::time::Instant::now();
@@ -724,6 +796,27 @@ fn wait_for_listener(plan: &Plan, pidfd: &OwnedFd) -> Result<Option<i32>, Superv
     })
 }
 
+/// The seccomp hybrid's notifications from init's tree: wait for init's filter (loaded right
+/// before the workload's `execve`), then answer every notified call with `handler` until the
+/// tree is gone. Fail closed: a tracer that breaks down stops the container.
+fn serve_hybrid(plan: &Plan, handler: &crate::ebpf_hybrid::HybridHandler<'_, '_>, pidfd: &OwnedFd) {
+    let run = || -> Result<RunStats, SuperviseError> {
+        let Some(fd) = wait_for_listener(plan, pidfd)? else {
+            return Ok(RunStats::default());
+        };
+        let mut t = NotifyTracer::take_fd(plan.init_pid, fd, notify_config(plan))?;
+        tracing::info!(id = %plan.id, pid = plan.init_pid, sync_wake_up = t.sync_wake_up(), "seccomp hybrid: answering init's notified calls");
+        Ok(t.run(handler)?)
+    };
+    match run() {
+        Ok(stats) => tracing::info!(id = %plan.id, ?stats, "seccomp hybrid: init's tree done"),
+        Err(e) => {
+            tracing::error!(id = %plan.id, "seccomp hybrid failed: {e}: stopping the container");
+            kill_container(plan.init_pid);
+        }
+    }
+}
+
 pub(crate) fn ptrace_config() -> PtraceConfig {
     PtraceConfig {
         record_from: RecordFrom::FirstExecve,
@@ -785,9 +878,21 @@ fn serve(
     };
     let done = Done::new().map_err(io(&plan.state_dir))?;
     let mut ended = None;
+    // The seccomp hybrid answers the notified calls of init's tree and of exec processes.
+    let hybrid = alerter
+        .filter(|_| plan.hybrid())
+        .map(|a| crate::ebpf_hybrid::HybridHandler::new(a, session));
+    let exec_handler: &dyn crate::Handler = match &hybrid {
+        Some(h) => h,
+        None => session,
+    };
     let result = std::thread::scope(|s| {
         let done = &done;
-        s.spawn(move || accept_execs(plan, session, listener, done, guard));
+        s.spawn(move || accept_execs(plan, session, listener, done, guard, exec_handler));
+        if let Some(h) = &hybrid {
+            let pidfd = &init_pidfd;
+            s.spawn(move || serve_hybrid(plan, h, pidfd));
+        }
         if plan.tracer == TracerKind::Ptrace {
             let pidfd = &init_pidfd;
             s.spawn(move || wake_when_seized(plan.init_pid, |_| exited(pidfd) || done.is_set()));

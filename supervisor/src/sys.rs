@@ -45,6 +45,17 @@ pub fn pidfd_open(pid: u32) -> Result<OwnedFd, Errno> {
     owned_from_ret(ret)
 }
 
+/// `pidfd_open(tid, PIDFD_THREAD)`: a pidfd of one thread, which need not lead its thread group
+/// (Linux 6.9). The BPF maps of task storage are keyed by such a descriptor from user space.
+pub fn pidfd_open_thread(tid: u32) -> Result<OwnedFd, Errno> {
+    let tid = libc::pid_t::try_from(tid).map_err(|_| Errno::EINVAL)?;
+    // PIDFD_THREAD is O_EXCL (include/uapi/linux/pidfd.h).
+    let flags = u32::try_from(libc::O_EXCL).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: pidfd_open takes a pid and flags by value and touches no memory of ours.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, tid, flags) };
+    owned_from_ret(ret)
+}
+
 /// `pidfd_getfd(pidfd, targetfd, 0)`: a duplicate of the descriptor `targetfd` of the process
 /// behind `pidfd` (needs `PTRACE_MODE_ATTACH_REALCREDS` over it: root does).
 pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, targetfd: RawFd) -> Result<OwnedFd, Errno> {

@@ -9,6 +9,13 @@
 //!   the user-space `Session` in enforce mode; every refusal of a call the LSM hooks cover must be
 //!   the session's, with the circuit breaker off and with a small breaker.
 //!
+//! - the seccomp hybrid (decision 72, enforce where the kernel will not load BPF LSM programs):
+//!   a child with the hybrid's filter (only the harmful calls notified) in a cgroup judged by the
+//!   alert program, each notified call decided by `ngram_ebpf::Hybrid` as the supervisor does;
+//!   a trained program runs, the same program gone strange is refused its first file create,
+//!   socket and execve (`fixtures/effects.c`) and its io_uring calls (`fixtures/uring.c`). This
+//!   part runs on any kernel with BPF (it needs no LSM program).
+//!
 //! Needs root, BPF and the BPF LSM: `#[ignore]` in a plain `cargo test`, run by `make unit`.
 
 #![cfg(feature = "ebpf")]
@@ -20,7 +27,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use kernel::{
@@ -42,18 +49,27 @@ const EPERM: i32 = 1;
 /// The io_uring fixture, built once.
 fn uring() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/uring.c");
-        let bin = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ngram-enforce-uring");
-        let status = Command::new("cc")
-            .args(["-static", "-O1", "-Wall", "-o"])
-            .arg(&bin)
-            .arg(&src)
-            .status()
-            .expect("run cc (apt-get install gcc)");
-        assert!(status.success(), "cc -static {} failed", src.display());
-        bin
-    })
+    BIN.get_or_init(|| fixture("uring"))
+}
+
+/// The effects fixture (file create, socket, connect, execve), built once.
+fn effects() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| fixture("effects"))
+}
+
+/// `tests/fixtures/NAME.c` built with `cc -static`.
+fn fixture(name: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/{name}.c"));
+    let bin = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ngram-enforce-{name}"));
+    let status = Command::new("cc")
+        .args(["-static", "-O1", "-Wall", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .expect("run cc (apt-get install gcc)");
+    assert!(status.success(), "cc -static {} failed", src.display());
+    bin
 }
 
 /// A fresh directory with the file the fixture opens inline.
@@ -71,13 +87,15 @@ fn run_uring(cg: &Path, mode: &str, dir: &Path) -> (i32, i32) {
     let out = run_program_in(cg, uring(), &[mode, dir.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "uring {mode} failed: {out:?}");
-    let field = |name: &str| -> i32 {
-        text.split_whitespace()
-            .find_map(|w| w.strip_prefix(name))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {text:?}"))
-    };
-    (field("async="), field("inline="))
+    (field(&text, "async="), field(&text, "inline="))
+}
+
+/// The numbers `NAME=` fields of a fixture's output.
+fn field(text: &str, name: &str) -> i32 {
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix(name))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text:?}"))
 }
 
 fn enforce(exec_policy: ExecPolicy, breaker: u32, lsm: bool) -> KernelEnforce {
@@ -88,6 +106,7 @@ fn enforce(exec_policy: ExecPolicy, breaker: u32, lsm: bool) -> KernelEnforce {
         // The test's processes come from outside: none is the container's init.
         init_pid: 0,
         lsm,
+        hybrid: false,
     }
 }
 
@@ -422,5 +441,328 @@ fn the_kernel_refuses_as_the_session_call_by_call() {
         other.len(),
         stray.len(),
         small.len()
+    );
+}
+
+/// The seccomp hybrid's answers, as the supervisor's `HybridHandler` gives them: each notified
+/// call judged by `ngram_ebpf::Hybrid` on the thread's state from the kernel's maps.
+struct HybridAnswers<'a> {
+    hybrid: &'a ngram_ebpf::Hybrid,
+    /// (call number, refused) of every judged notification.
+    decided: Mutex<Vec<(u16, bool)>>,
+    /// The records of refused calls (alerts, first refusals).
+    events: Mutex<Vec<KernelEvent>>,
+}
+
+impl Handler for HybridAnswers<'_> {
+    fn on_event(&self, e: &Event) -> Decision {
+        use std::os::fd::AsFd;
+        let Ok(nr) = u16::try_from(e.nr) else {
+            return Decision::Deny(libc::EPERM);
+        };
+        if e.arch != AUDIT_ARCH_X86_64 {
+            return Decision::Deny(libc::EPERM);
+        }
+        let thread = ngram_supervisor::sys::pidfd_open_thread(e.tid).unwrap();
+        let call = ngram_ebpf::Call {
+            tid: e.tid,
+            pid: e.pid,
+            nr,
+            args: e.args,
+        };
+        let judged = self.hybrid.judge(thread.as_fd(), &call, || true).unwrap();
+        self.decided.lock().unwrap().push((nr, judged.deny));
+        if let Some(ev) = judged.event {
+            self.events.lock().unwrap().push(ev);
+        }
+        if judged.deny {
+            Decision::Deny(libc::EPERM)
+        } else {
+            Decision::Continue
+        }
+    }
+}
+
+/// What one program run under the hybrid did.
+struct HybridRun {
+    code: i32,
+    out: String,
+    /// (call number, refused) of every judged notification.
+    decided: Vec<(u16, bool)>,
+    /// The records of the refused calls.
+    events: Vec<KernelEvent>,
+    /// The kernel's own records (alerts of calls it judged at sys_enter).
+    kernel: Vec<KernelEvent>,
+    hybrid: ngram_ebpf::HybridStats,
+}
+
+/// Run `program args` in a fresh cgroup judged by the alert program in hybrid mode, with the
+/// hybrid's filter, its notified calls answered by `ngram_ebpf::Hybrid`; its stdout goes to
+/// `out`.
+fn run_hybrid(
+    (model, meta): (&Model, &ProfileMeta),
+    exec_policy: ExecPolicy,
+    out: &Path,
+    program: &Path,
+    args: &[&str],
+) -> HybridRun {
+    // A fresh cgroup each run: the alert program judges from the cgroup's first execve, so a
+    // second run's shell (which moves itself in) would be judged from its first call.
+    let cg = TestCgroup::new("hybrid");
+    let cg = &cg.0;
+    let (alerter, hybrid) = attach_hybrid(model, meta, cg, exec_policy);
+    let (alerter, hybrid) = (&alerter, &hybrid);
+    use ngram_supervisor::child::{spawn_traced, wait_exit, FilterSpec};
+    use ngram_supervisor::{NotifyConfig, NotifyTracer, RecordFrom, Tracer};
+    let spec = FilterSpec {
+        notify_only: Some(ngram_supervisor::ebpf_hybrid::notified()),
+        ..FilterSpec::notify_all()
+    };
+    let mut argv = vec![
+        "sh",
+        "-c",
+        r#"echo $$ > "$1/cgroup.procs" && out=$2 && shift 2 && exec "$@" > "$out""#,
+        "sh",
+        cg.to_str().unwrap(),
+        out.to_str().unwrap(),
+        program.to_str().unwrap(),
+    ];
+    argv.extend_from_slice(args);
+    let answers = HybridAnswers {
+        hybrid,
+        decided: Mutex::new(Vec::new()),
+        events: Mutex::new(Vec::new()),
+    };
+    let mut code = -1;
+    let kernel = collect(alerter, || {
+        let pid = spawn_traced(
+            Path::new(BUSYBOX),
+            &argv,
+            &[("PATH", "/nonexistent")],
+            &spec,
+        )
+        .unwrap();
+        let mut tracer = NotifyTracer::attach(
+            pid,
+            Duration::from_secs(10),
+            NotifyConfig {
+                record_from: RecordFrom::FirstExecve,
+                ..NotifyConfig::default()
+            },
+        )
+        .unwrap();
+        std::thread::scope(|s| {
+            let t = s.spawn(|| tracer.run(&answers));
+            code = wait_exit(pid).unwrap();
+            t.join().unwrap().unwrap();
+        });
+    });
+    let stats = alerter.stats().unwrap();
+    assert_eq!(
+        stats.denied, 0,
+        "the kernel refuses nothing in the hybrid: {stats:?}"
+    );
+    HybridRun {
+        code,
+        out: std::fs::read_to_string(out).unwrap_or_default(),
+        decided: answers.decided.into_inner().unwrap(),
+        events: answers.events.into_inner().unwrap(),
+        kernel,
+        hybrid: hybrid.stats(),
+    }
+}
+
+/// The alert program attached to `cg` as the hybrid runs it (no LSM program, nothing refusable
+/// in the kernel), and the hybrid's view of it.
+fn attach_hybrid(
+    model: &Model,
+    meta: &ProfileMeta,
+    cg: &Path,
+    exec_policy: ExecPolicy,
+) -> (Alerter, ngram_ebpf::Hybrid) {
+    let e = KernelEnforce {
+        hybrid: true,
+        ..enforce(exec_policy, 10, false)
+    };
+    let det = detector(model, meta).unwrap();
+    let rule = det.kernel_rule(&LivePolicy::default()).unwrap();
+    let opts = rule.alert_options(model, false, 1 << 24, Some(e));
+    assert!(opts.enforce.as_ref().unwrap().refusable.is_empty());
+    let alerter = Alerter::attach(cg, &opts).unwrap();
+    let hybrid = alerter.hybrid(&opts).unwrap();
+    (alerter, hybrid)
+}
+
+#[test]
+#[ignore = "needs root and BPF: run by make unit"]
+fn the_hybrid_refuses_a_suspects_first_create_socket_and_execve_and_lets_the_trained_run() {
+    let nr = |name: &str| Arch::X86_64.number(name).unwrap();
+    let dir = workdir("effects-train");
+    let (model, meta) = trained_on(3, |cg| {
+        let _ = std::fs::remove_file(dir.path().join("created"));
+        let out = run_program_in(cg, effects(), &["normal", dir.path().to_str().unwrap()]);
+        assert!(out.status.success(), "training run: {out:?}");
+    });
+
+    // The trained program: every notified call let through, its effects made, true run.
+    let dir = workdir("hybrid-normal");
+    let out = dir.path().join("out");
+    let run = run_hybrid(
+        (&model, &meta),
+        ExecPolicy::Enforce,
+        &out,
+        effects(),
+        &["normal", dir.path().to_str().unwrap()],
+    );
+    assert_eq!(run.code, 0, "the trained program failed: {}", run.out);
+    assert_eq!(field(&run.out, "create="), 0, "{}", run.out);
+    assert_eq!(field(&run.out, "socket="), 0, "{}", run.out);
+    assert_eq!(field(&run.out, "connect="), -libc::ECONNREFUSED);
+    assert!(dir.path().join("created").exists());
+    assert!(
+        run.decided.iter().all(|(_, deny)| !deny),
+        "the trained run was refused: {:?}",
+        run.decided
+    );
+    for name in ["openat", "socket", "connect", "execve"] {
+        assert!(
+            run.decided.iter().any(|(n, _)| *n == nr(name)),
+            "{name} was not notified: {:?}",
+            run.decided
+        );
+    }
+    assert!(run.hybrid.judged >= 5, "{:?}", run.hybrid);
+
+    // Gone strange: a suspect from its young anomaly; its first create, socket and execve are
+    // refused (connect is never reached), nothing is made, and the refusals are reported.
+    let dir = workdir("hybrid-strange");
+    let out = dir.path().join("out");
+    let run = run_hybrid(
+        (&model, &meta),
+        ExecPolicy::Enforce,
+        &out,
+        effects(),
+        &["strange", dir.path().to_str().unwrap()],
+    );
+    eprintln!(
+        "strange: exit {} {:?}; hybrid {:?}; kernel records {}",
+        run.code,
+        run.out,
+        run.hybrid,
+        run.kernel.len()
+    );
+    assert_eq!(field(&run.out, "create="), -EPERM, "{}", run.out);
+    assert_eq!(field(&run.out, "socket="), -EPERM, "{}", run.out);
+    assert_eq!(field(&run.out, "exec="), -EPERM, "{}", run.out);
+    assert_eq!(run.code, 3);
+    assert!(
+        !dir.path().join("created").exists(),
+        "the suspect created its file"
+    );
+    for name in ["openat", "socket", "execve"] {
+        assert!(
+            run.decided.contains(&(nr(name), true)),
+            "{name} was not refused: {:?}",
+            run.decided
+        );
+    }
+    assert!(
+        run.events
+            .iter()
+            .any(|e| e.first_denial() && e.suspect() && e.denied()),
+        "the first refusal was not reported: {:?}",
+        run.events
+    );
+    // The anomaly that made the suspect was the kernel's (a call it judged at sys_enter), or
+    // a refused call's record: reported once either way.
+    let alerts = run.kernel.iter().chain(&run.events).filter(|e| e.first());
+    assert!(
+        alerts.count() >= 1,
+        "no alert: {:?} {:?}",
+        run.kernel,
+        run.events
+    );
+    assert!(run.hybrid.denied >= 3, "{:?}", run.hybrid);
+}
+
+#[test]
+#[ignore = "needs root and BPF: run by make unit"]
+fn the_hybrid_refuses_a_suspects_io_uring_calls_and_lets_a_normal_ring_run() {
+    let dir = workdir("hybrid-uring-train");
+    let (model, meta) = trained_on(3, |cg| {
+        let _ = std::fs::remove_file(dir.path().join("async"));
+        let (a, b) = run_uring(cg, "normal", dir.path());
+        assert!(a >= 0 && b >= 0, "training run: async={a} inline={b}");
+    });
+    let nr = |name: &str| Arch::X86_64.number(name).unwrap();
+
+    let dir = workdir("hybrid-uring-normal");
+    let run = run_hybrid(
+        (&model, &meta),
+        ExecPolicy::Enforce,
+        &dir.path().join("out"),
+        uring(),
+        &["normal", dir.path().to_str().unwrap()],
+    );
+    assert_eq!(run.code, 0, "{}", run.out);
+    assert!(field(&run.out, "async=") >= 0 && field(&run.out, "inline=") >= 0);
+    assert!(dir.path().join("async").exists());
+    assert!(
+        run.decided.iter().all(|(_, deny)| !deny),
+        "{:?}",
+        run.decided
+    );
+    for name in ["io_uring_setup", "io_uring_enter"] {
+        assert!(
+            run.decided.iter().any(|(n, _)| *n == nr(name)),
+            "{name} was not notified"
+        );
+    }
+
+    // The suspect's io_uring_enter calls after its anomaly are refused: neither the punted nor
+    // the inline open runs (the fixture gets -1000 - EPERM from io_uring_enter itself).
+    let dir = workdir("hybrid-uring-strange");
+    let run = run_hybrid(
+        (&model, &meta),
+        ExecPolicy::Enforce,
+        &dir.path().join("out"),
+        uring(),
+        &["strange", dir.path().to_str().unwrap()],
+    );
+    eprintln!("uring strange: {:?}; {:?}", run.out, run.hybrid);
+    assert_eq!(field(&run.out, "async="), -1000 - EPERM, "{}", run.out);
+    assert_eq!(field(&run.out, "inline="), -1000 - EPERM, "{}", run.out);
+    assert!(
+        !dir.path().join("async").exists(),
+        "the suspect created its file"
+    );
+    assert!(
+        run.events
+            .iter()
+            .any(|e| i64::from(e.nr) == i64::from(nr("io_uring_enter")) && e.first_denial()),
+        "{:?}",
+        run.events
+    );
+
+    // An operator's process (it came in from outside, as docker exec does) under the default
+    // exec policy: reported, never refused.
+    let dir = workdir("hybrid-uring-operator");
+    let run = run_hybrid(
+        (&model, &meta),
+        ExecPolicy::Alert,
+        &dir.path().join("out"),
+        uring(),
+        &["strange", dir.path().to_str().unwrap()],
+    );
+    assert!(
+        field(&run.out, "async=") >= 0 && field(&run.out, "inline=") >= 0,
+        "an operator's process was refused: {}",
+        run.out
+    );
+    assert!(run.decided.iter().all(|(_, deny)| !deny));
+    assert!(
+        run.kernel.iter().any(|e| e.first() && e.operator()),
+        "the operator's anomaly was not reported: {:?}",
+        run.kernel
     );
 }

@@ -8,7 +8,7 @@ use libcgroups::common::{CgroupManager, ControllerOpt};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
 use ngram_supervisor::identity::Identity;
-use ngram_supervisor::supervise::TracerKind;
+use ngram_supervisor::supervise::{EbpfEnforce, TracerKind};
 use oci_spec::runtime::Spec;
 
 use super::{cgroup_manager, ensure_private_dir};
@@ -39,6 +39,9 @@ pub struct Created {
     pub tracer: Option<TracerKind>,
     /// Why `--tracer=auto` chose `tracer` (`None`: named by a label or the flag).
     pub tracer_why: Option<String>,
+    /// Enforce with the eBPF tracer: `Lsm` or `Hybrid` (the executor loads the hybrid's
+    /// filter); `Auto` for every other container.
+    pub ebpf_enforce: EbpfEnforce,
 }
 
 /// Called by `create` after the container exists and before `create` returns (so before
@@ -62,6 +65,18 @@ pub trait CreateHook {
             tracer: TracerKind::Notify,
             why: "auto: notify (no supervisor hook)".to_owned(),
         })
+    }
+
+    /// With the eBPF tracer: how container `id` is enforced, `Lsm` or `Hybrid` (decision 72);
+    /// `Auto` when it is not in enforce mode. Called before the container is built (the
+    /// executor loads the hybrid's filter).
+    fn ebpf_enforce(
+        &self,
+        _id: &str,
+        _identity: Option<&Identity>,
+        _global: &GlobalOpts,
+    ) -> Result<EbpfEnforce, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(EbpfEnforce::Auto)
     }
 
     /// Attach to the freshly created container.
@@ -141,6 +156,15 @@ pub fn create(
         Some((kind, why)) => (Some(kind), why),
         None => (None, None),
     };
+    let ebpf_enforce = if traces == Some(TracerKind::Ebpf) {
+        hook.ebpf_enforce(&id, identity.as_ref(), global)
+            .map_err(|e| RuntimeError::Hook {
+                id: id.clone(),
+                message: e.to_string(),
+            })?
+    } else {
+        EbpfEnforce::Auto
+    };
     let lent = if traces.is_some() {
         lend_bundle(&root, &id, &bundle)?
     } else {
@@ -148,7 +172,11 @@ pub fn create(
     };
     let init_bundle = lent.clone().unwrap_or_else(|| bundle.clone());
     let mut container = ContainerBuilder::new(id.clone(), SyscallType::default())
-        .with_executor(NgramExecutor::for_init(traces, lent.is_some()))
+        .with_executor(NgramExecutor::for_init(
+            traces,
+            lent.is_some(),
+            ebpf_enforce == EbpfEnforce::Hybrid,
+        ))
         .with_pid_file(args.pid_file.as_ref())
         .map_err(lib("create"))?
         .with_console_socket(args.console_socket.as_ref())
@@ -191,6 +219,7 @@ pub fn create(
             identity: identity.clone(),
             tracer: traces,
             tracer_why: tracer_why.clone(),
+            ebpf_enforce,
         };
         hook.after_create(&created)
             .map_err(|e| RuntimeError::Hook {

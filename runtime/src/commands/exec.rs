@@ -52,8 +52,13 @@ pub fn exec(global: &GlobalOpts, args: &liboci_cli::Exec) -> Result<i32, Runtime
             }
         })?
     };
-    let executor =
-        NgramExecutor::for_exec(seccomp, lent.as_ref().is_some_and(|l| l.lent), kind).joining(join);
+    // A hybrid container's exec processes get the hybrid's filter (decision 72).
+    let hybrid = kind == Some(TracerKind::Ebpf)
+        && ngram_supervisor::supervise::recorded_ebpf_enforce(&dir)
+            == ngram_supervisor::supervise::EbpfEnforce::Hybrid;
+    let executor = NgramExecutor::for_exec(seccomp, lent.as_ref().is_some_and(|l| l.lent), kind)
+        .with_hybrid(hybrid)
+        .joining(join);
     // The process waits in its first call after loading the filter, and libcontainer waits
     // for its execve: the supervisor must be told before, and attaches on its own.
     let announced = if traced {

@@ -58,8 +58,11 @@ pub struct KernelEnforce {
     /// The container's init (host pid).
     pub init_pid: u32,
     /// Refuse through the BPF LSM programs (the tracer); `false`: only judge and report
-    /// (the differential test).
+    /// (the differential test, and the seccomp hybrid).
     pub lsm: bool,
+    /// The seccomp hybrid (decision 72): the kernel refuses nothing (no call is refusable
+    /// there); the supervisor decides the notified calls (`ngram_ebpf::Hybrid`).
+    pub hybrid: bool,
 }
 
 /// The x86_64 numbers of the calls the kernel's LSM programs refuse (`ngram_ebpf::REFUSABLE`).
@@ -101,7 +104,7 @@ impl KernelLiveRule {
             ring_bytes,
             enforce: enforce.map(|e| ngram_ebpf::EnforceOptions {
                 harmful: self.harmful.clone(),
-                refusable: refusable(),
+                refusable: if e.hybrid { Vec::new() } else { refusable() },
                 stop: e.stop,
                 spare_operators: e.exec_policy == ExecPolicy::Alert,
                 breaker: e.breaker,
