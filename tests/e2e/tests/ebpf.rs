@@ -255,12 +255,15 @@ fn ebpf_status_file_carries_the_kernel_counters() {
     assert!(meta.calls > 100, "{meta}");
 }
 
-/// Enforce with `--tracer=ebpf` runs where the kernel loads BPF LSM programs, and fails at
-/// `create` with one line naming `--tracer=notify` where it does not (this repository's
-/// development VM refuses every BPF trampoline program, an empty one too): never unenforced.
+/// Enforce with `--tracer=ebpf` where the BPF LSM is named (`ngram-ids.ebpf-enforce=lsm`) runs
+/// where the kernel loads BPF LSM programs and fails at `create` with one line where it does
+/// not (this repository's development VM refuses every BPF trampoline program, an empty one
+/// too): never unenforced. The default route (auto) runs everywhere: the LSM where it loads,
+/// the seccomp hybrid elsewhere (decision 72), and the state directory says which.
 #[test]
-fn ebpf_enforce_runs_with_the_bpf_lsm_or_fails_at_create_with_one_line() {
-    let Some(e) = setup_ids("ebpf_enforce_runs_with_the_bpf_lsm_or_fails_at_create_with_one_line")
+fn ebpf_enforce_with_the_lsm_named_runs_or_fails_at_create_and_auto_always_runs() {
+    let Some(e) =
+        setup_ids("ebpf_enforce_with_the_lsm_named_runs_or_fails_at_create_and_auto_always_runs")
     else {
         return;
     };
@@ -275,25 +278,166 @@ fn ebpf_enforce_runs_with_the_bpf_lsm_or_fails_at_create_with_one_line() {
             "--label",
             EBPF,
             "--label",
+            "ngram-ids.ebpf-enforce=lsm",
+            "--label",
             &profile.label,
             BUSYBOX,
             "true",
         ],
     );
-    if out.code == Some(0) {
-        println!("enforce with --tracer=ebpf ran: this kernel loads the BPF LSM programs");
-        return;
+    let lsm_loads = out.code == Some(0);
+    if lsm_loads {
+        println!("enforce with --tracer=ebpf and the BPF LSM ran: this kernel loads its programs");
+    } else {
+        let line = out
+            .stderr
+            .lines()
+            .find(|l| l.contains("--tracer=ebpf") || l.contains("BPF LSM"))
+            .unwrap_or_default();
+        assert!(
+            line.contains("BPF LSM") && line.contains("--tracer=notify"),
+            "enforce with ebpf and the LSM failed without saying why: {out}"
+        );
+        println!("enforce with --tracer=ebpf --ebpf-enforce=lsm refused at create: {line}");
     }
-    let line = out
-        .stderr
-        .lines()
-        .find(|l| l.contains("--tracer=ebpf") || l.contains("BPF LSM"))
-        .unwrap_or_default();
-    assert!(
-        line.contains("BPF LSM") && line.contains("--tracer=notify"),
-        "enforce with ebpf failed without saying why: {out}"
+    // auto: runs here either way.
+    let c = e.container();
+    e.run_detached_with(
+        ngram_e2e::ids::ENFORCE,
+        &c,
+        &[
+            "--label",
+            EBPF,
+            "--label",
+            &profile.label,
+            BUSYBOX,
+            "sleep",
+            "30",
+        ],
     );
-    println!("enforce with --tracer=ebpf refused at create: {line}");
+    let id = e.container_id(&c);
+    let route = ngram_e2e::ids::poll("the eBPF enforce route", Duration::from_secs(10), || {
+        state_file(&id, "supervisor.ebpf-enforce").and_then(|p| std::fs::read_to_string(p).ok())
+    });
+    assert_eq!(
+        route.trim(),
+        if lsm_loads { "lsm" } else { "hybrid" },
+        "auto chose the other route"
+    );
+    println!("enforce with --tracer=ebpf, auto: {}", route.trim());
+    e.docker(&["rm", "-f", &c.name]).success();
+}
+
+/// Enforce with `--tracer=ebpf` through the seccomp hybrid (`ngram-ids.ebpf-enforce=hybrid`,
+/// what `auto` picks where BPF LSM programs do not load: decision 72) under the real dockerd:
+/// the trained workload runs to its end with nothing refused, and an intruder's shell started
+/// with `docker exec` (exec policy enforce) is refused its file create, reported as `denied`
+/// with EPERM by the kernel's tracer.
+#[test]
+fn ebpf_enforce_hybrid_runs_the_trained_workload_and_refuses_an_injected_shells_create() {
+    let Some(e) = setup_ids(
+        "ebpf_enforce_hybrid_runs_the_trained_workload_and_refuses_an_injected_shells_create",
+    ) else {
+        return;
+    };
+    let profile = Profile::new("ebpf-hybrid");
+    for runs in 1..=2 {
+        train_once(&e, &profile, EBPF, runs);
+    }
+    let hybrid = ["--label", EBPF, "--label", "ngram-ids.ebpf-enforce=hybrid"];
+    // The trained workload, enforced: it runs to its end, nothing refused.
+    let c = e.container();
+    let t0 = now_ns();
+    let mut args = vec!["--label", &profile.label];
+    args.extend_from_slice(&hybrid);
+    args.extend_from_slice(&[BUSYBOX, "sh", "-c", WORKLOAD]);
+    let out = e.run_with(ngram_e2e::ids::ENFORCE, &c, &args);
+    out.success();
+    assert_eq!(out.stdout, "done\n", "{out}");
+    let id = e.container_id(&c);
+    let denied: Vec<Alert> = ngram_e2e::ids::alerts_since(&id, t0)
+        .into_iter()
+        .filter(|a| a.action != "alerted")
+        .collect();
+    assert!(
+        denied.is_empty(),
+        "the trained workload was refused: {denied:?}"
+    );
+    e.docker(&["rm", "-f", &c.name]).success();
+
+    // A service that ran the trained workload and waits; an intruder's shell comes in.
+    let c = e.container();
+    // It waits reading its open stdin (`-i`): no harmful call of its own after the workload
+    // (an `exec sleep` would be a harmful call of a new program, refused as in notify).
+    let script = format!("{WORKLOAD}; read x");
+    let mut args = vec![
+        "-i",
+        "--label",
+        &profile.label,
+        "--label",
+        "ngram-ids.exec=enforce",
+    ];
+    args.extend_from_slice(&hybrid);
+    args.extend_from_slice(&[BUSYBOX, "sh", "-c", &script]);
+    e.run_detached_with(ngram_e2e::ids::ENFORCE, &c, &args);
+    let id = e.container_id(&c);
+    let route =
+        state_file(&id, "supervisor.ebpf-enforce").and_then(|p| std::fs::read_to_string(p).ok());
+    assert_eq!(
+        route.as_deref().map(str::trim),
+        Some("hybrid"),
+        "{}; logs {:?}; alerts {:?}",
+        e.inspect(&c, "{{json .State}}"),
+        e.docker(&["logs", &c.name]),
+        alerts(&id)
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let t0 = now_ns();
+    let out = e.docker(&[
+        "exec",
+        &c.name,
+        "sh",
+        "-c",
+        // Shell builtins only (no fork to refuse first): calls the profile never saw, then
+        // the create.
+        "times; umask 077; times; ulimit -n; kill -0 $$; times; cd /proc; times; \
+         echo pwned > /tmp/injected && echo written",
+    ]);
+    let found = wait_for_alerts(&id, t0, Duration::from_secs(10));
+    let shown: Vec<String> = found.iter().map(ToString::to_string).collect();
+    println!("hybrid, injected shell: {out}; alerts: {shown:?}");
+    assert!(
+        !out.stdout.contains("written"),
+        "the injected shell wrote its file: {out}"
+    );
+    assert!(
+        out.stderr
+            .contains("can't create /tmp/injected: Operation not permitted"),
+        "the create was not refused with EPERM: {out}"
+    );
+    let diff = e.docker(&["diff", &c.name]);
+    assert!(
+        !diff.stdout.contains("/tmp/injected"),
+        "the injected shell's file exists: {diff}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|a| a.action == "denied" && a.errno == Some(1)),
+        "no alert says denied with EPERM: {shown:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .all(|a| a.json["output_fields"]["ngram.tracer"] == "ebpf"),
+        "{shown:?}"
+    );
+    assert_eq!(
+        e.inspect(&c, "{{.State.Running}}"),
+        "true",
+        "the service was stopped"
+    );
+    e.docker(&["rm", "-f", &c.name]).success();
 }
 
 /// The status file of a running container `c` (its supervisor writes it at start).
