@@ -13,7 +13,9 @@
 # without SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (the "before" of that optimisation); alert-noargs,
 # alert mode with `--arguments=off` (the cost of reading and judging arguments, issue 16);
 # ebpf-train, train mode with the eBPF tracer (label ngram-ids.tracer=ebpf: the kernel counts);
-# ebpf-alert, alert mode with the eBPF tracer (the kernel judges the call sequences).
+# ebpf-alert, alert mode with the eBPF tracer (the kernel judges the call sequences);
+# ebpf-enforce, enforce with the eBPF tracer through the seccomp hybrid (label
+# ngram-ids.ebpf-enforce=hybrid: only the harmful calls are notified, decision 72).
 # BENCH_ONLY="runc floor ..." limits the run to some configurations (runc is the reference).
 # ngram-ids-floor is registered by this script in /etc/docker/daemon.json (runtimeArgs
 # --bench-null-handler) and left there (it is harmless: it traces, learns nothing).
@@ -83,8 +85,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# name -> "runtime [label]"
-runtimes=(runc floor-nosync floor train ebpf-train alert-nosync alert-noargs alert ebpf-alert enforce train-ptrace alert-ptrace enforce-ptrace)
+# name -> "runtime [label...]"
+runtimes=(runc floor-nosync floor train ebpf-train alert-nosync alert-noargs alert ebpf-alert enforce ebpf-enforce train-ptrace alert-ptrace enforce-ptrace)
 declare -A how=(
     [runc]="runc" [floor]="ngram-ids-floor" [train]="ngram-ids-train" [alert]="ngram-ids"
     [floor-nosync]="ngram-ids-floor-nosync" [alert-nosync]="ngram-ids-alert-nosync"
@@ -92,15 +94,18 @@ declare -A how=(
     [enforce]="ngram-ids-enforce"
     [ebpf-train]="ngram-ids-train ngram-ids.tracer=ebpf"
     [ebpf-alert]="ngram-ids ngram-ids.tracer=ebpf"
+    [ebpf-enforce]="ngram-ids-enforce ngram-ids.tracer=ebpf ngram-ids.ebpf-enforce=hybrid"
     [train-ptrace]="ngram-ids-train ngram-ids.tracer=ptrace"
     [alert-ptrace]="ngram-ids ngram-ids.tracer=ptrace"
     [enforce-ptrace]="ngram-ids-enforce ngram-ids.tracer=ptrace"
 )
 # docker run options of a configuration
 opts() {
-    local rt label
-    read -r rt label <<<"${how[$1]}"
-    echo "--runtime $rt${label:+ --label $label}"
+    local rt labels l out
+    read -r rt labels <<<"${how[$1]}"
+    out="--runtime $rt"
+    for l in $labels; do out+=" --label $l"; done
+    echo "$out"
 }
 declare -A rps lat p99 failed ddt startt supcpu supmem
 
@@ -194,7 +199,7 @@ wanted() { [[ -z ${BENCH_ONLY:-} || " $BENCH_ONLY " == *" $1 "* ]]; }
 # A scoring configuration brings what it needs: the profiles the train configuration makes
 # (trained here, not reported, when BENCH_ONLY leaves train out).
 needs_profile=0
-for rt in alert-nosync alert-noargs alert ebpf-alert enforce alert-ptrace enforce-ptrace; do
+for rt in alert-nosync alert-noargs alert ebpf-alert enforce ebpf-enforce alert-ptrace enforce-ptrace; do
     wanted "$rt" && needs_profile=1
 done
 for rt in runc floor-nosync floor train ebpf-train; do
@@ -210,7 +215,7 @@ for _ in $(seq 60); do
     "$ids" profile show "$profile" >/dev/null 2>&1 && "$ids" profile show "$bb_profile" >/dev/null 2>&1 && break
     sleep 0.5
 done
-for rt in alert-nosync alert-noargs alert ebpf-alert enforce train-ptrace alert-ptrace enforce-ptrace; do
+for rt in alert-nosync alert-noargs alert ebpf-alert enforce ebpf-enforce train-ptrace alert-ptrace enforce-ptrace; do
     wanted "$rt" || continue
     run_nginx "$rt"; run_start "$rt"; run_dd "$rt"
 done
@@ -232,6 +237,6 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b == 0 || a == "" || b == "") prin
     echo
     # Configurations left out by BENCH_ONLY have no figures: "-".
     r() { local -n m=$1; echo "${m[$2]:-}"; }
-    echo "Against the floor (notify, CONTINUE only): alert $(ratio "$(r rps alert)" "$(r rps floor)"), train $(ratio "$(r rps train)" "$(r rps floor)") of its requests/s; dd: alert $(ratio "$(r ddt floor)" "$(r ddt alert)"), train $(ratio "$(r ddt floor)" "$(r ddt train)") of its speed. ebpf-train against train (notify): $(ratio "$(r rps ebpf-train)" "$(r rps train)") of its requests/s, $(ratio "$(r ddt train)" "$(r ddt ebpf-train)") of its dd speed. ebpf-alert against alert (notify): $(ratio "$(r rps ebpf-alert)" "$(r rps alert)") of its requests/s, $(ratio "$(r ddt alert)" "$(r ddt ebpf-alert)") of its dd speed. Alerts written during the run: $alerts. Duration: $((SECONDS - started)) s."
+    echo "Against the floor (notify, CONTINUE only): alert $(ratio "$(r rps alert)" "$(r rps floor)"), train $(ratio "$(r rps train)" "$(r rps floor)") of its requests/s; dd: alert $(ratio "$(r ddt floor)" "$(r ddt alert)"), train $(ratio "$(r ddt floor)" "$(r ddt train)") of its speed. ebpf-train against train (notify): $(ratio "$(r rps ebpf-train)" "$(r rps train)") of its requests/s, $(ratio "$(r ddt train)" "$(r ddt ebpf-train)") of its dd speed. ebpf-alert against alert (notify): $(ratio "$(r rps ebpf-alert)" "$(r rps alert)") of its requests/s, $(ratio "$(r ddt alert)" "$(r ddt ebpf-alert)") of its dd speed. ebpf-enforce (seccomp hybrid) against enforce (notify): $(ratio "$(r rps ebpf-enforce)" "$(r rps enforce)") of its requests/s, $(ratio "$(r ddt enforce)" "$(r ddt ebpf-enforce)") of its dd speed. Alerts written during the run: $alerts. Duration: $((SECONDS - started)) s."
 } | tee "$out"
 log "results in $out"
