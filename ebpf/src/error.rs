@@ -50,7 +50,7 @@ pub enum Error {
     Load(#[source] libbpf_rs::Error),
     #[error("cannot attach the eBPF program to the raw_syscalls sys_enter tracepoint")]
     Attach(#[source] libbpf_rs::Error),
-    #[error("this kernel refuses the BPF LSM programs of enforce ({0}) though it loads the rest (no active BPF LSM, or no BPF trampolines: see /sys/kernel/security/lsm): use --tracer=notify for enforce")]
+    #[error("this kernel refuses the BPF LSM programs of enforce ({0}) though it loads the rest (no active BPF LSM, or no BPF trampolines: see /sys/kernel/security/lsm): use --ebpf-enforce=hybrid (or auto, the default), or --tracer=notify for enforce")]
     LsmRefused(#[source] libbpf_rs::Error),
     #[error("cannot attach the BPF LSM program {hook} (is `bpf` in the kernel's active LSMs? see /sys/kernel/security/lsm, or boot with lsm=...,bpf)")]
     AttachHook {

@@ -121,6 +121,7 @@ impl<'a, 'm> HybridHandler<'a, 'm> {
     }
 
     /// Is thread `tid` in the judged cgroup (its `0::` line under the cgroup2 mount)?
+    #[cfg(feature = "ebpf")]
     fn in_cgroup(&self, tid: u32) -> bool {
         let Some(mount) = &self.mount else {
             return true;
@@ -205,6 +206,7 @@ impl Handler for HybridHandler<'_, '_> {
 }
 
 /// The thread's name (`/proc/TID/comm`), empty when it is gone.
+#[cfg(feature = "ebpf")]
 fn comm(tid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{tid}/comm"))
         .map(|c| c.trim_end().to_owned())
@@ -212,6 +214,7 @@ fn comm(tid: u32) -> String {
 }
 
 /// The process's parent (`PPid:` of `/proc/PID/status`), 0 when it is gone.
+#[cfg(feature = "ebpf")]
 fn parent(pid: u32) -> u32 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
