@@ -805,23 +805,41 @@ fn ebpf_container_stops_when_its_supervisor_dies() {
         return;
     };
     let profile = Profile::new("ebpf-failclosed");
-    let before = ngram_programs();
-    let c = e.container();
-    e.run_with(
-        TRAIN,
-        &c,
+    stops_when_its_supervisor_dies(&e, TRAIN, &["--label", EBPF, "--label", &profile.label]);
+}
+
+/// The same with enforce through the seccomp hybrid (decision 72): the container is stopped
+/// (its notified calls, meanwhile, fail with ENOSYS: the listener is closed).
+#[test]
+fn ebpf_hybrid_container_stops_when_its_supervisor_dies() {
+    let Some(e) = setup_ids("ebpf_hybrid_container_stops_when_its_supervisor_dies") else {
+        return;
+    };
+    let profile = Profile::new("ebpf-hybrid-failclosed");
+    train_once(&e, &profile, EBPF, 1);
+    stops_when_its_supervisor_dies(
+        &e,
+        ngram_e2e::ids::ENFORCE,
         &[
-            "-d",
             "--label",
             EBPF,
             "--label",
+            "ngram-ids.ebpf-enforce=hybrid",
+            "--label",
             &profile.label,
-            BUSYBOX,
-            "sleep",
-            "600",
         ],
-    )
-    .success();
+    );
+}
+
+/// Run `busybox sleep 600` with `runtime` and `labels`, SIGKILL its supervisor: the container
+/// stops within 10 s and the supervisor's kernel program is freed.
+fn stops_when_its_supervisor_dies(e: &E2e, runtime: &str, labels: &[&str]) {
+    let before = ngram_programs();
+    let c = e.container();
+    let mut args = vec!["-d"];
+    args.extend_from_slice(labels);
+    args.extend_from_slice(&[BUSYBOX, "sleep", "600"]);
+    e.run_with(runtime, &c, &args).success();
     let id = e.container_id(&c);
     let pid_file = state_file(&id, "supervisor.pid").expect("the supervisor's pid file");
     let pid: i32 = std::fs::read_to_string(pid_file)
