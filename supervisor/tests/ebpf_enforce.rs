@@ -14,7 +14,8 @@
 //!   alert program, each notified call decided by `ngram_ebpf::Hybrid` as the supervisor does;
 //!   a trained program runs, the same program gone strange is refused its first file create,
 //!   socket and execve (`fixtures/effects.c`) and its io_uring calls (`fixtures/uring.c`). This
-//!   part runs on any kernel with BPF (it needs no LSM program).
+//!   part runs on any kernel with BPF (it needs no LSM program), and the hybrid's Rust step is
+//!   held to the kernel's call by call on traced busybox workloads.
 //!
 //! Needs root, BPF and the BPF LSM: `#[ignore]` in a plain `cargo test`, run by `make unit`.
 
@@ -764,5 +765,91 @@ fn the_hybrid_refuses_a_suspects_io_uring_calls_and_lets_a_normal_ring_run() {
         run.kernel.iter().any(|e| e.first() && e.operator()),
         "the operator's anomaly was not reported: {:?}",
         run.kernel
+    );
+}
+
+/// Replay the kernel's records of `calls` (traced, nothing refused) through the hybrid's Rust
+/// step and verdict (`ngram_ebpf::Rule`), thread by thread: the same flags, rule, window counts
+/// and stream length for every judged call, the same suspect marks, and the same refusals for
+/// the calls the kernel could refuse. Returns the calls compared and the refusals.
+fn compare_hybrid_step(model: &Model, meta: &ProfileMeta, calls: &[KernelEvent]) -> (usize, usize) {
+    use ngram_ebpf::{proc_flag, Rule, ThreadState};
+    let det = detector(model, meta).unwrap();
+    let rule = det.kernel_rule(&LivePolicy::default()).unwrap();
+    let opts = rule.alert_options(
+        model,
+        true,
+        1 << 24,
+        Some(enforce(ExecPolicy::Enforce, 0, false)),
+    );
+    let step = Rule::new(&opts).unwrap();
+    let refusable = ngram_supervisor::session::kernel_refusable();
+    let forks: Vec<u16> = ["clone", "clone3", "fork", "vfork"]
+        .iter()
+        .filter_map(|n| Arch::X86_64.number(n))
+        .collect();
+    let mut threads: HashMap<u32, ThreadState> = HashMap::new();
+    let mut procs: HashMap<u32, u32> = HashMap::new();
+    // A parent's flags at its last fork call: what the kernel copies to the child.
+    let mut at_fork: HashMap<u32, u32> = HashMap::new();
+    let (mut compared, mut denied) = (0, 0);
+    for (i, k) in calls.iter().enumerate() {
+        if k.noise() || k.other_arch() {
+            continue;
+        }
+        let nr = u16::try_from(k.nr).unwrap();
+        let args = [k.args[0], k.args[1], k.args[2], 0, 0, 0];
+        let t = threads.entry(k.tid).or_default();
+        let s = step.step(t, nr, &args);
+        let name = Arch::X86_64.display(nr);
+        assert_eq!(
+            (s.flags, s.rule, s.unseen, s.improbable, t.calls),
+            (k.flags, k.rule, k.unseen, k.improbable, k.calls),
+            "call {i} ({name}, tid {}): the hybrid's step and the kernel's differ; kernel record {k:?}",
+            k.tid
+        );
+        let proc = procs.entry(k.pid).or_insert_with(|| {
+            at_fork.get(&k.ppid).map_or_else(
+                || step.fresh_proc(k.pid),
+                |f| f & (proc_flag::SUSPECT | proc_flag::OPERATOR),
+            )
+        });
+        let vd = step.enforce(t, proc, k.pid, nr, &s, || 0);
+        let deny = vd & ngram_ebpf::verdict::DENY != 0 && refusable.contains(&nr);
+        assert_eq!(
+            (deny, vd & ngram_ebpf::verdict::SUSPECT != 0),
+            (k.denied(), k.suspect()),
+            "call {i} ({name}, pid {} tid {}): the hybrid's verdict and the kernel's differ; kernel record {k:?}",
+            k.pid,
+            k.tid
+        );
+        if forks.contains(&nr) {
+            at_fork.insert(k.pid, *proc);
+        }
+        compared += 1;
+        denied += usize::from(deny);
+    }
+    (compared, denied)
+}
+
+#[test]
+#[ignore = "needs root and BPF: run by make unit"]
+fn the_hybrids_step_is_the_kernels_call_by_call() {
+    assert!(
+        Path::new(BUSYBOX).exists(),
+        "needs {BUSYBOX} (apt-get install busybox-static)"
+    );
+    let (model, meta) = trained_on(3, |cg| run_in(cg, NORMAL));
+    let mut total = (0, 0);
+    for script in [NORMAL, OTHER, STRAY] {
+        let calls = enforced_by_kernel(&model, &meta, script, 0);
+        let (compared, denied) = compare_hybrid_step(&model, &meta, &calls);
+        assert!(compared > 100, "too few calls compared: {compared}");
+        total = (total.0 + compared, total.1 + denied);
+    }
+    assert!(total.1 > 0, "no refusal compared");
+    eprintln!(
+        "the hybrid's step against the kernel's: {} judged calls, {} refusals, identical",
+        total.0, total.1
     );
 }
