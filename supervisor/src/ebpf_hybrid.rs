@@ -71,26 +71,11 @@ pub fn lsm_loads(root: &Path) -> bool {
     let answer = false;
     if !boot.is_empty() {
         let text = format!("{boot} {}\n", if answer { "yes" } else { "no" });
-        if let Err(e) = write_root_only(&cache, text.as_bytes()) {
+        if let Err(e) = crate::private_file::write(&cache, text.as_bytes()) {
             tracing::warn!("{}: {e}", cache.display());
         }
     }
     answer
-}
-
-/// Write a 0600 file atomically (temporary file + rename).
-fn write_root_only(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(data)?;
-    std::fs::rename(&tmp, path)
 }
 
 /// The handler of the hybrid's notifications for one container.

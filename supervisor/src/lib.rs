@@ -28,6 +28,7 @@ pub mod labels;
 pub mod notify;
 pub mod podman;
 pub mod poll;
+pub mod private_file;
 pub mod ptrace;
 /// Test support: a tracer that replays a recorded sequence. Not in production builds.
 #[cfg(any(test, feature = "test-support"))]

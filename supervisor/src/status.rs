@@ -3,8 +3,6 @@
 //! container's state directory (`status.json`, mode 0600, root's like the directory), so a
 //! reader never sees half a file and a dead supervisor leaves a stale `updated_ns` behind.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -177,18 +175,10 @@ pub fn path(state_dir: &Path) -> PathBuf {
     state_dir.join(STATUS_FILE)
 }
 
-/// Write `status` atomically (a temporary file renamed over the old one), mode 0600.
+/// Write `status` atomically, mode 0600 ([`crate::private_file::write`]).
 pub fn write(state_dir: &Path, status: &Status) -> std::io::Result<()> {
-    let dst = path(state_dir);
-    let tmp = dst.with_extension("json.tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(&serde_json::to_vec(status).map_err(std::io::Error::other)?)?;
-    std::fs::rename(&tmp, &dst)
+    let data = serde_json::to_vec(status).map_err(std::io::Error::other)?;
+    crate::private_file::write(&path(state_dir), &data)
 }
 
 /// Read the status file in `state_dir`.

@@ -673,18 +673,9 @@ fn prepare(plan: &Plan) -> Result<Prepared, SuperviseError> {
     })
 }
 
-/// Write a root-only file atomically (temporary file + rename).
+/// Write a root-only file atomically ([`crate::private_file::write`]).
 fn write_private(path: &Path, data: &[u8]) -> Result<(), SuperviseError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(data).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    crate::private_file::write(path, data).map_err(io(path))
 }
 
 /// The recording file of `plan`, if it records.
