@@ -7,7 +7,7 @@
 //!
 //! `cargo run --release -p ngram-ebpf --example dd_overhead [REPS]`
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -15,22 +15,11 @@ use ngram_ebpf::{Counter, Stats};
 use nix::sys::resource::{getrusage, UsageWho};
 use nix::sys::time::TimeValLike;
 
+mod common;
+
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 const DD: &str = "dd if=/dev/zero of=/dev/null bs=1 count=2000000 status=none";
-
-/// The cgroup2 mount (/sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid host).
-fn cgroup2_root() -> Result<PathBuf> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
-    mountinfo
-        .lines()
-        .find_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            (right.split(' ').next() == Some("cgroup2")).then(|| left.split(' ').nth(4))?
-        })
-        .map(PathBuf::from)
-        .ok_or_else(|| "no cgroup2 mount".into())
-}
 
 /// CPU seconds (user + system) of the waited-for children so far.
 fn children_cpu() -> Result<f64> {
@@ -65,7 +54,7 @@ fn main() -> Result<()> {
         Some(arg) => arg.parse()?,
         None => 5,
     };
-    let root = cgroup2_root()?;
+    let root = common::cgroup2_root()?;
     let a = root.join(format!("ngram-ebpf-dd-a-{}", std::process::id()));
     let b = root.join(format!("ngram-ebpf-dd-b-{}", std::process::id()));
     std::fs::create_dir(&a)?;

@@ -6,7 +6,6 @@
 //!
 //! `cargo run --release -p ngram-ebpf --example load_phases [REPS] [GRAMS]`
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use ngram_ebpf::{AlertOptions, Alerter, Counter, Options};
@@ -14,19 +13,9 @@ use ngram_profiler::ngram::{NgramCounts, ThreadWindow};
 use ngram_profiler::score::Model;
 use ngram_profiler::syscalls::Arch;
 
-type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+mod common;
 
-fn cgroup2_root() -> Result<PathBuf> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
-    mountinfo
-        .lines()
-        .find_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            (right.split(' ').next() == Some("cgroup2")).then(|| left.split(' ').nth(4))?
-        })
-        .map(PathBuf::from)
-        .ok_or_else(|| "no cgroup2 mount".into())
-}
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 /// A model with about `grams` distinct 6-grams over 40 calls (a fixed pseudo-random stream).
 fn model(grams: usize) -> Result<Model> {
@@ -67,7 +56,7 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let reps: usize = args.next().map_or(Ok(10), |a| a.parse())?;
     let grams: usize = args.next().map_or(Ok(5000), |a| a.parse())?;
-    let cg = cgroup2_root()?.join(format!("ngram-load-phases-{}", std::process::id()));
+    let cg = common::cgroup2_root()?.join(format!("ngram-load-phases-{}", std::process::id()));
     std::fs::create_dir(&cg)?;
     let model = model(grams)?;
     let tables = model.tables();
