@@ -139,6 +139,24 @@ fn traces(dir: &Path, name: &str, pattern: &[u16], seed: usize, files: usize) ->
 }
 
 /// The manifest digest a push or pull names (`…@sha256:…`).
+/// Train profile `name` in `db`, on host `host`, from the ADFA-format traces in `t` (n = 3).
+fn train(db: &Path, host: &str, name: &str, t: &Path) -> String {
+    ok(
+        db,
+        host,
+        &[
+            "profile",
+            "train",
+            name,
+            "--format",
+            "adfa",
+            "--n",
+            "3",
+            t.to_str().unwrap(),
+        ],
+    )
+}
+
 fn digest_in(out: &str) -> String {
     let at = out.find("@sha256:").unwrap();
     out[at + 1..at + 1 + 71].to_owned()
@@ -166,25 +184,9 @@ fn push_pull_and_a_fleet_merge_are_exact() {
     );
     let ta = traces(tmp.path(), "ta", &[3, 4, 5, 6, 3, 4, 192, 91], 0, 3);
     let tb = traces(tmp.path(), "tb", &[3, 5, 4, 6, 5, 4, 192, 90, 91], 1, 2);
-    let train = |db: &Path, host: &str, t: &Path| {
-        ok(
-            db,
-            host,
-            &[
-                "profile",
-                "train",
-                "web",
-                "--format",
-                "adfa",
-                "--n",
-                "3",
-                t.to_str().unwrap(),
-            ],
-        )
-    };
-    train(&a, "host-a", &ta);
-    train(&b, "host-b", &tb);
-    train(&b, "host-b", &tb);
+    train(&a, "host-a", "web", &ta);
+    train(&b, "host-b", "web", &tb);
+    train(&b, "host-b", "web", &tb);
 
     // An unbound profile is pushed only on purpose.
     let e = err(&a, "host-a", &["profile", "push", "web", &reg.r("p/web:a")]);
@@ -328,10 +330,10 @@ fn push_pull_and_a_fleet_merge_are_exact() {
     assert_eq!(counts(&a, "web").counts, fleet.counts);
     // Training on after the pull is an origin of its own; a merge with new counts of a third
     // host adds up exactly too.
-    train(&a, "host-a", &ta);
+    train(&a, "host-a", "web", &ta);
     let d = tmp.path().join("d");
     let td = traces(tmp.path(), "td", &[3, 4, 6, 5, 192, 91], 2, 1);
-    train(&d, "host-d", &td);
+    train(&d, "host-d", "web", &td);
     ok(
         &d,
         "host-d",
@@ -418,20 +420,7 @@ fn bad_artifacts_are_refused_and_change_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     let t = traces(tmp.path(), "t", &[3, 4, 5, 6, 3, 4, 192, 91], 0, 2);
-    ok(
-        &src,
-        "h",
-        &[
-            "profile",
-            "train",
-            "web",
-            "--format",
-            "adfa",
-            "--n",
-            "3",
-            t.to_str().unwrap(),
-        ],
-    );
+    train(&src, "h", "web", &t);
     ok(
         &src,
         "h",
@@ -496,20 +485,7 @@ fn bad_artifacts_are_refused_and_change_nothing() {
 
     // The store the pulls go to: one profile of its own, and a path that does not exist yet.
     let db = tmp.path().join("db");
-    ok(
-        &db,
-        "h",
-        &[
-            "profile",
-            "train",
-            "mine",
-            "--format",
-            "adfa",
-            "--n",
-            "3",
-            t.to_str().unwrap(),
-        ],
-    );
+    train(&db, "h", "mine", &t);
     let before = ok(&db, "h", &["profile", "list"]);
     let fresh = tmp.path().join("fresh");
     let down = {
@@ -720,20 +696,7 @@ fn tls_and_credentials_from_docker_config() {
     let host = reg.addr.clone();
     let a = tmp.path().join("a");
     let t = traces(tmp.path(), "t", &[3, 4, 5, 6, 3, 4, 192, 91], 0, 2);
-    ok(
-        &a,
-        "h",
-        &[
-            "profile",
-            "train",
-            "web",
-            "--format",
-            "adfa",
-            "--n",
-            "3",
-            t.to_str().unwrap(),
-        ],
-    );
+    train(&a, "h", "web", &t);
     let r = reg.r("p/web:v1");
     let push = ["profile", "push", "web", r.as_str(), "--any-image"];
     let right = docker_config(&tmp.path().join("right"), &host, "tester", "s3cret");
