@@ -32,6 +32,32 @@ pub struct RunCheck {
     /// extrapolated from (decision 98). Empty in checks from before it.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub young_peaks: std::collections::BTreeMap<String, Vec<u64>>,
+    /// How many excursions of settled threads (stretches of windows scoring above 0 by the
+    /// settled rule's measure) peaked at each score, in tenths as in
+    /// [`RunCheck::young_peaks`] (index 0 stays 0): the tail the settled threshold is
+    /// extrapolated from (decision 99). Empty in checks from before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settled_peaks: Vec<u64>,
+}
+
+/// Count a stretch's new peak: `peaks[level]` gains the stretch that `old` (its peak so far,
+/// counted at that level) held, when `level` is above `old`. Returns the stretch's peak
+/// afterwards. `peaks` grows to [`PEAK_LEVELS`] when shorter.
+pub fn raise_peak(peaks: &mut Vec<u64>, old: Option<u8>, level: usize) -> Option<u8> {
+    if old.is_some_and(|o| usize::from(o) >= level) {
+        return old;
+    }
+    if peaks.len() < PEAK_LEVELS {
+        peaks.resize(PEAK_LEVELS, 0);
+    }
+    if let Some(o) = old.and_then(|o| peaks.get_mut(usize::from(o))) {
+        *o = o.saturating_sub(1);
+    }
+    let level = level.min(PEAK_LEVELS - 1);
+    if let Some(n) = peaks.get_mut(level) {
+        *n += 1;
+    }
+    u8::try_from(level).ok()
 }
 
 /// The index in [`RunCheck::young_peaks`] of a window score (a share of a 10-call window).
@@ -110,7 +136,9 @@ pub fn tail_threshold(peaks: &[u64]) -> Option<f64> {
 
 /// The live thresholds calibrated on held-out training runs: the settled threshold is the
 /// highest settled score the newest [`CALIBRATION_RUNS`] checked runs reached plus
-/// [`CALIBRATION_MARGIN`], never below `floor_settled` (the default); the young threshold of
+/// [`CALIBRATION_MARGIN`], never below `floor_settled` (the default), and raised to where the
+/// tail of the settled excursions' peaks runs out ([`tail_threshold`] over
+/// [`RunCheck::settled_peaks`], decision 99); the young threshold of
 /// each known program is the highest young score of *that program* in those runs plus the
 /// margin, never below `floor_young`: a program whose start varies (a Go runtime's) gets its
 /// own allowance without raising a deterministic one's (a shell's). A threshold of 1 or more
@@ -123,19 +151,18 @@ pub fn calibrated(meta: &ProfileMeta, floor_settled: f64, floor_young: f64) -> C
         young: std::collections::BTreeMap::new(),
     };
     let mut peaks: std::collections::BTreeMap<&str, [u64; PEAK_LEVELS]> = Default::default();
+    let mut settled_peaks = [0u64; PEAK_LEVELS];
     for c in meta.run_checks.iter().rev().take(CALIBRATION_RUNS) {
         if let Some(m) = c.max_settled {
             out.settled = out.settled.max(m + CALIBRATION_MARGIN);
         }
+        add_peaks(&mut settled_peaks, &c.settled_peaks);
         for (program, &m) in &c.young_by_program {
             let t = out.young.entry(program.clone()).or_insert(floor_young);
             *t = t.max(m + CALIBRATION_MARGIN);
         }
         for (program, p) in &c.young_peaks {
-            let sum = peaks.entry(program.as_str()).or_insert([0; PEAK_LEVELS]);
-            for (s, &n) in sum.iter_mut().zip(p) {
-                *s = s.saturating_add(n);
-            }
+            add_peaks(peaks.entry(program.as_str()).or_insert([0; PEAK_LEVELS]), p);
         }
     }
     for (program, p) in peaks {
@@ -144,10 +171,20 @@ pub fn calibrated(meta: &ProfileMeta, floor_settled: f64, floor_young: f64) -> C
             *t = t.max(tail);
         }
     }
-    if out.settled >= SETTLED_SATURATED {
-        out.settled = out.settled.max(SETTLED_OFF);
+    match tail_threshold(&settled_peaks) {
+        // The tail says how often the top is reached: decision 69's guess is not needed.
+        Some(tail) => out.settled = out.settled.max(tail),
+        None if out.settled >= SETTLED_SATURATED => out.settled = out.settled.max(SETTLED_OFF),
+        None => {}
     }
     out
+}
+
+/// Add one run's peak counts to a sum.
+fn add_peaks(sum: &mut [u64; PEAK_LEVELS], run: &[u64]) {
+    for (s, &n) in sum.iter_mut().zip(run) {
+        *s = s.saturating_add(n);
+    }
 }
 
 /// What [`calibrated`] gives.
@@ -313,6 +350,7 @@ mod tests {
                     max_young: None,
                     young_by_program: Default::default(),
                     young_peaks: Default::default(),
+                    settled_peaks: Vec::new(),
                 },
             );
         }
@@ -385,6 +423,7 @@ mod tests {
                     max_young: Some(0.4),
                     young_by_program: [("/srv/go".to_owned(), 0.4)].into_iter().collect(),
                     young_peaks: Default::default(),
+                    settled_peaks: Vec::new(),
                 },
             );
         }
@@ -485,13 +524,67 @@ mod tests {
     }
 
     #[test]
+    fn the_settled_threshold_follows_the_tail_of_its_excursions() {
+        let mut m = meta();
+        // A steep tail of excursions topping at 0.4: the maximum rule gives 0.45, the tail
+        // lets 0.5 and 0.6 through (decision 99).
+        m.run_checks[0].max_settled = Some(0.4);
+        m.run_checks[0].settled_peaks = peaks(&[0, 1_000_000, 5_000, 40, 3]);
+        let c = calibrated(&m, 0.45, 0.25);
+        let tail = tail_threshold(&m.run_checks[0].settled_peaks).unwrap();
+        assert!(tail > 0.45, "{tail}");
+        assert!((c.settled - tail).abs() < 1e-9, "{c:?}");
+        // Peaks add up over the calibration runs, like the young ones.
+        m.run_checks[1].settled_peaks = m.run_checks[0].settled_peaks.clone();
+        assert!(calibrated(&m, 0.45, 0.25).settled >= c.settled);
+        // A tail that reaches 0.9 but falls steeply keeps the rule on (decision 69's guess
+        // is for checks without peaks): 1.0 still alarms.
+        let mut m = meta();
+        m.run_checks[0].max_settled = Some(0.9);
+        m.run_checks[0].settled_peaks = peaks(&[0, 0, 0, 0, 0, 0, 2_000_000, 0, 0, 1]);
+        let c = calibrated(&m, 0.45, 0.25);
+        assert!((c.settled - 0.95).abs() < 1e-9, "{c:?}");
+        // One that does not fall turns it off.
+        m.run_checks[0].settled_peaks = peaks(&[0, 50, 50, 50, 50, 50, 50, 50, 50, 50]);
+        assert!(calibrated(&m, 0.45, 0.25).settled > 1.0);
+        // Never below the maximum rule, nor the default.
+        let mut m = meta();
+        m.run_checks[0].max_settled = Some(0.3);
+        m.run_checks[0].settled_peaks = peaks(&[0, 5, 0, 0]);
+        let c = calibrated(&m, 0.45, 0.25);
+        assert_eq!(
+            c.settled, 0.45,
+            "too few excursions: the maximum rule and default"
+        );
+    }
+
+    #[test]
+    fn a_stretch_is_counted_once_at_its_peak() {
+        let mut p = Vec::new();
+        let mut peak = None;
+        for level in [1, 3, 2, 3, 5, 4] {
+            peak = raise_peak(&mut p, peak, level);
+        }
+        assert_eq!(peak, Some(5));
+        assert_eq!(p, peaks(&[0, 0, 0, 0, 0, 1]));
+        // A new stretch adds one more.
+        let second = raise_peak(&mut p, None, 2);
+        assert_eq!(second, Some(2));
+        assert_eq!(p.iter().sum::<u64>(), 2);
+        // Levels beyond the top are counted at the top.
+        assert_eq!(raise_peak(&mut p, None, 40), Some(10));
+        assert_eq!(p[10], 1);
+    }
+
+    #[test]
     fn a_check_without_peaks_reads_as_before() {
         let old = r#"{"at":1,"calls":2,"alarms":0,"max_settled":0.5,"max_young":0.3,
             "young_by_program":{"/bin/sh":0.3}}"#;
         let c: RunCheck = serde_json::from_str(old).unwrap();
-        assert!(c.young_peaks.is_empty());
+        assert!(c.young_peaks.is_empty() && c.settled_peaks.is_empty());
         let back = serde_json::to_string(&c).unwrap();
         assert!(!back.contains("young_peaks"), "{back}");
+        assert!(!back.contains("settled_peaks"), "{back}");
     }
 
     #[test]
@@ -517,6 +610,7 @@ mod tests {
                     max_young: None,
                     young_by_program: Default::default(),
                     young_peaks: Default::default(),
+                    settled_peaks: Vec::new(),
                 },
             );
         }

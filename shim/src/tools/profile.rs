@@ -568,7 +568,7 @@ fn print_lifecycle(m: &ProfileMeta, now: u64) {
             .map(|(p, t)| format!("{p} {t:.2}"))
             .collect();
         let settled = if c.settled > 1.0 {
-            "settled sequence rule off (held-out runs reached the top)".to_owned()
+            "settled sequence rule off (held-out runs reach the top)".to_owned()
         } else {
             format!("settled threshold {:.2}", c.settled)
         };

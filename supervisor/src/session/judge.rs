@@ -177,6 +177,10 @@ pub struct ThreadState {
     /// Train mode with a shadow detector: the highest young-known window score (in tenths,
     /// [`lifecycle::peak_level`]) since its last `execve`, counted in the run's peaks.
     pub young_peak: Option<u8>,
+    /// Train mode with a shadow detector, settled: the highest settled window score (in
+    /// tenths) of the excursion the thread is in (windows above 0), counted in the run's
+    /// settled peaks; `None` between excursions.
+    pub settled_peak: Option<u8>,
 }
 
 impl ThreadState {

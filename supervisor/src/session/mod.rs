@@ -140,6 +140,8 @@ struct Inner<'m> {
     shadow_young: std::collections::BTreeMap<String, f64>,
     /// Shadow mode: how many young threads of each known program peaked at each level.
     shadow_peaks: std::collections::BTreeMap<String, Vec<u64>>,
+    /// Shadow mode: how many settled threads' excursions peaked at each level.
+    shadow_settled_peaks: Vec<u64>,
 }
 
 /// The handler of one container.
@@ -229,6 +231,7 @@ impl<'m> Session<'m> {
                 shadow_max: [None; 2],
                 shadow_young: Default::default(),
                 shadow_peaks: Default::default(),
+                shadow_settled_peaks: Vec::new(),
             }),
             alerts: None,
             suppressed: Suppressed::default(),
@@ -385,6 +388,7 @@ impl<'m> Session<'m> {
                 max_young: inner.shadow_max[1],
                 young_by_program: inner.shadow_young.clone(),
                 young_peaks: inner.shadow_peaks.clone(),
+                settled_peaks: inner.shadow_settled_peaks.clone(),
             }
         })
     }
@@ -428,6 +432,7 @@ impl<'m> Session<'m> {
         if ev.is_execve() {
             thread.exec_at = Some(calls);
             thread.young_peak = None;
+            thread.settled_peak = None;
         }
         let young = thread.young(calls);
         let facts = CallFacts {
@@ -450,26 +455,23 @@ impl<'m> Session<'m> {
             if let Some(m) = slot.and_then(|i| inner.shadow_max.get_mut(i)) {
                 *m = Some(m.map_or(verdict.score, |x| x.max(verdict.score)));
             }
-            if let (judge::Measure::YoungKnown, Some(p)) = (verdict.measure, &proc.program) {
-                let top = inner.shadow_young.entry(p.to_string()).or_insert(0.0);
-                *top = top.max(verdict.score);
-                let level = lifecycle::peak_level(verdict.score);
-                if thread.young_peak.is_none_or(|old| usize::from(old) < level) {
-                    let peaks = inner
-                        .shadow_peaks
-                        .entry(p.to_string())
-                        .or_insert_with(|| vec![0; lifecycle::PEAK_LEVELS]);
-                    if let Some(old) = thread
-                        .young_peak
-                        .and_then(|o| peaks.get_mut(usize::from(o)))
-                    {
-                        *old = old.saturating_sub(1);
+            let level = lifecycle::peak_level(verdict.score);
+            match (verdict.measure, &proc.program) {
+                (judge::Measure::YoungKnown, Some(p)) => {
+                    let top = inner.shadow_young.entry(p.to_string()).or_insert(0.0);
+                    *top = top.max(verdict.score);
+                    if thread.young_peak.is_none_or(|old| usize::from(old) < level) {
+                        let peaks = inner.shadow_peaks.entry(p.to_string()).or_default();
+                        thread.young_peak = lifecycle::raise_peak(peaks, thread.young_peak, level);
                     }
-                    if let Some(new) = peaks.get_mut(level) {
-                        *new += 1;
-                    }
-                    thread.young_peak = u8::try_from(level).ok();
                 }
+                // An excursion of a settled thread: its windows above 0, counted at its peak.
+                (judge::Measure::Settled, _) if level == 0 => thread.settled_peak = None,
+                (judge::Measure::Settled, _) => {
+                    let peaks = &mut inner.shadow_settled_peaks;
+                    thread.settled_peak = lifecycle::raise_peak(peaks, thread.settled_peak, level);
+                }
+                _ => {}
             }
         }
         let condemns = det.anomaly_condemns(young, &proc);

@@ -616,6 +616,16 @@ fn thresholds_are_calibrated_on_held_out_runs() {
     let check = s.shadow_check(7).unwrap();
     let top = check.max_settled.expect("no settled score recorded");
     assert!(top > 0.45, "{check:?}");
+    // One excursion above 0, counted once, at its peak (decision 99).
+    let level = ngram_profiler::lifecycle::peak_level(top);
+    assert_eq!(check.settled_peaks.iter().sum::<u64>(), 1, "{check:?}");
+    assert_eq!(check.settled_peaks[level], 1, "{check:?}");
+    // Back to normal and astray again: a second excursion.
+    for &nr in normal[..40].iter().chain(&NOVEL[..3]) {
+        s.on_event(&call(9, 10, nr, 0));
+    }
+    let second = s.shadow_check(7).unwrap();
+    assert_eq!(second.settled_peaks.iter().sum::<u64>(), 2, "{second:?}");
     // The next detector's settled threshold is above it, the young one untouched.
     ngram_profiler::lifecycle::record_run(&mut meta, check);
     let det = detector(&model, &meta).unwrap();
