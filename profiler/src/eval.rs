@@ -9,14 +9,18 @@
 //! trace alarms when its score is strictly above it). The STIDE baseline is measured the same
 //! way by our own code, with its own n.
 
+mod callset;
 mod detector;
+mod select;
 
 use serde::{Deserialize, Serialize};
 
+pub use self::callset::CallSetKnn;
 pub use self::detector::{
     by_family, combine, evaluate_detector, ngram_scored, AttackResult, DetectorReport,
     FamilyFigures, Scored, SetScores,
 };
+pub use self::select::{cross_validate, Fold, Selection};
 use crate::ngram::{NgramCounts, NgramError};
 use crate::score::{
     calibrate, score_trace, Calibration, CalibrationMethod, Model, ScoreConfig, ScoreError,

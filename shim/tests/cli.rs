@@ -411,6 +411,72 @@ fn eval_json_has_the_fixed_keys() {
 }
 
 #[test]
+fn eval_callset_and_the_cross_validated_sum() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let t = traces(tmp.path(), "train", &[NORMAL; 4], 30);
+    let normal = traces(tmp.path(), "normal", &[NORMAL; 6], 20);
+    // Two attack families, as ADFA-LD lays them out: FAMILY_N directories.
+    let attack = tmp.path().join("attack");
+    traces(&attack, "Fam_1", &[ATTACK, ATTACK], 10);
+    traces(&attack, "Other_1", &[ATTACK], 12);
+    let out = ok(
+        &db,
+        &[
+            "eval",
+            "--format",
+            "adfa",
+            "--n",
+            "3",
+            "--train",
+            t.to_str().unwrap(),
+            "--normal",
+            normal.to_str().unwrap(),
+            "--attack",
+            attack.to_str().unwrap(),
+            "--callset",
+            "--select",
+            "--json",
+        ],
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = v["detectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["detector"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["ngram", "stide", "callset", "ngram+callset"],
+        "{out}"
+    );
+    let callset = &v["detectors"][2];
+    // The attack traces share only call 5 with the training traces' sets (and 4, the
+    // variation), so their sets are far from every training set.
+    assert_eq!(callset["auc"], 1.0, "{out}");
+    assert_eq!(callset["detected"], 3, "{out}");
+    // A whole-trace verdict: the alarm is at the trace's last call.
+    let a = &callset["attacks"][0];
+    assert_eq!(
+        a["first_alarm"].as_u64(),
+        a["calls"].as_u64().map(|c| c - 1),
+        "{out}"
+    );
+    let folds = v["selection"]["folds"].as_array().unwrap();
+    let held: Vec<&str> = folds
+        .iter()
+        .map(|f| f["held_out"].as_str().unwrap())
+        .collect();
+    assert_eq!(held, ["Fam", "Other"], "{out}");
+    assert_eq!(folds[0]["attacks"], 2);
+    assert_eq!(folds[1]["attacks"], 1);
+    assert!(folds
+        .iter()
+        .all(|f| !f["chosen"].as_array().unwrap().is_empty()));
+}
+
+#[test]
 fn concurrent_training_processes_lose_no_counts() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db");

@@ -6,12 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use ngram_profiler::eval::{self, DetectorReport, EvalConfig, EvalReport};
+use ngram_profiler::eval::{self, DetectorReport, EvalConfig, EvalReport, Selection};
 use ngram_profiler::score::{self, ScoreConfig};
 use ngram_profiler::trace::Format;
 
 pub(super) use self::detectors::AeOpts;
-use self::detectors::{print_table, side_by_side};
+use self::detectors::{print_selection, print_table, select, side_by_side};
 use super::opts::{parse_format, CalibrateOpts, Runs, ScoreOpts};
 use super::traces::read_traces;
 
@@ -59,6 +59,20 @@ pub struct EvalArgs {
     /// Also print the side-by-side table (and per attack family) for --detector ngram.
     #[arg(long)]
     pub families: bool,
+    /// Also measure the call-set detector (1-NN Jaccard of the set of distinct calls against
+    /// the training traces' sets) and its calibrated sum with the n-gram model.
+    #[arg(long)]
+    pub callset: bool,
+    /// With --callset: the nearest training sets a call-set score averages; a list measures
+    /// one call-set detector per value (all candidates of --select), the first summed with the
+    /// n-gram model.
+    #[arg(long, value_delimiter = ',', default_value = "1", value_parser = clap::value_parser!(u64).range(1..))]
+    pub callset_k: Vec<u64>,
+    /// Choose the sum of detectors by leave-one-family-out cross-validation (the attack
+    /// families are the attack traces' directories without `_N`; one family: 5 slices) and
+    /// report each family with the sum chosen on the others.
+    #[arg(long)]
+    pub select: bool,
     #[command(flatten)]
     pub ae: Box<AeOpts>,
     /// One JSON object (keys auc, detection_rate, false_alarm_rate, threshold, n, …).
@@ -96,13 +110,19 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode> {
             EvalConfig::default().baseline
         },
     };
-    let detectors: Vec<DetectorReport> = if args.detector == Detector::Ngram && !args.families {
+    let table = args.families || args.callset || args.select;
+    let detectors: Vec<DetectorReport> = if args.detector == Detector::Ngram && !table {
         Vec::new()
     } else {
         side_by_side(args, &cfg, (&train, &normal, &attack))?
     };
+    let selection = if args.select {
+        Some(select(args, &detectors)?)
+    } else {
+        None
+    };
     if args.detector == Detector::Autoencoder {
-        return print_detectors(args, &detectors, dropped);
+        return print_detectors(args, &detectors, selection.as_ref(), dropped);
     }
     let report = eval::evaluate(&train, &normal, &attack, &cfg)?;
     if args.json {
@@ -115,6 +135,9 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode> {
         }
         if let Some(obj) = v.as_object_mut().filter(|_| !detectors.is_empty()) {
             obj.insert("detectors".into(), serde_json::to_value(&detectors)?);
+        }
+        if let (Some(sel), Some(obj)) = (&selection, v.as_object_mut()) {
+            obj.insert("selection".into(), serde_json::to_value(sel)?);
         }
         println!("{v}");
     } else {
@@ -134,6 +157,9 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode> {
             println!();
             print_table(&detectors, args.format);
         }
+        if let Some(sel) = &selection {
+            print_selection(sel);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -144,10 +170,11 @@ type Dropped = Option<[(usize, usize); 3]>;
 fn print_detectors(
     args: &EvalArgs,
     detectors: &[DetectorReport],
+    selection: Option<&Selection>,
     dropped: Dropped,
 ) -> Result<ExitCode> {
     if args.json {
-        let mut v = serde_json::json!({ "detectors": detectors });
+        let mut v = serde_json::json!({ "detectors": detectors, "selection": selection });
         if let (Some([t, n, a]), Some(obj)) = (dropped, v.as_object_mut()) {
             obj.insert(
                 "dedup_dropped".into(),
@@ -157,6 +184,9 @@ fn print_detectors(
         println!("{v}");
     } else {
         print_table(detectors, args.format);
+        if let Some(sel) = selection {
+            print_selection(sel);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,7 +9,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use ngram_profiler::eval::{
-    self, by_family, combine, evaluate_detector, ngram_scored, DetectorReport, EvalConfig,
+    self, by_family, combine, cross_validate, evaluate_detector, ngram_scored, CallSetKnn,
+    DetectorReport, EvalConfig, Selection,
 };
 use ngram_profiler::score::Model;
 use ngram_profiler::trace::{self, Format, Trace};
@@ -145,17 +146,88 @@ pub(super) fn side_by_side(
             )?);
         }
     }
+    let mut sums = Vec::new();
+    if args.callset {
+        for (i, &k) in args.callset_k.iter().enumerate() {
+            let knn = CallSetKnn::train(train, usize::try_from(k).unwrap_or(usize::MAX));
+            let name = if k == 1 {
+                "callset".to_owned()
+            } else {
+                format!("callset-k{k}")
+            };
+            let r = evaluate_detector(&name, normal, attack, &starts, method, |t, th| {
+                Ok::<_, ngram_profiler::score::ScoreError>(knn.scored(t, th))
+            })?;
+            if i == 0 && args.detector != Detector::Autoencoder {
+                sums.push(combine(
+                    &format!("ngram+{name}"),
+                    &[&out[0], &r],
+                    attack,
+                    method,
+                )?);
+            }
+            out.push(r);
+        }
+    }
     if args.detector != Detector::Ngram {
         let ae = autoencoder(args, normal, attack, &starts, method, train)?;
         if args.detector == Detector::Both {
-            let both = combine("ngram+autoencoder", &[&out[0], &ae], attack, method)?;
-            out.push(ae);
-            out.push(both);
-        } else {
-            out.push(ae);
+            sums.push(combine(
+                "ngram+autoencoder",
+                &[&out[0], &ae],
+                attack,
+                method,
+            )?);
         }
+        out.push(ae);
     }
+    out.extend(sums);
     Ok(out)
+}
+
+/// Detectors that are sums of others (`combine`'s names hold a `+`).
+fn is_sum(r: &DetectorReport) -> bool {
+    r.detector.contains('+')
+}
+
+/// `--select`: the sum of the single detectors chosen by leave-one-family-out
+/// cross-validation (`eval::cross_validate`; 5 slices by index when there is one family).
+pub(super) fn select(args: &EvalArgs, detectors: &[DetectorReport]) -> Result<Selection> {
+    let parts: Vec<&DetectorReport> = detectors.iter().filter(|r| !is_sum(r)).collect();
+    let family: Vec<String> = parts
+        .first()
+        .map(|r| {
+            r.attacks
+                .iter()
+                .map(|a| eval::AdfaLd::family(&a.source))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(cross_validate(&parts, &family, args.calibrate.method(), 5)?)
+}
+
+/// The `--select` report.
+pub(super) fn print_selection(s: &Selection) {
+    println!(
+        "chosen by leave-one-family-out cross-validation (each family judged by the sum chosen \
+         on the other families' attacks against the calibration traces):"
+    );
+    for f in &s.folds {
+        println!(
+            "  held out {:<20} chosen {:<36} selection AUC {:.4}  AUC {:.4}  detected {:>3} of {:>3}  FAR {:.4}",
+            f.held_out,
+            f.chosen.join("+"),
+            f.selection_auc,
+            f.auc,
+            f.detected,
+            f.attacks,
+            f.false_alarm_rate
+        );
+    }
+    println!(
+        "  cross-validated: AUC {:.4}  DR {:.4}  FAR {:.4} (AUC and FAR weighted by the folds' attack traces)",
+        s.auc, s.detection_rate, s.false_alarm_rate
+    );
 }
 
 #[cfg(feature = "autoencoder")]
@@ -240,7 +312,16 @@ pub(super) fn print_table(detectors: &[DetectorReport], format: Format) {
         detectors.first().map_or(0, |r| r.attack_traces),
         detectors.first().map_or(0, |r| r.normal_test_traces)
     );
-    if format != Format::Adfa {
+    let families: std::collections::BTreeSet<String> = detectors
+        .first()
+        .map(|r| {
+            r.attacks
+                .iter()
+                .map(|a| eval::AdfaLd::family(&a.source))
+                .collect()
+        })
+        .unwrap_or_default();
+    if format != Format::Adfa && families.len() < 2 {
         return;
     }
     println!("per attack family (AUC against all normal test traces, detected, MTTD):");
