@@ -48,6 +48,8 @@ pub struct AttackResult {
     pub first_alarm: Option<u64>,
     /// Calls from the attack's start to the first alarm at or after it (detected traces only).
     pub time_to_detect: Option<u64>,
+    /// The same in seconds, from the two calls' timestamps (traces that have them).
+    pub seconds_to_detect: Option<f64>,
 }
 
 /// Per-trace scores without a threshold, kept for [`combine`].
@@ -70,6 +72,9 @@ pub struct DetectorReport {
     pub consecutive_false_alarms: u64,
     /// Mean over detected attack traces of [`AttackResult::time_to_detect`].
     pub mean_time_to_detect: Option<f64>,
+    /// Mean over detected attack traces of [`AttackResult::seconds_to_detect`] (those with
+    /// timestamps).
+    pub mean_seconds_to_detect: Option<f64>,
     pub normal_test_traces: usize,
     pub attack_traces: usize,
     pub detected: usize,
@@ -87,6 +92,7 @@ pub struct FamilyFigures {
     pub detected: usize,
     pub auc: f64,
     pub mean_time_to_detect: Option<f64>,
+    pub mean_seconds_to_detect: Option<f64>,
 }
 
 /// Evaluate the detector `score` (a trace and an optional threshold → its score and alarms)
@@ -160,6 +166,7 @@ fn report(
         .map(|(i, (t, s))| {
             let start = attack_start.get(i).copied().unwrap_or(0);
             let detected = s.score > th;
+            let alarm = s.first_alarm.filter(|&a| detected && a >= start);
             AttackResult {
                 source: t.source.clone(),
                 calls: t.events.len(),
@@ -167,10 +174,8 @@ fn report(
                 detected,
                 attack_start: start,
                 first_alarm: s.first_alarm,
-                time_to_detect: s
-                    .first_alarm
-                    .filter(|&a| detected && a >= start)
-                    .map(|a| a - start),
+                time_to_detect: alarm.map(|a| a - start),
+                seconds_to_detect: alarm.and_then(|a| seconds_between(t, start, a)),
             }
         })
         .collect();
@@ -184,6 +189,7 @@ fn report(
         calibration,
         consecutive_false_alarms: consecutive,
         mean_time_to_detect: mean_ttd(attacks.iter()),
+        mean_seconds_to_detect: mean_secs(attacks.iter()),
         normal_test_traces: normal.len(),
         attack_traces: attacks.len(),
         detected,
@@ -191,6 +197,27 @@ fn report(
         attacks,
         scores,
     }
+}
+
+/// Seconds from event `from` to event `to` of `t`, when both have timestamps.
+fn seconds_between(t: &Trace, from: u64, to: u64) -> Option<f64> {
+    let ts = |i: u64| {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| t.events.get(i))
+            .and_then(|e| e.ts_ns)
+    };
+    let (a, b) = (ts(from)?, ts(to)?);
+    #[allow(clippy::cast_precision_loss)]
+    let secs = b.saturating_sub(a) as f64 / 1e9;
+    Some(secs)
+}
+
+fn mean_secs<'a>(attacks: impl Iterator<Item = &'a AttackResult>) -> Option<f64> {
+    let t: Vec<f64> = attacks.filter_map(|a| a.seconds_to_detect).collect();
+    #[allow(clippy::cast_precision_loss)]
+    let m = (!t.is_empty()).then(|| t.iter().sum::<f64>() / t.len() as f64);
+    m
 }
 
 fn mean_ttd<'a>(attacks: impl Iterator<Item = &'a AttackResult>) -> Option<f64> {
@@ -292,6 +319,7 @@ pub fn by_family(r: &DetectorReport, family: impl Fn(&str) -> String) -> Vec<Fam
                 detected: list.iter().filter(|a| a.detected).count(),
                 auc: auc(&normal, &scores),
                 mean_time_to_detect: mean_ttd(list.iter().copied()),
+                mean_seconds_to_detect: mean_secs(list.iter().copied()),
             }
         })
         .collect()
@@ -316,6 +344,15 @@ mod tests {
                 len
             ],
         }
+    }
+
+    /// A trace whose event i happened at i × 0.25 s.
+    fn timed(source: &str, len: usize) -> Trace {
+        let mut tr = t(source, len);
+        for (i, e) in tr.events.iter_mut().enumerate() {
+            e.ts_ns = Some(i as u64 * 250_000_000);
+        }
+        tr
     }
 
     /// A toy detector: the score is the trace's length; the first alarm is at call 3.
@@ -347,6 +384,7 @@ mod tests {
             "from its start at call 2"
         );
         assert_eq!(r.mean_time_to_detect, Some(2.0));
+        assert_eq!(r.mean_seconds_to_detect, None, "no timestamps");
         assert_eq!(r.consecutive_false_alarms, 1);
         let fam = by_family(&r, crate::eval::AdfaLd::family);
         assert_eq!(fam.len(), 2);
@@ -361,5 +399,26 @@ mod tests {
         );
         assert_eq!(both.detected, r.detected);
         assert_eq!(both.attacks[0].time_to_detect, Some(3));
+    }
+
+    #[test]
+    fn time_to_detect_in_seconds_from_the_timestamps() {
+        let normal: Vec<Trace> = (1..=10).map(|k| timed("n", k)).collect();
+        // Alarms at call 3: 0.75 s from the start, 0.25 s from an attack starting at call 2.
+        let attack = vec![timed("a/F_1/x", 20), timed("a/F_1/y", 30)];
+        let r = evaluate_detector(
+            "len",
+            &normal,
+            &attack,
+            &[0, 2],
+            CalibrationMethod::MaxNormal,
+            by_len,
+        )
+        .expect("evaluates");
+        assert_eq!(r.attacks[0].seconds_to_detect, Some(0.75));
+        assert_eq!(r.attacks[1].seconds_to_detect, Some(0.25));
+        assert_eq!(r.mean_seconds_to_detect, Some(0.5));
+        let fam = by_family(&r, crate::eval::AdfaLd::family);
+        assert_eq!(fam[0].mean_seconds_to_detect, Some(0.5));
     }
 }

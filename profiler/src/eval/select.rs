@@ -211,6 +211,7 @@ mod tests {
             },
             consecutive_false_alarms: 0,
             mean_time_to_detect: None,
+            mean_seconds_to_detect: None,
             normal_test_traces: normal.len(),
             attack_traces: attack.len(),
             detected: 0,

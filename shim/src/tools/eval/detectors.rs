@@ -290,12 +290,12 @@ fn autoencoder(
 pub(super) fn print_table(detectors: &[DetectorReport], format: Format) {
     println!("side by side (threshold calibrated on the even-indexed normal traces):");
     println!(
-        "  {:<18} {:>7} {:>7} {:>7} {:>6} {:>10} {:>10}",
-        "detector", "AUC", "DR", "FAR", "CFA", "MTTD", "threshold"
+        "  {:<18} {:>7} {:>7} {:>7} {:>6} {:>10} {:>10} {:>10}",
+        "detector", "AUC", "DR", "FAR", "CFA", "MTTD", "MTTD s", "threshold"
     );
     for r in detectors {
         println!(
-            "  {:<18} {:>7.4} {:>7.4} {:>7.4} {:>6} {:>10} {:>10.4}",
+            "  {:<18} {:>7.4} {:>7.4} {:>7.4} {:>6} {:>10} {:>10} {:>10.4}",
             r.detector,
             r.auc,
             r.detection_rate,
@@ -303,12 +303,15 @@ pub(super) fn print_table(detectors: &[DetectorReport], format: Format) {
             r.consecutive_false_alarms,
             r.mean_time_to_detect
                 .map_or_else(|| "-".to_owned(), |m| format!("{m:.1}")),
+            r.mean_seconds_to_detect
+                .map_or_else(|| "-".to_owned(), |m| format!("{m:.3}")),
             r.threshold
         );
     }
     println!(
         "  ({} attack traces, {} normal test traces; MTTD: mean calls from the attack's start \
-         to the first alarm, over detected traces)",
+         to the first alarm, over detected traces; MTTD s: the same in seconds, for traces \
+         with timestamps)",
         detectors.first().map_or(0, |r| r.attack_traces),
         detectors.first().map_or(0, |r| r.normal_test_traces)
     );
@@ -328,14 +331,16 @@ pub(super) fn print_table(detectors: &[DetectorReport], format: Format) {
     for r in detectors {
         for f in by_family(r, eval::AdfaLd::family) {
             println!(
-                "  {:<18} {:<18} AUC {:.4}  detected {:>3} of {:>3}  MTTD {}",
+                "  {:<18} {:<18} AUC {:.4}  detected {:>3} of {:>3}  MTTD {}{}",
                 r.detector,
                 f.family,
                 f.auc,
                 f.detected,
                 f.attacks,
                 f.mean_time_to_detect
-                    .map_or_else(|| "-".to_owned(), |m| format!("{m:.1}"))
+                    .map_or_else(|| "-".to_owned(), |m| format!("{m:.1}")),
+                f.mean_seconds_to_detect
+                    .map_or_else(String::new, |m| format!(" ({m:.3} s)"))
             );
         }
     }
