@@ -463,6 +463,9 @@ fn eval_callset_and_the_cross_validated_sum() {
         a["calls"].as_u64().map(|c| c - 1),
         "{out}"
     );
+    // ADFA-style traces have no timestamps: no time to detect in seconds.
+    assert!(callset["mean_seconds_to_detect"].is_null(), "{out}");
+    assert!(callset["mean_time_to_detect"].is_f64(), "{out}");
     let folds = v["selection"]["folds"].as_array().unwrap();
     let held: Vec<&str> = folds
         .iter()
