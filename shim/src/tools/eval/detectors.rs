@@ -190,19 +190,19 @@ fn is_sum(r: &DetectorReport) -> bool {
     r.detector.contains('+')
 }
 
+/// The attack family of each of a report's attack traces, in order.
+fn families<B: FromIterator<String>>(r: &DetectorReport) -> B {
+    r.attacks
+        .iter()
+        .map(|a| eval::AdfaLd::family(&a.source))
+        .collect()
+}
+
 /// `--select`: the sum of the single detectors chosen by leave-one-family-out
 /// cross-validation (`eval::cross_validate`; 5 slices by index when there is one family).
 pub(super) fn select(args: &EvalArgs, detectors: &[DetectorReport]) -> Result<Selection> {
     let parts: Vec<&DetectorReport> = detectors.iter().filter(|r| !is_sum(r)).collect();
-    let family: Vec<String> = parts
-        .first()
-        .map(|r| {
-            r.attacks
-                .iter()
-                .map(|a| eval::AdfaLd::family(&a.source))
-                .collect()
-        })
-        .unwrap_or_default();
+    let family: Vec<String> = parts.first().map(|r| families(r)).unwrap_or_default();
     Ok(cross_validate(&parts, &family, args.calibrate.method(), 5)?)
 }
 
@@ -315,15 +315,8 @@ pub(super) fn print_table(detectors: &[DetectorReport], format: Format) {
         detectors.first().map_or(0, |r| r.attack_traces),
         detectors.first().map_or(0, |r| r.normal_test_traces)
     );
-    let families: std::collections::BTreeSet<String> = detectors
-        .first()
-        .map(|r| {
-            r.attacks
-                .iter()
-                .map(|a| eval::AdfaLd::family(&a.source))
-                .collect()
-        })
-        .unwrap_or_default();
+    let families: std::collections::BTreeSet<String> =
+        detectors.first().map(families).unwrap_or_default();
     if format != Format::Adfa && families.len() < 2 {
         return;
     }
