@@ -45,12 +45,15 @@ fn init_logging(global: &GlobalOpts, supervisor: bool) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    // CVE-2019-5736: run from a sealed memfd copy of this binary (re-executes once).
-    if let Err(e) = ngram_runtime::seal::ensure_sealed() {
-        eprintln!("ngram-ids: {e}");
-        return ExitCode::FAILURE;
-    }
     let cli = Cli::parse();
+    // CVE-2019-5736: a command whose process (or a clone of it) enters a container runs from
+    // a sealed memfd copy of this binary (re-executes once, then parses again); decision 105.
+    if cli.cmd.needs_seal() {
+        if let Err(e) = ngram_runtime::seal::ensure_sealed() {
+            eprintln!("ngram-ids: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let supervisor = matches!(
         cli.cmd,
         Command::Tool(tools::ToolCmd::Supervise(_) | tools::ToolCmd::Guard(_))
