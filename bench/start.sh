@@ -9,10 +9,12 @@
 # ebpf-train, ebpf-alert, ebpf-enforce (the seccomp hybrid). The busybox profile the scoring
 # configurations need is trained first by a few ebpf training runs (not reported).
 #
-# Usage: bench/start.sh [--rounds N] [--out FILE] [CONFIGURATION...]
+# Usage: bench/start.sh [--rounds N] [--out FILE] [CONFIGURATION[@PREFIX]...]
 #   --rounds  rounds (default 15)
 #   --out     write the Markdown table to FILE too
 #   default configurations: runc ebpf-train ebpf-alert ebpf-enforce alert
+#   CONFIGURATION@PREFIX: the configuration's labels with runtime PREFIXngram-ids... (another
+#   build registered beside the first, e.g. ebpf-alert@b- runs b-ngram-ids: before/after).
 # Needs: root, a dockerd with the ngram-ids runtimes (DOCKER_HOST for a second one).
 # Env: NGRAM_IDS_BIN (the binary for the profile commands; default ngram-ids),
 #      BENCH_STORE (its --store; default /var/lib/ngram-ids).
@@ -51,6 +53,11 @@ declare -A how=(
     [ebpf-enforce]="ngram-ids-enforce ngram-ids.tracer=ebpf ngram-ids.ebpf-enforce=hybrid"
 )
 for c in "${configs[@]}"; do
+    if [[ $c == *@* ]]; then
+        base=${c%@*}
+        [[ -n ${how[$base]:-} && $base != runc ]] || die "unknown configuration '$base' in '$c'"
+        how[$c]="${c#*@}${how[$base]}"
+    fi
     [[ -n ${how[$c]:-} ]] || die "unknown configuration '$c' (runc floor train alert enforce ebpf-train ebpf-alert ebpf-enforce)"
 done
 opts() {

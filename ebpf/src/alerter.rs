@@ -202,6 +202,15 @@ impl Alerter {
     /// Load the alert program with `opts` and attach it for the tasks of cgroup v2 directory
     /// `cgroup_dir`.
     pub fn attach(cgroup_dir: &Path, opts: &AlertOptions) -> Result<Alerter, Error> {
+        let init_pid = opts.enforce.as_ref().map_or(0, |e| e.init_pid);
+        Self::load(opts)?.attach(cgroup_dir, init_pid)
+    }
+
+    /// Load and verify the alert program (and enforce's) with `opts` and fill its maps, without
+    /// a cgroup yet: [`PendingAlerter::attach`] attaches it (the supervisor loads while the
+    /// container is being built, decision 106). `opts.enforce`'s `init_pid` is not used here:
+    /// the container's init is given to `attach`.
+    pub fn load(opts: &AlertOptions) -> Result<PendingAlerter, Error> {
         if !(MIN_N..=MAX_N).contains(&opts.n) || opts.tables.n != opts.n {
             return Err(Error::BadN { n: opts.n });
         }
@@ -233,7 +242,6 @@ impl Alerter {
                 return Err(Error::BadNoise { nr });
             }
         }
-        let id = cgroup_id(cgroup_dir)?;
         if !Path::new(BTF).exists() {
             return Err(Error::NoBtf);
         }
@@ -270,7 +278,6 @@ impl Alerter {
                         rodata.cfg_stop = u32::from(e.stop);
                         rodata.cfg_spare_operators = u32::from(e.spare_operators);
                         rodata.cfg_breaker_limit = e.breaker;
-                        rodata.cfg_init_tgid = e.init_pid;
                     }
                 }
                 // The counter's n-gram map is not used: keep it minimal.
@@ -322,38 +329,11 @@ impl Alerter {
             backoff.push(&key, &v.to_ne_bytes())?;
         }
         backoff.write(&maps.ng_backoff)?;
-        write(
-            &maps.ng_target,
-            "ng_target",
-            &id.to_ne_bytes(),
-            &0u32.to_ne_bytes(),
-        )?;
-        // Enforce: the hooks first, so that every verdict the judge leaves has its refusal.
-        let mut hooks = Vec::new();
-        if enforce.is_some() {
-            use libbpf_rs::skel::Skel as _;
-            for prog in loaded.skel.object().progs_mut() {
-                let name = prog.name().to_string_lossy().into_owned();
-                if is_enforce_program(&name) && (lsm || !is_lsm_program(&name)) {
-                    hooks.push(
-                        prog.attach()
-                            .map_err(|source| Error::AttachHook { hook: name, source })?,
-                    );
-                }
-            }
-        }
-        let link = loaded
-            .skel
-            .progs
-            .ngram_alert
-            .attach()
-            .map_err(Error::Attach)?;
-        tracing::debug!(cgroup = %cgroup_dir.display(), cgroup_id = id, n = opts.n, seen = opts.tables.seen.len(), backoff = opts.tables.backoff.len(), "eBPF alert program attached");
-        Ok(Alerter {
-            link: Some(link),
-            hooks,
+        Ok(PendingAlerter {
             loaded,
-            cgroup: cgroup_dir.to_path_buf(),
+            enforce: enforce.is_some(),
+            lsm,
+            n: opts.n,
         })
     }
 
@@ -414,6 +394,73 @@ impl Alerter {
     }
 }
 
+/// The alert program (and enforce's) loaded, verified and filled with a model, not attached to
+/// any cgroup yet ([`Alerter::load`]); its programs and maps are freed on drop.
+#[derive(Debug)]
+pub struct PendingAlerter {
+    loaded: Loaded,
+    /// Enforce's programs were loaded.
+    enforce: bool,
+    /// With the LSM programs.
+    lsm: bool,
+    n: usize,
+}
+
+impl PendingAlerter {
+    /// Judge the tasks of cgroup v2 directory `cgroup_dir` from now on; `init_pid` (host pid)
+    /// is the container's init, never made a suspect by its own anomalies (enforce).
+    pub fn attach(mut self, cgroup_dir: &Path, init_pid: u32) -> Result<Alerter, Error> {
+        let id = cgroup_id(cgroup_dir)?;
+        // Before any program runs: the .bss map is the program's own memory (mmap).
+        let bss = self
+            .loaded
+            .skel
+            .maps
+            .bss_data
+            .as_deref_mut()
+            .ok_or(Error::MapWrite {
+                map: "bss",
+                source: libbpf_rs::Error::from_raw_os_error(libc_enoent()),
+            })?;
+        bss.cfg_init_tgid = init_pid;
+        let maps = &self.loaded.skel.maps;
+        maps.ng_target
+            .update(&id.to_ne_bytes(), &0u32.to_ne_bytes(), MapFlags::ANY)
+            .map_err(|source| Error::MapWrite {
+                map: "ng_target",
+                source,
+            })?;
+        // Enforce: the hooks first, so that every verdict the judge leaves has its refusal.
+        let mut hooks = Vec::new();
+        if self.enforce {
+            use libbpf_rs::skel::Skel as _;
+            for prog in self.loaded.skel.object().progs_mut() {
+                let name = prog.name().to_string_lossy().into_owned();
+                if is_enforce_program(&name) && (self.lsm || !is_lsm_program(&name)) {
+                    hooks.push(
+                        prog.attach()
+                            .map_err(|source| Error::AttachHook { hook: name, source })?,
+                    );
+                }
+            }
+        }
+        let link = self
+            .loaded
+            .skel
+            .progs
+            .ngram_alert
+            .attach()
+            .map_err(Error::Attach)?;
+        tracing::debug!(cgroup = %cgroup_dir.display(), cgroup_id = id, n = self.n, init_pid, "eBPF alert program attached");
+        Ok(Alerter {
+            link: Some(link),
+            hooks,
+            loaded: self.loaded,
+            cgroup: cgroup_dir.to_path_buf(),
+        })
+    }
+}
+
 /// Does this kernel load the BPF LSM programs of enforce? Loads (never attaches) the object
 /// with one of them, `lsm/file_open`: `Err(Error::LsmRefused)` where the kernel refuses it (no
 /// active BPF LSM, or no BPF trampolines), another error where nothing loads at all.
@@ -434,6 +481,11 @@ pub fn probe_lsm() -> Result<(), Error> {
         Err(LoadError::Open(e)) => Err(Error::Open(e)),
         Err(LoadError::Load(e)) => Err(Error::Load(e)),
     }
+}
+
+/// ENOENT (2 on every Linux architecture).
+const fn libc_enoent() -> i32 {
+    2
 }
 
 /// EINTR (4 on every Linux architecture).

@@ -111,6 +111,46 @@ pub struct Counter {
     read: Deltas,
 }
 
+/// A counter loaded, verified and configured, not attached to any cgroup yet
+/// ([`Counter::load`]); its program and maps are freed on drop.
+#[derive(Debug)]
+pub struct PendingCounter {
+    loaded: Loaded,
+    n: usize,
+    collapse: bool,
+}
+
+impl PendingCounter {
+    /// Count the tasks of cgroup v2 directory `cgroup_dir` from now on.
+    pub fn attach(self, cgroup_dir: &Path) -> Result<Counter, Error> {
+        let id = cgroup_id(cgroup_dir)?;
+        let maps = &self.loaded.skel.maps;
+        maps.ng_target
+            .update(&id.to_ne_bytes(), &0u32.to_ne_bytes(), MapFlags::ANY)
+            .map_err(|source| Error::MapWrite {
+                map: "ng_target",
+                source,
+            })?;
+        let link = self
+            .loaded
+            .skel
+            .progs
+            .ngram_sys_enter
+            .attach()
+            .map_err(Error::Attach)?;
+        tracing::debug!(cgroup = %cgroup_dir.display(), cgroup_id = id, n = self.n, "eBPF n-gram counter attached");
+        Ok(Counter {
+            link: Some(link),
+            loaded: self.loaded,
+            cgroup: cgroup_dir.to_path_buf(),
+            cgroup_id: id,
+            n: self.n,
+            collapse: self.collapse,
+            read: Deltas::default(),
+        })
+    }
+}
+
 impl Counter {
     /// Count the n-grams of length `n` of the tasks in cgroup v2 directory `cgroup_dir`,
     /// leaving the calls of `noise` out (see [`Options`]).
@@ -127,6 +167,13 @@ impl Counter {
 
     /// [`Counter::attach`] with every option.
     pub fn attach_with(cgroup_dir: &Path, opts: &Options) -> Result<Counter, Error> {
+        Self::load(opts)?.attach(cgroup_dir)
+    }
+
+    /// Load and verify the program with `opts` and fill its settings, without a cgroup yet:
+    /// [`PendingCounter::attach`] attaches it (the supervisor loads while the container is
+    /// being built, decision 106).
+    pub fn load(opts: &Options) -> Result<PendingCounter, Error> {
         if !(MIN_N..=MAX_N).contains(&opts.n) {
             return Err(Error::BadN { n: opts.n });
         }
@@ -136,7 +183,6 @@ impl Counter {
         if opts.max_ngrams == 0 {
             return Err(Error::BadCapacity);
         }
-        let id = cgroup_id(cgroup_dir)?;
         if !Path::new(BTF).exists() {
             return Err(Error::NoBtf);
         }
@@ -165,27 +211,10 @@ impl Counter {
                     source,
                 })?;
         }
-        maps.ng_target
-            .update(&id.to_ne_bytes(), &0u32.to_ne_bytes(), MapFlags::ANY)
-            .map_err(|source| Error::MapWrite {
-                map: "ng_target",
-                source,
-            })?;
-        let link = loaded
-            .skel
-            .progs
-            .ngram_sys_enter
-            .attach()
-            .map_err(Error::Attach)?;
-        tracing::debug!(cgroup = %cgroup_dir.display(), cgroup_id = id, n = opts.n, "eBPF n-gram counter attached");
-        Ok(Counter {
-            link: Some(link),
+        Ok(PendingCounter {
             loaded,
-            cgroup: cgroup_dir.to_path_buf(),
-            cgroup_id: id,
             n: opts.n,
             collapse: opts.collapse_runs,
-            read: Deltas::default(),
         })
     }
 

@@ -35,9 +35,10 @@ mod log;
 mod skel;
 
 pub use alerter::{
-    probe_lsm, AlertOptions, Alerter, EnforceOptions, Events, MAX_BREAKER, REFUSABLE,
+    probe_lsm, AlertOptions, Alerter, EnforceOptions, Events, PendingAlerter, MAX_BREAKER,
+    REFUSABLE,
 };
-pub use counter::{Counter, Options, Stats};
+pub use counter::{Counter, Options, PendingCounter, Stats};
 pub use counts::KernelCounts;
 pub use error::Error;
 pub use event::{verdict, KernelEvent, KernelRule};

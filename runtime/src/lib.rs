@@ -21,5 +21,5 @@ mod sys;
 pub use sys::default_sigpipe;
 
 pub use cli::{GlobalOpts, RuntimeCmd};
-pub use commands::{run, CreateHook, Created, NoHook};
+pub use commands::{run, CreateHook, Created, EarlyAttach, NoHook};
 pub use error::RuntimeError;

@@ -197,6 +197,8 @@ fn lifecycle_exec_seccomp_signals_and_hooks() {
     assert!(ok, "{printed}");
     assert!(printed.is_empty(), "create printed: {printed}");
     assert_eq!(e.state(&id)["status"], "created");
+    // The container's init is a clone of `create`: sealed too (decision 105).
+    assert_runs_sealed(&e.state(&id)["pid"].to_string());
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&e.root), 0o700);
     assert_eq!(mode(&e.root.join(&id)), 0o700);
@@ -289,6 +291,29 @@ fn create_errors_go_to_the_log_only() {
         "{msg}"
     );
     let _ = e.run(&["delete", "--force", &id]);
+    // The supervisors `create` started before building (decision 106) are gone with their
+    // early logs.
+    let bad = format!("ngram-rt-bad-{}", std::process::id());
+    for id in [&bad, &id] {
+        assert_eq!(supervisors_of(id), Vec::<u32>::new(), "supervisors of {id}");
+        let early = e.root.join(".supervisor-early").join(format!("{id}.log"));
+        assert!(!early.exists(), "{} is left", early.display());
+    }
+}
+
+/// The pids of the `__supervise` processes whose plan names container `id`.
+fn supervisors_of(id: &str) -> Vec<u32> {
+    let quoted = format!("\"id\":\"{id}\"");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c);
+                c.contains("__supervise") && c.contains(&quoted)
+            })
+        })
+        .collect()
 }
 
 /// Start container `id` created from bundle `b` and wait until its process has ended.

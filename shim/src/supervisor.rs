@@ -20,7 +20,7 @@ use ngram_profiler::alert::{AlertLog, SupervisorDied};
 use ngram_profiler::profile::Mode;
 use ngram_profiler::store::{Store, StoreError};
 use ngram_runtime::cli::{EnforceAction, Unprofiled};
-use ngram_runtime::{CreateHook, Created};
+use ngram_runtime::{CreateHook, Created, EarlyAttach};
 use ngram_supervisor::guard::Ending;
 use ngram_supervisor::identity::{self, Identity};
 use ngram_supervisor::supervise::{self, EbpfEnforce, Plan};
@@ -86,19 +86,125 @@ impl CreateHook for SupervisorHook {
         })
     }
 
+    fn before_build(&self, pre: &Created) -> Result<Option<Box<dyn EarlyAttach>>, HookError> {
+        let plan = plan(pre)?;
+        Ok(Some(Box::new(EarlySupervisor::spawn(plan, &pre.global)?)))
+    }
+
     fn after_create(&self, created: &Created) -> Result<(), HookError> {
         let plan = plan(created)?;
-        let g = &created.global;
-        crate::tools::ship::ensure(
-            &g.alerts,
-            &g.alerts_to,
-            g.alerts_max_size,
-            g.alerts_keep,
-            &self_exe(),
-        )?;
+        ensure_shippers(&created.global)?;
         let sup_pid = spawn_supervisor(&plan)?;
         spawn_guard(&plan, sup_pid)?;
         Ok(())
+    }
+}
+
+/// One `ngram-ids ship` per `--alerts-to` destination that has none running.
+fn ensure_shippers(g: &ngram_runtime::cli::GlobalOpts) -> Result<(), HookError> {
+    crate::tools::ship::ensure(
+        &g.alerts,
+        &g.alerts_to,
+        g.alerts_max_size,
+        g.alerts_keep,
+        &self_exe(),
+    )
+}
+
+/// Where a supervisor started before its container was built logs until `create` moves the
+/// file into the container's state directory: `<root>/.supervisor-early/<id>.log` (0700 dir,
+/// 0600 file, root's).
+fn early_log_path(root: &std::path::Path, id: &str) -> PathBuf {
+    root.join(".supervisor-early").join(format!("{id}.log"))
+}
+
+/// A supervisor started by `create` before it built the container (decision 106): it loads
+/// the profile and the kernel programs meanwhile, then waits on its stdin for the container's
+/// init. Dropped unused (the build failed), it is killed and its log removed.
+struct EarlySupervisor {
+    child: Option<std::process::Child>,
+    plan: Plan,
+    log: PathBuf,
+}
+
+impl EarlySupervisor {
+    fn spawn(plan: Plan, g: &ngram_runtime::cli::GlobalOpts) -> Result<Self, HookError> {
+        use std::os::unix::fs::DirBuilderExt;
+        let log = early_log_path(&g.root_dir(), &plan.id);
+        if let Some(dir) = log.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&log)
+            .map_err(|e| format!("{}: {e}", log.display()))?;
+        let json = serde_json::to_string(&plan)?;
+        let child = Command::new(self_exe())
+            .args(["__supervise", "--init-on-stdin", "--plan", &json])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(file)
+            .process_group(0)
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = std::fs::remove_file(&log);
+                return Err(format!("starting the supervisor: {e}").into());
+            }
+        };
+        Ok(Self {
+            child: Some(child),
+            plan,
+            log,
+        })
+    }
+}
+
+impl EarlyAttach for EarlySupervisor {
+    fn attach(mut self: Box<Self>, created: &Created) -> Result<(), HookError> {
+        let Some(mut child) = self.child.take() else {
+            return Err("the supervisor was not started".into());
+        };
+        let mut plan = self.plan.clone();
+        plan.init_pid = u32::try_from(created.pid)?;
+        // libcontainer made the state directory: the log goes there, open as it is.
+        let logged = plan.state_dir.join(supervise::LOG_FILE);
+        if let Err(e) = std::fs::rename(&self.log, &logged) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(
+                format!("moving {} to {}: {e}", self.log.display(), logged.display()).into(),
+            );
+        }
+        ensure_shippers(&created.global).inspect_err(|_| {
+            let _ = child.kill();
+            let _ = child.wait();
+        })?;
+        // A supervisor that failed before it read this has said why on stdout already.
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = writeln!(stdin, "{}", plan.init_pid);
+        }
+        let sup_pid = await_ready(child, &plan)?;
+        spawn_guard(&plan, sup_pid)?;
+        Ok(())
+    }
+}
+
+impl Drop for EarlySupervisor {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }
 
@@ -245,7 +351,7 @@ fn self_exe() -> PathBuf {
 
 fn spawn_supervisor(plan: &Plan) -> Result<u32, HookError> {
     let json = serde_json::to_string(plan)?;
-    let mut child = Command::new(self_exe())
+    let child = Command::new(self_exe())
         .args(["__supervise", "--plan", &json])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -253,6 +359,12 @@ fn spawn_supervisor(plan: &Plan) -> Result<u32, HookError> {
         .process_group(0)
         .spawn()
         .map_err(|e| format!("starting the supervisor: {e}"))?;
+    await_ready(child, plan)
+}
+
+/// Wait for the supervisor's first line: its pid once it says "ready", else why not (it is
+/// killed when it hangs or says something else).
+fn await_ready(mut child: std::process::Child, plan: &Plan) -> Result<u32, HookError> {
     let pid = child.id();
     let answer = first_line(&mut child, READY_TIMEOUT);
     let fail = |child: &mut std::process::Child, msg: String| -> Result<u32, HookError> {
@@ -363,20 +475,48 @@ const GUARD_WATCHING: &str = "watching";
 pub struct SuperviseArgs {
     #[arg(long)]
     pub plan: String,
+    /// Started before the container was built: its init's pid comes as a line on stdin.
+    #[arg(long)]
+    pub init_on_stdin: bool,
 }
 
 /// Run a supervisor: "ready" or "error: …" on stdout, then trace until the container is done.
 pub fn run_supervise(args: &SuperviseArgs) -> Result<()> {
     let plan: Plan = serde_json::from_str(&args.plan).context("bad --plan")?;
-    let result = supervise::run(&plan, |r| {
+    let id = plan.id.clone();
+    let ready = |r: Result<(), String>| {
         let mut out = std::io::stdout().lock();
         let _ = match r {
             Ok(()) => writeln!(out, "ready"),
             Err(e) => writeln!(out, "error: {e}"),
         };
         let _ = out.flush();
-    });
-    result.with_context(|| format!("supervisor of container {}", plan.id))
+    };
+    let result = if args.init_on_stdin {
+        let id = id.clone();
+        supervise::run_started_early(plan, move || init_from_stdin(&id), ready)
+    } else {
+        supervise::run(&plan, ready)
+    };
+    result.with_context(|| format!("supervisor of container {id}"))
+}
+
+/// The container's init, as `create` writes it once the container is built: one line, a pid.
+fn init_from_stdin(id: &str) -> Result<u32, supervise::SuperviseError> {
+    let no_init = |why: String| supervise::SuperviseError::NoInit {
+        id: id.to_owned(),
+        why,
+    };
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| no_init(e.to_string()))?;
+    match line.trim().parse::<u32>() {
+        Ok(pid) if pid > 0 => Ok(pid),
+        _ if line.is_empty() => Err(no_init("it gave up".to_owned())),
+        _ => Err(no_init(format!("it said {:?}", line.trim()))),
+    }
 }
 
 /// `ngram-ids __guard` (started by `create` after the supervisor).

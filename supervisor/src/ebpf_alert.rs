@@ -42,22 +42,44 @@ pub struct KernelAlerter {
     status: Mutex<KernelStatus>,
 }
 
+/// The kernel's alert program of one container, loaded, verified and filled with the model,
+/// not attached yet ([`KernelAlerter::load`], while the container is being built: decision
+/// 106).
+#[derive(Debug)]
+pub struct PendingAlerter {
+    n: usize,
+    young_min: u32,
+    settled_min: u32,
+    enforce: Option<session::KernelEnforce>,
+    load_ms: u128,
+    #[cfg(feature = "ebpf")]
+    pending: ngram_ebpf::PendingAlerter,
+    /// The options it was loaded with: the seccomp hybrid's rule is made of them.
+    #[cfg(feature = "ebpf")]
+    opts: Option<ngram_ebpf::AlertOptions>,
+}
+
 impl KernelAlerter {
-    /// Judge the container's calls in the kernel with `model` and the live rule `meta`'s
-    /// detector applies, from its first `execve` on.
-    pub fn attach(plan: &Plan, model: &Model, meta: &ProfileMeta) -> Result<Self, EbpfError> {
+    /// Load the program that judges the container's calls in the kernel with `model` and the
+    /// live rule `meta`'s detector applies, from its first `execve` on; [`PendingAlerter::attach`]
+    /// attaches it to the container.
+    pub fn load(
+        plan: &Plan,
+        model: &Model,
+        meta: &ProfileMeta,
+    ) -> Result<PendingAlerter, EbpfError> {
         let hybrid = plan.ebpf_enforce == crate::supervise::EbpfEnforce::Hybrid;
+        // The init's pid is the attach's (the container is not built yet).
         let enforce = (plan.mode == ngram_profiler::profile::Mode::Enforce).then_some(
             session::KernelEnforce {
                 stop: plan.enforce_stop,
                 exec_policy: plan.exec_policy,
                 breaker: plan.breaker,
-                init_pid: plan.init_pid,
+                init_pid: 0,
                 lsm: !hybrid,
                 hybrid,
             },
         );
-        let cgroup = container_cgroup(plan)?;
         let options_error = |error: String| EbpfError::Options {
             id: plan.id.clone(),
             n: model.n(),
@@ -72,43 +94,27 @@ impl KernelAlerter {
         }
         let started = std::time::Instant::now();
         #[cfg(feature = "ebpf")]
-        let (alerter, hybrid) = {
+        {
             let opts = rule.alert_options(model, false, RING_BYTES, enforce);
-            let kernel = |error| EbpfError::Counter {
+            let pending = ngram_ebpf::Alerter::load(&opts).map_err(|error| EbpfError::Counter {
                 id: plan.id.clone(),
                 error,
-            };
-            let alerter = ngram_ebpf::Alerter::attach(&cgroup, &opts).map_err(kernel)?;
-            let hybrid = match enforce {
-                Some(e) if e.hybrid => Some(alerter.hybrid(&opts).map_err(kernel)?),
-                _ => None,
-            };
-            (alerter, hybrid)
-        };
+            })?;
+            Ok(PendingAlerter {
+                n: model.n(),
+                young_min: rule.young_min,
+                settled_min: rule.settled_min,
+                enforce,
+                load_ms: started.elapsed().as_millis(),
+                pending,
+                opts: enforce.is_some_and(|e| e.hybrid).then_some(opts),
+            })
+        }
         #[cfg(not(feature = "ebpf"))]
         {
-            let _ = &rule;
-            return Err(EbpfError::NotBuilt {
+            let _ = (&rule, started);
+            Err(EbpfError::NotBuilt {
                 id: plan.id.clone(),
-            });
-        }
-        #[cfg(feature = "ebpf")]
-        {
-            let load_ms = started.elapsed().as_millis();
-            if hybrid.is_some() {
-                tracing::info!(id = %plan.id, cgroup = %cgroup.display(), n = model.n(), young_min = rule.young_min, settled_min = rule.settled_min, breaker = plan.breaker, load_ms, "eBPF enforce programs attached, seccomp hybrid (the harmful calls are notified and decided with the thread's state from the kernel's maps; arguments and programs are not judged with this tracer)");
-            } else if enforce.is_some() {
-                tracing::info!(id = %plan.id, cgroup = %cgroup.display(), n = model.n(), young_min = rule.young_min, settled_min = rule.settled_min, breaker = plan.breaker, load_ms, "eBPF enforce programs attached (the sequence rule refuses through BPF LSM hooks; arguments and programs are not judged with this tracer)");
-            } else {
-                tracing::info!(id = %plan.id, cgroup = %cgroup.display(), n = model.n(), young_min = rule.young_min, settled_min = rule.settled_min, load_ms, "eBPF alert program attached (judges call sequences; arguments and programs are not judged with this tracer)");
-            }
-            Ok(Self {
-                id: plan.id.clone(),
-                cgroup,
-                n: model.n(),
-                alerter: Mutex::new(Some(alerter)),
-                hybrid,
-                status: Mutex::new(KernelStatus::default()),
             })
         }
     }
@@ -135,6 +141,59 @@ impl KernelAlerter {
             .status
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl PendingAlerter {
+    /// Judge the calls of the container of `plan` (its init known, its cgroup v2 directory
+    /// found and checked) from now on.
+    pub fn attach(self, plan: &Plan) -> Result<KernelAlerter, EbpfError> {
+        let cgroup = container_cgroup(plan)?;
+        #[cfg(feature = "ebpf")]
+        {
+            let kernel = |error| EbpfError::Counter {
+                id: plan.id.clone(),
+                error,
+            };
+            let started = std::time::Instant::now();
+            let alerter = self
+                .pending
+                .attach(&cgroup, plan.init_pid)
+                .map_err(kernel)?;
+            let hybrid = match self.opts {
+                Some(mut opts) => {
+                    if let Some(e) = opts.enforce.as_mut() {
+                        e.init_pid = plan.init_pid;
+                    }
+                    Some(alerter.hybrid(&opts).map_err(kernel)?)
+                }
+                None => None,
+            };
+            let (load_ms, attach_ms) = (self.load_ms, started.elapsed().as_millis());
+            let (n, young_min, settled_min) = (self.n, self.young_min, self.settled_min);
+            if hybrid.is_some() {
+                tracing::info!(id = %plan.id, cgroup = %cgroup.display(), n, young_min, settled_min, breaker = plan.breaker, load_ms, attach_ms, "eBPF enforce programs attached, seccomp hybrid (the harmful calls are notified and decided with the thread's state from the kernel's maps; arguments and programs are not judged with this tracer)");
+            } else if self.enforce.is_some() {
+                tracing::info!(id = %plan.id, cgroup = %cgroup.display(), n, young_min, settled_min, breaker = plan.breaker, load_ms, attach_ms, "eBPF enforce programs attached (the sequence rule refuses through BPF LSM hooks; arguments and programs are not judged with this tracer)");
+            } else {
+                tracing::info!(id = %plan.id, cgroup = %cgroup.display(), n, young_min, settled_min, load_ms, attach_ms, "eBPF alert program attached (judges call sequences; arguments and programs are not judged with this tracer)");
+            }
+            Ok(KernelAlerter {
+                id: plan.id.clone(),
+                cgroup,
+                n,
+                alerter: Mutex::new(Some(alerter)),
+                hybrid,
+                status: Mutex::new(KernelStatus::default()),
+            })
+        }
+        #[cfg(not(feature = "ebpf"))]
+        {
+            let _ = cgroup;
+            Err(EbpfError::NotBuilt {
+                id: plan.id.clone(),
+            })
+        }
     }
 }
 

@@ -198,18 +198,29 @@ struct Inner {
     reported_lost: u64,
 }
 
+/// The kernel's counter of one container, loaded and verified but not attached yet
+/// ([`KernelTrainer::load`], while the container is being built: decision 106).
+#[derive(Debug)]
+pub struct PendingTrainer {
+    n: usize,
+    collapse: bool,
+    load_ms: u128,
+    #[cfg(feature = "ebpf")]
+    counter: ngram_ebpf::PendingCounter,
+}
+
 impl KernelTrainer {
-    /// Count the container's n-grams of length `n` in the kernel, from its first `execve` on,
+    /// Load the kernel's counter of n-grams of length `n`, counting from the first `execve` on,
     /// leaving `noise` (system-call names) out and collapsing runs of one call if `collapse`,
-    /// as the notify trainer does with the profile's counts.
-    pub fn attach(
+    /// as the notify trainer does with the profile's counts; [`PendingTrainer::attach`]
+    /// attaches it to the container.
+    pub fn load(
         plan: &Plan,
         n: usize,
         arch: Arch,
         noise: &[String],
         collapse: bool,
-    ) -> Result<Self, EbpfError> {
-        let cgroup = container_cgroup(plan)?;
+    ) -> Result<PendingTrainer, EbpfError> {
         let options_error = |error: String| EbpfError::Options {
             id: plan.id.clone(),
             n,
@@ -220,24 +231,31 @@ impl KernelTrainer {
         }
         let noise: Vec<u16> = noise.iter().filter_map(|s| arch.number(s)).collect();
         let started = Instant::now();
-        let inner = Self::counter(plan, &cgroup, n, noise, collapse)?;
-        let load_ms = started.elapsed().as_millis();
-        tracing::info!(id = %plan.id, cgroup = %cgroup.display(), n, collapse, load_ms, "eBPF counter attached");
-        Ok(Self {
-            id: plan.id.clone(),
-            cgroup,
-            inner: Mutex::new(inner),
+        #[cfg(feature = "ebpf")]
+        let counter = Self::counter(plan, n, noise, collapse)?;
+        #[cfg(not(feature = "ebpf"))]
+        {
+            let _ = (noise, started, collapse);
+            return Err(EbpfError::NotBuilt {
+                id: plan.id.clone(),
+            });
+        }
+        #[cfg(feature = "ebpf")]
+        Ok(PendingTrainer {
+            n,
+            collapse,
+            load_ms: started.elapsed().as_millis(),
+            counter,
         })
     }
 
     #[cfg(feature = "ebpf")]
     fn counter(
         plan: &Plan,
-        cgroup: &Path,
         n: usize,
         noise: Vec<u16>,
         collapse: bool,
-    ) -> Result<Inner, EbpfError> {
+    ) -> Result<ngram_ebpf::PendingCounter, EbpfError> {
         let opts = ngram_ebpf::Options {
             n,
             noise,
@@ -245,30 +263,18 @@ impl KernelTrainer {
             collapse_runs: collapse,
             ..ngram_ebpf::Options::default()
         };
-        let counter =
-            ngram_ebpf::Counter::attach_with(cgroup, &opts).map_err(|error| match error {
-                ngram_ebpf::Error::BadN { .. } | ngram_ebpf::Error::BadNoise { .. } => {
-                    EbpfError::Options {
-                        id: plan.id.clone(),
-                        n,
-                        error: error.to_string(),
-                    }
-                }
-                error => EbpfError::Counter {
+        ngram_ebpf::Counter::load(&opts).map_err(|error| match error {
+            ngram_ebpf::Error::BadN { .. } | ngram_ebpf::Error::BadNoise { .. } => {
+                EbpfError::Options {
                     id: plan.id.clone(),
-                    error,
-                },
-            })?;
-        Ok(Inner {
-            counter: Some(counter),
-            ..Inner::default()
-        })
-    }
-
-    #[cfg(not(feature = "ebpf"))]
-    fn counter(plan: &Plan, _: &Path, _: usize, _: Vec<u16>, _: bool) -> Result<Inner, EbpfError> {
-        Err(EbpfError::NotBuilt {
-            id: plan.id.clone(),
+                    n,
+                    error: error.to_string(),
+                }
+            }
+            error => EbpfError::Counter {
+                id: plan.id.clone(),
+                error,
+            },
         })
     }
 
@@ -357,6 +363,32 @@ impl KernelTrainer {
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl PendingTrainer {
+    /// Count the calls of the container of `plan` (its init known, its cgroup v2 directory
+    /// found and checked) from now on.
+    pub fn attach(self, plan: &Plan) -> Result<KernelTrainer, EbpfError> {
+        let cgroup = container_cgroup(plan)?;
+        #[cfg(feature = "ebpf")]
+        let counter = self
+            .counter
+            .attach(&cgroup)
+            .map_err(|error| EbpfError::Counter {
+                id: plan.id.clone(),
+                error,
+            })?;
+        tracing::info!(id = %plan.id, cgroup = %cgroup.display(), n = self.n, collapse = self.collapse, load_ms = self.load_ms, "eBPF counter attached");
+        Ok(KernelTrainer {
+            id: plan.id.clone(),
+            cgroup,
+            inner: Mutex::new(Inner {
+                #[cfg(feature = "ebpf")]
+                counter: Some(counter),
+                ..Inner::default()
+            }),
+        })
     }
 }
 

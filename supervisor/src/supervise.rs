@@ -274,6 +274,8 @@ pub enum SuperviseError {
     },
     #[error("container {id}: init process {pid} is gone")]
     InitGone { id: String, pid: u32 },
+    #[error("container {id}: create did not say which process is the container's init ({why})")]
+    NoInit { id: String, why: String },
     #[error(transparent)]
     Tracer(#[from] TracerError),
     #[error(transparent)]
@@ -393,7 +395,22 @@ fn load_model(
 /// Run the supervisor: prepare, call `ready` with the outcome (create waits for it), then trace
 /// until the container's last process is gone. Returns when everything is flushed.
 pub fn run(plan: &Plan, ready: impl FnOnce(Result<(), String>)) -> Result<(), SuperviseError> {
-    let prepared = prepare(plan);
+    let init_pid = plan.init_pid;
+    run_started_early(plan.clone(), || Ok(init_pid), ready)
+}
+
+/// [`run`] for a supervisor that `create` starts before it builds the container (decision
+/// 106): `plan.init_pid` is not known yet. The profile is loaded and the kernel programs are
+/// loaded and verified first, beside libcontainer's work; then `init` gives the container's
+/// init (it waits for `create`; an error when `create` gave up), and the rest is prepared as
+/// [`run`] does.
+pub fn run_started_early(
+    mut plan: Plan,
+    init: impl FnOnce() -> Result<u32, SuperviseError>,
+    ready: impl FnOnce(Result<(), String>),
+) -> Result<(), SuperviseError> {
+    let prepared = prepare(&mut plan, init);
+    let plan = &plan;
     let Prepared {
         loaded,
         init_pidfd,
@@ -597,23 +614,57 @@ struct Prepared {
 
 type Recorder = NativeWriter<Box<dyn Write + Send>>;
 
-fn prepare(plan: &Plan) -> Result<Prepared, SuperviseError> {
+/// The eBPF tracer's program of a container, loaded and verified before its init is known.
+enum PendingKernel {
+    None,
+    Trainer(crate::ebpf_tracer::PendingTrainer),
+    Alerter(crate::ebpf_alert::PendingAlerter),
+}
+
+fn prepare(
+    plan: &mut Plan,
+    init: impl FnOnce() -> Result<u32, SuperviseError>,
+) -> Result<Prepared, SuperviseError> {
     let started = std::time::Instant::now();
+    // First what needs no container: the profile, and the kernel's programs loaded, verified
+    // and filled (the longest part with the eBPF tracer), while `create` builds it.
+    if plan.tracer == TracerKind::Ebpf {
+        ebpf_tracer::check_plan(plan)?;
+    }
+    let loaded = load(plan)?;
+    let profile_ms = started.elapsed().as_millis();
+    let kernel_started = std::time::Instant::now();
+    let pending = match (&loaded, plan.tracer) {
+        (
+            Loaded::Train {
+                n,
+                arch,
+                collapse,
+                noise,
+                ..
+            },
+            TracerKind::Ebpf,
+        ) => PendingKernel::Trainer(KernelTrainer::load(plan, *n, *arch, noise, *collapse)?),
+        (Loaded::Detect { model, meta }, TracerKind::Ebpf) => {
+            PendingKernel::Alerter(KernelAlerter::load(plan, model, meta)?)
+        }
+        _ => PendingKernel::None,
+    };
+    let kernel_ms = kernel_started.elapsed().as_millis();
+    let waited = std::time::Instant::now();
+    plan.init_pid = init()?;
+    let waited_ms = waited.elapsed().as_millis();
+    let plan = &*plan;
     match &plan.tracer_choice {
         Some(why) => tracing::info!(id = %plan.id, tracer = %plan.tracer, "{why}"),
         None => {
             tracing::info!(id = %plan.id, tracer = %plan.tracer, "tracer named by a label or --tracer")
         }
     }
-    if plan.tracer == TracerKind::Ebpf {
-        ebpf_tracer::check_plan(plan)?;
-    }
     let init_pidfd = sys::pidfd_open(plan.init_pid).map_err(|_| SuperviseError::InitGone {
         id: plan.id.clone(),
         pid: plan.init_pid,
     })?;
-    let loaded = load(plan)?;
-    let profile_ms = started.elapsed().as_millis();
     let rotation = Rotation {
         max_bytes: plan.alerts_max_mib.saturating_mul(1 << 20),
         keep: plan.alerts_keep,
@@ -637,31 +688,18 @@ fn prepare(plan: &Plan) -> Result<Prepared, SuperviseError> {
     }
     let recorder = open_recorder(plan)?;
     // Attached before `create` returns: the workload's execve comes after `start`.
-    let kernel_started = std::time::Instant::now();
-    let kernel = match (&loaded, plan.tracer) {
-        (
-            Loaded::Train {
-                n,
-                arch,
-                collapse,
-                noise,
-                ..
-            },
-            TracerKind::Ebpf,
-        ) => Some(KernelTrainer::attach(plan, *n, *arch, noise, *collapse)?),
-        _ => None,
+    let attach_started = std::time::Instant::now();
+    let (kernel, alerter) = match pending {
+        PendingKernel::None => (None, None),
+        PendingKernel::Trainer(t) => (Some(t.attach(plan)?), None),
+        PendingKernel::Alerter(a) => (None, Some(a.attach(plan)?)),
     };
-    let alerter = match (&loaded, plan.tracer) {
-        (Loaded::Detect { model, meta }, TracerKind::Ebpf) => {
-            Some(KernelAlerter::attach(plan, model, meta)?)
-        }
-        _ => None,
-    };
-    let kernel_ms = kernel_started.elapsed().as_millis();
+    let attach_ms = attach_started.elapsed().as_millis();
     let pid_file = plan.state_dir.join(PID_FILE);
     write_private(&pid_file, format!("{}\n", std::process::id()).as_bytes())?;
-    // Where a container's start goes (issue 10's start-time target): `create` waits for this.
-    tracing::info!(id = %plan.id, tracer = %plan.tracer, profile_ms, kernel_ms, total_ms = started.elapsed().as_millis(), "supervisor prepared");
+    // Where a container's start goes (issue 10's start-time target): `create` waits for this;
+    // `waited_ms` is the part of it spent waiting for `create` to build the container.
+    tracing::info!(id = %plan.id, tracer = %plan.tracer, profile_ms, kernel_ms, waited_ms, attach_ms, total_ms = started.elapsed().as_millis(), "supervisor prepared");
     Ok(Prepared {
         loaded,
         init_pidfd,

@@ -58,8 +58,10 @@ const volatile __u32 cfg_stop = 0;
 const volatile __u32 cfg_spare_operators = 1;
 /* The circuit breaker opens after more than this many refusals a minute (0: never). */
 const volatile __u32 cfg_breaker_limit = 10;
-/* The container's init (host tgid): never condemned for its own anomalies. */
-const volatile __u32 cfg_init_tgid = 0;
+/* The container's init (host tgid): never condemned for its own anomalies. In .bss, not
+ * .rodata: the program is loaded and verified while the container is being built, and its init
+ * is known only then; user space writes it before the program is attached (decision 106). */
+volatile __u32 cfg_init_tgid = 0;
 
 #define BREAKER_WINDOW_NS 60000000000ULL
 

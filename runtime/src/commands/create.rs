@@ -79,11 +79,39 @@ pub trait CreateHook {
         Ok(EbpfEnforce::Auto)
     }
 
+    /// Start attaching before the container is built, so that this work runs beside
+    /// libcontainer's (decision 106). `pre` is the container as `create` is about to build it:
+    /// its `pid` is 0. What this returns attaches to the built container instead of
+    /// [`CreateHook::after_create`]; dropped unused (the build failed), it undoes what it
+    /// started. `None`: `after_create` attaches.
+    fn before_build(
+        &self,
+        _pre: &Created,
+    ) -> Result<Option<Box<dyn EarlyAttach>>, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(None)
+    }
+
     /// Attach to the freshly created container.
     fn after_create(
         &self,
         created: &Created,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+}
+
+/// What [`CreateHook::before_build`] started: it finishes attaching once the container is
+/// built (an error fails `create`), and undoes what it started when dropped unused.
+pub trait EarlyAttach {
+    /// Attach to the built container (`created.pid` is its init).
+    fn attach(
+        self: Box<Self>,
+        created: &Created,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+}
+
+/// Is `id` a plain name (not empty, `.` or `..`, no `/` or NUL)? libcontainer checks the id
+/// when it builds the container; work started before that uses it in paths only when it is.
+pub fn is_plain_id(id: &str) -> bool {
+    !id.is_empty() && id != "." && id != ".." && !id.contains(['/', '\0'])
 }
 
 /// A hook that does nothing.
@@ -170,6 +198,33 @@ pub fn create(
     } else {
         None
     };
+    let state_dir = root.join(&id);
+    // The supervisor starts now and loads the profile and its kernel programs while
+    // libcontainer builds the container (decision 106).
+    let early = match traces {
+        Some(_) if is_plain_id(&id) => {
+            let pre = Created {
+                id: id.clone(),
+                pid: 0,
+                bundle: bundle.clone(),
+                state_dir: state_dir.clone(),
+                spec: spec.clone(),
+                global: global.clone(),
+                identity: identity.clone(),
+                tracer: traces,
+                tracer_why: tracer_why.clone(),
+                ebpf_enforce,
+            };
+            hook.before_build(&pre).map_err(|e| {
+                remove_lent_bundle(&root, &id);
+                RuntimeError::Hook {
+                    id: id.clone(),
+                    message: e.to_string(),
+                }
+            })?
+        }
+        _ => None,
+    };
     let init_bundle = lent.clone().unwrap_or_else(|| bundle.clone());
     let mut container = ContainerBuilder::new(id.clone(), SyscallType::default())
         .with_executor(NgramExecutor::for_init(
@@ -195,7 +250,6 @@ pub fn create(
             RuntimeError::lib_hint(&id, "create", e, crate::diagnose::create_hint(&spec))
         })?;
 
-    let state_dir = root.join(&id);
     let created = (|| {
         ensure_private_dir(&state_dir)?;
         apply_disable_oom_killer(&container, &spec)?;
@@ -221,11 +275,14 @@ pub fn create(
             tracer_why: tracer_why.clone(),
             ebpf_enforce,
         };
-        hook.after_create(&created)
-            .map_err(|e| RuntimeError::Hook {
-                id: id.clone(),
-                message: e.to_string(),
-            })?;
+        match early {
+            Some(early) => early.attach(&created),
+            None => hook.after_create(&created),
+        }
+        .map_err(|e| RuntimeError::Hook {
+            id: id.clone(),
+            message: e.to_string(),
+        })?;
         Ok(created)
     })();
     if created.is_err() {
@@ -339,4 +396,17 @@ fn apply_disable_oom_killer(
             id: container.id().to_owned(),
             message: format!("disabling the OOM killer: {}", crate::error::chain(&e)),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_plain_id;
+
+    #[test]
+    fn only_plain_ids_are_used_in_paths_before_the_build() {
+        assert!(is_plain_id("3f2a-c1_web.1"));
+        for bad in ["", ".", "..", "../x", "a/b", "a\0b"] {
+            assert!(!is_plain_id(bad), "{bad:?}");
+        }
+    }
 }

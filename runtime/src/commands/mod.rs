@@ -11,7 +11,9 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-pub use create::{create, with_default_profile, CreateHook, Created, NoHook};
+pub use create::{
+    create, is_plain_id, with_default_profile, CreateHook, Created, EarlyAttach, NoHook,
+};
 pub use exec::{add_sys_admin, exec};
 pub use features::features_json;
 use libcgroups::common::{AnyCgroupManager, CgroupConfig};
