@@ -277,7 +277,11 @@ impl Alerter {
                         rodata.cfg_enforce = 1;
                         rodata.cfg_stop = u32::from(e.stop);
                         rodata.cfg_spare_operators = u32::from(e.spare_operators);
-                        rodata.cfg_breaker_limit = e.breaker;
+                        // Nothing refusable in the kernel (the seccomp hybrid): no refusal
+                        // reaches the kernel's breaker, and a limit of 0 lets the verifier
+                        // drop its loop (decision 107: 8x fewer instructions to verify).
+                        rodata.cfg_breaker_limit =
+                            if e.refusable.is_empty() { 0 } else { e.breaker };
                     }
                 }
                 // The counter's n-gram map is not used: keep it minimal.
