@@ -1,6 +1,8 @@
 //! Where the time of loading the kernel programs goes, at container start (issue 10, start
-//! time): parsing the kernel's BTF alone, then the counter (train) and the alert program with a
-//! model of `GRAMS` distinct 6-grams, `REPS` times each, medians in milliseconds. With
+//! time): parsing the kernel's BTF alone, then the counter (train), the alert program with a
+//! model of `GRAMS` distinct 6-grams, and the same program as the seccomp hybrid loads it
+//! (enforce's judge, nothing refusable in the kernel, no LSM program), `REPS` times each,
+//! medians in milliseconds. With
 //! `RUST_LOG=debug` libbpf's and the loader's own lines are printed with their times.
 //! Needs root and BPF.
 //!
@@ -8,7 +10,7 @@
 
 use std::time::Instant;
 
-use ngram_ebpf::{AlertOptions, Alerter, Counter, Options};
+use ngram_ebpf::{AlertOptions, Alerter, Counter, EnforceOptions, Options};
 use ngram_profiler::ngram::{NgramCounts, ThreadWindow};
 use ngram_profiler::score::Model;
 use ngram_profiler::syscalls::Arch;
@@ -84,7 +86,20 @@ fn main() -> Result<()> {
         ring_bytes: 1 << 22,
         enforce: None,
     };
+    let hybrid = AlertOptions {
+        enforce: Some(EnforceOptions {
+            harmful: vec![59, 257, 41, 42],
+            refusable: vec![],
+            stop: false,
+            spare_operators: true,
+            breaker: 10,
+            init_pid: 1,
+            lsm: false,
+        }),
+        ..alert.clone()
+    };
     let (mut btf, mut counter, mut alerter, mut tables_ms) = (vec![], vec![], vec![], vec![]);
+    let mut hybrid_ms = vec![];
     for _ in 0..reps {
         let t = Instant::now();
         drop(libbpf_rs::btf::Btf::from_vmlinux()?);
@@ -107,14 +122,19 @@ fn main() -> Result<()> {
         let a = Alerter::attach(&cg, &alert)?;
         alerter.push(ms(t));
         drop(a);
+        let t = Instant::now();
+        let h = Alerter::attach(&cg, &hybrid)?;
+        hybrid_ms.push(ms(t));
+        drop(h);
     }
     std::fs::remove_dir(&cg)?;
     println!(
-        "medians over {reps}: parse vmlinux BTF {:.1} ms; counter attach {:.1} ms; model tables {:.1} ms; alert attach {:.1} ms",
+        "medians over {reps}: parse vmlinux BTF {:.1} ms; counter attach {:.1} ms; model tables {:.1} ms; alert attach {:.1} ms; hybrid enforce attach {:.1} ms",
         median(btf),
         median(counter),
         median(tables_ms),
-        median(alerter)
+        median(alerter),
+        median(hybrid_ms)
     );
     Ok(())
 }
