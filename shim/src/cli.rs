@@ -68,15 +68,17 @@ mod tests {
     #[test]
     fn only_the_commands_that_enter_a_container_or_run_long_are_sealed() {
         // Docker's and containerd's command lines, global flags first.
-        let g = [
-            "--root",
-            "/run/x",
-            "--log",
-            "/l.json",
-            "--log-format",
-            "json",
-        ];
-        let with = |rest: &[&str]| [&g[..], rest].concat();
+        fn with(rest: &[&'static str]) -> Vec<&'static str> {
+            let g = [
+                "--root",
+                "/run/x",
+                "--log",
+                "/l.json",
+                "--log-format",
+                "json",
+            ];
+            [&g[..], rest].concat()
+        }
         assert!(seals(&with(&[
             "create",
             "--bundle",

@@ -170,24 +170,17 @@ impl EarlySupervisor {
 
 impl EarlyAttach for EarlySupervisor {
     fn attach(mut self: Box<Self>, created: &Created) -> Result<(), HookError> {
-        let Some(mut child) = self.child.take() else {
-            return Err("the supervisor was not started".into());
-        };
+        // Every early return drops `self`: the supervisor is killed, its log removed.
         let mut plan = self.plan.clone();
         plan.init_pid = u32::try_from(created.pid)?;
         // libcontainer made the state directory: the log goes there, open as it is.
         let logged = plan.state_dir.join(supervise::LOG_FILE);
-        if let Err(e) = std::fs::rename(&self.log, &logged) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(
-                format!("moving {} to {}: {e}", self.log.display(), logged.display()).into(),
-            );
-        }
-        ensure_shippers(&created.global).inspect_err(|_| {
-            let _ = child.kill();
-            let _ = child.wait();
-        })?;
+        std::fs::rename(&self.log, &logged)
+            .map_err(|e| format!("moving {} to {}: {e}", self.log.display(), logged.display()))?;
+        ensure_shippers(&created.global)?;
+        let Some(mut child) = self.child.take() else {
+            return Err("the supervisor was not started".into());
+        };
         // A supervisor that failed before it read this has said why on stdout already.
         if let Some(mut stdin) = child.stdin.take() {
             let _ = writeln!(stdin, "{}", plan.init_pid);

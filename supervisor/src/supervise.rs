@@ -617,8 +617,8 @@ type Recorder = NativeWriter<Box<dyn Write + Send>>;
 /// The eBPF tracer's program of a container, loaded and verified before its init is known.
 enum PendingKernel {
     None,
-    Trainer(crate::ebpf_tracer::PendingTrainer),
-    Alerter(crate::ebpf_alert::PendingAlerter),
+    Trainer(Box<crate::ebpf_tracer::PendingTrainer>),
+    Alerter(Box<crate::ebpf_alert::PendingAlerter>),
 }
 
 fn prepare(
@@ -644,9 +644,11 @@ fn prepare(
                 ..
             },
             TracerKind::Ebpf,
-        ) => PendingKernel::Trainer(KernelTrainer::load(plan, *n, *arch, noise, *collapse)?),
+        ) => PendingKernel::Trainer(Box::new(KernelTrainer::load(
+            plan, *n, *arch, noise, *collapse,
+        )?)),
         (Loaded::Detect { model, meta }, TracerKind::Ebpf) => {
-            PendingKernel::Alerter(KernelAlerter::load(plan, model, meta)?)
+            PendingKernel::Alerter(Box::new(KernelAlerter::load(plan, model, meta)?))
         }
         _ => PendingKernel::None,
     };
