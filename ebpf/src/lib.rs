@@ -38,6 +38,7 @@ pub use alerter::{
     probe_lsm, AlertOptions, Alerter, EnforceOptions, Events, PendingAlerter, MAX_BREAKER,
     REFUSABLE,
 };
+pub use cgroup::cgroup2_mount;
 pub use counter::{Counter, Options, PendingCounter, Stats};
 pub use counts::KernelCounts;
 pub use error::Error;

@@ -123,15 +123,7 @@ pub fn v2_path(proc_cgroup: &str) -> Option<&str> {
         .map(str::trim_end)
 }
 
-/// The mount point of the cgroup2 file system in a `/proc/self/mountinfo` text.
-pub fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
-        (right.split_whitespace().next() == Some("cgroup2"))
-            .then(|| left.split_whitespace().nth(4).map(PathBuf::from))
-            .flatten()
-    })
-}
+pub use ngram_ebpf::cgroup2_mount;
 
 /// The pids of a `cgroup.procs` text other than `init`.
 pub fn others_than(procs: &str, init: u32) -> Vec<u32> {
@@ -464,21 +456,6 @@ mod tests {
         assert_eq!(v2_path(hybrid), Some("/docker/abc"));
         assert_eq!(v2_path("0::/\n"), Some("/"));
         assert_eq!(v2_path("3:cpu:/x\n"), None);
-    }
-
-    #[test]
-    fn finds_the_cgroup2_mount() {
-        let mi = "35 24 0:30 / /sys/fs/cgroup rw,nosuid - tmpfs tmpfs ro,mode=755\n\
-                  36 35 0:31 / /sys/fs/cgroup/unified rw,nosuid,nodev - cgroup2 cgroup2 rw,nsdelegate\n\
-                  37 35 0:32 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n";
-        assert_eq!(
-            cgroup2_mount(mi),
-            Some(PathBuf::from("/sys/fs/cgroup/unified"))
-        );
-        assert_eq!(
-            cgroup2_mount("37 35 0:32 / /x rw - cgroup cgroup rw,cpu\n"),
-            None
-        );
     }
 
     #[test]

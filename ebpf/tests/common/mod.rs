@@ -29,14 +29,7 @@ pub fn fixture() -> &'static Path {
 /// The cgroup2 mount: /sys/fs/cgroup on a unified host, /sys/fs/cgroup/unified on a hybrid one.
 pub fn cgroup2_root() -> PathBuf {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    mountinfo
-        .lines()
-        .find_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            (right.split(' ').next() == Some("cgroup2"))
-                .then(|| PathBuf::from(left.split(' ').nth(4).unwrap()))
-        })
-        .expect("no cgroup2 mount")
+    ngram_ebpf::cgroup2_mount(&mountinfo).expect("no cgroup2 mount")
 }
 
 /// A fresh cgroup v2 directory, removed on drop.
