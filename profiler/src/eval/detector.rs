@@ -228,7 +228,7 @@ fn mean_ttd<'a>(attacks: impl Iterator<Item = &'a AttackResult>) -> Option<f64> 
 }
 
 /// Mean and standard deviation (at least 1e-12) of `xs`.
-fn mean_sd(xs: &[f64]) -> (f64, f64) {
+pub(super) fn mean_sd(xs: &[f64]) -> (f64, f64) {
     #[allow(clippy::cast_precision_loss)]
     let n = xs.len().max(1) as f64;
     let mean = xs.iter().sum::<f64>() / n;

@@ -13,6 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::detector::mean_sd;
 use super::{auc, rate, DetectorReport};
 use crate::score::{calibrate, CalibrationMethod, ScoreError};
 
@@ -43,15 +44,6 @@ pub struct Selection {
     pub detection_rate: f64,
     /// False-alarm rates of the folds' sums weighted by their attack traces.
     pub false_alarm_rate: f64,
-}
-
-/// Mean and standard deviation (at least 1e-12) of `xs`.
-fn mean_sd(xs: &[f64]) -> (f64, f64) {
-    #[allow(clippy::cast_precision_loss)]
-    let n = xs.len().max(1) as f64;
-    let mean = xs.iter().sum::<f64>() / n;
-    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
-    (mean, var.sqrt().max(1e-12))
 }
 
 /// The scores of a subset's sum (bit i of `mask`: candidate i), each term standardised on its
