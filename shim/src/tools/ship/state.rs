@@ -3,7 +3,6 @@
 //! (`KEY.json`, read by the dashboard's `/metrics`). Each is rewritten whole, atomically.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -144,24 +143,15 @@ impl Files {
             position: position.clone(),
             status: status.clone(),
         };
-        write_atomic(&self.path("pos"), &serde_json::to_vec(&saved)?)
+        ngram_supervisor::private_file::write(&self.path("pos"), &serde_json::to_vec(&saved)?)
     }
 
     pub fn save_status(&self, status: &ShipStatus) -> std::io::Result<()> {
-        write_atomic(&self.path("json"), &serde_json::to_vec_pretty(status)?)
+        ngram_supervisor::private_file::write(
+            &self.path("json"),
+            &serde_json::to_vec_pretty(status)?,
+        )
     }
-}
-
-fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(data)?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
