@@ -8,7 +8,6 @@ use std::time::Duration;
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, RingBuffer, RingBufferBuilder};
 use ngram_profiler::score::ModelTables;
 
-use crate::cgroup::cgroup_id;
 use crate::counter::{read_stats, Stats};
 use crate::error::Error;
 use crate::event::KernelEvent;
@@ -414,7 +413,6 @@ impl PendingAlerter {
     /// Judge the tasks of cgroup v2 directory `cgroup_dir` from now on; `init_pid` (host pid)
     /// is the container's init, never made a suspect by its own anomalies (enforce).
     pub fn attach(mut self, cgroup_dir: &Path, init_pid: u32) -> Result<Alerter, Error> {
-        let id = cgroup_id(cgroup_dir)?;
         // Before any program runs: the .bss map is the program's own memory (mmap).
         let bss = self
             .loaded
@@ -427,13 +425,7 @@ impl PendingAlerter {
                 source: libbpf_rs::Error::from_raw_os_error(libc_enoent()),
             })?;
         bss.cfg_init_tgid = init_pid;
-        let maps = &self.loaded.skel.maps;
-        maps.ng_target
-            .update(&id.to_ne_bytes(), &0u32.to_ne_bytes(), MapFlags::ANY)
-            .map_err(|source| Error::MapWrite {
-                map: "ng_target",
-                source,
-            })?;
+        let id = self.loaded.target(cgroup_dir)?;
         // Enforce: the hooks first, so that every verdict the judge leaves has its refusal.
         let mut hooks = Vec::new();
         if self.enforce {

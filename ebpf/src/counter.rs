@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use libbpf_rs::{Link, MapCore, MapFlags};
 
-use crate::cgroup::cgroup_id;
 use crate::counts::{Deltas, KernelCounts};
 use crate::error::Error;
 use crate::layout::{self, stat, DEFAULT_MAX_NGRAMS, KEY_LEN, MAX_N, MIN_N, NR_SLOTS};
@@ -123,14 +122,7 @@ pub struct PendingCounter {
 impl PendingCounter {
     /// Count the tasks of cgroup v2 directory `cgroup_dir` from now on.
     pub fn attach(self, cgroup_dir: &Path) -> Result<Counter, Error> {
-        let id = cgroup_id(cgroup_dir)?;
-        let maps = &self.loaded.skel.maps;
-        maps.ng_target
-            .update(&id.to_ne_bytes(), &0u32.to_ne_bytes(), MapFlags::ANY)
-            .map_err(|source| Error::MapWrite {
-                map: "ng_target",
-                source,
-            })?;
+        let id = self.loaded.target(cgroup_dir)?;
         let link = self
             .loaded
             .skel

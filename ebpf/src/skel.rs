@@ -63,6 +63,27 @@ pub(crate) struct Loaded {
     _storage: Storage,
 }
 
+impl Loaded {
+    /// Make the tasks of cgroup v2 directory `cgroup_dir` the program's targets; its cgroup id.
+    pub(crate) fn target(&self, cgroup_dir: &std::path::Path) -> Result<u64, crate::Error> {
+        use libbpf_rs::MapCore as _;
+        let id = crate::cgroup::cgroup_id(cgroup_dir)?;
+        self.skel
+            .maps
+            .ng_target
+            .update(
+                &id.to_ne_bytes(),
+                &0u32.to_ne_bytes(),
+                libbpf_rs::MapFlags::ANY,
+            )
+            .map_err(|source| crate::Error::MapWrite {
+                map: "ng_target",
+                source,
+            })?;
+        Ok(id)
+    }
+}
+
 impl std::fmt::Debug for Loaded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Loaded").finish_non_exhaustive()
