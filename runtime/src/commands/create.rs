@@ -201,28 +201,27 @@ pub fn create(
     let state_dir = root.join(&id);
     // The supervisor starts now and loads the profile and its kernel programs while
     // libcontainer builds the container (decision 106).
+    // What the hooks are told; the pid is known once libcontainer has built the container.
+    let mut created = Created {
+        id: id.clone(),
+        pid: 0,
+        bundle: bundle.clone(),
+        state_dir: state_dir.clone(),
+        spec: spec.clone(),
+        global: global.clone(),
+        identity: identity.clone(),
+        tracer: traces,
+        tracer_why: tracer_why.clone(),
+        ebpf_enforce,
+    };
     let early = match traces {
-        Some(_) if is_plain_id(&id) => {
-            let pre = Created {
+        Some(_) if is_plain_id(&id) => hook.before_build(&created).map_err(|e| {
+            remove_lent_bundle(&root, &id);
+            RuntimeError::Hook {
                 id: id.clone(),
-                pid: 0,
-                bundle: bundle.clone(),
-                state_dir: state_dir.clone(),
-                spec: spec.clone(),
-                global: global.clone(),
-                identity: identity.clone(),
-                tracer: traces,
-                tracer_why: tracer_why.clone(),
-                ebpf_enforce,
-            };
-            hook.before_build(&pre).map_err(|e| {
-                remove_lent_bundle(&root, &id);
-                RuntimeError::Hook {
-                    id: id.clone(),
-                    message: e.to_string(),
-                }
-            })?
-        }
+                message: e.to_string(),
+            }
+        })?,
         _ => None,
     };
     let init_bundle = lent.clone().unwrap_or_else(|| bundle.clone());
@@ -263,18 +262,7 @@ pub fn create(
                 crate::hybrid::join(pid, &path)?;
             }
         }
-        let created = Created {
-            id: id.clone(),
-            pid,
-            bundle: bundle.clone(),
-            state_dir: state_dir.clone(),
-            spec: spec.clone(),
-            global: global.clone(),
-            identity: identity.clone(),
-            tracer: traces,
-            tracer_why: tracer_why.clone(),
-            ebpf_enforce,
-        };
+        created.pid = pid;
         match early {
             Some(early) => early.attach(&created),
             None => hook.after_create(&created),
