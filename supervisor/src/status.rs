@@ -43,6 +43,10 @@ pub struct Status {
     pub suppressed: u64,
     pub other_arch: u64,
     pub record_errors: u64,
+    /// Enforce: unseen harmful calls of an anomalous stretch that ran because their argument
+    /// is one the program used in training (decision 109).
+    #[serde(default)]
+    pub vouched: u64,
     /// The supervisor's CPU time (user + system) and resident memory.
     pub cpu_seconds: f64,
     pub rss_bytes: u64,
@@ -138,6 +142,7 @@ impl Status {
         self.suppressed = stats.suppressed;
         self.other_arch = stats.other_arch;
         self.record_errors = stats.record_errors;
+        self.vouched = stats.vouched;
         let (cpu, rss) = own_usage();
         self.cpu_seconds = cpu;
         self.rss_bytes = rss;

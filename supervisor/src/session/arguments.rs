@@ -10,7 +10,9 @@
 use std::io::IoSliceMut;
 
 use ngram_profiler::alert::{Action, Rule};
-use ngram_profiler::args::{normalize, parse_sockaddr, sockaddr_peer, Access, Dest};
+use ngram_profiler::args::{
+    normalize, parse_sockaddr, sockaddr_peer, Access, ArgClasses, ArgVerdict, Dest, Phase,
+};
 use ngram_profiler::privilege::{clone_namespaces, PrivCall};
 use ngram_profiler::profile::Mode;
 use nix::sys::uio::{process_vm_readv, RemoteIoVec};
@@ -466,7 +468,71 @@ fn call_name<'a>(inner: &'a Inner<'_>, ev: &Event) -> &'a str {
         .unwrap_or("?")
 }
 
+/// The program and phase a call with a classed argument is judged in: a young thread, or a
+/// settled one of the container's init (the service's main process) or of another process
+/// (decision 50).
+fn arg_context(inner: &Inner<'_>, ev: &Event) -> (String, Phase) {
+    let phase = Phase {
+        young: inner.thread_young(ev.tid),
+        init: inner.procs.get(&ev.pid).is_some_and(|p| p.init),
+    };
+    let program = inner
+        .arg_programs
+        .get(&ev.pid)
+        .map_or_else(|| "?".to_owned(), ToString::to_string);
+    (program, phase)
+}
+
+/// Judge `arg` of `ev`'s call against the classes `program` used in training, in `phase`.
+fn judge_argument(
+    classes: &ArgClasses,
+    program: &str,
+    phase: Phase,
+    ev: &Event,
+    arg: &Arg,
+) -> ArgVerdict {
+    match arg {
+        Arg::File {
+            path,
+            access,
+            dir: true,
+        } => classes.judge_dir(program, phase, path, *access),
+        Arg::File {
+            path,
+            access: Access::Exec,
+            ..
+        } => classes.judge_exec_map(path),
+        Arg::File { path, access, .. } => {
+            let v = classes.judge_path(program, phase, path, *access);
+            // Read without the directory check (alert and enforce: most reads are of known
+            // files, and the lookup costs a path walk): a directory, only now looked at, is
+            // judged as its own class (one call of a thousand or fewer).
+            if v.anomalous && *access == Access::Read && is_dir_in_root(ev, path) {
+                classes.judge_dir(program, phase, path, *access)
+            } else {
+                v
+            }
+        }
+        Arg::Dest(d, _) => classes.judge_dest(program, phase, d),
+        Arg::Priv(c) => classes.judge_privileged(program, phase, c),
+    }
+}
+
 impl<'m> Session<'m> {
+    /// Does the classed argument `arg` of `ev`'s call vouch for it: a class its program used
+    /// in training, in the thread's phase, of a process that never raced a check? Then the
+    /// call does what the program does in normal work, whatever its n-gram (decision 109).
+    pub(super) fn vouches(&self, inner: &Inner<'m>, ev: &Event, arg: &Arg) -> bool {
+        let Some(classes) = inner.detector.as_ref().and_then(|d| d.args.as_ref()) else {
+            return false;
+        };
+        if !self.arguments || inner.procs.get(&ev.pid).is_some_and(|p| p.racer) {
+            return false;
+        }
+        let (program, phase) = arg_context(inner, ev);
+        judge_argument(classes, &program, phase, ev, arg).known
+    }
+
     /// Does this session judge argument classes (a profile with classes, arguments on)?
     pub(super) fn judges_arguments(&self, inner: &Inner<'m>) -> bool {
         self.arguments && inner.detector.as_ref().is_some_and(|d| d.args.is_some())
@@ -528,16 +594,7 @@ impl<'m> Session<'m> {
     /// mode (not for an operator's `docker exec` under the default exec policy; outside the
     /// circuit breaker).
     pub(super) fn argument(&self, inner: &mut Inner<'m>, ev: &Event, arg: Arg) -> Decision {
-        // The phase: a young thread, or a settled one of the container's init (the service's
-        // main process) or of another process (decision 50).
-        let phase = ngram_profiler::args::Phase {
-            young: inner.thread_young(ev.tid),
-            init: inner.procs.get(&ev.pid).is_some_and(|p| p.init),
-        };
-        let program = inner
-            .arg_programs
-            .get(&ev.pid)
-            .map_or_else(|| "?".to_owned(), ToString::to_string);
+        let (program, phase) = arg_context(inner, ev);
         if let Some(learned) = inner.args_learned.as_mut() {
             let p = learned.of_mut(&program, phase);
             match &arg {
@@ -575,31 +632,7 @@ impl<'m> Session<'m> {
             );
             return Decision::Deny(libc::EPERM);
         }
-        let verdict = match &arg {
-            Arg::File {
-                path,
-                access,
-                dir: true,
-            } => classes.judge_dir(&program, phase, path, *access),
-            Arg::File {
-                path,
-                access: Access::Exec,
-                ..
-            } => classes.judge_exec_map(path),
-            Arg::File { path, access, .. } => {
-                let v = classes.judge_path(&program, phase, path, *access);
-                // Read without the directory check (alert and enforce: most reads are of
-                // known files, and the lookup costs a path walk): a directory, only now
-                // looked at, is judged as its own class (one call of a thousand or fewer).
-                if v.anomalous && *access == Access::Read && is_dir_in_root(ev, path) {
-                    classes.judge_dir(&program, phase, path, *access)
-                } else {
-                    v
-                }
-            }
-            Arg::Dest(d, _) => classes.judge_dest(&program, phase, d),
-            Arg::Priv(c) => classes.judge_privileged(&program, phase, c),
-        };
+        let verdict = judge_argument(classes, &program, phase, ev, &arg);
         if !verdict.anomalous {
             return Decision::Continue;
         }

@@ -104,6 +104,9 @@ pub struct SessionStats {
     pub denied: u64,
     /// Refusals the open circuit breaker let through.
     pub spared: u64,
+    /// Unseen harmful calls of an anomalous stretch let through because their argument is
+    /// one the program used in training (decision 109).
+    pub vouched: u64,
     pub record_errors: u64,
     pub new_programs: u64,
     /// Train mode with a shadow detector: the alerts the live rule would have raised.
@@ -418,7 +421,13 @@ impl<'m> Session<'m> {
         self.exec_policy == ExecPolicy::Alert && procs.get(&pid).is_some_and(|p| p.operator)
     }
 
-    fn decide(&self, inner: &mut Inner<'m>, ev: &Event, nr: u16) -> Decision {
+    fn decide(
+        &self,
+        inner: &mut Inner<'m>,
+        ev: &Event,
+        nr: u16,
+        arg: Option<&arguments::Arg>,
+    ) -> Decision {
         let Some(det) = inner.detector.as_mut() else {
             return Decision::Continue;
         };
@@ -486,6 +495,19 @@ impl<'m> Session<'m> {
             }
         }
         let suspect = inner.procs.get(&ev.pid).is_some_and(|p| p.suspect);
+        // An unseen harmful call in a stretch of a service's own process, whose argument is
+        // one the program uses: an event loop serving a normal request beside an odd one
+        // (decision 109). It runs; the stretch is still reported.
+        let mut verdict = verdict;
+        if enforce
+            && verdict.refuse
+            && verdict.vouchable
+            && !suspect
+            && arg.is_some_and(|a| self.vouches(inner, ev, a))
+        {
+            verdict.refuse = false;
+            inner.stats.vouched += 1;
+        }
         let stop = enforce && verdict.anomalous && self.enforce == EnforceAction::Stop;
         let mut deny = enforce && (stop || verdict.refuse || (suspect && facts.harmful));
         if deny && self.spares_operator(&inner.procs, ev.pid) {
@@ -622,12 +644,12 @@ impl Handler for Session<'_> {
             let w = inner.windows.entry(ev.tid).or_default();
             counts.push(w, nr);
         }
-        let mut decision = self.decide(inner, ev, nr);
+        if let Some(exe) = lookups.arg_exe {
+            inner.arg_programs.insert(ev.pid, exe.into());
+        }
+        let mut decision = self.decide(inner, ev, nr, lookups.arg.as_ref());
         let mut recheck = None;
         if let Some(arg) = lookups.arg {
-            if let Some(exe) = lookups.arg_exe {
-                inner.arg_programs.insert(ev.pid, exe.into());
-            }
             // Enforce reads a judged argument again before answering: keep a copy for that
             // (only then: the copy is a path per call).
             let kept =

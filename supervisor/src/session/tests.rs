@@ -1035,6 +1035,53 @@ fn arguments_are_learned_and_a_traversal_is_judged() {
     assert!(rx.try_recv().is_err());
 }
 
+/// An event loop serves a normal request beside an odd one: inside the anomalous stretch, an
+/// `openat` whose n-gram is unseen (the odd calls precede it) but whose path is one the
+/// program reads in normal work runs (decision 109); one outside its classes, or a write
+/// where it only read, is still refused; the stretch is reported either way.
+#[test]
+fn a_known_argument_vouches_for_a_call_inside_an_odd_stretch() {
+    let me = std::process::id();
+    let (counts, meta) = app_trained();
+    let model = Model::new(&counts).unwrap();
+    let stray = |s: &Session<'_>| {
+        for &nr in &NOVEL {
+            assert_eq!(s.on_event(&call(me, me, nr, 0)), Decision::Continue);
+        }
+    };
+    let (s, rx) = app_session(Mode::Enforce, &model, &meta);
+    stray(&s);
+    let stretch = rx.try_recv().expect("the odd stretch is not reported");
+    assert_eq!(stretch.rule, Rule::Sequence);
+    assert_eq!(
+        s.on_event(&openat_call(c"/srv/data/a.txt", 0)),
+        Decision::Continue,
+        "a read of a learned file inside the stretch was refused"
+    );
+    assert_eq!(s.stats().vouched, 1);
+    stray(&s);
+    let d = s.on_event(&openat_call(c"/srv/data/b.txt", CREATE));
+    assert_eq!(d, Decision::Deny(libc::EPERM), "a write it never made ran");
+    stray(&s);
+    let d = s.on_event(&openat_call(c"/etc/passwd", 0));
+    assert_eq!(
+        d,
+        Decision::Deny(libc::EPERM),
+        "a read outside its classes ran"
+    );
+    assert_eq!(s.stats().vouched, 1);
+    // Without argument classes the stretch's unseen openat is refused, as before.
+    let mut bare = meta.clone();
+    bare.args = None;
+    let (s, _rx) = app_session(Mode::Enforce, &model, &bare);
+    stray(&s);
+    assert_eq!(
+        s.on_event(&openat_call(c"/srv/data/a.txt", 0)),
+        Decision::Deny(libc::EPERM)
+    );
+    assert_eq!(s.stats().vouched, 0);
+}
+
 /// A directory opened for reading without O_DIRECTORY (Go's `os.Open`) is its own class: a
 /// training run looks at every such path; a detecting session only when the path's class as a
 /// file is anomalous (most reads are of known files, and the look costs a path walk).
