@@ -388,18 +388,30 @@ pub struct ArgVerdict {
     pub p_new: f64,
     /// Unseen and improbable: anomalous.
     pub anomalous: bool,
+    /// Known from at least [`MIN_OBSERVATIONS`] observations of its class in training: part of
+    /// the program's routine work, not a file it read once at start-up (decision 109).
+    pub routine: bool,
     /// For people, e.g. "never opened anything under /etc for write in training".
     pub why: String,
 }
 
 impl ArgVerdict {
-    /// A learned class.
+    /// A class known without a count of its own (system information, code mapped).
     const KNOWN: Self = Self {
         known: true,
         p_new: 0.0,
         anomalous: false,
+        routine: false,
         why: String::new(),
     };
+
+    /// A class learned from `count` observations.
+    fn learned(count: u64) -> Self {
+        Self {
+            routine: count >= MIN_OBSERVATIONS,
+            ..Self::KNOWN
+        }
+    }
 }
 
 impl ProgramArgs {
@@ -506,19 +518,20 @@ impl ProgramArgs {
 
     /// Judge a per-process procfs entry by its template (exactly: no ancestor covers it).
     pub fn judge_template(&self, template: &str, access: Access) -> ArgVerdict {
-        let known = self
+        let count = self
             .dirs
             .get(template)
-            .is_some_and(|c| c.access & access.bit() != 0);
-        self.judge_member(known, || {
+            .filter(|c| c.access & access.bit() != 0)
+            .map(|c| c.count);
+        self.judge_member(count, || {
             format!("never {access} a process's {template} in training")
         })
     }
 
     /// Judge an access in directory `dir`.
     pub fn judge_dir(&self, dir: &str, access: Access) -> ArgVerdict {
-        if self.covering(dir, access).is_some() {
-            return ArgVerdict::KNOWN;
+        if let Some(d) = self.covering(dir, access) {
+            return ArgVerdict::learned(self.dirs.get(d).map_or(0, |c| c.count));
         }
         let p_new = self.p_new();
         // The nearest ancestor the program touched at all, to explain.
@@ -546,6 +559,7 @@ impl ProgramArgs {
             known: false,
             p_new,
             anomalous: p_new < P_NEW_MAX,
+            routine: false,
             why,
         }
     }
@@ -558,21 +572,23 @@ impl ProgramArgs {
 
     /// Judge a destination.
     pub fn judge_dest(&self, dest: &Dest) -> ArgVerdict {
-        self.judge_member(self.dests.contains_key(dest), || {
+        self.judge_member(self.dests.get(dest).copied(), || {
             format!("never reached {dest} in training")
         })
     }
 
-    /// Known, or unseen and judged by the program's unseen mass (explained by `why`).
-    fn judge_member(&self, known: bool, why: impl FnOnce() -> String) -> ArgVerdict {
-        if known {
-            return ArgVerdict::KNOWN;
+    /// Known (`count` observations), or unseen and judged by the program's unseen mass
+    /// (explained by `why`).
+    fn judge_member(&self, count: Option<u64>, why: impl FnOnce() -> String) -> ArgVerdict {
+        if let Some(n) = count {
+            return ArgVerdict::learned(n);
         }
         let p_new = self.p_new();
         ArgVerdict {
             known: false,
             p_new,
             anomalous: p_new < P_NEW_MAX,
+            routine: false,
             why: why(),
         }
     }
@@ -585,7 +601,7 @@ impl ProgramArgs {
 
     /// Judge a namespace, mount or privilege call's class.
     pub fn judge_privileged(&self, class: &str) -> ArgVerdict {
-        self.judge_member(self.privileged.contains_key(class), || {
+        self.judge_member(self.privileged.get(class).copied(), || {
             format!("never made a {class} call in training")
         })
     }
@@ -807,11 +823,18 @@ impl ArgClasses {
         // 70). A program with no classes at all is not judged (known, p_new 1).
         let settled_dense = dense(others) || dense(init);
         let mut lenient: Option<ArgVerdict> = None;
+        let mut known: Option<ArgVerdict> = None;
         for p in [others, start, init] {
             let Some(p) = p else { continue };
             let v = one(p);
-            if v.known {
+            // Known and routine in one phase ends the search; known only rarely, the other
+            // phases may still know it as routine.
+            if v.routine {
                 return v;
+            }
+            if v.known {
+                known.get_or_insert(v);
+                continue;
             }
             if settled_dense && !dense(Some(p)) {
                 continue;
@@ -820,10 +843,11 @@ impl ArgClasses {
                 lenient = Some(v);
             }
         }
-        lenient.unwrap_or_else(|| ArgVerdict {
+        known.or(lenient).unwrap_or_else(|| ArgVerdict {
             known: true,
             p_new: 1.0,
             anomalous: false,
+            routine: false,
             why: format!("{program} never ran with arguments in training"),
         })
     }
@@ -848,6 +872,7 @@ impl ArgClasses {
             known: false,
             p_new: 0.0,
             anomalous: true,
+            routine: false,
             why: format!("no program of the image loaded code from {dir} in training"),
         }
     }
@@ -1004,6 +1029,59 @@ mod tests {
         );
         assert_eq!(parse_sockaddr(&[16, 0, 0, 0]), None, "netlink");
         assert_eq!(parse_sockaddr(&[2, 0, 1]), None, "short");
+    }
+
+    /// A class is routine from MIN_OBSERVATIONS observations on (decision 109): a directory,
+    /// a procfs template, a destination, a privileged class; in any phase of the program
+    /// (a class known rarely in one phase and routinely in another is routine).
+    #[test]
+    fn a_class_is_routine_from_min_observations() {
+        let mut p = ProgramArgs::default();
+        let db = Dest::Unix {
+            path: "/run/db.sock".into(),
+        };
+        for i in 0..MIN_OBSERVATIONS {
+            p.learn_path(&format!("/srv/data/{i}.txt"), Access::Read);
+            p.learn_path("/proc/self/stat", Access::Read);
+            p.learn_dest(db.clone());
+            p.learn_privileged("setuid uid 33");
+            if i + 1 < MIN_OBSERVATIONS {
+                p.learn_path("/etc/app.conf", Access::Read);
+            }
+        }
+        for v in [
+            p.judge_path("/srv/data/x.txt", Access::Read),
+            p.judge_template("/proc/N/stat", Access::Read),
+            p.judge_dest(&db),
+            p.judge_privileged("setuid uid 33"),
+        ] {
+            assert!(v.known && v.routine, "{v:?}");
+        }
+        let rare = p.judge_path("/etc/shadow", Access::Read);
+        assert!(rare.known && !rare.routine, "{rare:?}");
+        let unseen = p.judge_path("/root/x", Access::Read);
+        assert!(!unseen.known && !unseen.routine, "{unseen:?}");
+        // The program's other processes (judged first) read /etc once; the init routinely.
+        let mut a = ArgClasses::learning();
+        let init = Phase {
+            young: false,
+            init: true,
+        };
+        for _ in 0..MIN_OBSERVATIONS {
+            a.of_mut("/usr/bin/app", false)
+                .learn_path("/srv/data/x", Access::Read);
+            a.of_mut("/usr/bin/app", init)
+                .learn_path("/etc/app.conf", Access::Read);
+        }
+        a.of_mut("/usr/bin/app", false)
+            .learn_path("/etc/app.conf", Access::Read);
+        let v = a.judge_path("/usr/bin/app", false, "/etc/passwd", Access::Read);
+        assert!(v.known && !v.routine, "{v:?}");
+        let v = a.judge_path("/usr/bin/app", init, "/etc/passwd", Access::Read);
+        assert!(v.known && v.routine, "{v:?}");
+        // A program that never ran with arguments is let through, but vouches for nothing.
+        let none = a.judge_path("/usr/bin/other", false, "/etc/passwd", Access::Read);
+        assert!(none.known && !none.routine, "{none:?}");
     }
 
     /// A web worker trained on its data directories, a traversal read and an upload out of

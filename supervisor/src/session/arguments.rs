@@ -520,8 +520,9 @@ fn judge_argument(
 
 impl<'m> Session<'m> {
     /// Does the classed argument `arg` of `ev`'s call vouch for it: a class its program used
-    /// in training, in the thread's phase, of a process that never raced a check? Then the
-    /// call does what the program does in normal work, whatever its n-gram (decision 109).
+    /// routinely in training (`ArgVerdict::routine`), in the thread's phase, of a process that
+    /// never raced a check? Then the call does what the program does in its normal work,
+    /// whatever its n-gram (decision 109).
     pub(super) fn vouches(&self, inner: &Inner<'m>, ev: &Event, arg: &Arg) -> bool {
         let Some(classes) = inner.detector.as_ref().and_then(|d| d.args.as_ref()) else {
             return false;
@@ -530,7 +531,7 @@ impl<'m> Session<'m> {
             return false;
         }
         let (program, phase) = arg_context(inner, ev);
-        judge_argument(classes, &program, phase, ev, arg).known
+        judge_argument(classes, &program, phase, ev, arg).routine
     }
 
     /// Does this session judge argument classes (a profile with classes, arguments on)?

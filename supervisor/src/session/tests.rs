@@ -1037,8 +1037,9 @@ fn arguments_are_learned_and_a_traversal_is_judged() {
 
 /// An event loop serves a normal request beside an odd one: inside the anomalous stretch, an
 /// `openat` whose n-gram is unseen (the odd calls precede it) but whose path is one the
-/// program reads in normal work runs (decision 109); one outside its classes, or a write
-/// where it only read, is still refused; the stretch is reported either way.
+/// program reads routinely runs (decision 109); one outside its classes, a write where it
+/// only read, or a class it used only rarely, is still refused; the stretch is reported
+/// either way.
 #[test]
 fn a_known_argument_vouches_for_a_call_inside_an_odd_stretch() {
     let me = std::process::id();
@@ -1068,6 +1069,23 @@ fn a_known_argument_vouches_for_a_call_inside_an_odd_stretch() {
         d,
         Decision::Deny(libc::EPERM),
         "a read outside its classes ran"
+    );
+    assert_eq!(s.stats().vouched, 1);
+    // A class the program used only now and then (a file read at start-up) vouches for
+    // nothing: known, so no argument alert, but inside the stretch it is refused.
+    let mut paths = vec![c"/srv/data/a.txt"; 9];
+    paths.push(c"/etc/hostname");
+    let (rare_counts, rare_meta) = app_trained_on(&paths);
+    let rare_model = Model::new(&rare_counts).unwrap();
+    let (s, rx) = app_session(Mode::Enforce, &rare_model, &rare_meta);
+    stray(&s);
+    let d = s.on_event(&openat_call(c"/etc/hostname", 0));
+    assert_eq!(d, Decision::Deny(libc::EPERM), "a rare class vouched");
+    assert!(rx.try_iter().all(|a| a.rule != Rule::Argument));
+    stray(&s);
+    assert_eq!(
+        s.on_event(&openat_call(c"/srv/data/a.txt", 0)),
+        Decision::Continue
     );
     assert_eq!(s.stats().vouched, 1);
     // Without argument classes the stretch's unseen openat is refused, as before.
