@@ -72,7 +72,7 @@ fn f(v: u64) -> f64 {
 /// (`now` in seconds since the Unix epoch).
 pub fn render(containers: &[ContainerView], profiles: &Snapshot, now: u64) -> String {
     type Get = fn(&ContainerView) -> f64;
-    let per_container: [(&str, &str, &str, Get); 11] = [
+    let per_container: [(&str, &str, &str, Get); 12] = [
         (
             "ngram_ids_container_up",
             "gauge",
@@ -96,6 +96,12 @@ pub fn render(containers: &[ContainerView], profiles: &Snapshot, now: u64) -> St
             "counter",
             "System calls refused (enforce mode)",
             |c| f(c.status.denied),
+        ),
+        (
+            "ngram_ids_vouched_calls_total",
+            "counter",
+            "Unseen harmful calls of an anomalous stretch let through because their argument is one the program uses routinely (enforce mode, decision 109)",
+            |c| f(c.status.vouched),
         ),
         (
             "ngram_ids_alerts_total",
@@ -330,6 +336,7 @@ mod tests {
         s.container_name = name.into();
         s.anomalies = 3;
         s.denied = 2;
+        s.vouched = 4;
         s.alerts = 3;
         s.suppressed = 1;
         s.cpu_seconds = 0.25;
@@ -359,6 +366,7 @@ mod tests {
         let want_lines = [
             "# TYPE ngram_ids_calls_total counter",
             r#"ngram_ids_calls_total{container="we\"b\\1\n",container_id="0123456789ab",image="ngram-nginx",profile="web",mode="alert",tracer="notify"} 1234"#,
+            "ngram_ids_vouched_calls_total{container=",
             "# TYPE ngram_ids_supervisor_cpu_seconds_total counter",
             "# TYPE ngram_ids_supervisor_resident_memory_bytes gauge",
             "ngram_ids_supervisor_start_time_seconds{",
