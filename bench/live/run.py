@@ -38,6 +38,7 @@ written in its results and the table's details, and its training stops there.
 """
 import argparse
 import datetime
+import glob
 import http.client
 import json
 import os
@@ -151,6 +152,18 @@ def alerts_of(cid):
     found = list(_LOG["by_cid"].get(cid, []))
     found.sort(key=lambda a: a.get("evt.time", 0))
     return found
+
+
+def status_of(cid):
+    """The supervisor's status.json of container `cid` (the runtime's state directory under
+    whichever dockerd runs it), or None."""
+    for path in glob.glob("/run/docker*/runtime-*/moby/%s/status.json" % cid):
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            pass
+    return None
 
 
 def alert_sample(a):
@@ -1120,6 +1133,9 @@ def run_service(svc, cfg, lst):
         t_load = now_ns()
         st = svc.load(port, cfg["heldout_secs"], cfg["seed"] * 1000 + 501, cfg["clients"])
         t_end = now_ns()
+        # How near the threads came to the thresholds in the held-out load (peak windows per
+        # level, 0.0-1.0: settled excursions, and young start-ups per program).
+        alert["peaks"] = (status_of(cid) or {}).get("peaks", {})
         time.sleep(1)
         fa = [a for a in alerts_of(cid) if a.get("evt.time", 0) <= t_end]
         during = [a for a in fa if a.get("evt.time", 0) >= t_load]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::session::SessionStats;
+use crate::session::{Peaks, SessionStats};
 
 /// The file's name in the container's state directory.
 pub const STATUS_FILE: &str = "status.json";
@@ -50,6 +50,10 @@ pub struct Status {
     /// The supervisor's CPU time (user + system) and resident memory.
     pub cpu_seconds: f64,
     pub rss_bytes: u64,
+    /// How near the container's threads came to the live rule's thresholds (detecting modes;
+    /// empty in train mode without a shadow detector).
+    #[serde(default, skip_serializing_if = "is_empty_peaks")]
+    pub peaks: Peaks,
     /// The eBPF tracer's kernel counters (`None` with the other tracers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<KernelStatus>,
@@ -150,6 +154,10 @@ impl Status {
 }
 
 /// This process's CPU seconds (user + system) and resident bytes (0 when unreadable).
+fn is_empty_peaks(p: &Peaks) -> bool {
+    p.settled.is_empty() && p.young.is_empty()
+}
+
 fn own_usage() -> (f64, u64) {
     let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage writes one `struct rusage` through the pointer, which points at

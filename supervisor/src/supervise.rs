@@ -559,6 +559,7 @@ fn housekeeping(
     };
     let write_status = |status: &mut Status| {
         status.update(&session.stats(), crate::tracer::now_ns());
+        status.peaks = session.peaks();
         if let Some(k) = kernel {
             status.update_kernel(k.stats());
         }

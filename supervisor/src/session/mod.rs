@@ -93,6 +93,18 @@ impl ContainerInfo {
     }
 }
 
+/// Peak window scores, counted per level (0.0, 0.1, ..., 1.0: `lifecycle::PEAK_LEVELS`), as a
+/// training run's check counts them (`RunCheck::settled_peaks`, `RunCheck::young_peaks`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Peaks {
+    /// Settled threads' excursions (stretches of windows above 0), each at its peak.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settled: Vec<u64>,
+    /// Young threads of each known program, each at its peak.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub young: std::collections::BTreeMap<String, Vec<u64>>,
+}
+
 /// What [`Session`] counts, for the supervisor's log and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SessionStats {
@@ -141,10 +153,11 @@ struct Inner<'m> {
     shadow_max: [Option<f64>; 2],
     /// Shadow mode: the highest young window score of each known program in the run.
     shadow_young: std::collections::BTreeMap<String, f64>,
-    /// Shadow mode: how many young threads of each known program peaked at each level.
-    shadow_peaks: std::collections::BTreeMap<String, Vec<u64>>,
-    /// Shadow mode: how many settled threads' excursions peaked at each level.
-    shadow_settled_peaks: Vec<u64>,
+    /// How many young threads of each known program peaked at each level (every mode with a
+    /// detector; a shadow's are its run check).
+    young_peaks: std::collections::BTreeMap<String, Vec<u64>>,
+    /// How many settled threads' excursions peaked at each level (likewise).
+    settled_peaks: Vec<u64>,
 }
 
 /// The handler of one container.
@@ -233,8 +246,8 @@ impl<'m> Session<'m> {
                 stats: SessionStats::default(),
                 shadow_max: [None; 2],
                 shadow_young: Default::default(),
-                shadow_peaks: Default::default(),
-                shadow_settled_peaks: Vec::new(),
+                young_peaks: Default::default(),
+                settled_peaks: Vec::new(),
             }),
             alerts: None,
             suppressed: Suppressed::default(),
@@ -390,10 +403,22 @@ impl<'m> Session<'m> {
                 max_settled: inner.shadow_max[0],
                 max_young: inner.shadow_max[1],
                 young_by_program: inner.shadow_young.clone(),
-                young_peaks: inner.shadow_peaks.clone(),
-                settled_peaks: inner.shadow_settled_peaks.clone(),
+                young_peaks: inner.young_peaks.clone(),
+                settled_peaks: inner.settled_peaks.clone(),
             }
         })
+    }
+
+    /// How near the threads came to the live rule's thresholds so far: young threads of each
+    /// known program and settled excursions, counted at their peak window (tenths).
+    pub fn peaks(&self) -> Peaks {
+        self.inner
+            .lock()
+            .map(|i| Peaks {
+                settled: i.settled_peaks.clone(),
+                young: i.young_peaks.clone(),
+            })
+            .unwrap_or_default()
     }
 
     /// Counters so far.
@@ -464,24 +489,28 @@ impl<'m> Session<'m> {
             if let Some(m) = slot.and_then(|i| inner.shadow_max.get_mut(i)) {
                 *m = Some(m.map_or(verdict.score, |x| x.max(verdict.score)));
             }
-            let level = lifecycle::peak_level(verdict.score);
-            match (verdict.measure, &proc.program) {
-                (judge::Measure::YoungKnown, Some(p)) => {
-                    let top = inner.shadow_young.entry(p.to_string()).or_insert(0.0);
-                    *top = top.max(verdict.score);
-                    if thread.young_peak.is_none_or(|old| usize::from(old) < level) {
-                        let peaks = inner.shadow_peaks.entry(p.to_string()).or_default();
-                        thread.young_peak = lifecycle::raise_peak(peaks, thread.young_peak, level);
-                    }
-                }
-                // An excursion of a settled thread: its windows above 0, counted at its peak.
-                (judge::Measure::Settled, _) if level == 0 => thread.settled_peak = None,
-                (judge::Measure::Settled, _) => {
-                    let peaks = &mut inner.shadow_settled_peaks;
-                    thread.settled_peak = lifecycle::raise_peak(peaks, thread.settled_peak, level);
-                }
-                _ => {}
+            if let (judge::Measure::YoungKnown, Some(p)) = (verdict.measure, &proc.program) {
+                let top = inner.shadow_young.entry(p.to_string()).or_insert(0.0);
+                *top = top.max(verdict.score);
             }
+        }
+        // Every mode counts the peaks: a training run's are its check (calibration), a
+        // detecting container's say how near its threads came to the thresholds.
+        let level = lifecycle::peak_level(verdict.score);
+        match (verdict.measure, &proc.program) {
+            (judge::Measure::YoungKnown, Some(p))
+                if thread.young_peak.is_none_or(|old| usize::from(old) < level) =>
+            {
+                let peaks = inner.young_peaks.entry(p.to_string()).or_default();
+                thread.young_peak = lifecycle::raise_peak(peaks, thread.young_peak, level);
+            }
+            // An excursion of a settled thread: its windows above 0, counted at its peak.
+            (judge::Measure::Settled, _) if level == 0 => thread.settled_peak = None,
+            (judge::Measure::Settled, _) => {
+                let peaks = &mut inner.settled_peaks;
+                thread.settled_peak = lifecycle::raise_peak(peaks, thread.settled_peak, level);
+            }
+            _ => {}
         }
         let condemns = det.anomaly_condemns(young, &proc);
         if !verdict.anomalous {

@@ -592,6 +592,47 @@ fn a_shadow_detector_counts_what_it_would_report_and_refuses_nothing() {
     assert_eq!(programs.get("/tmp/new"), Some(&1));
 }
 
+/// A detecting container counts its peaks as a shadow does (status.json `peaks`): a settled
+/// excursion once, at its peak, and a known program's start-up at its peak.
+#[test]
+fn a_detecting_session_counts_its_peaks() {
+    let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
+    let c = trained(&normal, 3);
+    let model = Model::new(&c).unwrap();
+    let mut meta = meta_for(&c);
+    meta.programs = Some([("/bin/known".to_owned(), 1)].into_iter().collect());
+    let det = detector(&model, &meta).unwrap();
+    let s = Session::detect(
+        Mode::Alert,
+        EnforceAction::Deny,
+        ContainerInfo::default(),
+        det,
+    )
+    .with_resolvers(
+        Box::new(|_| Some("/bin/known".to_owned())),
+        Box::new(|_| None),
+    );
+    assert_eq!(s.peaks(), Peaks::default());
+    // A known program starts (execve, then its ordinary calls): one young peak.
+    for &nr in [59].iter().chain(&normal[..40]) {
+        s.on_event(&call(9, 10, nr, 0));
+    }
+    let young = s.peaks().young;
+    assert_eq!(young["/bin/known"].iter().sum::<u64>(), 1, "{young:?}");
+    // Settled, it strays once: one excursion, at its peak.
+    for &nr in normal[..400].iter().chain(&NOVEL) {
+        s.on_event(&call(9, 10, nr, 0));
+    }
+    let p = s.peaks();
+    assert_eq!(p.settled.iter().sum::<u64>(), 1, "{p:?}");
+    assert!(p.settled[5..].iter().sum::<u64>() == 1, "{p:?}");
+    let json = serde_json::to_string(&p).unwrap();
+    assert!(
+        json.contains("\"settled\"") && json.contains("/bin/known"),
+        "{json}"
+    );
+}
+
 #[test]
 fn thresholds_are_calibrated_on_held_out_runs() {
     let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
