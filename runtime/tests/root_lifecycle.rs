@@ -1,6 +1,7 @@
 //! The binary's runc command line end to end, without Docker: create/start/state/exec/kill/
 //! delete on a busybox bundle, traced in train mode into a private profile store, and the
-//! sealed-memfd re-exec (CVE-2019-5736). Needs root and the built binary, so the tests are
+//! re-exec from a protected binary (CVE-2019-5736: a private read-only overlay, or the sealed
+//! memfd copy). Needs root and the built binary, so the tests are
 //! `#[ignore]`d in a plain `cargo test`; `make unit` runs them:
 //! `NGRAM_IDS_BIN=target/release/ngram-ids cargo test --release -p ngram-runtime --test
 //! root_lifecycle -- --ignored`.
@@ -107,10 +108,16 @@ impl Env {
     /// For create: the container inherits stdout/stderr, so they are files, not pipes that
     /// would stay open while it runs. Returns (success, stdout + stderr).
     fn create(&self, args: &[&str]) -> (bool, String) {
+        self.create_with(&[], args)
+    }
+
+    /// `create` with extra environment variables.
+    fn create_with(&self, env: &[(&str, &str)], args: &[&str]) -> (bool, String) {
         let path = self.dir.path().join("create-stdio");
         let f = std::fs::File::create(&path).unwrap();
         let mut c = self.command(args);
-        c.stdin(Stdio::null())
+        c.envs(env.iter().copied())
+            .stdin(Stdio::null())
             .stdout(f.try_clone().unwrap())
             .stderr(f);
         let ok = c.status().unwrap().success();
@@ -147,25 +154,73 @@ fn last_error(log: &Path) -> String {
     v["msg"].as_str().unwrap().to_owned()
 }
 
-/// CVE-2019-5736: a runtime process (here the container's supervisor) runs from a sealed
-/// memfd copy, and writing to its binary through `/proc/PID/exe` fails.
-fn assert_runs_sealed(pid: &str) {
+/// How a runtime process is protected (CVE-2019-5736), as seen from outside it.
+#[derive(Debug, PartialEq)]
+enum Protection {
+    /// A private read-only overlay of the binary's directory (decision 110).
+    Overlay,
+    /// A sealed memfd copy (decision 105).
+    Memfd,
+}
+
+/// Open `path` for writing and write the ELF magic at offset 0 (the bytes already there, so
+/// a write that got through would change nothing but the assertion): opening or writing must
+/// fail.
+fn assert_unwritable(path: &str) {
+    if let Ok(mut w) = std::fs::OpenOptions::new().write(true).open(path) {
+        assert!(w.write_all(b"\x7fELF").is_err(), "wrote into {path}");
+    }
+}
+
+/// CVE-2019-5736: runtime process `pid` runs from a binary that is not the host's file `bin`
+/// (another path, another inode) and that cannot be written through `/proc/PID/exe`; which
+/// protection it is.
+fn assert_runs_protected(bin: &Path, pid: &str) -> Protection {
     use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+    use std::os::unix::fs::MetadataExt;
     let exe = format!("/proc/{pid}/exe");
     let target = std::fs::read_link(&exe).unwrap();
-    assert!(
-        target.to_string_lossy().starts_with("/memfd:ngram-ids"),
-        "process {pid} runs from {target:?}, not from a memfd copy"
+    let host = std::fs::metadata(bin).unwrap();
+    let ran = std::fs::metadata(&exe).unwrap();
+    assert_ne!(
+        target,
+        bin.canonicalize().unwrap(),
+        "{pid} runs the host binary"
     );
+    assert_ne!(
+        (ran.dev(), ran.ino()),
+        (host.dev(), host.ino()),
+        "process {pid} runs from the host binary's inode ({target:?})"
+    );
+    assert_eq!(ran.len(), host.len(), "process {pid} runs another program");
+    assert_unwritable(&exe);
     let f = std::fs::File::open(&exe).unwrap();
-    let seals = SealFlag::from_bits_truncate(fcntl(f.as_raw_fd(), FcntlArg::F_GET_SEALS).unwrap());
-    let want = SealFlag::F_SEAL_SEAL
-        | SealFlag::F_SEAL_SHRINK
-        | SealFlag::F_SEAL_GROW
-        | SealFlag::F_SEAL_FUTURE_WRITE;
-    assert!(seals.contains(want), "seals of {exe}: {seals:?}");
-    if let Ok(mut w) = std::fs::OpenOptions::new().write(true).open(&exe) {
-        assert!(w.write_all(b"\x7fELF").is_err(), "wrote into {exe}");
+    if target.to_string_lossy().starts_with("/memfd:ngram-ids") {
+        let bits = fcntl(f.as_raw_fd(), FcntlArg::F_GET_SEALS).unwrap();
+        let seals = SealFlag::from_bits_truncate(bits);
+        let want = SealFlag::F_SEAL_SEAL
+            | SealFlag::F_SEAL_SHRINK
+            | SealFlag::F_SEAL_GROW
+            | SealFlag::F_SEAL_FUTURE_WRITE;
+        assert!(seals.contains(want), "seals of {exe}: {seals:?}");
+        Protection::Memfd
+    } else {
+        let fs = nix::sys::statfs::fstatfs(&f).unwrap();
+        assert_eq!(
+            fs.filesystem_type(),
+            nix::sys::statfs::OVERLAYFS_SUPER_MAGIC,
+            "process {pid} runs from {target:?}: neither a memfd nor an overlay"
+        );
+        let err = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&exe)
+            .unwrap_err();
+        assert_eq!(
+            err.raw_os_error(),
+            Some(libc::EROFS),
+            "open {exe} for writing: {err}"
+        );
+        Protection::Overlay
     }
 }
 
@@ -197,8 +252,8 @@ fn lifecycle_exec_seccomp_signals_and_hooks() {
     assert!(ok, "{printed}");
     assert!(printed.is_empty(), "create printed: {printed}");
     assert_eq!(e.state(&id)["status"], "created");
-    // The container's init is a clone of `create`: sealed too (decision 105).
-    assert_runs_sealed(&e.state(&id)["pid"].to_string());
+    // The container's init is a clone of `create`: protected too (decisions 105, 110).
+    assert_runs_protected(&e.bin, &e.state(&id)["pid"].to_string());
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&e.root), 0o700);
     assert_eq!(mode(&e.root.join(&id)), 0o700);
@@ -206,7 +261,7 @@ fn lifecycle_exec_seccomp_signals_and_hooks() {
     assert!(e.run(&["start", &id]).status.success());
     assert_eq!(e.state(&id)["status"], "running");
     let supervisor = std::fs::read_to_string(e.root.join(&id).join("supervisor.pid")).unwrap();
-    assert_runs_sealed(supervisor.trim());
+    assert_runs_protected(&e.bin, supervisor.trim());
 
     // exec as Docker does it (--process), without --detach to get the exit code.
     let caps = json!(["CAP_KILL", "CAP_CHOWN"]);
@@ -525,4 +580,78 @@ fn delete_returns_after_the_supervisor_has_merged() {
     assert!(show.status.success(), "{show:?}");
     let meta: Value = serde_json::from_slice(&show.stdout).unwrap();
     assert_eq!(meta["runs"], 1, "{meta}");
+}
+
+#[test]
+#[ignore = "needs root, /bin/busybox and NGRAM_IDS_BIN=<built ngram-ids>: make unit runs it"]
+fn init_runs_from_an_unwritable_copy_or_overlay_never_the_host_binary() {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let e = setup();
+    let before = std::fs::metadata(&e.bin).unwrap();
+    // auto: the private overlay on this kernel (root, overlayfs, fsopen); copy: the fallback.
+    for (setting, want) in [("auto", Protection::Overlay), ("copy", Protection::Memfd)] {
+        let id = format!("ngram-rt-seal-{setting}-{}", std::process::id());
+        let b = e.bundle(&id, &["sleep", "1000"], json!(0));
+        let (ok, printed) = e.create_with(
+            &[("NGRAM_IDS_SEAL", setting)],
+            &["create", "--bundle", b.to_str().unwrap(), &id],
+        );
+        assert!(ok, "create {id}: {printed}");
+        let init = e.state(&id)["pid"].to_string();
+        assert_eq!(
+            assert_runs_protected(&e.bin, &init),
+            want,
+            "{setting}: init"
+        );
+        let pid_file = e.root.join(&id).join("supervisor.pid");
+        let supervisor = std::fs::read_to_string(pid_file).unwrap();
+        assert_eq!(
+            assert_runs_protected(&e.bin, supervisor.trim()),
+            want,
+            "{setting}: supervisor"
+        );
+        // The exploit's way: hold /proc/PID/exe (O_PATH) while the runtime process lives,
+        // reopen it for writing once the process is gone.
+        let held = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH)
+            .open(format!("/proc/{init}/exe"))
+            .unwrap();
+        assert!(e.run(&["delete", "--force", &id]).status.success());
+        let t = Instant::now();
+        while Path::new(&format!("/proc/{init}")).exists() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "init {init} lives on"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_unwritable(&format!("/proc/self/fd/{}", held.as_raw_fd()));
+    }
+    // Fail closed: a process told by its parent that it was re-executed from the overlay but
+    // not running from one makes the copy; one told so of the copy refuses to run.
+    let sealed_exec = |tried: &str| {
+        let mut c = e.command(&["--debug", "exec", "--process", "/dev/null", "no-such-ctr"]);
+        c.env("_NGRAM_IDS_SEAL_TRIED", tried).stdin(Stdio::null());
+        let out = c.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = sealed_exec("overlay");
+    assert!(
+        !ok && err.contains("route=copy") && err.contains("does not exist"),
+        "{err}"
+    );
+    let (ok, err) = sealed_exec("copy");
+    assert!(!ok && err.contains("refusing to run unprotected"), "{err}");
+    assert!(!err.contains("does not exist"), "it went on: {err}");
+
+    let after = std::fs::metadata(&e.bin).unwrap();
+    assert_eq!(
+        (after.len(), after.mtime(), after.mtime_nsec()),
+        (before.len(), before.mtime(), before.mtime_nsec()),
+        "the host binary changed"
+    );
 }

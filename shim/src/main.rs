@@ -47,13 +47,19 @@ fn init_logging(global: &GlobalOpts, supervisor: bool) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // CVE-2019-5736: a command whose process (or a clone of it) enters a container runs from
-    // a sealed memfd copy of this binary (re-executes once, then parses again); decision 105.
-    if cli.cmd.needs_seal() {
-        if let Err(e) = ngram_runtime::seal::ensure_sealed() {
-            eprintln!("ngram-ids: {e}");
-            return ExitCode::FAILURE;
+    // a binary the container cannot write: a private read-only overlay of it, else a sealed
+    // memfd copy (re-executes once, then parses again); decisions 105 and 110.
+    let sealed = if cli.cmd.needs_seal() {
+        match ngram_runtime::seal::ensure_sealed() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("ngram-ids: {e}");
+                return ExitCode::FAILURE;
+            }
         }
-    }
+    } else {
+        None
+    };
     let supervisor = matches!(
         cli.cmd,
         Command::Tool(tools::ToolCmd::Supervise(_) | tools::ToolCmd::Guard(_))
@@ -65,6 +71,9 @@ fn main() -> ExitCode {
     if let Err(e) = init_logging(&cli.global, supervisor) {
         eprintln!("ngram-ids: {e:#}");
         return ExitCode::FAILURE;
+    }
+    if let Some(s) = &sealed {
+        s.log();
     }
     match cli.cmd {
         Command::Runtime(cmd) => {

@@ -1,17 +1,16 @@
-//! Protection against CVE-2019-5736: the runtime runs from a sealed, anonymous memfd copy of
-//! its binary, so a container process that opens `/proc/<runtime pid>/exe` can neither write
-//! the binary on the host nor keep a handle to it that outlives this process.
+//! The fallback route: a sealed, anonymous memfd copy of the binary (decision 105). A process
+//! that opens `/proc/<pid>/exe` of a runtime process running from it can neither write the
+//! binary on the host nor change the copy (its seals forbid writes, growing and shrinking).
 
-use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 
-/// Why the binary could not be sealed (the runtime refuses to go on, as runc does).
+/// Why the copy could not be made.
 #[derive(Debug, thiserror::Error)]
-pub enum SealError {
+pub enum CopyError {
     #[error("opening /proc/self/exe: {0}")]
     OpenSelf(#[source] std::io::Error),
     #[error("memfd_create: {0}")]
@@ -20,10 +19,6 @@ pub enum SealError {
     Copy(#[source] std::io::Error),
     #[error("sealing the memfd: {0}")]
     Seal(#[source] nix::Error),
-    #[error("argument or environment holds a NUL byte")]
-    Nul,
-    #[error("fexecve of the sealed copy: {0}")]
-    Exec(#[source] nix::Error),
 }
 
 /// The seals a copy must carry to count as sealed. `F_SEAL_FUTURE_WRITE` (Linux 5.1) forbids
@@ -37,11 +32,8 @@ fn required_seals() -> SealFlag {
         | SealFlag::F_SEAL_FUTURE_WRITE
 }
 
-/// Whether this process already runs from a sealed copy.
-pub fn is_sealed() -> bool {
-    let Ok(exe) = File::open("/proc/self/exe") else {
-        return false;
-    };
+/// Whether `exe` (this process's `/proc/self/exe`) is a memfd carrying the required seals.
+pub fn is_sealed_copy(exe: &File) -> bool {
     match fcntl(exe.as_raw_fd(), FcntlArg::F_GET_SEALS) {
         Ok(bits) => SealFlag::from_bits_truncate(bits).contains(required_seals()),
         Err(_) => false,
@@ -63,49 +55,22 @@ fn copy_plain(from: &mut File, to: &mut File) -> std::io::Result<()> {
     }
 }
 
-/// Make sure this process runs from a sealed memfd copy of its binary: return at once if it
-/// does, else copy, seal and re-execute (this call then does not return on success).
-pub fn ensure_sealed() -> Result<(), SealError> {
-    if is_sealed() {
-        return Ok(());
-    }
-    let mut exe = File::open("/proc/self/exe").map_err(SealError::OpenSelf)?;
-    let name = c"ngram-ids";
+/// A sealed memfd copy of this process's binary, close-on-exec, ready for `fexecve`.
+pub fn sealed_copy() -> Result<OwnedFd, CopyError> {
+    let mut exe = File::open("/proc/self/exe").map_err(CopyError::OpenSelf)?;
     let fd: OwnedFd = memfd_create(
-        name,
+        c"ngram-ids",
         MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING,
     )
-    .map_err(SealError::Memfd)?;
+    .map_err(CopyError::Memfd)?;
     let mut copy = File::from(fd);
-    copy_plain(&mut exe, &mut copy).map_err(SealError::Copy)?;
+    copy_plain(&mut exe, &mut copy).map_err(CopyError::Copy)?;
     let fd = copy.as_raw_fd();
     let grow_shrink_write =
         SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_FUTURE_WRITE;
-    fcntl(fd, FcntlArg::F_ADD_SEALS(grow_shrink_write)).map_err(SealError::Seal)?;
+    fcntl(fd, FcntlArg::F_ADD_SEALS(grow_shrink_write)).map_err(CopyError::Seal)?;
     // Best effort: EBUSY here only means a page is still referenced for a moment.
     let _ = fcntl(fd, FcntlArg::F_ADD_SEALS(SealFlag::F_SEAL_WRITE));
-    fcntl(fd, FcntlArg::F_ADD_SEALS(SealFlag::F_SEAL_SEAL)).map_err(SealError::Seal)?;
-
-    let args = std::env::args_os()
-        .map(|a| CString::new(a.into_encoded_bytes()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| SealError::Nul)?;
-    let env = std::env::vars_os()
-        .map(|(k, v)| {
-            let mut kv = k.into_encoded_bytes();
-            kv.push(b'=');
-            kv.extend(v.into_encoded_bytes());
-            CString::new(kv)
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| SealError::Nul)?;
-    // fexecve only returns on failure. The memfd is close-on-exec: after the exec only the
-    // new image refers to it.
-    let err = match nix::unistd::fexecve(copy.as_raw_fd(), &args, &env) {
-        Err(e) => e,
-        Ok(never) => match never {},
-    };
-    // Keep `copy` alive until here.
-    drop(copy);
-    Err(SealError::Exec(err))
+    fcntl(fd, FcntlArg::F_ADD_SEALS(SealFlag::F_SEAL_SEAL)).map_err(CopyError::Seal)?;
+    Ok(OwnedFd::from(copy))
 }
