@@ -127,6 +127,12 @@ pub struct GlobalOpts {
     /// Automatic promotion: at least this many calls learned.
     #[arg(long, value_name = "CALLS", default_value_t = 1_000_000)]
     pub promote_after: u64,
+    /// CVE-2019-5736 protection of the commands that enter a container (decision 110): auto
+    /// (default) runs them from this binary seen through a private read-only overlay, else
+    /// from a sealed memfd copy; copy always copies (20-80 ms a call here; for a host that
+    /// overwrites the installed binary in place, decision 112).
+    #[arg(long, value_enum, env = "NGRAM_IDS_SEAL", default_value_t = crate::seal::Wanted::Auto)]
+    pub seal: crate::seal::Wanted,
     /// Accepted for runc compatibility and ignored (rootless mode is detected, not forced).
     #[arg(long, value_name = "true|false|auto", hide = true)]
     pub rootless: Option<String>,

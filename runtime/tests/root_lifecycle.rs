@@ -588,7 +588,8 @@ fn init_runs_from_an_unwritable_copy_or_overlay_never_the_host_binary() {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let e = setup();
     let before = std::fs::metadata(&e.bin).unwrap();
-    // auto: the private overlay on this kernel (root, overlayfs, fsopen); copy: the fallback.
+    // auto: the private overlay on this kernel (root, overlayfs, fsopen); copy: the fallback,
+    // asked for by the environment here (`--seal=copy` in runtimeArgs does the same).
     for (setting, want) in [("auto", Protection::Overlay), ("copy", Protection::Memfd)] {
         let id = format!("ngram-rt-seal-{setting}-{}", std::process::id());
         let b = e.bundle(&id, &["sleep", "1000"], json!(0));

@@ -50,7 +50,7 @@ fn main() -> ExitCode {
     // a binary the container cannot write: a private read-only overlay of it, else a sealed
     // memfd copy (re-executes once, then parses again); decisions 105 and 110.
     let sealed = if cli.cmd.needs_seal() {
-        match ngram_runtime::seal::ensure_sealed() {
+        match ngram_runtime::seal::ensure_sealed(cli.global.seal) {
             Ok(s) => Some(s),
             Err(e) => {
                 eprintln!("ngram-ids: {e}");

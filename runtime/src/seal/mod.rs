@@ -15,11 +15,9 @@ use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 pub use overlay::SPARE_LOWER;
-pub use route::Route;
 use route::Step;
+pub use route::{Route, Wanted};
 
-/// The operator's choice: `auto` (default: the overlay, else the copy) or `copy`.
-pub const SEAL_ENV: &str = "NGRAM_IDS_SEAL";
 /// Set only on our own re-execution: the route the process before it set up. Removed at once
 /// by the new image, so neither a container nor a process this one starts inherits it.
 const TRIED_ENV: &str = "_NGRAM_IDS_SEAL_TRIED";
@@ -29,8 +27,6 @@ const WHY_ENV: &str = "_NGRAM_IDS_SEAL_WHY";
 /// Why the process could not be protected (the runtime refuses to go on, as runc does).
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
-    #[error("{0}")]
-    Setting(String),
     #[error("{0}")]
     Copy(#[from] memfd::CopyError),
     #[error("argument or environment holds a NUL byte")]
@@ -75,11 +71,9 @@ pub fn running_from() -> Option<Route> {
 }
 
 /// Make sure this process runs protected: return at once if it does, else set up the overlay
-/// (unless `NGRAM_IDS_SEAL=copy`) or the copy and re-execute from it (this call then does not
+/// (unless `wanted` is `copy`) or the copy and re-execute from it (this call then does not
 /// return). Call it first thing, before any thread starts: it edits the environment.
-pub fn ensure_sealed() -> Result<Sealed, SealError> {
-    let wanted =
-        route::wanted(std::env::var_os(SEAL_ENV).as_deref()).map_err(SealError::Setting)?;
+pub fn ensure_sealed(wanted: Wanted) -> Result<Sealed, SealError> {
     let tried = std::env::var(TRIED_ENV)
         .ok()
         .and_then(|s| Route::from_name(&s));
@@ -110,7 +104,7 @@ pub fn ensure_sealed() -> Result<Sealed, SealError> {
         }
     } else {
         why = Some(match tried {
-            None => format!("{SEAL_ENV}=copy"),
+            None => "--seal=copy".into(),
             Some(_) => {
                 "re-executed from it, /proc/self/exe was no private read-only overlay".into()
             }

@@ -1,8 +1,6 @@
 //! Which protection a process sets up next, from what it runs from, what the process before
 //! the re-execution tried, and what the operator asked for. Pure, so every case is tested.
 
-use std::ffi::OsStr;
-
 /// How a runtime process is kept from exposing the host binary (decision 110).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
@@ -29,24 +27,13 @@ impl Route {
     }
 }
 
-/// What `NGRAM_IDS_SEAL` asks for: the private overlay first (`auto`, the default), or the
-/// copy at once (`copy`: for a kernel whose overlayfs misbehaves, and for the tests).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What `--seal` (or `NGRAM_IDS_SEAL`) asks for: the private overlay first (`auto`, the
+/// default), or the copy at once (`copy`: for a host that overwrites the installed binary in
+/// place, a kernel whose overlayfs misbehaves, and the tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Wanted {
     Auto,
     Copy,
-}
-
-/// Parse `NGRAM_IDS_SEAL`; unset or empty is `auto`.
-pub fn wanted(value: Option<&OsStr>) -> Result<Wanted, String> {
-    match value.map(|v| v.to_str()) {
-        None | Some(Some("" | "auto")) => Ok(Wanted::Auto),
-        Some(Some("copy")) => Ok(Wanted::Copy),
-        Some(v) => Err(format!(
-            "NGRAM_IDS_SEAL={}: want auto (the default) or copy",
-            v.unwrap_or("<not UTF-8>")
-        )),
-    }
 }
 
 /// What to do next.
@@ -86,20 +73,6 @@ mod tests {
         }
         assert_eq!(Route::from_name("memfd"), None);
         assert_eq!(Route::from_name(""), None);
-    }
-
-    #[test]
-    fn the_setting_is_auto_by_default_and_refuses_other_words() {
-        assert_eq!(wanted(None), Ok(Wanted::Auto));
-        assert_eq!(wanted(Some(OsStr::new(""))), Ok(Wanted::Auto));
-        assert_eq!(wanted(Some(OsStr::new("auto"))), Ok(Wanted::Auto));
-        assert_eq!(wanted(Some(OsStr::new("copy"))), Ok(Wanted::Copy));
-        let e = wanted(Some(OsStr::new("none"))).unwrap_err();
-        assert!(
-            e.contains("NGRAM_IDS_SEAL=none") && e.contains("copy"),
-            "{e}"
-        );
-        assert!(wanted(Some(OsStr::new("Copy"))).is_err());
     }
 
     #[test]
