@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Cost of one runtime call that must run from a protected binary (CVE-2019-5736, decisions 105
+# and 110), against runc in the same rounds: each round times once per configuration, in an
+# order that rotates from round to round (a shared machine's load weighs on all alike).
+#
+#   runc      `runc --root DIR state x`: runc parses, finds no container, exits (no clone)
+#   plain     `ngram-ids --root DIR state x`: the same without any protection (decision 105)
+#   overlay   `ngram-ids --root DIR exec --process /dev/null x`: re-executes from a private
+#             read-only overlay of its binary, then finds no container (--seal=auto)
+#   copy      the same with --seal=copy: the sealed memfd copy, then the re-execution
+#
+# Reported per configuration: the median, quartiles and extremes, and the median of the paired
+# differences to runc in the same round.
+#
+# Usage: bench/seal.sh [--rounds N] [--out FILE] [NGRAM_IDS_BINARY]
+#   default binary: ngram-ids on PATH; default rounds 60.
+# Needs: root (the overlay route needs CAP_SYS_ADMIN), runc.
+set -euo pipefail
+
+die() { echo "seal-bench: error: $*" >&2; exit 1; }
+
+rounds=60
+out=""
+bin=""
+while (($#)); do
+    case $1 in
+        --rounds) [[ $# -ge 2 ]] || die "--rounds needs a number"; rounds=$2; shift 2 ;;
+        --out) [[ $# -ge 2 ]] || die "--out needs a file"; out=$2; shift 2 ;;
+        -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -*) die "unknown option '$1' (see --help)" ;;
+        *) [[ -z $bin ]] || die "one binary only (got '$bin' and '$1')"; bin=$1; shift ;;
+    esac
+done
+[[ $rounds =~ ^[0-9]+$ && $rounds -gt 0 ]] || die "--rounds wants a positive number, not '$rounds'"
+[[ $(id -u) -eq 0 ]] || die "must run as root"
+bin=${bin:-$(command -v ngram-ids || true)}
+[[ -x $bin ]] || die "no ngram-ids binary (give its path)"
+command -v runc >/dev/null || die "runc is missing"
+
+state=$(mktemp -d)
+trap 'rm -rf "$state"' EXIT
+declare -A cmd=(
+    [runc]="runc --root $state/runc state x"
+    [plain]="$bin --root $state/ids state x"
+    [overlay]="$bin --root $state/ids --seal=auto exec --process /dev/null x"
+    [copy]="$bin --root $state/ids --seal=copy exec --process /dev/null x"
+)
+configs=(runc plain overlay copy)
+# The overlay route must really be taken here, or the figures would be the copy's twice.
+said=$("$bin" --root "$state/ids" --debug exec --process /dev/null x 2>&1 || true)
+[[ $said == *route=overlay* ]] ||
+    die "$bin does not take the overlay route here (not root? no overlayfs?): $said"
+
+now_us() { local t; t=$(date +%s%N); echo $((t / 1000)); }
+declare -A times diffs
+n=${#configs[@]}
+for ((r = 0; r < rounds; r++)); do
+    declare -A this=()
+    for ((k = 0; k < n; k++)); do
+        c=${configs[$(((k + r) % n))]}
+        t0=$(now_us)
+        # shellcheck disable=SC2086 # the command line is split on purpose
+        ${cmd[$c]} >/dev/null 2>&1 || true
+        t1=$(now_us)
+        this[$c]=$((t1 - t0))
+        times[$c]+="$((t1 - t0)) "
+    done
+    for c in "${configs[@]}"; do diffs[$c]+="$((this[$c] - this[runc])) "; done
+done
+
+# min q1 median q3 max of the numbers on stdin, in ms with one decimal.
+stats() {
+    tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR] = $1}
+        function q(p,  i) { i = 1 + p * (NR - 1); return a[int(i)] + (i - int(i)) * (a[int(i) + 1] - a[int(i)]) }
+        END { printf "%.1f %.1f %.1f %.1f %.1f", a[1] / 1000, q(0.25) / 1000, q(0.5) / 1000, q(0.75) / 1000, a[NR] / 1000 }'
+}
+{
+    echo "### Protected runtime call $(date -u +%Y-%m-%dT%H:%M:%SZ): $rounds rounds, $(basename "$bin") ($(stat -c %s "$bin") bytes)"
+    echo
+    echo "Machine: $(nproc) CPUs, kernel $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end."
+    echo
+    echo "| configuration | median ms | min / q1 / q3 / max ms | median of the paired +ms over runc (q1 .. q3) |"
+    echo "|---|---|---|---|"
+    for c in "${configs[@]}"; do
+        read -r mn q1 md q3 mx <<<"$(stats <<<"${times[$c]}")"
+        read -r _ d1 dm d3 _ <<<"$(stats <<<"${diffs[$c]}")"
+        echo "| $c | $md | $mn / $q1 / $q3 / $mx | $(printf '%+.1f' "$dm") ($(printf '%+.1f' "$d1") .. $(printf '%+.1f' "$d3")) |"
+    done
+} | tee ${out:+"$out"}
