@@ -228,6 +228,13 @@ fn native_writer_to_a_file() {
     // A few bytes per event.
     let len = std::fs::metadata(&path).unwrap().len();
     assert!(len < 200_000 * 5, "{len} bytes");
+    // In a directory, a recording's attack time beside it (`NAME.json`) is not a trace; any
+    // other file is read as one.
+    std::fs::write(dir.path().join("rec.json"), r#"{"exploit": true}"#).unwrap();
+    assert_eq!(read_path(Format::Native, dir.path()).unwrap().len(), 1);
+    std::fs::write(dir.path().join("rec.txt"), "not a trace").unwrap();
+    let err = read_path(Format::Native, dir.path()).unwrap_err();
+    assert!(err.to_string().contains("rec.txt"), "{err}");
 }
 
 #[test]

@@ -13,6 +13,7 @@ use crate::syscalls::Arch;
 mod adfa;
 mod lidds;
 mod native;
+mod slice;
 mod strace;
 mod unm;
 
@@ -24,6 +25,7 @@ pub use native::{
     parse_native, read_native, NativeHeader, NativeReader, NativeWriter, MAGIC as NATIVE_MAGIC,
     MAX_META as NATIVE_MAX_META, VERSION as NATIVE_VERSION,
 };
+pub use slice::{slice_from, slices};
 pub use strace::{parse_strace, read_strace};
 pub use unm::{parse_unm, read_unm};
 
@@ -128,6 +130,9 @@ pub enum TraceError {
     },
     #[error("{path}: no trace files found (expected {format} traces)")]
     Empty { path: PathBuf, format: Format },
+    /// A trace that cannot be used as asked (e.g. cut by time without timestamps).
+    #[error("{path}: {msg}")]
+    Unusable { path: PathBuf, msg: String },
 }
 
 impl TraceError {
@@ -165,11 +170,16 @@ pub fn read_path(format: Format, path: &Path) -> Result<Vec<Trace>, TraceError> 
 
 /// The trace files of `format` under `path` ([`list_files`]): in a directory of LID-DS
 /// recordings only the `.sc` and `.txt` files (not each recording's `.json` metadata, `.pcap`
-/// or `.res`, nor `runs.csv`); a file given by name is always read.
+/// or `.res`, nor `runs.csv`); in a directory of native recordings all but the `.json` files
+/// (a recording's attack time, `NAME.json`); a file given by name is always read.
 pub fn list_trace_files(format: Format, path: &Path) -> Result<Vec<PathBuf>, TraceError> {
     let mut files = list_files(path)?;
-    if format == Format::Lidds && files.first().is_none_or(|f| f != path) {
+    let in_dir = files.first().is_none_or(|f| f != path);
+    if format == Format::Lidds && in_dir {
         files.retain(|f| f.extension().is_some_and(|e| e == "sc" || e == "txt"));
+    }
+    if format == Format::Native && in_dir {
+        files.retain(|f| f.extension().is_none_or(|e| e != "json"));
     }
     Ok(files)
 }

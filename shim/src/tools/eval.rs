@@ -4,14 +4,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::Args;
 use ngram_profiler::eval::{self, DetectorReport, EvalConfig, EvalReport, Selection};
 use ngram_profiler::score::{self, ScoreConfig};
-use ngram_profiler::trace::Format;
+use ngram_profiler::trace::{self, Format, Trace};
 
 pub(super) use self::detectors::AeOpts;
-use self::detectors::{print_selection, print_table, select, side_by_side};
+use self::detectors::{attack_starts, print_selection, print_table, select, side_by_side};
 use super::opts::{parse_format, CalibrateOpts, Runs, ScoreOpts};
 use super::traces::read_traces;
 
@@ -48,6 +48,12 @@ pub struct EvalArgs {
     /// Skip the STIDE baseline.
     #[arg(long)]
     pub no_baseline: bool,
+    /// Cut every trace into slices of SECS seconds of its calls (all threads), from its first
+    /// call: one recorded container run gives many traces. An attack trace becomes one
+    /// slice, from its attack's start (a native recording's `NAME.json`, LID-DS' exploit
+    /// time; else its first call). Needs timestamps. Applied before --dedup.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub slice: Option<u64>,
     /// Drop traces that repeat an earlier trace of the same set (training, normal, attack:
     /// the same calls in the same order), and say how many were dropped.
     #[arg(long)]
@@ -85,6 +91,9 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode> {
     let mut train = read_traces(args.format, &args.train, "reading training traces")?;
     let mut normal = read_traces(args.format, &args.normal, "reading normal traces")?;
     let mut attack = read_traces(args.format, &args.attack, "reading attack traces")?;
+    if let Some(len) = args.slice {
+        (train, normal, attack) = slice_sets(args.format, len, (train, normal, attack))?;
+    }
     let dropped = args.dedup.then(|| {
         let one = |set: &mut Vec<_>| {
             let before = set.len();
@@ -162,6 +171,60 @@ pub(crate) fn run(args: &EvalArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+type Sets = (Vec<Trace>, Vec<Trace>, Vec<Trace>);
+
+/// `--slice`: training and normal traces cut into slices of `len` ns; each attack trace cut to
+/// the slice from its attack's start.
+fn slice_sets(format: Format, len: u64, (train, normal, attack): Sets) -> Result<Sets> {
+    let cut = |set: Vec<Trace>| -> Result<Vec<Trace>> {
+        let mut out = Vec::new();
+        for t in &set {
+            out.extend(trace::slices(t, len)?);
+        }
+        Ok(out)
+    };
+    let starts = attack_starts(format, &attack)?;
+    let mut attacks = Vec::with_capacity(attack.len());
+    for (t, &start) in attack.iter().zip(&starts) {
+        let s = trace::slice_from(t, usize::try_from(start).unwrap_or(usize::MAX), len)?;
+        if s.events.is_empty() {
+            bail!(
+                "{}: no call at or after its attack's start (its NAME.json): record past the \
+                 attack, or check the time written there",
+                t.source
+            );
+        }
+        attacks.push(s);
+    }
+    let (train, normal) = (cut(train)?, cut(normal)?);
+    eprintln!(
+        "slice: {} training, {} normal slices of {:.3} s; {} attack slices from each attack's start",
+        train.len(),
+        normal.len(),
+        secs_of(len),
+        attacks.len()
+    );
+    Ok((train, normal, attacks))
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn secs_of(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+/// `--slice SECS`: a positive number of seconds, in nanoseconds.
+fn parse_secs(s: &str) -> Result<u64, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds (e.g. 2 or 0.5)"))?;
+    if !(1e-6..=1e6).contains(&secs) {
+        return Err(format!("{s:?}: give seconds between 0.000001 and 1000000"));
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let ns = (secs * 1e9).round() as u64;
+    Ok(ns)
 }
 
 type Dropped = Option<[(usize, usize); 3]>;

@@ -94,16 +94,19 @@ impl AeOpts {
 }
 
 /// Where each attack trace's attack begins: for LID-DS the first call at or after the
-/// recording's exploit time (a recording without one: its end, so nothing counts as
-/// detected in time), otherwise 0 (attack throughout, as ADFA-LD's).
-fn attack_starts(format: Format, attack: &[Trace]) -> Result<Vec<u64>> {
+/// recording's exploit time, and for a native recording the same from its `NAME.json` (LID-DS
+/// 2021's shape: `{"exploit": true, "time": {"exploit": [{"absolute": SECS}]}}`) when it has
+/// one; a recording whose exploit time is after its last call: its end, so nothing counts as
+/// detected in time. Otherwise 0 (attack throughout, as ADFA-LD's).
+pub(super) fn attack_starts(format: Format, attack: &[Trace]) -> Result<Vec<u64>> {
     attack
         .iter()
         .map(|t| {
-            if format != Format::Lidds {
+            let path = Path::new(&t.source);
+            let sidecar = format == Format::Native && path.with_extension("json").is_file();
+            if format != Format::Lidds && !sidecar {
                 return Ok(0);
             }
-            let path = Path::new(&t.source);
             let start = trace::lidds_exploit_start(path, t)
                 .with_context(|| format!("the exploit time of {}", t.source))?;
             let end = t.events.len() as u64;
@@ -336,5 +339,41 @@ pub(super) fn print_table(detectors: &[DetectorReport], format: Format) {
                     .map_or_else(String::new, |m| format!(" ({m:.3} s)"))
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ngram_profiler::syscalls::Arch;
+    use ngram_profiler::trace::Event;
+
+    #[test]
+    fn a_native_recordings_attack_starts_at_its_first_call_at_or_after_its_json_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rec = dir.path().join("shell.ntrc");
+        let t = |source: &std::path::Path| Trace {
+            source: source.to_string_lossy().into_owned(),
+            arch: Arch::X86_64,
+            events: [10_u64, 20, 30]
+                .iter()
+                .map(|&s| Event {
+                    tid: 1,
+                    nr: 0,
+                    ts_ns: Some(s * 1_000_000_000),
+                })
+                .collect(),
+        };
+        std::fs::write(
+            dir.path().join("shell.json"),
+            r#"{"exploit": true, "time": {"exploit": [{"absolute": 15.5}]}}"#,
+        )
+        .expect("write");
+        let other = dir.path().join("plain.ntrc");
+        let starts = attack_starts(Format::Native, &[t(&rec), t(&other)]).expect("read");
+        assert_eq!(starts, [1, 0], "no NAME.json: attack throughout");
+        std::fs::write(dir.path().join("shell.json"), "{").expect("write");
+        let e = attack_starts(Format::Native, &[t(&rec)]).expect_err("bad JSON");
+        assert!(format!("{e:#}").contains("shell.json"), "{e:#}");
     }
 }
