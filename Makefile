@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Honour CARGO_TARGET_DIR as cargo does.
 BIN := $(or $(CARGO_TARGET_DIR),target)/release/ngram-ids
 
-.PHONY: all setup setup-test build install demo test check unit e2e test-ecosystem bench eval-live eval-live-short
+.PHONY: all setup setup-test build install demo test check unit e2e test-ecosystem bench eval-live eval-live-short eval-live-records
 
 all: build
 
@@ -83,3 +83,13 @@ eval-live:
 ## The short version for CI: python, go and redis, about 10 minutes in all.
 eval-live-short:
 	./bench/live/run.py --short
+
+## The live suite's recordings evaluated offline, n-gram, STIDE, the autoencoders and the call
+## set side by side (issue 11, docs/evaluation.md "The live suite's recordings"; needs `make
+## install` first): bench/live/record.py records python, nginx and redis into REC_OUT (about
+## 30 minutes; durations: REC_* variables), bench/live/eval_records.py prints the tables.
+REC_OUT ?= /tmp/ngram-live-records
+eval-live-records:
+	./bench/live/record.py $(REC_OUT)
+	./bench/live/eval_records.py $(REC_OUT)
+	./bench/live/eval_records.py $(REC_OUT) --runs keep

@@ -97,6 +97,16 @@ def main():
     print("| service | attack | calls in its slice | n-gram | STIDE | AE sequence | AE masked | call set | live rule (same run) |")
     print("|---|---|---|---|---|---|---|---|---|")
     print("\n".join(per_attack))
+    print()
+    for r in manifest["results"]:
+        if r["service"] not in args.services.split(","):
+            continue
+        h = r.get("heldout", {})
+        print("- %s: training %s requests in %d runs; held-out %s requests (%s failed), the live rule's alerts in "
+              "it: %s; attack runs' normal requests failed: %d" % (
+                  r["service"], sum(t["load"]["requests"] for t in r.get("train", [])), len(r.get("train", [])),
+                  h.get("load", {}).get("requests"), h.get("load", {}).get("failed"), h.get("live_alerts"),
+                  sum(a["load"]["failed"] for a in r.get("attacks", []))))
 
 
 if __name__ == "__main__":

@@ -209,6 +209,11 @@ def main():
                 "results": []}
     failed = False
     lst = live.Listener()
+
+    def write_manifest():
+        with open(os.path.join(args.out, "manifest.json"), "w") as f:
+            json.dump(manifest, f, indent=1)
+
     try:
         for name in services:
             svc = live.service(name)
@@ -220,12 +225,12 @@ def main():
                 failed = True
                 for c in list(live.CONTAINERS):
                     live.docker_rm(c)
+            write_manifest()  # after each service: the finished ones can be evaluated
     finally:
         for c in list(live.CONTAINERS):
             live.docker_rm(c)
         lst.stop = True
-        with open(os.path.join(args.out, "manifest.json"), "w") as f:
-            json.dump(manifest, f, indent=1)
+        write_manifest()
     sys.exit(1 if failed else 0)
 
 
