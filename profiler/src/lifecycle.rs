@@ -35,7 +35,9 @@ pub struct RunCheck {
     /// How many excursions of settled threads (stretches of windows scoring above 0 by the
     /// settled rule's measure) peaked at each score, in tenths as in
     /// [`RunCheck::young_peaks`] (index 0 stays 0): the tail the settled threshold is
-    /// extrapolated from (decision 99). Empty in checks from before it.
+    /// extrapolated from (decision 99). Empty in checks from before it; since decision 117 a
+    /// check always carries all [`PEAK_LEVELS`] counts, zeros included (a run whose settled
+    /// threads never strayed is measured, not missing).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub settled_peaks: Vec<u64>,
 }
@@ -86,6 +88,10 @@ pub const CALIBRATION_MARGIN: f64 = 0.05;
 /// top only says how long the runs were. Such a threshold is raised to [`SETTLED_OFF`]
 /// (decision 69).
 pub const SETTLED_SATURATED: f64 = 1.0 - 1.0 / crate::live::LIVE_WINDOW as f64;
+
+/// The settled threshold that only the top score passes: a window whose every n-gram is new
+/// and improbable (decision 117).
+pub const SETTLED_TOP: f64 = SETTLED_SATURATED + CALIBRATION_MARGIN;
 
 /// The settled threshold that no score passes: the settled sequence rule is off.
 pub const SETTLED_OFF: f64 = 1.0 + CALIBRATION_MARGIN;
@@ -152,7 +158,9 @@ pub fn calibrated(meta: &ProfileMeta, floor_settled: f64, floor_young: f64) -> C
     };
     let mut peaks: std::collections::BTreeMap<&str, [u64; PEAK_LEVELS]> = Default::default();
     let mut settled_peaks = [0u64; PEAK_LEVELS];
+    let mut measured = false;
     for c in meta.run_checks.iter().rev().take(CALIBRATION_RUNS) {
+        measured |= !c.settled_peaks.is_empty();
         if let Some(m) = c.max_settled {
             out.settled = out.settled.max(m + CALIBRATION_MARGIN);
         }
@@ -175,6 +183,11 @@ pub fn calibrated(meta: &ProfileMeta, floor_settled: f64, floor_young: f64) -> C
         // The tail says how often the top is reached: decision 69's guess is not needed.
         Some(tail) => out.settled = out.settled.max(tail),
         None if out.settled >= SETTLED_SATURATED => out.settled = out.settled.max(SETTLED_OFF),
+        // Counted, but too few excursions to show the tail: the highest of N is passed by
+        // about one of every N + 1 more, whatever the distribution, and a held-out load
+        // brings many more than the runs had. Only the top (a whole window of improbable
+        // new n-grams) alarms (decision 117).
+        None if measured => out.settled = out.settled.max(SETTLED_TOP),
         None => {}
     }
     out
@@ -547,14 +560,25 @@ mod tests {
         // One that does not fall turns it off.
         m.run_checks[0].settled_peaks = peaks(&[0, 50, 50, 50, 50, 50, 50, 50, 50, 50]);
         assert!(calibrated(&m, 0.45, 0.25).settled > 1.0);
-        // Never below the maximum rule, nor the default.
+        // Too few excursions to show a tail (decision 117): only the top alarms, as when
+        // none were counted at all; checks without counts keep the maximum rule and default.
+        for counts in [&[0, 5, 0, 0][..], &[0, 20, 0, 3, 6], &[0; PEAK_LEVELS]] {
+            let mut m = meta();
+            m.run_checks[0].max_settled = Some(0.3);
+            m.run_checks[0].settled_peaks = peaks(counts);
+            let c = calibrated(&m, 0.45, 0.25);
+            assert!((c.settled - SETTLED_TOP).abs() < 1e-9, "{counts:?}: {c:?}");
+            assert!(c.settled < 1.0, "1.0 still alarms");
+            // Reaching one step below the top is still off (decision 69).
+            m.run_checks[1].max_settled = Some(0.9);
+            assert!(calibrated(&m, 0.45, 0.25).settled > 1.0, "{counts:?}");
+        }
         let mut m = meta();
         m.run_checks[0].max_settled = Some(0.3);
-        m.run_checks[0].settled_peaks = peaks(&[0, 5, 0, 0]);
         let c = calibrated(&m, 0.45, 0.25);
         assert_eq!(
             c.settled, 0.45,
-            "too few excursions: the maximum rule and default"
+            "without counts: the maximum rule and default"
         );
     }
 

@@ -404,7 +404,12 @@ impl<'m> Session<'m> {
                 max_young: inner.shadow_max[1],
                 young_by_program: inner.shadow_young.clone(),
                 young_peaks: inner.young_peaks.clone(),
-                settled_peaks: inner.settled_peaks.clone(),
+                settled_peaks: {
+                    // Every level, zeros included: a run that never strayed is measured.
+                    let mut p = inner.settled_peaks.clone();
+                    p.resize(lifecycle::PEAK_LEVELS, 0);
+                    p
+                },
             }
         })
     }

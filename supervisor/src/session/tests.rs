@@ -633,6 +633,30 @@ fn a_detecting_session_counts_its_peaks() {
     );
 }
 
+/// A shadow run whose settled threads never strayed is measured, not missing: its check
+/// carries every level's count, all zero (decision 117).
+#[test]
+fn a_run_that_never_strayed_counts_zero_excursions() {
+    let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
+    let c = trained(&normal, 3);
+    let model = Model::new(&c).unwrap();
+    let meta = meta_for(&c);
+    let s = Session::train(
+        ContainerInfo::default(),
+        NgramCounts::new(3, Arch::X86_64).unwrap(),
+        legacy_noise(),
+    )
+    .with_shadow(detector(&model, &meta).unwrap());
+    for &nr in &normal {
+        s.on_event(&call(9, 10, nr, 0));
+    }
+    let check = s.shadow_check(7).unwrap();
+    assert_eq!(
+        check.settled_peaks,
+        vec![0; ngram_profiler::lifecycle::PEAK_LEVELS]
+    );
+}
+
 #[test]
 fn thresholds_are_calibrated_on_held_out_runs() {
     let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
