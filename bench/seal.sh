@@ -16,6 +16,8 @@
 #   default binary: ngram-ids on PATH; default rounds 60.
 # Needs: root (the overlay route needs CAP_SYS_ADMIN), runc.
 set -euo pipefail
+# shellcheck source=bench/quartiles.sh
+. "$(dirname "${BASH_SOURCE[0]}")/quartiles.sh"
 
 die() { echo "seal-bench: error: $*" >&2; exit 1; }
 
@@ -68,22 +70,10 @@ for ((r = 0; r < rounds; r++)); do
     for c in "${configs[@]}"; do diffs[$c]+="$((this[$c] - this[runc])) "; done
 done
 
-# min q1 median q3 max of the numbers on stdin, in ms with one decimal.
-stats() {
-    tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR] = $1}
-        function q(p,  i) { i = 1 + p * (NR - 1); return a[int(i)] + (i - int(i)) * (a[int(i) + 1] - a[int(i)]) }
-        END { printf "%.1f %.1f %.1f %.1f %.1f", a[1] / 1000, q(0.25) / 1000, q(0.5) / 1000, q(0.75) / 1000, a[NR] / 1000 }'
-}
 {
     echo "### Protected runtime call $(date -u +%Y-%m-%dT%H:%M:%SZ): $rounds rounds, $(basename "$bin") ($(stat -c %s "$bin") bytes)"
     echo
     echo "Machine: $(nproc) CPUs, kernel $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end."
     echo
-    echo "| configuration | median ms | min / q1 / q3 / max ms | median of the paired +ms over runc (q1 .. q3) |"
-    echo "|---|---|---|---|"
-    for c in "${configs[@]}"; do
-        read -r mn q1 md q3 mx <<<"$(stats <<<"${times[$c]}")"
-        read -r _ d1 dm d3 _ <<<"$(stats <<<"${diffs[$c]}")"
-        echo "| $c | $md | $mn / $q1 / $q3 / $mx | $(printf '%+.1f' "$dm") ($(printf '%+.1f' "$d1") .. $(printf '%+.1f' "$d3")) |"
-    done
+    quartile_rows 1000 %.1f
 } | tee ${out:+"$out"}

@@ -19,6 +19,8 @@
 # Env: NGRAM_IDS_BIN (the binary for the profile commands; default ngram-ids),
 #      BENCH_STORE (its --store; default /var/lib/ngram-ids).
 set -euo pipefail
+# shellcheck source=bench/quartiles.sh
+. "$(dirname "${BASH_SOURCE[0]}")/quartiles.sh"
 
 die() { echo "start-bench: error: $*" >&2; exit 1; }
 log() { echo "start-bench: $*" >&2; }
@@ -93,22 +95,10 @@ for ((r = 0; r < rounds; r++)); do
     log "round $((r + 1))/$rounds: $(for c in "${configs[@]}"; do printf '%s %s ' "$c" "${this[$c]}"; done)(load $(cut -d' ' -f1 /proc/loadavg))"
 done
 
-# min q1 median q3 max of the numbers on stdin.
-stats() {
-    tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR] = $1}
-        function q(p,  i) { i = 1 + p * (NR - 1); return a[int(i)] + (i - int(i)) * (a[int(i) + 1] - a[int(i)]) }
-        END { printf "%d %d %d %d %d", a[1], q(0.25), q(0.5), q(0.75), a[NR] }'
-}
 {
     echo "### Start time $(date -u +%Y-%m-%dT%H:%M:%SZ): \`docker run --rm ngram-busybox true\`, $rounds rounds"
     echo
     echo "Machine: $(nproc) CPUs, kernel $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end."
     echo
-    echo "| configuration | median ms | min / q1 / q3 / max ms | median of the paired +ms over runc (q1 .. q3) |"
-    echo "|---|---|---|---|"
-    for c in "${configs[@]}"; do
-        read -r mn q1 md q3 mx <<<"$(stats <<<"${times[$c]}")"
-        read -r _ d1 dm d3 _ <<<"$(stats <<<"${diffs[$c]}")"
-        echo "| $c | $md | $mn / $q1 / $q3 / $mx | $(printf '%+d' "$dm") ($(printf '%+d' "$d1") .. $(printf '%+d' "$d3")) |"
-    done
+    quartile_rows 1 %d
 } | tee ${out:+"$out"}
