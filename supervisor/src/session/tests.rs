@@ -554,13 +554,20 @@ fn the_breaker_spares_the_service_never_a_new_program() {
     );
 }
 
-#[test]
-fn a_shadow_detector_counts_what_it_would_report_and_refuses_nothing() {
+/// A loop of four calls (an `openat` among them) trained at n = 3, its model, and a meta
+/// whose programs hold `/bin/known`.
+fn known_program_loop() -> (Vec<i32>, Model, ngram_profiler::profile::ProfileMeta) {
     let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
     let c = trained(&normal, 3);
     let model = Model::new(&c).unwrap();
     let mut meta = meta_for(&c);
     meta.programs = Some([("/bin/known".to_owned(), 1)].into_iter().collect());
+    (normal, model, meta)
+}
+
+#[test]
+fn a_shadow_detector_counts_what_it_would_report_and_refuses_nothing() {
+    let (normal, model, meta) = known_program_loop();
     let det = detector(&model, &meta).unwrap();
     let (tx, rx) = alerts();
     let exe: ExeResolver =
@@ -596,11 +603,7 @@ fn a_shadow_detector_counts_what_it_would_report_and_refuses_nothing() {
 /// excursion once, at its peak, and a known program's start-up at its peak.
 #[test]
 fn a_detecting_session_counts_its_peaks() {
-    let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
-    let c = trained(&normal, 3);
-    let model = Model::new(&c).unwrap();
-    let mut meta = meta_for(&c);
-    meta.programs = Some([("/bin/known".to_owned(), 1)].into_iter().collect());
+    let (normal, model, meta) = known_program_loop();
     let det = detector(&model, &meta).unwrap();
     let s = Session::detect(
         Mode::Alert,
@@ -637,10 +640,7 @@ fn a_detecting_session_counts_its_peaks() {
 /// carries every level's count, all zero (decision 117).
 #[test]
 fn a_run_that_never_strayed_counts_zero_excursions() {
-    let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
-    let c = trained(&normal, 3);
-    let model = Model::new(&c).unwrap();
-    let meta = meta_for(&c);
+    let (normal, model, meta) = known_program_loop();
     let s = Session::train(
         ContainerInfo::default(),
         NgramCounts::new(3, Arch::X86_64).unwrap(),
@@ -659,11 +659,7 @@ fn a_run_that_never_strayed_counts_zero_excursions() {
 
 #[test]
 fn thresholds_are_calibrated_on_held_out_runs() {
-    let normal: Vec<i32> = (0..400).map(|i| [0, 1, 3, 257][i % 4]).collect();
-    let c = trained(&normal, 3);
-    let model = Model::new(&c).unwrap();
-    let mut meta = meta_for(&c);
-    meta.programs = Some([("/bin/known".to_owned(), 1)].into_iter().collect());
+    let (normal, model, mut meta) = known_program_loop();
     // A shadow run whose settled thread strays densely records its highest score.
     let s = Session::train(
         ContainerInfo::default(),
