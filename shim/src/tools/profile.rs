@@ -568,7 +568,9 @@ fn print_lifecycle(m: &ProfileMeta, now: u64) {
             .map(|(p, t)| format!("{p} {t:.2}"))
             .collect();
         let settled = if c.settled > 1.0 {
-            "settled sequence rule off (held-out runs reach the top)".to_owned()
+            "settled sequence rule off (the checked runs reached the top, or their excursions \
+             do not thin out fast enough)"
+                .to_owned()
         } else {
             format!("settled threshold {:.2}", c.settled)
         };
