@@ -226,10 +226,6 @@ pub struct Verdict {
     pub rule: Rule,
     /// Enforce should refuse it (before the breaker and the exec policy).
     pub refuse: bool,
-    /// Refused only as an unseen harmful call in an anomalous stretch of a process that is
-    /// not a suspect: a classed argument the program used in training lets it run
-    /// (decision 109).
-    pub vouchable: bool,
 }
 
 /// The window measures of the live rule.
@@ -295,7 +291,6 @@ impl Detector<'_> {
             measure,
             rule: Rule::Sequence,
             refuse: false,
-            vouchable: false,
         };
         // A call around the tracer that training never saw is judged by itself (decision 31).
         if facts.unlearned {
@@ -321,9 +316,7 @@ impl Detector<'_> {
         // other processes those inside an anomalous stretch whose own n-gram was never seen.
         // Harmless calls always run, and so do seen ones of a process that strayed (decision
         // 17: refusing more trapped nginx in its error paths).
-        let stretch = facts.harmful && verdict.anomalous && facts.novel;
-        verdict.refuse = (facts.harmful && proc.suspect) || stretch;
-        verdict.vouchable = stretch && !proc.suspect;
+        verdict.refuse = facts.harmful && (proc.suspect || (verdict.anomalous && facts.novel));
         verdict
     }
 

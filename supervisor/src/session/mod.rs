@@ -484,7 +484,7 @@ impl<'m> Session<'m> {
             unlearned: det.unlearned.contains(nr),
         };
         let proc = inner.procs.get(&ev.pid).cloned().unwrap_or_default();
-        let verdict = det.judge(ev.tid, facts, &proc);
+        let mut verdict = det.judge(ev.tid, facts, &proc);
         if self.mode == Mode::Train {
             let slot = match verdict.measure {
                 judge::Measure::Settled => Some(0),
@@ -529,14 +529,14 @@ impl<'m> Session<'m> {
             }
         }
         let suspect = inner.procs.get(&ev.pid).is_some_and(|p| p.suspect);
-        // An unseen harmful call in a stretch of a service's own process, whose argument is
-        // one the program uses: an event loop serving a normal request beside an odd one
-        // (decision 109). It runs; the stretch is still reported.
-        let mut verdict = verdict;
+        // An unseen harmful call in a stretch of a service's own process (refused, neither a
+        // suspect's nor an unlearned bypass call), whose argument is one the program uses: an
+        // event loop serving a normal request beside an odd one (decision 109). It runs; the
+        // stretch is still reported.
         if enforce
             && verdict.refuse
-            && verdict.vouchable
             && !suspect
+            && !facts.unlearned
             && arg.is_some_and(|a| self.vouches(inner, ev, a))
         {
             verdict.refuse = false;
