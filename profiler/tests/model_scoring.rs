@@ -185,6 +185,43 @@ fn windows_fill_then_slide() {
 }
 
 #[test]
+fn unordered_score_forgives_one_swap_of_neighbours_not_a_new_call() {
+    // 3-grams of one start-up: 1 2 3 4 5 6, and the same with 3 and 4 the other way round
+    // once (the timing of one call moved).
+    let c = counts(3, &[&[1, 2, 3, 4, 5, 6], &[1, 2, 4, 3, 5, 6]]);
+    let m = Model::new(&c).unwrap();
+    let cfg = ScoreConfig {
+        kind: ScoreKind::Stide,
+        window: 4,
+    };
+    let score = |calls: &[u16]| {
+        let mut s = Scorer::new(&m, cfg).unwrap();
+        for &nr in calls {
+            s.feed(7, nr);
+        }
+        (s.padded_score(7).unwrap(), s.unordered_score(7).unwrap())
+    };
+    // 4 and 5 the other way round, an order training never saw. Window (1 2 3) (2 3 5)
+    // (3 5 4) (5 4 6): (3 5 4) is (3 4 5) with 4 and 5 swapped, (5 4 6) is (4 5 6) likewise;
+    // (2 3 5) has no swap that was seen (it lacks the 4), so it still counts.
+    let (plain, unordered) = score(&[1, 2, 3, 5, 4, 6]);
+    assert!(close(plain, 3.0 / 4.0), "{plain}");
+    assert!(close(unordered, 1.0 / 4.0), "{unordered}");
+    // A call inserted (7, never seen) or one repeated out of place is not a swap.
+    let (plain, unordered) = score(&[1, 2, 3, 7, 4, 5]);
+    assert!(
+        close(plain, 3.0 / 4.0) && close(unordered, 3.0 / 4.0),
+        "{plain} {unordered}"
+    );
+    let (plain, unordered) = score(&[1, 2, 3, 3, 4, 5]);
+    assert!(close(plain, unordered), "{plain} {unordered}");
+    // Seen as it is: nothing to forgive.
+    assert_eq!(score(&[1, 2, 4, 3, 5, 6]), (0.0, 0.0));
+    let s = Scorer::new(&m, cfg).unwrap();
+    assert_eq!(s.unordered_score(99), None);
+}
+
+#[test]
 fn improbable_score_counts_unseen_ngrams_below_the_cut() {
     // 2-grams: after 1 comes 2 (always), after 2 comes 1 or 3.
     let c = counts(2, &[&[1, 2, 1, 2, 3, 1, 2, 1, 2, 3, 1]]);
@@ -482,6 +519,40 @@ proptest! {
             }).sum();
             prop_assert!((total_wb - 1.0).abs() < 1e-4, "wb ctx {:?}: {}", ctx, total_wb);
         }
+    }
+
+    /// The unordered score counts exactly the window's n-grams that were never seen, neither
+    /// as they are nor with one pair of neighbours swapped (by brute force over the training
+    /// n-grams), and is never above the plain STIDE rate.
+    #[test]
+    fn unordered_score_is_stide_forgiving_one_adjacent_swap(
+        tr in proptest::collection::vec(0u16..5, 10..200),
+        test in proptest::collection::vec(0u16..7, 0..120),
+        w in 1usize..16,
+        n in 2usize..5,
+    ) {
+        let c = counts(n, &[&tr]);
+        let m = Model::new(&c).unwrap();
+        let mut s = Scorer::new(&m, ScoreConfig { kind: ScoreKind::Stide, window: w }).unwrap();
+        for &nr in &test {
+            s.feed(1, nr);
+        }
+        let (Some(plain), Some(unordered)) = (s.padded_score(1), s.unordered_score(1)) else {
+            prop_assert!(test.len() < n);
+            return Ok(());
+        };
+        prop_assert!(unordered <= plain + 1e-9, "{} > {}", unordered, plain);
+        let seen: std::collections::HashSet<&[u16]> = tr.windows(n).collect();
+        let grams: Vec<&[u16]> = test.windows(n).collect();
+        let window = &grams[grams.len().saturating_sub(w)..];
+        let expect = window.iter().filter(|g| {
+            !seen.contains(*g) && !(0..n - 1).any(|j| {
+                let mut h = g.to_vec();
+                h.swap(j, j + 1);
+                seen.contains(h.as_slice())
+            })
+        }).count();
+        prop_assert!(close(unordered, expect as f64 / w as f64), "{} != {}/{}", unordered, expect, w);
     }
 
     /// The improbable score counts exactly the window's unseen n-grams with probability below

@@ -220,6 +220,23 @@ impl Model {
         }
     }
 
+    /// Was the n-gram with rolling id `id` seen in training with two neighbouring calls the
+    /// other way round (one adjacent transposition; decision 118)? The id packs the n calls'
+    /// symbols `bits` apart, so a swap is two field exchanges. A call never seen in training
+    /// (symbol 0) is in no seen n-gram, so an n-gram holding one never matches.
+    pub(super) fn seen_transposed(&self, id: u128) -> bool {
+        let field = (1u128 << self.bits) - 1;
+        (0..self.n.saturating_sub(1)).any(|j| {
+            let (lo, hi) = (self.bits as usize * j, self.bits as usize * (j + 1));
+            let (a, b) = ((id >> lo) & field, (id >> hi) & field);
+            if a == b {
+                return false;
+            }
+            let swapped = (id & !((field << lo) | (field << hi))) | (a << hi) | (b << lo);
+            self.lookup_seen(swapped).is_some()
+        })
+    }
+
     /// -ln P of an n-gram not seen in training (the backoff path).
     #[cold]
     pub(super) fn lookup_unseen(&self, id: u128) -> u32 {

@@ -365,6 +365,23 @@ impl<'m> Scorer<'m> {
         Some(count as f64 / w as f64)
     }
 
+    /// The share of a thread's last W n-grams never seen in training, neither as they are nor
+    /// with two neighbouring calls the other way round (decision 118): a call whose place
+    /// depends on timing (a child reaped when its signal arrives) moves by one, and the
+    /// n-grams that hold both it and its neighbour were seen in the other order. Padded like
+    /// [`Scorer::padded_score`]. O(W n) lookups: meant for a window that holds unseen
+    /// n-grams. `None` with W = 0 or for an unknown thread.
+    pub fn unordered_score(&self, tid: u32) -> Option<f64> {
+        let (st, w) = self.windowed(tid)?;
+        let count = st
+            .newest_first(w)
+            .map(|i| st.ids[i])
+            .filter(|&id| self.model.lookup_seen(id).is_none() && !self.model.seen_transposed(id))
+            .count();
+        #[allow(clippy::cast_precision_loss)]
+        Some(count as f64 / w as f64)
+    }
+
     /// The last n calls of a thread, oldest first (fewer at the start of a stream).
     pub fn last_ngram(&self, tid: u32) -> Vec<u16> {
         self.state(tid)

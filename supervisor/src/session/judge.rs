@@ -264,7 +264,8 @@ impl Detector<'_> {
         // the settled threshold (new interleavings of known calls do not count); a young
         // thread by its plain window (decision 16): of a program the profile knows against
         // the young threshold calibrated on held-out runs (its own start-up variation does
-        // not count), of any other program against the default.
+        // not count, nor n-grams seen with one pair of neighbours swapped), of any other
+        // program against the default.
         let known = proc.known_program == Some(true);
         let improbable = |threshold: f64, max_p: f64| {
             if facts.score > threshold {
@@ -281,7 +282,17 @@ impl Detector<'_> {
                 rule.threshold,
                 Measure::Settled,
             ),
-            Some(_) if known => (facts.score, proc.young_threshold, Measure::YoungKnown),
+            // Its n-grams seen with two neighbouring calls the other way round are the
+            // timing of a known start-up, not a new one (decision 118).
+            Some(_) if known => (
+                if facts.score > 0.0 {
+                    self.scorer.unordered_score(tid).unwrap_or(facts.score)
+                } else {
+                    facts.score
+                },
+                proc.young_threshold,
+                Measure::YoungKnown,
+            ),
             _ => (facts.score, self.threshold, Measure::Plain),
         };
         let mut verdict = Verdict {
