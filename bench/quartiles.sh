@@ -1,4 +1,25 @@
-# Sourced by bench/start.sh and bench/seal.sh: the table of their timings.
+# Sourced by bench/start.sh and bench/seal.sh: their shared options and the table of their
+# timings. The sourcing script defines `die`.
+
+# Parse the options both benchmarks take: --rounds N, --out FILE, and -h/--help, which prints
+# the sourcing script's header lines $1 (a sed range such as '2,18p'); everything else that is
+# not an option is left in the array `positional`. Sets `rounds` and `out` (defaults are the
+# caller's).
+bench_options() {
+    local help=$1
+    shift
+    positional=()
+    while (($#)); do
+        case $1 in
+            --rounds) [[ $# -ge 2 ]] || die "--rounds needs a number"; rounds=$2; shift 2 ;;
+            --out) [[ $# -ge 2 ]] || die "--out needs a file"; out=$2; shift 2 ;;
+            -h|--help) sed -n "$help" "${BASH_SOURCE[1]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+            -*) die "unknown option '$1' (see --help)" ;;
+            *) positional+=("$1"); shift ;;
+        esac
+    done
+    [[ $rounds =~ ^[0-9]+$ && $rounds -gt 0 ]] || die "--rounds wants a positive number, not '$rounds'"
+}
 
 # min q1 median q3 max of the numbers on stdin, each divided by $1 and printed with printf
 # format $2 (e.g. `quartiles 1 %d`, `quartiles 1000 %.1f`).

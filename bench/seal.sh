@@ -23,17 +23,9 @@ die() { echo "seal-bench: error: $*" >&2; exit 1; }
 
 rounds=60
 out=""
-bin=""
-while (($#)); do
-    case $1 in
-        --rounds) [[ $# -ge 2 ]] || die "--rounds needs a number"; rounds=$2; shift 2 ;;
-        --out) [[ $# -ge 2 ]] || die "--out needs a file"; out=$2; shift 2 ;;
-        -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        -*) die "unknown option '$1' (see --help)" ;;
-        *) [[ -z $bin ]] || die "one binary only (got '$bin' and '$1')"; bin=$1; shift ;;
-    esac
-done
-[[ $rounds =~ ^[0-9]+$ && $rounds -gt 0 ]] || die "--rounds wants a positive number, not '$rounds'"
+bench_options '2,18p' "$@"
+((${#positional[@]} <= 1)) || die "one binary only (got: ${positional[*]})"
+bin=${positional[0]:-}
 [[ $(id -u) -eq 0 ]] || die "must run as root"
 bin=${bin:-$(command -v ngram-ids || true)}
 [[ -x $bin ]] || die "no ngram-ids binary (give its path)"

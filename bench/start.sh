@@ -27,17 +27,8 @@ log() { echo "start-bench: $*" >&2; }
 
 rounds=15
 out=""
-configs=()
-while (($#)); do
-    case $1 in
-        --rounds) [[ $# -ge 2 ]] || die "--rounds needs a number"; rounds=$2; shift 2 ;;
-        --out) [[ $# -ge 2 ]] || die "--out needs a file"; out=$2; shift 2 ;;
-        -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        -*) die "unknown option '$1' (see --help)" ;;
-        *) configs+=("$1"); shift ;;
-    esac
-done
-[[ $rounds =~ ^[0-9]+$ && $rounds -gt 0 ]] || die "--rounds wants a positive number, not '$rounds'"
+bench_options '2,19p' "$@"
+configs=("${positional[@]}")
 ((${#configs[@]})) || configs=(runc ebpf-train ebpf-alert ebpf-enforce alert)
 [[ " ${configs[*]} " == *" runc "* ]] || configs=(runc "${configs[@]}")
 [[ $(id -u) -eq 0 ]] || die "must run as root"
