@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::args::{dir_of, Access, Dest};
+use crate::args::{credential_file, dir_of, Access, Dest, CREDENTIAL_DIRS, CREDENTIAL_FILES};
 use crate::profile::ProfileMeta;
 
 /// Why a profile cannot be exported.
@@ -146,6 +146,13 @@ pub fn apparmor_profile(meta: &ProfileMeta) -> Result<String, AppArmorError> {
             out.push_str(&format!("  {} {p},\n", rule.join("/")));
             continue;
         }
+        // A credential file (decision 119): that file only.
+        if credential_file(dir) {
+            if !p.is_empty() {
+                out.push_str(&format!("  {} {p},\n", quote(dir)));
+            }
+            continue;
+        }
         let base = if *dir == "/" {
             String::new()
         } else {
@@ -158,6 +165,7 @@ pub fn apparmor_profile(meta: &ProfileMeta) -> Result<String, AppArmorError> {
             out.push_str(&format!("  {base}/*/** {},\n", perms(*below)));
         }
     }
+    out.push_str(&credential_denials(&dirs));
     if let Some(programs) = &meta.programs {
         out.push('\n');
         for exe in programs.keys().filter(|e| e.starts_with('/')) {
@@ -166,6 +174,39 @@ pub fn apparmor_profile(meta: &ProfileMeta) -> Result<String, AppArmorError> {
     }
     out.push_str("}\n");
     Ok(out)
+}
+
+/// `deny` rules for the credential files no program touched in training (decision 119): a
+/// directory rule such as `/etc/* rm` would otherwise allow `/etc/shadow` as well, which
+/// ngram-ids itself judges by the file. A group (a credential directory, users' `~/.ssh`, the
+/// SSH host keys) of which training touched any file is left to the learned rules.
+fn credential_denials(dirs: &BTreeMap<&str, (u8, u8)>) -> String {
+    let learned: Vec<&str> = dirs
+        .keys()
+        .copied()
+        .filter(|k| credential_file(k))
+        .collect();
+    let mut rules: Vec<String> = CREDENTIAL_FILES
+        .iter()
+        .filter(|f| !learned.contains(f))
+        .map(|f| format!("  deny {} rw,\n", quote(f)))
+        .collect();
+    for d in CREDENTIAL_DIRS {
+        if !learned.iter().any(|k| dir_of(k) == d) {
+            rules.push(format!("  deny {}/** rw,\n", quote(d)));
+        }
+    }
+    let home_ssh = |k: &&str| k.starts_with("/home/") && dir_of(k).ends_with("/.ssh");
+    if !learned.iter().any(home_ssh) {
+        rules.push("  deny /home/*/.ssh/** rw,\n".to_owned());
+    }
+    if !learned.iter().any(|k| dir_of(k) == "/etc/ssh") {
+        rules.push("  deny /etc/ssh/ssh_host_*_key rw,\n".to_owned());
+    }
+    format!(
+        "\n  # Credential files training never touched (decision 119).\n{}",
+        rules.concat()
+    )
 }
 
 #[cfg(test)]
@@ -179,6 +220,8 @@ mod tests {
         py.learn_path("/srv/www/index.html", Access::Read);
         py.learn_path("/srv/www/uploads/a b.txt", Access::Write);
         py.learn_path("/proc/self/stat", Access::Read);
+        py.learn_path("/etc/hostname", Access::Read);
+        py.learn_path("/etc/ssl/private/web.key", Access::Read);
         py.learn_dest(Dest::Inet {
             class: AddrClass::Loopback,
             port: 80,
@@ -212,12 +255,23 @@ mod tests {
             "  network inet,\n",
             "  /proc/@{pid}/stat rm,\n",
             "  deny mount,\n",
+            // Credential files: the one learned by itself, the others denied (decision 119).
+            "  /etc/ssl/private/web.key rm,\n",
+            "  /etc/* rm,\n",
+            "  deny /etc/shadow rw,\n",
+            "  deny /etc/sudoers.d/** rw,\n",
+            "  deny /home/*/.ssh/** rw,\n",
+            "  deny /etc/ssh/ssh_host_*_key rw,\n",
         ] {
             assert!(out.contains(want), "missing {want:?} in\n{out}");
         }
         assert!(
             !out.contains("/srv/data/u1/"),
             "a deep directory lists its children:\n{out}"
+        );
+        assert!(
+            !out.contains("deny /etc/ssl/private/"),
+            "a learned credential directory is denied:\n{out}"
         );
         assert!(out.ends_with("}\n"));
         assert_eq!(out, apparmor_profile(&meta()).unwrap(), "deterministic");

@@ -164,6 +164,48 @@ fn is_proc_template(key: &str) -> bool {
     key.starts_with("/proc/N/") || key == "/proc/N"
 }
 
+/// Files that hold credentials by name: password hashes, group passwords, sudo rules.
+pub const CREDENTIAL_FILES: [&str; 6] = [
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/sudoers",
+    "/etc/security/opasswd",
+];
+
+/// Directories whose every file holds credentials: sudo rules, TLS private keys, root's SSH
+/// keys and authorised keys.
+pub const CREDENTIAL_DIRS: [&str; 3] = ["/etc/sudoers.d", "/etc/ssl/private", "/root/.ssh"];
+
+/// Does the normalised `path` name a credential file: one of [`CREDENTIAL_FILES`], a file
+/// in one of [`CREDENTIAL_DIRS`] or in a user's `~/.ssh` (`/home/USER/.ssh/FILE`), or an SSH
+/// host's private key (`/etc/ssh/ssh_host_*_key`)? Such a file is a class of its own, judged
+/// by the file and never covered by its directory (decision 119): a program that reads
+/// `/etc` routinely (its `nsswitch.conf`, `passwd`, `hosts`) has not read `/etc/shadow`.
+pub fn credential_file(path: &str) -> bool {
+    let dir = dir_of(path);
+    let name = &path[dir.len()..].trim_start_matches('/');
+    let home_ssh = dir
+        .strip_prefix("/home/")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(user, sub)| !user.is_empty() && sub == ".ssh");
+    CREDENTIAL_FILES.contains(&path)
+        || (!name.is_empty() && (CREDENTIAL_DIRS.contains(&dir) || home_ssh))
+        || (dir == "/etc/ssh" && name.starts_with("ssh_host_") && name.ends_with("_key"))
+}
+
+/// The class of a file that is judged by itself, not by its directory: a per-process procfs
+/// template or a credential file.
+fn exact_class(path: &str) -> Option<String> {
+    proc_template(path).or_else(|| credential_file(path).then(|| path.to_owned()))
+}
+
+/// Is `key` a class of one file ([`exact_class`]), not a directory?
+fn is_exact_class(key: &str) -> bool {
+    is_proc_template(key) || credential_file(key)
+}
+
 /// The directory of a normalised path (`/` for a file at the root).
 pub fn dir_of(path: &str) -> &str {
     match path.rfind('/') {
@@ -432,7 +474,7 @@ impl ProgramArgs {
 
     /// Learn a file access (its directory; a per-process procfs entry as its template).
     pub fn learn_path(&mut self, path: &str, access: Access) {
-        match proc_template(path) {
+        match exact_class(path) {
             Some(t) => {
                 self.count_class(&t, access);
             }
@@ -516,7 +558,8 @@ impl ProgramArgs {
         self.judge_dir(dir_of(path), access)
     }
 
-    /// Judge a per-process procfs entry by its template (exactly: no ancestor covers it).
+    /// Judge a per-process procfs entry by its template, or a credential file by itself
+    /// (exactly: no ancestor covers it).
     pub fn judge_template(&self, template: &str, access: Access) -> ArgVerdict {
         let count = self
             .dirs
@@ -524,7 +567,11 @@ impl ProgramArgs {
             .filter(|c| c.access & access.bit() != 0)
             .map(|c| c.count);
         self.judge_member(count, || {
-            format!("never {access} a process's {template} in training")
+            if is_proc_template(template) {
+                format!("never {access} a process's {template} in training")
+            } else {
+                format!("never {access} the credential file {template} in training")
+            }
         })
     }
 
@@ -624,7 +671,7 @@ impl ProgramArgs {
         let dirs: Vec<String> = self
             .dirs
             .keys()
-            .filter(|d| !is_proc_template(d))
+            .filter(|d| !is_exact_class(d))
             .cloned()
             .collect();
         for d in dirs {
@@ -653,6 +700,10 @@ pub struct ArgClasses {
     /// profiles from before judge a create as a write, as they learned it.
     #[serde(default)]
     pub creates_learned: bool,
+    /// The training learned credential files as classes of their own (decision 119);
+    /// profiles from before judge them by directory, as they learned them.
+    #[serde(default)]
+    pub credentials_learned: bool,
 }
 
 /// Where in its life a thread is when it makes a call: young (its first calls after
@@ -695,6 +746,7 @@ impl ArgClasses {
             maps_learned: true,
             proc_templates: true,
             creates_learned: true,
+            credentials_learned: true,
         }
     }
 
@@ -749,9 +801,15 @@ impl ArgClasses {
         }
     }
 
-    /// The procfs template of `path`, when these classes learned templates.
+    /// The class of `path` when it is judged by itself: its procfs template, when these
+    /// classes learned templates, or the credential file itself, when they learned those.
     fn template(&self, path: &str) -> Option<String> {
-        self.proc_templates.then(|| proc_template(path)).flatten()
+        self.proc_templates
+            .then(|| proc_template(path))
+            .flatten()
+            .or_else(|| {
+                (self.credentials_learned && credential_file(path)).then(|| path.to_owned())
+            })
     }
 
     /// Judge a destination, like [`ArgClasses::judge_path`].
@@ -887,6 +945,12 @@ impl ArgClasses {
             other.creates_learned
         } else {
             self.creates_learned && other.creates_learned
+        };
+        // Likewise credential files: a run from before learned them by their directory.
+        self.credentials_learned = if self.programs.is_empty() {
+            other.credentials_learned
+        } else {
+            self.credentials_learned && other.credentials_learned
         };
         for (k, p) in &other.programs {
             self.programs.entry(k.clone()).or_default().merge(p);
@@ -1347,6 +1411,73 @@ mod tests {
             c.of_mut(sh, true).learn_path("/etc/profile", Access::Read);
         }
         assert!(!c.judge_path(sh, true, "/root/x", Access::Create).anomalous);
+    }
+
+    #[test]
+    fn credential_files_are_classes_of_their_own() {
+        for (path, want) in [
+            ("/etc/shadow", true),
+            ("/etc/gshadow-", true),
+            ("/etc/sudoers", true),
+            ("/etc/sudoers.d/90-cloud", true),
+            ("/etc/ssl/private/site.key", true),
+            ("/root/.ssh/authorized_keys", true),
+            ("/home/app/.ssh/id_ed25519", true),
+            ("/etc/ssh/ssh_host_ed25519_key", true),
+            ("/etc/ssh/ssh_host_ed25519_key.pub", false),
+            ("/etc/ssh/sshd_config", false),
+            ("/etc/passwd", false),
+            ("/etc/shadow.bak", false),
+            ("/etc/ssl/private", false),
+            ("/home/.ssh/x", false),
+            ("/home/app/.ssh", false),
+            ("/home/app/x/.ssh/y", false),
+            ("/", false),
+        ] {
+            assert_eq!(credential_file(path), want, "{path}");
+        }
+        // A program that reads /etc routinely has read neither /etc/shadow nor sudo's rules;
+        // writing root's authorised keys is not writing its home.
+        let mut a = ArgClasses::learning();
+        let sh = "/usr/bin/dash";
+        for _ in 0..MIN_OBSERVATIONS {
+            let p = a.of_mut(sh, false);
+            p.learn_path("/etc/nsswitch.conf", Access::Read);
+            p.learn_path("/etc/passwd", Access::Read);
+            p.learn_path("/root/.profile", Access::Write);
+        }
+        assert!(a.judge_path(sh, false, "/etc/hosts", Access::Read).routine);
+        let v = a.judge_path(sh, false, "/etc/shadow", Access::Read);
+        assert!(v.anomalous && !v.known, "{v:?}");
+        assert!(v.why.contains("credential file /etc/shadow"), "{v:?}");
+        let v = a.judge_path(sh, false, "/root/.ssh/authorized_keys", Access::Write);
+        assert!(v.anomalous, "{v:?}");
+        // Learned: known by the file, routine when it is read often, and no deep /etc.
+        let mut b = ArgClasses::learning();
+        for _ in 0..MIN_OBSERVATIONS {
+            b.of_mut(sh, false).learn_path("/etc/shadow", Access::Read);
+        }
+        a.merge(&b);
+        assert!(a.judge_path(sh, false, "/etc/shadow", Access::Read).routine);
+        assert!(
+            a.judge_path(sh, false, "/etc/gshadow", Access::Read)
+                .anomalous
+        );
+        assert!(!a.programs[sh].dirs.contains_key("/etc/shadow/"));
+        // Classes from before this learned /etc/shadow by its directory: judged so.
+        let mut old = a.clone();
+        old.credentials_learned = false;
+        old.programs.get_mut(sh).unwrap().dirs.remove("/etc/shadow");
+        assert!(
+            old.judge_path(sh, false, "/etc/gshadow", Access::Read)
+                .known
+        );
+        let mut merged = old.clone();
+        merged.merge(&ArgClasses::learning());
+        assert!(
+            !merged.credentials_learned,
+            "a new run made old classes exact"
+        );
     }
 
     #[test]
