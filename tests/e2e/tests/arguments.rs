@@ -499,3 +499,82 @@ fn an_exec_shell_creating_a_file_where_the_program_never_did_is_reported() {
         "the exec'd shell's create of /root/x was not reported as an argument: {shown:?}"
     );
 }
+
+/// Decision 119: a credential file is judged by itself. The loop is trained reading
+/// `/etc/passwd`, so reading `/etc` is routine for it; reading `/etc/shadow` (a fixture bound
+/// there) is still reported, and refused in enforce mode, where a directory class would have
+/// let it through.
+#[test]
+fn a_credential_file_in_a_routinely_read_directory_is_judged_by_itself() {
+    let Some(e) = setup_ids("a_credential_file_in_a_routinely_read_directory_is_judged_by_itself")
+    else {
+        return;
+    };
+    let dir = TempDir::new("arguments-credential");
+    std::fs::write(dir.path().join("passwd"), "root:x:0:0::/root:/bin/sh\n").expect("fixture");
+    std::fs::write(
+        dir.path().join("shadow"),
+        format!("root:{SECRET}:1::::::\n"),
+    )
+    .expect("fixture shadow");
+    let passwd = format!("{}:/etc/passwd:ro", dir.path().join("passwd").display());
+    let shadow = format!("{}:/etc/shadow:ro", dir.path().join("shadow").display());
+    let profile = Profile::new("args-credential");
+    let run_script = |runtime: &str, c: &ngram_e2e::Container, script: &str| {
+        e.run_with(
+            runtime,
+            c,
+            &[
+                "--label",
+                &profile.label,
+                "-v",
+                &passwd,
+                "-v",
+                &shadow,
+                BUSYBOX,
+                "sh",
+                "-c",
+                script,
+            ],
+        )
+    };
+    let trained = "i=0; while [ $i -lt 1500 ]; do cat /etc/passwd >/dev/null; \
+                   echo tick >/dev/null; i=$((i+1)); done";
+    for run_no in 1..=2 {
+        run_script(TRAIN, &e.container(), trained).success();
+        profile.wait_for_runs(run_no, MERGE_TIMEOUT);
+    }
+    let attack = format!(
+        "{}; cat /etc/shadow; echo end",
+        trained.replace("1500", "50")
+    );
+    let mut problems = Vec::new();
+    for runtime in [ALERT, ENFORCE] {
+        let t0 = now_ns();
+        let c = e.container();
+        let out = run_script(runtime, &c, &attack);
+        let id = e.container_id(&c);
+        let found = wait_for_alerts(&id, t0, Duration::from_secs(10));
+        let reported = found.iter().any(|a| {
+            a.rule == "argument"
+                && a.json["output_fields"]["fd.name"] == "/etc/shadow"
+                && a.json["output_fields"]["ngram.argument"]
+                    .as_str()
+                    .is_some_and(|w| w.contains("credential file /etc/shadow"))
+        });
+        let leaked = out.stdout.contains(SECRET);
+        println!("{runtime}: reported {reported}, secret out {leaked}");
+        if !reported {
+            let shown: Vec<String> = found.iter().map(|a| a.json["output"].to_string()).collect();
+            problems.push(format!("{runtime}: /etc/shadow not reported: {shown:?}"));
+        }
+        if runtime == ALERT && !leaked {
+            problems.push(format!("alert mode stopped the read: {out}"));
+        }
+        if runtime == ENFORCE && leaked {
+            problems.push(format!("enforce let the secret out: {out}"));
+        }
+        let _ = e.docker(&["rm", "-f", &c.name]);
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
