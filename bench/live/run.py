@@ -43,6 +43,7 @@ import http.client
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -59,6 +60,8 @@ SHORT = ["python", "go", "redis"]
 TRAIN_RT, ALERT_RT, ENFORCE_RT = "ngram-ids-train", "ngram-ids", "ngram-ids-enforce"
 ENV_TOKEN = "LIVE-ENV-TOKEN-51ab8e"
 KEY_TOKEN = "LIVE-SECRET-KEY-9f27c1"
+# A line of /etc/shadow (a user, a hash field, the days since the last change).
+SHADOW_LINE = re.compile(r"(?m)^root:[^:\n]*:\d*:")
 ALERT_LOG = os.environ.get("NGRAM_IDS_ALERTS", "/var/log/ngram-ids/alerts.jsonl")
 RUN_ID = "%x" % (int(time.time()) & 0xFFFFFF)
 # Every container of this run carries its run id: a cleanup removes this run's containers only,
@@ -432,6 +435,11 @@ class WebService:
             body = self.read(port, "/proc/1/environ")
             return ENV_TOKEN in body, body[:200]
 
+        def read_shadow(port, c):
+            # A credential file in a directory every program reads (decision 119).
+            body = self.read(port, "/etc/shadow")
+            return bool(SHADOW_LINE.search(body)), body[:200]
+
         def drop_file(port, c):
             body = self.inject(port, "printf '<?php system($_GET[0]); ?>' > %s" % drop)
             return created(c, drop), body[:200]
@@ -452,8 +460,8 @@ class WebService:
             return created(c, miner) or "MINER-42" in body, body[:200]
 
         return [("shell", shell, False), ("read-key", read_key, False), ("read-environ", read_environ, False),
-                ("drop-file", drop_file, False), ("outbound", outbound, False), ("escape", escape, False),
-                ("cryptominer", cryptominer, False)]
+                ("read-shadow", read_shadow, False), ("drop-file", drop_file, False),
+                ("outbound", outbound, False), ("escape", escape, False), ("cryptominer", cryptominer, False)]
 
 
 def q(s):
@@ -709,6 +717,10 @@ class PostgresService:
             body = self.psql(port, "SELECT encode(pg_read_binary_file('/proc/1/environ'), 'escape')")[1]
             return ENV_TOKEN in body, body[:200]
 
+        def read_shadow(port, c):
+            body = self.psql(port, "SELECT pg_read_file('/etc/shadow')")[1]
+            return bool(SHADOW_LINE.search(body)), body[:200]
+
         def drop_file(port, c):
             body = self.psql(port, "COPY (SELECT '#!/bin/sh' UNION ALL SELECT 'id') TO %s" % lit(drop))[1]
             return created(c, drop), body[:200]
@@ -728,8 +740,8 @@ class PostgresService:
             return created(c, miner) or "MINER-42" in body, body[:200]
 
         return [("shell", shell, False), ("read-key", read_key, False), ("read-environ", read_environ, False),
-                ("drop-file", drop_file, False), ("outbound", outbound, False), ("escape", escape, False),
-                ("cryptominer", cryptominer, False)]
+                ("read-shadow", read_shadow, False), ("drop-file", drop_file, False),
+                ("outbound", outbound, False), ("escape", escape, False), ("cryptominer", cryptominer, False)]
 
 
 def lit(s):
