@@ -12,6 +12,8 @@
 #                        (python and go run as user app, which owns its web root /srv/www: an
 #                        upload whose name climbs out of uploads/ can deface it, issue 16)
 #   ngram-live-tomcat    tomcat10 (OpenJDK 17 headless) with JSPs (bench/live/images/tomcat/)
+#   ngram-live-node      Debian's nodejs (Node 18), standard library only (bench/live/images/
+#                        node/app.js: the python service's routes), run as user app
 # The web services have /tool/wc?file= (command injection), /read?name= (path traversal) or
 # their PHP/JSP/CGI equivalents; every image has /srv/secret.key (readable by the service's
 # user) holding the token "LIVE-SECRET-KEY-9f27c1" and the tools the attacks use (bash, mount,
@@ -21,7 +23,7 @@
 # and the import metadata>: an image with the current label is kept, otherwise re-imported.
 #
 # Usage: bench/live/build-images.sh [--force] [--no-import] [SERVICE...]
-#   SERVICE: nginx python apache postgres redis go tomcat (default: all)
+#   SERVICE: nginx python apache postgres redis go tomcat node (default: all)
 #   --force      rebuild the tarballs and re-import
 #   --no-import  only build the tarballs (no dockerd needed)
 # Env:   NGRAM_IDS_IMAGE_CACHE (default /var/cache/ngram-ids-images), NGRAM_IDS_SUITE (bookworm)
@@ -32,13 +34,13 @@ log() { echo "build-live-images: $*" >&2; }
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 images=$here/images
-all=(nginx python apache postgres redis go tomcat)
+all=(nginx python apache postgres redis go tomcat node)
 force=0 import=1 services=()
 for a in "$@"; do
     case $a in
         --force) force=1 ;;
         --no-import) import=0 ;;
-        nginx | python | apache | postgres | redis | go | tomcat) services+=("$a") ;;
+        nginx | python | apache | postgres | redis | go | tomcat | node) services+=("$a") ;;
         *) die "unknown argument '$a' (usage: build-images.sh [--force] [--no-import] [SERVICE...])" ;;
     esac
 done
@@ -219,6 +221,16 @@ ENTRY
                 "$(key_hook app)" \
                 'chroot "$1" chown app:app /srv/www /srv/www/uploads /srv/state'
             changes=('CMD ["/srv/app/server"]' 'USER app' 'EXPOSE 8080')
+            ;;
+        node)
+            common_files "$files" /srv/www
+            mkdir -p "$files/srv/app"
+            cp "$images/node/app.js" "$files/srv/app/app.js"
+            tarball node nodejs,mount "$files" "$tar" \
+                'chroot "$1" useradd --system --uid 999 --user-group --home-dir /srv/app app' \
+                "$(key_hook app)" \
+                'chroot "$1" chown app:app /srv/www /srv/www/uploads /srv/state'
+            changes=('CMD ["/usr/bin/node", "/srv/app/app.js"]' 'USER app' 'EXPOSE 8080')
             ;;
         apache)
             common_files "$files" /var/www/html

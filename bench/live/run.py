@@ -13,7 +13,8 @@ Usage: bench/live/run.py [--short] [--services a,b] [--no-build] [--doc-section 
        bench/live/run.py --report bench/results/live-XXX.json [more.json...] [--doc-section NAME]
   --short   the CI version: python, go, redis with short durations (a few minutes in all)
 Environment (each overrides the default of the chosen version, full / --short):
-  LIVE_SERVICES        comma list of nginx,python,apache,postgres,redis,go,tomcat (all / python,go,redis)
+  LIVE_SERVICES        comma list of nginx,python,apache,postgres,redis,go,tomcat,node (all /
+                       python,go,redis)
   LIVE_TRAIN_RUNS      training runs, each a container start, load and stop (3 / 2)
   LIVE_TRAIN_SECS      load per training run, seconds (120 / 25)
   LIVE_HELDOUT_SECS    held-out normal load in alert mode, seconds (600 / 45)
@@ -31,6 +32,9 @@ Environment (each overrides the default of the chosen version, full / --short):
   LIVE_DOC             the markdown file the table goes into (docs/evaluation-live.md); "" = none
   LIVE_DOC_SECTION     the section of LIVE_DOC replaced (full / short)
   NGRAM_IDS            the ngram-ids binary (ngram-ids on PATH, else /usr/local/bin/ngram-ids)
+  LIVE_TRAIN_RUNTIME, LIVE_ALERT_RUNTIME, LIVE_ENFORCE_RUNTIME  the dockerd runtimes of the three
+                       modes (ngram-ids-train, ngram-ids, ngram-ids-enforce); with runtimes that
+                       pass --store and --alerts, set NGRAM_IDS_DB and NGRAM_IDS_ALERTS to match
 Exit status: 0 when the protocol ran (whatever the detection figures), 1 on a harness failure
 (an image missing, a service that does not start under the train runtime, a tool missing), 2 on
 bad usage. A training run whose merge does not show within 90 s is an error of that service,
@@ -55,9 +59,13 @@ import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-ALL = ["nginx", "python", "apache", "postgres", "redis", "go", "tomcat"]
+ALL = ["nginx", "python", "apache", "postgres", "redis", "go", "tomcat", "node"]
 SHORT = ["python", "go", "redis"]
-TRAIN_RT, ALERT_RT, ENFORCE_RT = "ngram-ids-train", "ngram-ids", "ngram-ids-enforce"
+# The runtimes (scripts/register.sh's names unless LIVE_*_RUNTIME names others, e.g. the runtimes
+# of a second binary registered beside them).
+TRAIN_RT = os.environ.get("LIVE_TRAIN_RUNTIME") or "ngram-ids-train"
+ALERT_RT = os.environ.get("LIVE_ALERT_RUNTIME") or "ngram-ids"
+ENFORCE_RT = os.environ.get("LIVE_ENFORCE_RUNTIME") or "ngram-ids-enforce"
 ENV_TOKEN = "LIVE-ENV-TOKEN-51ab8e"
 KEY_TOKEN = "LIVE-SECRET-KEY-9f27c1"
 # A line of /etc/shadow (a user, a hash field, the days since the last change).
@@ -473,7 +481,7 @@ def item_body_json(rng):
 
 
 class AppService(WebService):
-    """python and go: the same routes."""
+    """python, go and node: the same routes."""
 
     def paths(self):
         return {
@@ -986,7 +994,7 @@ def service(name):
     if name == "redis":
         return RedisService()
     return {"nginx": NginxService, "python": AppService, "go": GoService, "apache": ApacheService,
-            "tomcat": TomcatService}[name](name)
+            "tomcat": TomcatService, "node": AppService}[name](name)
 
 
 # ---------------------------------------------------------------------------------------------
