@@ -73,7 +73,7 @@ bench:
 	$(CARGO) bench -p ngram-profiler
 	./bench/run.sh
 
-## Live evaluation on seven real services (bench/live; needs `make install` first): train, held-out
+## Live evaluation on eight real services (bench/live; needs `make install` first): train, held-out
 ## load in alert mode (false alarms), attacks, enforce; writes bench/results/live-*.json and the
 ## table in docs/evaluation-live.md. Durations: LIVE_* variables (see docs/evaluation-live.md).
 ## The full protocol takes about 20 minutes per service.
