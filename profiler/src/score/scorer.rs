@@ -352,17 +352,8 @@ impl<'m> Scorer<'m> {
     /// by W). O(W) lookups: meant for the moment a window's plain score crossed a threshold.
     /// `None` with W = 0 or for an unknown thread.
     pub fn improbable_score(&self, tid: u32, max_p: f64) -> Option<f64> {
-        let (st, w) = self.windowed(tid)?;
         let cut = to_fixed(-max_p.ln());
-        let count = st
-            .newest_first(w)
-            .map(|i| st.ids[i])
-            .filter(|&id| {
-                self.model.lookup_seen(id).is_none() && self.model.lookup_unseen(id) > cut
-            })
-            .count();
-        #[allow(clippy::cast_precision_loss)]
-        Some(count as f64 / w as f64)
+        self.unseen_share(tid, |id| self.model.lookup_unseen(id) > cut)
     }
 
     /// The share of a thread's last W n-grams never seen in training, neither as they are nor
@@ -372,11 +363,17 @@ impl<'m> Scorer<'m> {
     /// [`Scorer::padded_score`]. O(W n) lookups: meant for a window that holds unseen
     /// n-grams. `None` with W = 0 or for an unknown thread.
     pub fn unordered_score(&self, tid: u32) -> Option<f64> {
+        self.unseen_share(tid, |id| !self.model.seen_transposed(id))
+    }
+
+    /// The share of a thread's last W n-grams that were never seen in training and that
+    /// `counts` (given the n-gram's id) keeps, divided by W (padded).
+    fn unseen_share(&self, tid: u32, counts: impl Fn(u128) -> bool) -> Option<f64> {
         let (st, w) = self.windowed(tid)?;
         let count = st
             .newest_first(w)
             .map(|i| st.ids[i])
-            .filter(|&id| self.model.lookup_seen(id).is_none() && !self.model.seen_transposed(id))
+            .filter(|&id| self.model.lookup_seen(id).is_none() && counts(id))
             .count();
         #[allow(clippy::cast_precision_loss)]
         Some(count as f64 / w as f64)
