@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::args::{credential_file, dir_of, Access, Dest, CREDENTIAL_DIRS, CREDENTIAL_FILES};
+use crate::args::{credential_file, dir_of, Access, CredentialGroup, Dest};
 use crate::profile::ProfileMeta;
 
 /// Why a profile cannot be exported.
@@ -181,32 +181,13 @@ pub fn apparmor_profile(meta: &ProfileMeta) -> Result<String, AppArmorError> {
 /// ngram-ids itself judges by the file. A group (a credential directory, users' `~/.ssh`, the
 /// SSH host keys) of which training touched any file is left to the learned rules.
 fn credential_denials(dirs: &BTreeMap<&str, (u8, u8)>) -> String {
-    let learned: Vec<&str> = dirs
-        .keys()
-        .copied()
-        .filter(|k| credential_file(k))
+    let learned: Vec<CredentialGroup> =
+        dirs.keys().filter_map(|k| CredentialGroup::of(k)).collect();
+    let rules: String = CredentialGroup::all()
+        .filter(|g| !learned.contains(g))
+        .map(|g| format!("  deny {} rw,\n", g.glob()))
         .collect();
-    let mut rules: Vec<String> = CREDENTIAL_FILES
-        .iter()
-        .filter(|f| !learned.contains(f))
-        .map(|f| format!("  deny {} rw,\n", quote(f)))
-        .collect();
-    for d in CREDENTIAL_DIRS {
-        if !learned.iter().any(|k| dir_of(k) == d) {
-            rules.push(format!("  deny {}/** rw,\n", quote(d)));
-        }
-    }
-    let home_ssh = |k: &&str| k.starts_with("/home/") && dir_of(k).ends_with("/.ssh");
-    if !learned.iter().any(home_ssh) {
-        rules.push("  deny /home/*/.ssh/** rw,\n".to_owned());
-    }
-    if !learned.iter().any(|k| dir_of(k) == "/etc/ssh") {
-        rules.push("  deny /etc/ssh/ssh_host_*_key rw,\n".to_owned());
-    }
-    format!(
-        "\n  # Credential files training never touched (decision 119).\n{}",
-        rules.concat()
-    )
+    format!("\n  # Credential files training never touched (decision 119).\n{rules}")
 }
 
 #[cfg(test)]

@@ -165,7 +165,7 @@ fn is_proc_template(key: &str) -> bool {
 }
 
 /// Files that hold credentials by name: password hashes, group passwords, sudo rules.
-pub const CREDENTIAL_FILES: [&str; 6] = [
+const CREDENTIAL_FILES: [&str; 6] = [
     "/etc/shadow",
     "/etc/shadow-",
     "/etc/gshadow",
@@ -176,23 +176,70 @@ pub const CREDENTIAL_FILES: [&str; 6] = [
 
 /// Directories whose every file holds credentials: sudo rules, TLS private keys, root's SSH
 /// keys and authorised keys.
-pub const CREDENTIAL_DIRS: [&str; 3] = ["/etc/sudoers.d", "/etc/ssl/private", "/root/.ssh"];
+const CREDENTIAL_DIRS: [&str; 3] = ["/etc/sudoers.d", "/etc/ssl/private", "/root/.ssh"];
 
-/// Does the normalised `path` name a credential file: one of [`CREDENTIAL_FILES`], a file
-/// in one of [`CREDENTIAL_DIRS`] or in a user's `~/.ssh` (`/home/USER/.ssh/FILE`), or an SSH
-/// host's private key (`/etc/ssh/ssh_host_*_key`)? Such a file is a class of its own, judged
-/// by the file and never covered by its directory (decision 119): a program that reads
-/// `/etc` routinely (its `nsswitch.conf`, `passwd`, `hosts`) has not read `/etc/shadow`.
+/// A group of credential files (decision 119): one of [`CREDENTIAL_FILES`], the files of one
+/// of [`CREDENTIAL_DIRS`], the files of a user's `~/.ssh` (`/home/USER/.ssh/FILE`), or an SSH
+/// host's private keys (`/etc/ssh/ssh_host_*_key`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialGroup {
+    File(&'static str),
+    Dir(&'static str),
+    HomeSsh,
+    HostKeys,
+}
+
+impl CredentialGroup {
+    /// Every group.
+    pub fn all() -> impl Iterator<Item = Self> {
+        CREDENTIAL_FILES
+            .into_iter()
+            .map(Self::File)
+            .chain(CREDENTIAL_DIRS.into_iter().map(Self::Dir))
+            .chain([Self::HomeSsh, Self::HostKeys])
+    }
+
+    /// The group's files as an AppArmor path glob.
+    pub fn glob(self) -> String {
+        match self {
+            Self::File(f) => f.to_owned(),
+            Self::Dir(d) => format!("{d}/**"),
+            Self::HomeSsh => "/home/*/.ssh/**".to_owned(),
+            Self::HostKeys => "/etc/ssh/ssh_host_*_key".to_owned(),
+        }
+    }
+
+    /// The group of the credential file the normalised `path` names, if it names one.
+    pub fn of(path: &str) -> Option<Self> {
+        if let Some(f) = CREDENTIAL_FILES.into_iter().find(|&f| f == path) {
+            return Some(Self::File(f));
+        }
+        let dir = dir_of(path);
+        let name = path[dir.len()..].trim_start_matches('/');
+        if name.is_empty() {
+            return None;
+        }
+        if let Some(d) = CREDENTIAL_DIRS.into_iter().find(|&d| d == dir) {
+            return Some(Self::Dir(d));
+        }
+        let home_ssh = dir
+            .strip_prefix("/home/")
+            .and_then(|rest| rest.split_once('/'))
+            .is_some_and(|(user, sub)| !user.is_empty() && sub == ".ssh");
+        if home_ssh {
+            return Some(Self::HomeSsh);
+        }
+        (dir == "/etc/ssh" && name.starts_with("ssh_host_") && name.ends_with("_key"))
+            .then_some(Self::HostKeys)
+    }
+}
+
+/// Does the normalised `path` name a credential file ([`CredentialGroup`])? Such a file is a
+/// class of its own, judged by the file and never covered by its directory (decision 119): a
+/// program that reads `/etc` routinely (its `nsswitch.conf`, `passwd`, `hosts`) has not read
+/// `/etc/shadow`.
 pub fn credential_file(path: &str) -> bool {
-    let dir = dir_of(path);
-    let name = &path[dir.len()..].trim_start_matches('/');
-    let home_ssh = dir
-        .strip_prefix("/home/")
-        .and_then(|rest| rest.split_once('/'))
-        .is_some_and(|(user, sub)| !user.is_empty() && sub == ".ssh");
-    CREDENTIAL_FILES.contains(&path)
-        || (!name.is_empty() && (CREDENTIAL_DIRS.contains(&dir) || home_ssh))
-        || (dir == "/etc/ssh" && name.starts_with("ssh_host_") && name.ends_with("_key"))
+    CredentialGroup::of(path).is_some()
 }
 
 /// The class of a file that is judged by itself, not by its directory: a per-process procfs
