@@ -21,8 +21,14 @@ const SECRET: &str = "ARGSECRET-77";
 
 /// The trained loop: read a data file, write a line to /dev/null.
 fn trained_loop(iterations: u32) -> String {
+    loop_reading("/d/data/a.txt", iterations)
+}
+
+/// A shell loop that reads `file` with `cat` and writes a line to /dev/null, `iterations`
+/// times.
+fn loop_reading(file: &str, iterations: u32) -> String {
     format!(
-        "i=0; while [ $i -lt {iterations} ]; do cat /d/data/a.txt >/dev/null; \
+        "i=0; while [ $i -lt {iterations} ]; do cat {file} >/dev/null; \
          echo tick >/dev/null; i=$((i+1)); done"
     )
 }
@@ -538,15 +544,13 @@ fn a_credential_file_in_a_routinely_read_directory_is_judged_by_itself() {
             ],
         )
     };
-    let trained = "i=0; while [ $i -lt 1500 ]; do cat /etc/passwd >/dev/null; \
-                   echo tick >/dev/null; i=$((i+1)); done";
     for run_no in 1..=2 {
-        run_script(TRAIN, &e.container(), trained).success();
+        run_script(TRAIN, &e.container(), &loop_reading("/etc/passwd", 1500)).success();
         profile.wait_for_runs(run_no, MERGE_TIMEOUT);
     }
     let attack = format!(
         "{}; cat /etc/shadow; echo end",
-        trained.replace("1500", "50")
+        loop_reading("/etc/passwd", 50)
     );
     let mut problems = Vec::new();
     for runtime in [ALERT, ENFORCE] {
