@@ -70,10 +70,17 @@ pub fn apparmor_profile(meta: &ProfileMeta) -> Result<String, AppArmorError> {
     let mut families = BTreeSet::new();
     let mut mounts = false;
     for p in args.programs.values() {
+        // A lookup of a missing name needs no rule: it fails with ENOENT before AppArmor's
+        // check (decision 120).
+        let probe = Access::Probe.bit();
         for (dir, c) in &p.dirs {
+            let (here, below) = (c.access & !probe, c.below_access() & !probe);
+            if here | below == 0 {
+                continue;
+            }
             let e = dirs.entry(dir.as_str()).or_default();
-            e.0 |= c.access;
-            e.1 |= c.below_access();
+            e.0 |= here;
+            e.1 |= below;
         }
         for d in p.dests.keys() {
             families.insert(match d {
@@ -203,6 +210,12 @@ mod tests {
         py.learn_path("/proc/self/stat", Access::Read);
         py.learn_path("/etc/hostname", Access::Read);
         py.learn_path("/etc/ssl/private/web.key", Access::Read);
+        // Lookups of missing names (decision 120), one of them of a credential file.
+        py.learn_path("/srv/lookups/package.json", Access::Probe);
+        py.learn_path("/root/.ssh/id_rsa", Access::Probe);
+        for i in 0..12 {
+            py.learn_path(&format!("/srv/modules/m{i}/x.py"), Access::Probe);
+        }
         py.learn_dest(Dest::Inet {
             class: AddrClass::Loopback,
             port: 80,
@@ -243,6 +256,7 @@ mod tests {
             "  deny /etc/sudoers.d/** rw,\n",
             "  deny /home/*/.ssh/** rw,\n",
             "  deny /etc/ssh/ssh_host_*_key rw,\n",
+            "  deny /root/.ssh/** rw,\n",
         ] {
             assert!(out.contains(want), "missing {want:?} in\n{out}");
         }
@@ -253,6 +267,10 @@ mod tests {
         assert!(
             !out.contains("deny /etc/ssl/private/"),
             "a learned credential directory is denied:\n{out}"
+        );
+        assert!(
+            !out.contains("/srv/lookups") && !out.contains("/srv/modules"),
+            "a directory only looked up has a rule:\n{out}"
         );
         assert!(out.ends_with("}\n"));
         assert_eq!(out, apparmor_profile(&meta()).unwrap(), "deterministic");

@@ -43,6 +43,10 @@ pub enum Access {
     /// Make a new name: open with O_CREAT, `creat`, `mkdir`, `mknod`, the new name of a
     /// `rename`, `link` or `symlink` (decision 51). Learning one teaches write too.
     Create,
+    /// Open for reading a name that does not exist (the call fails with ENOENT): a module
+    /// loader, a library or `PATH` search looking along its path. It reads nothing, so it
+    /// teaches the directory no read; a read covers it (decision 120).
+    Probe,
 }
 
 impl Access {
@@ -67,6 +71,16 @@ impl Access {
             Self::Write => 2,
             Self::Exec => 4,
             Self::Create => 8,
+            Self::Probe => 16,
+        }
+    }
+
+    /// The learned bits any of which covers it: a directory the program read covers a
+    /// lookup of a missing name in it.
+    pub fn covered_by(self) -> u8 {
+        match self {
+            Self::Probe => Self::Probe.bit() | Self::Read.bit(),
+            a => a.bit(),
         }
     }
 
@@ -87,6 +101,7 @@ impl fmt::Display for Access {
             Self::Write => "write",
             Self::Exec => "exec",
             Self::Create => "create",
+            Self::Probe => "probe",
         })
     }
 }
@@ -596,7 +611,7 @@ impl ProgramArgs {
         ancestors(dir).enumerate().find_map(|(i, d)| {
             let c = self.dirs.get(d)?;
             let bits = if i == 0 { c.access } else { c.below_access() };
-            (bits & access.bit() != 0).then_some(d)
+            (bits & access.covered_by() != 0).then_some(d)
         })
     }
 
@@ -611,7 +626,7 @@ impl ProgramArgs {
         let count = self
             .dirs
             .get(template)
-            .filter(|c| c.access & access.bit() != 0)
+            .filter(|c| c.access & access.covered_by() != 0)
             .map(|c| c.count);
         self.judge_member(count, || {
             if is_proc_template(template) {
@@ -642,10 +657,12 @@ impl ProgramArgs {
                     .next()
                     .is_some_and(|(k, _)| k.starts_with(&prefix))
         });
+        let only = match self.dirs.get(dir) {
+            Some(c) if c.access == Access::Probe.bit() => "only lookups of missing files",
+            _ => "only other accesses",
+        };
         let why = match near {
-            Some(d) if d == dir => {
-                format!("never {access} in {dir} in training (only other accesses)")
-            }
+            Some(d) if d == dir => format!("never {access} in {dir} in training ({only})"),
             Some(d) => format!("never {access} under {dir} in training (nearest learned: {d})"),
             None => format!("never {access} anything in training"),
         };
@@ -1255,6 +1272,60 @@ mod tests {
         // A profile from before kept what is below in `access`: judged as it was learned.
         let old: DirClass = serde_json::from_str(r#"{"access":2,"count":9,"deep":true}"#).unwrap();
         assert_eq!(old.below_access(), Access::Write.bit());
+    }
+
+    /// A lookup of a missing name (a module loader's search path) teaches the directory no
+    /// read, a read covers lookups, and a tree of looked-up directories covers lookups below
+    /// it, never reads (decision 120).
+    #[test]
+    fn a_lookup_teaches_no_read() {
+        let mut p = ProgramArgs::default();
+        for _ in 0..100 {
+            p.learn_path("/srv/package.json", Access::Probe);
+            p.learn_path("/srv/app/app.js", Access::Read);
+        }
+        let read = p.judge_path("/srv/key.pem", Access::Read);
+        assert!(!read.known && read.anomalous, "{read:?}");
+        assert!(
+            read.why.contains("only lookups of missing files"),
+            "{}",
+            read.why
+        );
+        assert!(p.judge_path("/srv/node_modules", Access::Probe).known);
+        assert!(p.judge_path("/srv/app/index.json", Access::Probe).known);
+        let elsewhere = p.judge_path("/etc/x", Access::Probe);
+        assert!(!elsewhere.known && elsewhere.anomalous);
+        assert!(
+            !p.judge_path("/srv/new", Access::Create).known,
+            "a lookup taught a create"
+        );
+        // Deep: many looked-up subdirectories cover lookups below, and reads only where read.
+        let mut q = ProgramArgs::default();
+        for i in 0..=DEEP_AFTER {
+            for _ in 0..20 {
+                q.learn_path(&format!("/usr/lib/python3/m{i}/__init__.py"), Access::Probe);
+            }
+        }
+        q.learn_path("/usr/lib/python3/m0/x.py", Access::Read);
+        assert!(q.dirs["/usr/lib/python3"].deep);
+        assert!(
+            q.judge_path("/usr/lib/python3/new/a.py", Access::Probe)
+                .known
+        );
+        assert!(
+            !q.judge_path("/usr/lib/python3/new/a.py", Access::Read)
+                .known
+        );
+        assert!(q.judge_path("/usr/lib/python3/m0/y.py", Access::Read).known);
+        // Merged, the bits stay apart.
+        let mut m = ProgramArgs::default();
+        m.merge(&p);
+        assert_eq!(m.dirs["/srv"].access, Access::Probe.bit());
+        assert!(!m.judge_path("/srv/key.pem", Access::Read).known);
+        // Serialised as before: one more bit.
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(serde_json::from_str::<ProgramArgs>(&json).unwrap(), m);
+        assert_eq!(Access::Probe.to_string(), "probe");
     }
 
     #[test]

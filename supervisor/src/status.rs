@@ -47,6 +47,9 @@ pub struct Status {
     /// is one the program used in training (decision 109).
     #[serde(default)]
     pub vouched: u64,
+    /// Enforce: lookups of a missing name answered ENOENT by the supervisor (decision 120).
+    #[serde(default)]
+    pub probes_answered: u64,
     /// The supervisor's CPU time (user + system) and resident memory.
     pub cpu_seconds: f64,
     pub rss_bytes: u64,
@@ -147,6 +150,7 @@ impl Status {
         self.other_arch = stats.other_arch;
         self.record_errors = stats.record_errors;
         self.vouched = stats.vouched;
+        self.probes_answered = stats.probes_answered;
         let (cpu, rss) = own_usage();
         self.cpu_seconds = cpu;
         self.rss_bytes = rss;

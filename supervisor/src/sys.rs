@@ -56,6 +56,40 @@ pub fn pidfd_open_thread(tid: u32) -> Result<OwnedFd, Errno> {
     owned_from_ret(ret)
 }
 
+/// `struct open_how` (linux/openat2.h; the libc crate's cannot be built outside it).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// `openat2(root, path, O_PATH | O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`: a path-only
+/// descriptor of what `path` names when `root` is the root directory, every symbolic link
+/// (absolute ones too) resolved inside `root` and magic links refused. Nothing is opened for
+/// reading and no file's contents are touched.
+pub fn open_path_in_root(root: BorrowedFd<'_>, path: &CStr) -> Result<OwnedFd, Errno> {
+    let flags = u64::try_from(libc::O_PATH | libc::O_CLOEXEC).map_err(|_| Errno::EINVAL)?;
+    let how = OpenHow {
+        flags,
+        mode: 0,
+        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: `path` is a NUL-terminated string and `how` a fully initialised open_how, both
+    // alive for the call, with the size passed being that of `how`; the kernel only reads
+    // them and returns a new descriptor that `owned_from_ret` takes ownership of.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            path.as_ptr(),
+            std::ptr::from_ref(&how),
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    owned_from_ret(ret)
+}
+
 /// `pidfd_getfd(pidfd, targetfd, 0)`: a duplicate of the descriptor `targetfd` of the process
 /// behind `pidfd` (needs `PTRACE_MODE_ATTACH_REALCREDS` over it: root does).
 pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, targetfd: RawFd) -> Result<OwnedFd, Errno> {
@@ -482,6 +516,30 @@ pub fn exec_with_stdio_only(cmd: &mut std::process::Command) {
 
 #[cfg(test)]
 mod tests {
+    /// Links are resolved inside the root given, absolute ones too, and `..` stops at it: a
+    /// container's `/app/conf -> /etc/app` means the container's `/etc/app`, never the host's.
+    #[test]
+    fn paths_are_resolved_inside_the_root() {
+        use std::os::fd::AsFd;
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("etc/app")).unwrap();
+        std::fs::write(r.join("etc/app/key"), "k").unwrap();
+        std::os::unix::fs::symlink("/etc/app", r.join("conf")).unwrap();
+        std::os::unix::fs::symlink("../../../../etc/app/key", r.join("etc/up")).unwrap();
+        let dir = std::fs::File::open(r).unwrap();
+        let kind = |p: &std::ffi::CStr| {
+            super::open_path_in_root(dir.as_fd(), p)
+                .map(|fd| std::fs::File::from(fd).metadata().unwrap().is_dir())
+        };
+        assert_eq!(kind(c"/conf/key"), Ok(false));
+        assert_eq!(kind(c"conf"), Ok(true));
+        assert_eq!(kind(c"/etc/up"), Ok(false), "`..` left the root");
+        // The host's /etc/passwd is not in this root.
+        assert_eq!(kind(c"/etc/passwd"), Err(nix::errno::Errno::ENOENT));
+        assert_eq!(kind(c"/etc/app/key/x"), Err(nix::errno::Errno::ENOTDIR));
+    }
+
     #[test]
     fn a_detached_child_keeps_only_stdio() {
         // A descriptor without close-on-exec, at a number the child's `ls` will not reuse.

@@ -333,10 +333,39 @@ fn base_of(ev: &Event, dirfd: Option<i32>) -> Option<String> {
         .map(|p| p.to_string_lossy().into_owned())
 }
 
-/// Does `path` name a directory in the root of `ev`'s thread? lstat: a last component that
-/// is a link is not followed (the answer is only "directory or not").
-fn is_dir_in_root(ev: &Event, path: &str) -> bool {
-    std::fs::symlink_metadata(format!("/proc/{}/root{path}", ev.tid)).is_ok_and(|m| m.is_dir())
+/// What a path names in the root of a thread, before its call runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Found {
+    Dir,
+    /// A file (or anything else that is not a directory).
+    Other,
+    /// Nothing: the path, or a directory on the way, does not exist (ENOENT, ENOTDIR).
+    Missing,
+    /// It could not be told (the thread is gone, a loop of links, a magic link).
+    Unknown,
+}
+
+/// What `path` names in the root of `ev`'s thread, following links as the call would, each
+/// resolved inside that root (an absolute link in the container means the container's path,
+/// never the host's: `openat2` with `RESOLVE_IN_ROOT`). Three system calls, and no file is
+/// opened for reading.
+pub(super) fn look_up(ev: &Event, path: &str) -> Found {
+    use std::os::fd::AsFd;
+    let Ok(root) = std::fs::File::open(format!("/proc/{}/root", ev.tid)) else {
+        return Found::Unknown;
+    };
+    let Ok(c) = std::ffi::CString::new(path) else {
+        return Found::Unknown;
+    };
+    match crate::sys::open_path_in_root(root.as_fd(), &c) {
+        Ok(fd) => match std::fs::File::from(fd).metadata() {
+            Ok(m) if m.is_dir() => Found::Dir,
+            Ok(_) => Found::Other,
+            Err(_) => Found::Unknown,
+        },
+        Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => Found::Missing,
+        Err(_) => Found::Unknown,
+    }
 }
 
 /// Read the argument `raw` of `ev` from the caller's memory and `/proc`. `None` when it cannot
@@ -360,9 +389,17 @@ pub(super) fn read(ev: &Event, raw: Raw, dir_check: bool) -> Option<Arg> {
             };
             let path = normalize(base.as_deref(), &p)?;
             // A directory opened without O_DIRECTORY (Go's os.Open, a file server reading
-            // its root) is its own class too: look at what the path names in the process's
-            // root, before the call runs.
-            let dir = dir || (dir_check && access == Access::Read && is_dir_in_root(ev, &path));
+            // its root) is its own class too, and a name that does not exist is looked up,
+            // not read (decision 120): look at what the path names in the process's root,
+            // before the call runs.
+            let (dir, access) = match (dir, access) {
+                (false, Access::Read) if dir_check => match look_up(ev, &path) {
+                    Found::Dir => (true, access),
+                    Found::Missing => (false, Access::Probe),
+                    Found::Other | Found::Unknown => (false, access),
+                },
+                other => other,
+            };
             Some(Arg::File { path, access, dir })
         }
         Raw::Openat2 { dirfd, addr, how } => {
@@ -483,6 +520,13 @@ fn arg_context(inner: &Inner<'_>, ev: &Event) -> (String, Phase) {
     (program, phase)
 }
 
+/// An argument's verdict, and whether it was judged as a lookup of a name that does not
+/// exist (a read whose class is unknown but whose file is missing: [`Access::Probe`]).
+struct Judged {
+    verdict: ArgVerdict,
+    probe: bool,
+}
+
 /// Judge `arg` of `ev`'s call against the classes `program` used in training, in `phase`.
 fn judge_argument(
     classes: &ArgClasses,
@@ -490,8 +534,8 @@ fn judge_argument(
     phase: Phase,
     ev: &Event,
     arg: &Arg,
-) -> ArgVerdict {
-    match arg {
+) -> Judged {
+    let verdict = match arg {
         Arg::File {
             path,
             access,
@@ -506,15 +550,29 @@ fn judge_argument(
             let v = classes.judge_path(program, phase, path, *access);
             // Read without the directory check (alert and enforce: most reads are of known
             // files, and the lookup costs a path walk): a directory, only now looked at, is
-            // judged as its own class (one call of a thousand or fewer).
-            if v.anomalous && *access == Access::Read && is_dir_in_root(ev, path) {
-                classes.judge_dir(program, phase, path, *access)
-            } else {
+            // judged as its own class, and a name that does not exist as a lookup (decision
+            // 120; one call of a thousand or fewer).
+            if !(v.anomalous && *access == Access::Read) {
                 v
+            } else {
+                match look_up(ev, path) {
+                    Found::Dir => classes.judge_dir(program, phase, path, *access),
+                    Found::Missing => {
+                        return Judged {
+                            verdict: classes.judge_path(program, phase, path, Access::Probe),
+                            probe: true,
+                        }
+                    }
+                    Found::Other | Found::Unknown => v,
+                }
             }
         }
         Arg::Dest(d, _) => classes.judge_dest(program, phase, d),
         Arg::Priv(c) => classes.judge_privileged(program, phase, c),
+    };
+    Judged {
+        verdict,
+        probe: false,
     }
 }
 
@@ -531,7 +589,9 @@ impl<'m> Session<'m> {
             return false;
         }
         let (program, phase) = arg_context(inner, ev);
-        judge_argument(classes, &program, phase, ev, arg).routine
+        judge_argument(classes, &program, phase, ev, arg)
+            .verdict
+            .routine
     }
 
     /// Does this session judge argument classes (a profile with classes, arguments on)?
@@ -633,9 +693,17 @@ impl<'m> Session<'m> {
             );
             return Decision::Deny(libc::EPERM);
         }
-        let verdict = judge_argument(classes, &program, phase, ev, &arg);
+        let Judged { verdict, probe } = judge_argument(classes, &program, phase, ev, &arg);
         if !verdict.anomalous {
-            return Decision::Continue;
+            // A lookup of a missing name where the program only ever looked up missing names:
+            // enforce answers it as the kernel would have, ENOENT, instead of letting it run,
+            // so that a link made in between cannot turn it into a read (decision 120).
+            return if probe && self.mode == Mode::Enforce {
+                inner.stats.probes_answered += 1;
+                Decision::Deny(libc::ENOENT)
+            } else {
+                Decision::Continue
+            };
         }
         inner.stats.anomalies += 1;
         if self.mode == Mode::Train {
@@ -752,25 +820,31 @@ mod tests {
     #[test]
     fn reads_a_path_and_an_address_from_a_process() {
         // This process's own memory, through process_vm_readv as for a traced thread.
-        let path = b"../../etc/passwd\0";
+        // A relative path, against the working directory (the crate's: its parent holds the
+        // workspace's Cargo.toml).
         let me = std::process::id();
         let ev = Event::new(me, me, 257, 0);
-        let raw = Raw::Path {
+        let cwd = std::env::current_dir().unwrap();
+        let file = |p: &'static [u8]| Raw::Path {
             dirfd: None,
-            addr: path.as_ptr() as u64,
+            addr: p.as_ptr() as u64,
             access: Access::Read,
             dir: false,
         };
-        let cwd = std::env::current_dir().unwrap();
-        let want = normalize(cwd.to_str(), "../../etc/passwd").unwrap();
-        assert_eq!(
-            read(&ev, raw, true),
+        let as_read = |p: &str, access| {
             Some(Arg::File {
-                path: want,
-                access: Access::Read,
-                dir: false
+                path: normalize(cwd.to_str(), p).unwrap(),
+                access,
+                dir: false,
             })
-        );
+        };
+        let raw = file(b"../Cargo.toml\0");
+        assert_eq!(read(&ev, raw, true), as_read("../Cargo.toml", Access::Read));
+        // A name that does not exist is a lookup when checked (training), a read unchecked.
+        let raw = file(b"../no-such-dir/package.json\0");
+        let missing = "../no-such-dir/package.json";
+        assert_eq!(read(&ev, raw, true), as_read(missing, Access::Probe));
+        assert_eq!(read(&ev, raw, false), as_read(missing, Access::Read));
         // A directory opened for reading without O_DIRECTORY: its own class when checked;
         // unchecked (alert and enforce), read as a file until a judgement needs to look.
         let etc = b"/etc\0";

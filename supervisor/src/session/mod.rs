@@ -119,6 +119,9 @@ pub struct SessionStats {
     /// Unseen harmful calls of an anomalous stretch let through because their argument is
     /// one the program used in training (decision 109).
     pub vouched: u64,
+    /// Enforce: lookups of a missing name, in a directory the program only ever looked up
+    /// missing names in, answered ENOENT by the supervisor instead of run (decision 120).
+    pub probes_answered: u64,
     pub record_errors: u64,
     pub new_programs: u64,
     /// Train mode with a shadow detector: the alerts the live rule would have raised.

@@ -1032,12 +1032,35 @@ fn app_trained_on(
     (counts, meta)
 }
 
-/// [`app_trained_on`] the data files `/srv/data/a.txt` and `b.txt`.
+/// The argument tests' data directory: a directory of this test process's own, holding the
+/// files `a.txt` and `b.txt` (they must exist: a name that does not is a lookup, not a read,
+/// decision 120).
+fn data_dir() -> String {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let d = DIR.get_or_init(|| {
+        let d = tempfile::tempdir().unwrap();
+        for f in ["a.txt", "b.txt", "probed/secret.key"] {
+            let f = d.path().join(f);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, "data").unwrap();
+        }
+        d
+    });
+    d.path().to_str().unwrap().to_owned()
+}
+
+/// `DATA_DIR/name` as a C string that lives as long as the tests.
+fn data_file(name: &str) -> &'static std::ffi::CStr {
+    let path = std::ffi::CString::new(format!("{}/{name}", data_dir())).unwrap();
+    Box::leak(path.into_boxed_c_str())
+}
+
+/// [`app_trained_on`] the data files `DATA_DIR/a.txt` and `b.txt`.
 fn app_trained() -> (NgramCounts, ngram_profiler::profile::ProfileMeta) {
-    let (counts, meta) = app_trained_on(&[c"/srv/data/a.txt", c"/srv/data/b.txt"]);
+    let (counts, meta) = app_trained_on(&[data_file("a.txt"), data_file("b.txt")]);
     let args = meta.args.as_ref().unwrap();
     assert!(
-        args.programs["/usr/bin/app"].dirs.contains_key("/srv/data"),
+        args.programs["/usr/bin/app"].dirs.contains_key(&data_dir()),
         "{args:?}"
     );
     (counts, meta)
@@ -1067,7 +1090,7 @@ fn app_session<'m>(
 fn arguments_are_learned_and_a_traversal_is_judged() {
     let me = std::process::id();
     let (counts, meta) = app_trained();
-    let paths = [c"/srv/data/a.txt", c"/srv/data/b.txt", c"/etc/passwd"];
+    let paths = [data_file("a.txt"), data_file("b.txt"), c"/etc/passwd"];
     let openat = |p: &std::ffi::CStr, flags| openat_call(p, flags);
     let exe = app_exe;
     let normal: Vec<i32> = (0..200).map(app_calls).collect();
@@ -1142,13 +1165,13 @@ fn a_known_argument_vouches_for_a_call_inside_an_odd_stretch() {
     let stretch = rx.try_recv().expect("the odd stretch is not reported");
     assert_eq!(stretch.rule, Rule::Sequence);
     assert_eq!(
-        s.on_event(&openat_call(c"/srv/data/a.txt", 0)),
+        s.on_event(&openat_call(data_file("a.txt"), 0)),
         Decision::Continue,
         "a read of a learned file inside the stretch was refused"
     );
     assert_eq!(s.stats().vouched, 1);
     stray(&s);
-    let d = s.on_event(&openat_call(c"/srv/data/b.txt", CREATE));
+    let d = s.on_event(&openat_call(data_file("b.txt"), CREATE));
     assert_eq!(d, Decision::Deny(libc::EPERM), "a write it never made ran");
     stray(&s);
     let d = s.on_event(&openat_call(c"/etc/passwd", 0));
@@ -1160,7 +1183,7 @@ fn a_known_argument_vouches_for_a_call_inside_an_odd_stretch() {
     assert_eq!(s.stats().vouched, 1);
     // A class the program used only now and then (a file read at start-up) vouches for
     // nothing: known, so no argument alert, but inside the stretch it is refused.
-    let mut paths = vec![c"/srv/data/a.txt"; 9];
+    let mut paths = vec![data_file("a.txt"); 9];
     paths.push(c"/etc/hostname");
     let (rare_counts, rare_meta) = app_trained_on(&paths);
     let rare_model = Model::new(&rare_counts).unwrap();
@@ -1171,7 +1194,7 @@ fn a_known_argument_vouches_for_a_call_inside_an_odd_stretch() {
     assert!(rx.try_iter().all(|a| a.rule != Rule::Argument));
     stray(&s);
     assert_eq!(
-        s.on_event(&openat_call(c"/srv/data/a.txt", 0)),
+        s.on_event(&openat_call(data_file("a.txt"), 0)),
         Decision::Continue
     );
     assert_eq!(s.stats().vouched, 1);
@@ -1181,7 +1204,7 @@ fn a_known_argument_vouches_for_a_call_inside_an_odd_stretch() {
     let (s, _rx) = app_session(Mode::Enforce, &model, &bare);
     stray(&s);
     assert_eq!(
-        s.on_event(&openat_call(c"/srv/data/a.txt", 0)),
+        s.on_event(&openat_call(data_file("a.txt"), 0)),
         Decision::Deny(libc::EPERM)
     );
     assert_eq!(s.stats().vouched, 0);
@@ -1209,6 +1232,69 @@ fn a_directory_read_without_o_directory_is_judged_as_a_directory() {
     assert!(why.contains("openat /usr (read)"), "{why}");
 }
 
+/// A module loader looks for a file along its search path at every start, and finds none in
+/// a directory that also holds a secret (node's `/srv/package.json` beside `/srv/key.pem`):
+/// training learns that directory as looked up, not read, so the secret's read is new, while
+/// a lookup of another missing name there is known, and enforce answers it ENOENT itself
+/// instead of letting it run (a link made in between cannot turn it into a read; decision 120).
+#[test]
+fn a_lookup_of_a_missing_file_teaches_no_read() {
+    let missing = data_file("probed/package.json");
+    let (counts, meta) = app_trained_on(&[data_file("a.txt"), missing]);
+    let probed = format!("{}/probed", data_dir());
+    let learned = &meta.args.as_ref().unwrap().programs["/usr/bin/app"].dirs[&probed];
+    assert_eq!(learned.access, ngram_profiler::args::Access::Probe.bit());
+    let model = Model::new(&counts).unwrap();
+    for mode in [Mode::Alert, Mode::Enforce] {
+        let (s, rx) = app_session(mode, &model, &meta);
+        let d = s.on_event(&openat_call(data_file("probed/index.js"), 0));
+        assert!(
+            rx.try_recv().is_err(),
+            "{mode}: a lookup like training's was reported"
+        );
+        let secret = data_file("probed/secret.key");
+        let refused = s.on_event(&openat_call(secret, 0));
+        let a = rx.try_recv().expect("the secret's read is not reported");
+        assert_eq!(a.rule, Rule::Argument);
+        let why = a.argument.unwrap_or_default();
+        assert!(
+            why.contains("only lookups of missing files"),
+            "{mode}: {why}"
+        );
+        // A read where the program really read is known, and a missing name where it never
+        // looked is still new.
+        assert_eq!(
+            s.on_event(&openat_call(data_file("a.txt"), 0)),
+            Decision::Continue
+        );
+        assert!(rx.try_recv().is_err());
+        s.on_event(&openat_call(c"/etc/ngram-ids-no-such-file", 0));
+        let why = rx
+            .try_recv()
+            .expect("a lookup elsewhere")
+            .argument
+            .unwrap_or_default();
+        assert!(why.contains("never probe under /etc"), "{mode}: {why}");
+        if mode == Mode::Enforce {
+            assert_eq!(d, Decision::Deny(libc::ENOENT));
+            assert_eq!(refused, Decision::Deny(libc::EPERM));
+            assert_eq!(s.stats().probes_answered, 1);
+        } else {
+            assert_eq!(d, Decision::Continue);
+            assert_eq!(refused, Decision::Continue);
+            assert_eq!(s.stats().probes_answered, 0);
+        }
+    }
+    // A link that would turn the lookup into a read of the secret is a read of the secret.
+    let link = format!("{probed}/link.json");
+    std::os::unix::fs::symlink("secret.key", &link).unwrap();
+    let (s, rx) = app_session(Mode::Alert, &model, &meta);
+    let link_c = std::ffi::CString::new(link.clone()).unwrap();
+    s.on_event(&openat_call(&link_c, 0));
+    std::fs::remove_file(&link).unwrap();
+    assert_eq!(rx.try_recv().map(|a| a.rule).ok(), Some(Rule::Argument));
+}
+
 /// Enforce mode reads a judged argument again just before it answers: a path that another
 /// thread rewrote after the check (a harmless name judged, another one opened) is refused and
 /// reported with both, and the process's later calls with classed arguments are refused; one
@@ -1220,11 +1306,11 @@ fn an_argument_rewritten_during_its_check_is_refused() {
     let model = Model::new(&counts).unwrap();
     let (s, rx) = app_session(Mode::Enforce, &model, &meta);
     let judged = arguments::Arg::File {
-        path: "/srv/data/a.txt".to_owned(),
+        path: data_file("a.txt").to_str().unwrap().to_owned(),
         access: ngram_profiler::args::Access::Read,
         dir: false,
     };
-    let same = c"/srv/data/a.txt";
+    let same = data_file("a.txt");
     // The whole path through the handler: an unchanged argument is judged, read again, passes.
     assert_eq!(s.on_event(&openat_call(same, 0)), Decision::Continue);
     assert!(rx.try_recv().is_err());

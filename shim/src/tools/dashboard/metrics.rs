@@ -72,7 +72,7 @@ fn f(v: u64) -> f64 {
 /// (`now` in seconds since the Unix epoch).
 pub fn render(containers: &[ContainerView], profiles: &Snapshot, now: u64) -> String {
     type Get = fn(&ContainerView) -> f64;
-    let per_container: [(&str, &str, &str, Get); 12] = [
+    let per_container: [(&str, &str, &str, Get); 13] = [
         (
             "ngram_ids_container_up",
             "gauge",
@@ -102,6 +102,12 @@ pub fn render(containers: &[ContainerView], profiles: &Snapshot, now: u64) -> St
             "counter",
             "Unseen harmful calls of an anomalous stretch let through because their argument is one the program uses routinely (enforce mode, decision 109)",
             |c| f(c.status.vouched),
+        ),
+        (
+            "ngram_ids_probes_answered_total",
+            "counter",
+            "Lookups of a missing file answered ENOENT by the supervisor instead of run (enforce mode, decision 120)",
+            |c| f(c.status.probes_answered),
         ),
         (
             "ngram_ids_alerts_total",
