@@ -582,3 +582,74 @@ fn a_credential_file_in_a_routinely_read_directory_is_judged_by_itself() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// Decision 120: a lookup of a missing file teaches its directory no read. The loop is trained
+/// reading `/d/data/a.txt` and, like a module loader, looking for `/d/app/package.json`, which
+/// does not exist, beside a key that does. Afterwards its lookups are still normal (no alert;
+/// answered ENOENT in enforce, so the loop goes on), and `cat /d/app/key.pem` is reported, and
+/// refused in enforce, where the lookups had taught `/d/app` as read before.
+#[test]
+fn a_lookup_of_a_missing_file_teaches_its_directory_no_read() {
+    let Some(e) = setup_ids("a_lookup_of_a_missing_file_teaches_its_directory_no_read") else {
+        return;
+    };
+    let dir = TempDir::new("arguments-probe");
+    for sub in ["data", "app"] {
+        std::fs::create_dir_all(dir.path().join(sub)).expect("fixture directory");
+    }
+    std::fs::write(dir.path().join("data/a.txt"), "data\n").expect("fixture data");
+    std::fs::write(dir.path().join("app/key.pem"), format!("{SECRET}\n")).expect("fixture key");
+    let profile = Profile::new("args-probe");
+    let looking = |iterations: u32| {
+        format!(
+            "i=0; while [ $i -lt {iterations} ]; do cat /d/data/a.txt >/dev/null; \
+             cat /d/app/package.json 2>/dev/null; echo tick >/dev/null; i=$((i+1)); done"
+        )
+    };
+    for run_no in 1..=2 {
+        run(&e, TRAIN, &dir, &profile.label, &looking(1500)).success();
+        profile.wait_for_runs(run_no, MERGE_TIMEOUT);
+    }
+    let attack = format!("{}; cat /d/app/key.pem; echo end", looking(50));
+    let mut problems = Vec::new();
+    for runtime in [ALERT, ENFORCE] {
+        let t0 = now_ns();
+        let c = e.container();
+        let mount = mount_of(&dir);
+        let out = e.run_with(runtime, &c, &busybox_args(&profile.label, &mount, &attack));
+        let id = e.container_id(&c);
+        let found = wait_for_alerts(&id, t0, Duration::from_secs(10));
+        let about = |file: &str| {
+            found
+                .iter()
+                .filter(|a| a.rule == "argument" && a.json["output_fields"]["fd.name"] == file)
+                .count()
+        };
+        let key = found.iter().any(|a| {
+            a.json["output_fields"]["fd.name"] == "/d/app/key.pem"
+                && a.json["output_fields"]["ngram.argument"]
+                    .as_str()
+                    .is_some_and(|w| w.contains("only lookups of missing files"))
+        });
+        let leaked = out.stdout.contains(SECRET);
+        println!("{runtime}: key reported {key}, secret out {leaked}, {out}");
+        if !key {
+            let shown: Vec<String> = found.iter().map(|a| a.json["output"].to_string()).collect();
+            problems.push(format!("{runtime}: the key's read not reported: {shown:?}"));
+        }
+        if about("/d/app/package.json") > 0 {
+            problems.push(format!("{runtime}: a lookup like training's was reported"));
+        }
+        if !out.stdout.contains("end") {
+            problems.push(format!("{runtime}: the loop did not finish: {out}"));
+        }
+        if runtime == ENFORCE && leaked {
+            problems.push(format!("enforce let the key out: {out}"));
+        }
+        if runtime == ALERT && !leaked {
+            problems.push(format!("alert mode stopped the read: {out}"));
+        }
+        let _ = e.docker(&["rm", "-f", &c.name]);
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
