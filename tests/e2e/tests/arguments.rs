@@ -506,6 +506,39 @@ fn an_exec_shell_creating_a_file_where_the_program_never_did_is_reported() {
     );
 }
 
+/// What is wrong with an attack run under `runtime` that read `file` holding [`SECRET`]: an
+/// argument alert about `file` whose reason contains `why` is required, and the secret must be
+/// out in alert mode and not in enforce.
+fn secret_read_judged(
+    runtime: &str,
+    out: &ngram_e2e::Output,
+    found: &[ngram_e2e::ids::Alert],
+    file: &str,
+    why: &str,
+) -> Vec<String> {
+    let reported = found.iter().any(|a| {
+        a.rule == "argument"
+            && a.json["output_fields"]["fd.name"] == file
+            && a.json["output_fields"]["ngram.argument"]
+                .as_str()
+                .is_some_and(|w| w.contains(why))
+    });
+    let leaked = out.stdout.contains(SECRET);
+    println!("{runtime}: {file} reported {reported}, secret out {leaked}");
+    let mut problems = Vec::new();
+    if !reported {
+        let shown: Vec<String> = found.iter().map(|a| a.json["output"].to_string()).collect();
+        problems.push(format!("{runtime}: {file} not reported: {shown:?}"));
+    }
+    if runtime == ALERT && !leaked {
+        problems.push(format!("alert mode stopped the read: {out}"));
+    }
+    if runtime == ENFORCE && leaked {
+        problems.push(format!("enforce let the secret out: {out}"));
+    }
+    problems
+}
+
 /// Decision 119: a credential file is judged by itself. The loop is trained reading
 /// `/etc/passwd`, so reading `/etc` is routine for it; reading `/etc/shadow` (a fixture bound
 /// there) is still reported, and refused in enforce mode, where a directory class would have
@@ -559,25 +592,13 @@ fn a_credential_file_in_a_routinely_read_directory_is_judged_by_itself() {
         let out = run_script(runtime, &c, &attack);
         let id = e.container_id(&c);
         let found = wait_for_alerts(&id, t0, Duration::from_secs(10));
-        let reported = found.iter().any(|a| {
-            a.rule == "argument"
-                && a.json["output_fields"]["fd.name"] == "/etc/shadow"
-                && a.json["output_fields"]["ngram.argument"]
-                    .as_str()
-                    .is_some_and(|w| w.contains("credential file /etc/shadow"))
-        });
-        let leaked = out.stdout.contains(SECRET);
-        println!("{runtime}: reported {reported}, secret out {leaked}");
-        if !reported {
-            let shown: Vec<String> = found.iter().map(|a| a.json["output"].to_string()).collect();
-            problems.push(format!("{runtime}: /etc/shadow not reported: {shown:?}"));
-        }
-        if runtime == ALERT && !leaked {
-            problems.push(format!("alert mode stopped the read: {out}"));
-        }
-        if runtime == ENFORCE && leaked {
-            problems.push(format!("enforce let the secret out: {out}"));
-        }
+        problems.extend(secret_read_judged(
+            runtime,
+            &out,
+            &found,
+            "/etc/shadow",
+            "credential file /etc/shadow",
+        ));
         let _ = e.docker(&["rm", "-f", &c.name]);
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
@@ -625,29 +646,18 @@ fn a_lookup_of_a_missing_file_teaches_its_directory_no_read() {
                 .filter(|a| a.rule == "argument" && a.json["output_fields"]["fd.name"] == file)
                 .count()
         };
-        let key = found.iter().any(|a| {
-            a.json["output_fields"]["fd.name"] == "/d/app/key.pem"
-                && a.json["output_fields"]["ngram.argument"]
-                    .as_str()
-                    .is_some_and(|w| w.contains("only lookups of missing files"))
-        });
-        let leaked = out.stdout.contains(SECRET);
-        println!("{runtime}: key reported {key}, secret out {leaked}, {out}");
-        if !key {
-            let shown: Vec<String> = found.iter().map(|a| a.json["output"].to_string()).collect();
-            problems.push(format!("{runtime}: the key's read not reported: {shown:?}"));
-        }
+        problems.extend(secret_read_judged(
+            runtime,
+            &out,
+            &found,
+            "/d/app/key.pem",
+            "only lookups of missing files",
+        ));
         if about("/d/app/package.json") > 0 {
             problems.push(format!("{runtime}: a lookup like training's was reported"));
         }
         if !out.stdout.contains("end") {
             problems.push(format!("{runtime}: the loop did not finish: {out}"));
-        }
-        if runtime == ENFORCE && leaked {
-            problems.push(format!("enforce let the key out: {out}"));
-        }
-        if runtime == ALERT && !leaked {
-            problems.push(format!("alert mode stopped the read: {out}"));
         }
         let _ = e.docker(&["rm", "-f", &c.name]);
     }
