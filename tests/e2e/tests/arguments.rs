@@ -41,6 +41,28 @@ fn run(e: &E2e, runtime: &str, dir: &TempDir, label: &str, script: &str) -> ngra
     e.run_with(runtime, &c, &args)
 }
 
+/// Run `script` in a new busybox container under `runtime` (the test's directory at `/d`) and
+/// collect its alerts: the container (to remove), its output and the alerts.
+fn run_attack(
+    e: &E2e,
+    runtime: &str,
+    dir: &TempDir,
+    label: &str,
+    script: &str,
+) -> (
+    ngram_e2e::Container,
+    ngram_e2e::Output,
+    Vec<ngram_e2e::ids::Alert>,
+) {
+    let t0 = now_ns();
+    let c = e.container();
+    let mount = mount_of(dir);
+    let out = e.run_with(runtime, &c, &busybox_args(label, &mount, script));
+    let id = e.container_id(&c);
+    let found = wait_for_alerts(&id, t0, Duration::from_secs(10));
+    (c, out, found)
+}
+
 /// `DIR:/d`: the test's directory inside the container.
 fn mount_of(dir: &TempDir) -> String {
     format!("{}:/d", dir.path().display())
@@ -103,12 +125,7 @@ fn mimicry_through_the_programs_own_calls_is_caught_by_its_arguments() {
     let mut problems = Vec::new();
     for runtime in [ALERT, ENFORCE] {
         let _ = std::fs::remove_file(dir.path().join("out/f"));
-        let t0 = now_ns();
-        let c = e.container();
-        let mount = mount_of(&dir);
-        let out = e.run_with(runtime, &c, &busybox_args(&profile.label, &mount, &attack));
-        let id = e.container_id(&c);
-        let found = wait_for_alerts(&id, t0, Duration::from_secs(10));
+        let (c, out, found) = run_attack(&e, runtime, &dir, &profile.label, &attack);
         let args: Vec<_> = found.iter().filter(|a| a.rule == "argument").collect();
         let explained = |path: &str| {
             args.iter().any(|a| {
@@ -634,12 +651,7 @@ fn a_lookup_of_a_missing_file_teaches_its_directory_no_read() {
     let attack = format!("{}; cat /d/app/key.pem; echo end", looking(50));
     let mut problems = Vec::new();
     for runtime in [ALERT, ENFORCE] {
-        let t0 = now_ns();
-        let c = e.container();
-        let mount = mount_of(&dir);
-        let out = e.run_with(runtime, &c, &busybox_args(&profile.label, &mount, &attack));
-        let id = e.container_id(&c);
-        let found = wait_for_alerts(&id, t0, Duration::from_secs(10));
+        let (c, out, found) = run_attack(&e, runtime, &dir, &profile.label, &attack);
         let about = |file: &str| {
             found
                 .iter()
