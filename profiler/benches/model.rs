@@ -137,6 +137,37 @@ fn benches(c: &mut Criterion) {
         }
         g.finish();
 
+        // The young-known measure's forgiving scores (decisions 118, 121), computed as the
+        // supervisor does: only when a window of 10 holds an unseen n-gram. Per call fed.
+        let mut g = c.benchmark_group(format!("forgive/{name}/n{n}"));
+        g.throughput(Throughput::Elements(events.len() as u64));
+        g.sample_size(10);
+        let cfg = ScoreConfig {
+            kind: ScoreKind::Stide,
+            window: 10,
+        };
+        type Forgive = fn(&Scorer<'_>, u32) -> Option<f64>;
+        for (label, forgive) in [
+            ("plain_w10", (|_, _| None) as Forgive),
+            ("unordered_w10", |s, t| s.unordered_score(t)),
+            ("timing_w10", |s, t| s.timing_score(t)),
+        ] {
+            g.bench_function(label, |b| {
+                let mut scorer = Scorer::new(&model, cfg).unwrap();
+                b.iter(|| {
+                    let mut acc = 0.0;
+                    for ev in &events {
+                        scorer.feed(ev.tid, ev.nr);
+                        if scorer.padded_score(ev.tid).is_some_and(|p| p > 0.0) {
+                            acc += forgive(&scorer, ev.tid).unwrap_or(1.0);
+                        }
+                    }
+                    black_box(acc)
+                });
+            });
+        }
+        g.finish();
+
         let mut g = c.benchmark_group(format!("train/{name}/n{n}"));
         g.throughput(Throughput::Elements(train_calls as u64));
         g.sample_size(10);

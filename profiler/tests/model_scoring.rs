@@ -222,6 +222,60 @@ fn unordered_score_forgives_one_swap_of_neighbours_not_a_new_call() {
 }
 
 #[test]
+fn timing_score_forgives_one_call_left_out_not_one_put_in() {
+    // 3-grams of one start-up: 1 2 3 4 5 6 7, and once with 3 and 4 the other way round.
+    let c = counts(3, &[&[1, 2, 3, 4, 5, 6, 7], &[1, 2, 4, 3, 5, 6, 7]]);
+    let m = Model::new(&c).unwrap();
+    let cfg = ScoreConfig {
+        kind: ScoreKind::Stide,
+        window: 5,
+    };
+    let score = |calls: &[u16]| {
+        let mut s = Scorer::new(&m, cfg).unwrap();
+        for &nr in calls {
+            s.feed(7, nr);
+        }
+        (
+            s.padded_score(7).unwrap(),
+            s.unordered_score(7).unwrap(),
+            s.timing_score(7).unwrap(),
+        )
+    };
+    // 5 left out: (3 4 6) and (4 6 7) are unseen, and each is seen with the 5 put back
+    // ((3 4 5) (4 5 6), (4 5 6) (5 6 7)). Not a swap, so decision 118 counts them.
+    let (plain, unordered, timing) = score(&[1, 2, 3, 4, 6, 7]);
+    assert!(close(plain, 2.0 / 5.0), "{plain}");
+    assert!(close(unordered, 2.0 / 5.0), "{unordered}");
+    assert_eq!(timing, 0.0);
+    // A call put in (1, a known call) is not forgiven: the n-grams holding it have no call
+    // too few.
+    let (plain, _, timing) = score(&[1, 2, 3, 1, 4, 5, 6]);
+    assert!(
+        close(plain, 3.0 / 5.0) && close(timing, 3.0 / 5.0),
+        "{plain} {timing}"
+    );
+    // Two calls left out are not one: (1 2 5) and (2 5 6) each need both 3 and 4.
+    let (plain, _, timing) = score(&[1, 2, 5, 6, 7]);
+    assert!(
+        close(plain, 2.0 / 5.0) && close(timing, 2.0 / 5.0),
+        "{plain} {timing}"
+    );
+    // A call never seen in training is in no seen n-gram.
+    let (_, _, timing) = score(&[1, 2, 3, 9, 4, 5, 6]);
+    assert!(close(timing, 3.0 / 5.0), "{timing}");
+    // A swap of 4 and 5 is forgiven whole: (3 5 4) and (5 4 6) are swaps, (2 3 5) and
+    // (4 6 7) lack the 4 and the 5 (decision 118 alone counted those two).
+    let (plain, unordered, timing) = score(&[1, 2, 3, 5, 4, 6, 7]);
+    assert!(close(plain, 4.0 / 5.0), "{plain}");
+    assert!(close(unordered, 2.0 / 5.0), "{unordered}");
+    assert_eq!(timing, 0.0);
+    // What was seen has nothing to forgive.
+    assert_eq!(score(&[1, 2, 4, 3, 5, 6, 7]), (0.0, 0.0, 0.0));
+    let s = Scorer::new(&m, cfg).unwrap();
+    assert_eq!(s.timing_score(99), None);
+}
+
+#[test]
 fn improbable_score_counts_unseen_ngrams_below_the_cut() {
     // 2-grams: after 1 comes 2 (always), after 2 comes 1 or 3.
     let c = counts(2, &[&[1, 2, 1, 2, 3, 1, 2, 1, 2, 3, 1]]);
@@ -553,6 +607,55 @@ proptest! {
             })
         }).count();
         prop_assert!(close(unordered, expect as f64 / w as f64), "{} != {}/{}", unordered, expect, w);
+    }
+
+    /// The timing score counts exactly the window's n-grams that were never seen, neither as
+    /// they are, nor with one pair of neighbours swapped, nor with any one call put between
+    /// two neighbours so that both n-grams of the n + 1 calls were seen (by brute force over
+    /// the training n-grams and every call), and is never above the unordered score.
+    #[test]
+    fn timing_score_is_stide_forgiving_one_swap_or_one_call_left_out(
+        tr in proptest::collection::vec(0u16..5, 10..200),
+        test in proptest::collection::vec(0u16..7, 0..120),
+        w in 1usize..16,
+        n in 1usize..6,
+    ) {
+        let c = counts(n, &[&tr]);
+        let m = Model::new(&c).unwrap();
+        let mut s = Scorer::new(&m, ScoreConfig { kind: ScoreKind::Stide, window: w }).unwrap();
+        for &nr in &test {
+            s.feed(1, nr);
+            // Judged as it goes, as the supervisor does: each n-gram's verdict is kept.
+            let _ = s.timing_score(1);
+        }
+        let (Some(unordered), Some(timing)) = (s.unordered_score(1), s.timing_score(1)) else {
+            prop_assert!(test.len() < n);
+            return Ok(());
+        };
+        prop_assert!(timing <= unordered + 1e-9, "{} > {}", timing, unordered);
+        let seen: std::collections::HashSet<&[u16]> = tr.windows(n).collect();
+        let grams: Vec<&[u16]> = test.windows(n).collect();
+        let window = &grams[grams.len().saturating_sub(w)..];
+        let one_more = |g: &[u16]| {
+            (1..n).any(|i| {
+                (0u16..7).any(|x| {
+                    let mut h = g[..i].to_vec();
+                    h.push(x);
+                    h.extend_from_slice(&g[i..]);
+                    seen.contains(&h[..n]) && seen.contains(&h[1..])
+                })
+            })
+        };
+        let expect = window.iter().filter(|g| {
+            !seen.contains(*g)
+                && !(0..n - 1).any(|j| {
+                    let mut h = g.to_vec();
+                    h.swap(j, j + 1);
+                    seen.contains(h.as_slice())
+                })
+                && !one_more(g)
+        }).count();
+        prop_assert!(close(timing, expect as f64 / w as f64), "{} != {}/{}", timing, expect, w);
     }
 
     /// The improbable score counts exactly the window's unseen n-grams with probability below

@@ -103,6 +103,9 @@ pub struct Model {
     total: u64,
     /// A call equal to its thread's previous call forms no n-gram (as in training).
     pub(super) collapse: bool,
+    /// Per symbol, the symbols that followed it inside a training n-gram, ascending (the
+    /// candidates of [`Model::seen_with_one_call_more`]).
+    successors: Vec<Box<[u16]>>,
 }
 
 impl Model {
@@ -127,6 +130,7 @@ impl Model {
             });
         }
         let by_order = codec.counts_by_order(counts);
+        let successors = codec.successors(counts);
         let (orders, unseen_symbol) = build_orders(&by_order, &codec, discount);
         let distinct = orders.last().map_or(0, |o| o.seen.len());
         let tables = if width <= 64 {
@@ -147,6 +151,7 @@ impl Model {
             p0: counts.p0(),
             total: counts.total(),
             collapse: counts.collapses(),
+            successors,
         })
     }
 
@@ -193,6 +198,11 @@ impl Model {
                 Tables::Wide(o) => orders_bytes(o),
             }
             + self.symbol.capacity() * 2
+            + self
+                .successors
+                .iter()
+                .map(|s| std::mem::size_of_val(s) + s.len() * 2)
+                .sum::<usize>()
     }
 
     /// The rolling id `id` with call `nr` pushed in (and its oldest call out).
@@ -234,6 +244,59 @@ impl Model {
             }
             let swapped = (id & !((field << lo) | (field << hi))) | (a << hi) | (b << lo);
             self.lookup_seen(swapped).is_some()
+        })
+    }
+
+    /// Was the n-gram with rolling id `id` seen in training with one call more between two of
+    /// its neighbours (decision 121)? That is: is there a call x and a place such that the
+    /// n + 1 calls with x put there hold two n-grams that were both seen? A call that training
+    /// saw there and that timing left out (a shell's `close` that came after its child's
+    /// signal) leaves the n-grams across the gap unseen; each of them passes this. Only
+    /// calls that followed one neighbour and preceded the other inside a training n-gram are
+    /// tried, at most two lookups each. A call never seen in training (symbol 0) is in no
+    /// seen n-gram, so an n-gram holding one never matches.
+    pub(super) fn seen_with_one_call_more(&self, id: u128) -> bool {
+        let n = self.n;
+        let bits = self.bits as usize;
+        let field = (1u128 << self.bits) - 1;
+        let low = |k: usize| {
+            if bits * k >= 128 {
+                u128::MAX
+            } else {
+                (1u128 << (bits * k)) - 1
+            }
+        };
+        // The oldest call is at the top of the id; symbol j (0 = oldest) at shift
+        // bits * (n - 1 - j).
+        let sym = |j: usize| (id >> (bits * (n - 1 - j))) & field;
+        if n < 2 || (0..n).any(|j| sym(j) == 0) {
+            return false;
+        }
+        let follows = |a: u128, b: u128| {
+            // Symbols fit u16 (at most 65536 of them).
+            #[allow(clippy::cast_possible_truncation)]
+            self.successors
+                .get(a as usize)
+                .is_some_and(|s| s.binary_search(&(b as u16)).is_ok())
+        };
+        // x goes between calls i - 1 and i: `tail` = calls i.., `head` = calls ..i.
+        (1..n).any(|i| {
+            let (tail, head) = (id & low(n - i), id >> (bits * (n - i)));
+            let (a, b) = (sym(i - 1), sym(i));
+            let Some(after_a) = usize::try_from(a).ok().and_then(|a| self.successors.get(a)) else {
+                return false;
+            };
+            after_a.iter().any(|&x| {
+                let x = u128::from(x);
+                if !follows(x, b) {
+                    return false;
+                }
+                // The n + 1 calls' first n-gram (the newest call dropped) and last (the oldest
+                // dropped).
+                let first = (((head << self.bits) | x) << (bits * (n - i - 1))) | (tail >> bits);
+                let last = ((((head & low(i - 1)) << self.bits) | x) << (bits * (n - i))) | tail;
+                self.lookup_seen(first).is_some() && self.lookup_seen(last).is_some()
+            })
         })
     }
 
@@ -309,6 +372,25 @@ impl Codec {
         gram.iter().fold(0u128, |id, &nr| {
             (id << self.bits) | u128::from(symbol_of(&self.symbol, nr))
         })
+    }
+
+    /// Per symbol, the symbols that followed it inside a training n-gram, ascending.
+    fn successors(&self, counts: &NgramCounts) -> Vec<Box<[u16]>> {
+        let mut next: Vec<std::collections::BTreeSet<u16>> = vec![Default::default(); self.symbols];
+        for (gram, _) in counts.iter() {
+            for pair in gram.windows(2) {
+                let (a, b) = (
+                    symbol_of(&self.symbol, pair[0]),
+                    symbol_of(&self.symbol, pair[1]),
+                );
+                if let Some(s) = next.get_mut(usize::from(a)) {
+                    s.insert(b);
+                }
+            }
+        }
+        next.into_iter()
+            .map(|s| s.into_iter().collect::<Vec<_>>().into_boxed_slice())
+            .collect()
     }
 
     /// k-gram counts (by rolling id) for every order k = 1..=n (index k-1): for k >= 2 the

@@ -1,11 +1,14 @@
 //! The streaming per-thread [`Scorer`]: windows of n-gram values fed one call at a time, and the
 //! [`Alarm`] that explains a window over a threshold.
 
+use std::cell::Cell;
+
 use serde::{Deserialize, Serialize};
 
 use super::fixed::{from_fixed, prob_of, to_fixed, SCALE};
 use super::table::TableKey;
 use super::{Model, ScoreConfig, ScoreError, ScoreKind};
+
 use crate::ngram::{FxHashMap, GramKey, MAX_N};
 use crate::syscalls::Arch;
 
@@ -62,6 +65,13 @@ impl Alarm {
     }
 }
 
+/// [`ThreadState::timing`]: not judged yet.
+const TIMING_UNJUDGED: u8 = 0;
+/// [`ThreadState::timing`]: forgiven as timing (or seen).
+const TIMING_FORGIVEN: u8 = 1;
+/// [`ThreadState::timing`]: counted.
+const TIMING_COUNTED: u8 = 2;
+
 /// One thread's scoring state: no allocation after creation.
 #[derive(Debug, Clone)]
 struct ThreadState {
@@ -79,6 +89,9 @@ struct ThreadState {
     nll: Vec<u32>,
     /// Model ids of the same n-grams (for [`Scorer::improbable_score`]).
     ids: Vec<u128>,
+    /// Of the same n-grams, whether [`Scorer::timing_score`] forgives them, once it has
+    /// judged them ([`TIMING_UNJUDGED`] until then): each is judged once in its window.
+    timing: Vec<Cell<u8>>,
     pos: usize,
     filled: usize,
     sum: u64,
@@ -232,6 +245,7 @@ impl<'m> Scorer<'m> {
                     ring: vec![0; w],
                     nll: vec![0; w],
                     ids: vec![0; w],
+                    timing: vec![Cell::new(TIMING_UNJUDGED); w],
                     pos: 0,
                     filled: 0,
                     sum: 0,
@@ -300,6 +314,7 @@ impl<'m> Scorer<'m> {
         st.ring[st.pos] = value;
         st.nll[st.pos] = nll;
         st.ids[st.pos] = st.id;
+        st.timing[st.pos].set(TIMING_UNJUDGED);
         st.pos = if st.pos + 1 == w { 0 } else { st.pos + 1 };
         st.sum = st.sum + u64::from(value) - u64::from(old);
         if st.filled < w {
@@ -364,6 +379,36 @@ impl<'m> Scorer<'m> {
     /// n-grams. `None` with W = 0 or for an unknown thread.
     pub fn unordered_score(&self, tid: u32) -> Option<f64> {
         self.unseen_share(tid, |id| !self.model.seen_transposed(id))
+    }
+
+    /// The share of a thread's last W n-grams never seen in training, neither as they are, nor
+    /// with two neighbouring calls the other way round (decision 118), nor with one call more
+    /// between two neighbours (decision 121): the two ways timing changes a known start-up
+    /// without adding a call to it. A call that comes where training never saw it (an
+    /// injected one) is forgiven by neither. Padded like [`Scorer::padded_score`]. Meant
+    /// for a window that holds unseen n-grams. `None` with W = 0 or for an unknown thread.
+    pub fn timing_score(&self, tid: u32) -> Option<f64> {
+        let (st, w) = self.windowed(tid)?;
+        let count = st
+            .newest_first(w)
+            .filter(|&i| {
+                let cell = &st.timing[i];
+                if cell.get() == TIMING_UNJUDGED {
+                    let id = st.ids[i];
+                    let counted = self.model.lookup_seen(id).is_none()
+                        && !self.model.seen_transposed(id)
+                        && !self.model.seen_with_one_call_more(id);
+                    cell.set(if counted {
+                        TIMING_COUNTED
+                    } else {
+                        TIMING_FORGIVEN
+                    });
+                }
+                cell.get() == TIMING_COUNTED
+            })
+            .count();
+        #[allow(clippy::cast_precision_loss)]
+        Some(count as f64 / w as f64)
     }
 
     /// The share of a thread's last W n-grams that were never seen in training and that

@@ -264,8 +264,8 @@ impl Detector<'_> {
         // the settled threshold (new interleavings of known calls do not count); a young
         // thread by its plain window (decision 16): of a program the profile knows against
         // the young threshold calibrated on held-out runs (its own start-up variation does
-        // not count, nor n-grams seen with one pair of neighbours swapped), of any other
-        // program against the default.
+        // not count, nor n-grams seen with one pair of neighbours swapped or one call more),
+        // of any other program against the default.
         let known = proc.known_program == Some(true);
         let improbable = |threshold: f64, max_p: f64| {
             if facts.score > threshold {
@@ -282,11 +282,12 @@ impl Detector<'_> {
                 rule.threshold,
                 Measure::Settled,
             ),
-            // Its n-grams seen with two neighbouring calls the other way round are the
-            // timing of a known start-up, not a new one (decision 118).
+            // Its n-grams seen with two neighbouring calls the other way round, or with one
+            // call more, are the timing of a known start-up, not a new one (decisions 118,
+            // 121).
             Some(_) if known => (
                 if facts.score > 0.0 {
-                    self.scorer.unordered_score(tid).unwrap_or(facts.score)
+                    self.scorer.timing_score(tid).unwrap_or(facts.score)
                 } else {
                     facts.score
                 },
