@@ -259,43 +259,36 @@ impl Model {
         let n = self.n;
         let bits = self.bits as usize;
         let field = (1u128 << self.bits) - 1;
-        let low = |k: usize| {
-            if bits * k >= 128 {
-                u128::MAX
-            } else {
-                (1u128 << (bits * k)) - 1
-            }
-        };
         // The oldest call is at the top of the id; symbol j (0 = oldest) at shift
         // bits * (n - 1 - j).
         let sym = |j: usize| (id >> (bits * (n - 1 - j))) & field;
         if n < 2 || (0..n).any(|j| sym(j) == 0) {
             return false;
         }
-        let follows = |a: u128, b: u128| {
-            // Symbols fit u16 (at most 65536 of them).
-            #[allow(clippy::cast_possible_truncation)]
-            self.successors
-                .get(a as usize)
-                .is_some_and(|s| s.binary_search(&(b as u16)).is_ok())
-        };
+        let after = |a: u128| usize::try_from(a).ok().and_then(|a| self.successors.get(a));
         // x goes between calls i - 1 and i: `tail` = calls i.., `head` = calls ..i.
         (1..n).any(|i| {
-            let (tail, head) = (id & low(n - i), id >> (bits * (n - i)));
-            let (a, b) = (sym(i - 1), sym(i));
-            let Some(after_a) = usize::try_from(a).ok().and_then(|a| self.successors.get(a)) else {
+            let (tail, head) = (id & keep_last(self.bits, n - i), id >> (bits * (n - i)));
+            let Some(after_a) = after(sym(i - 1)) else {
                 return false;
             };
+            let Ok(b) = u16::try_from(sym(i)) else {
+                return false;
+            };
+            // The n + 1 calls' first n-gram (the newest call dropped) and last (the oldest
+            // dropped), but for x, which goes at shift `at_first` and `at_last` in them.
+            let (at_first, at_last) = (bits * (n - i - 1), bits * (n - i));
+            let first = (head << (at_first + bits)) | (tail >> bits);
+            let last = ((head & keep_last(self.bits, i - 1)) << (at_last + bits)) | tail;
             after_a.iter().any(|&x| {
-                let x = u128::from(x);
-                if !follows(x, b) {
-                    return false;
-                }
-                // The n + 1 calls' first n-gram (the newest call dropped) and last (the oldest
-                // dropped).
-                let first = (((head << self.bits) | x) << (bits * (n - i - 1))) | (tail >> bits);
-                let last = ((((head & low(i - 1)) << self.bits) | x) << (bits * (n - i))) | tail;
-                self.lookup_seen(first).is_some() && self.lookup_seen(last).is_some()
+                let precedes_b = after(u128::from(x)).is_some_and(|s| s.binary_search(&b).is_ok());
+                precedes_b
+                    && self
+                        .lookup_seen(first | (u128::from(x) << at_first))
+                        .is_some()
+                    && self
+                        .lookup_seen(last | (u128::from(x) << at_last))
+                        .is_some()
             })
         })
     }
@@ -323,6 +316,16 @@ impl Model {
 // Building a model, step by step: number the calls (`Codec`), count the k-grams of every order
 // (`Codec::counts_by_order`), turn each order's counts into scores and back-off weights
 // (`build_orders`), and freeze the maps into tables (`freeze`).
+
+/// The mask that keeps the last `k` symbols (`bits` bits each) of a rolling id.
+fn keep_last(bits: u32, k: usize) -> u128 {
+    let w = bits.saturating_mul(u32::try_from(k).unwrap_or(u32::MAX));
+    if w >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << w) - 1
+    }
+}
 
 /// The symbol of call `nr`: 0 for a call never seen in training.
 #[inline]
@@ -359,12 +362,7 @@ impl Codec {
 
     /// Keeps the last `k` symbols of a rolling id.
     fn mask(&self, k: usize) -> u128 {
-        let w = self.bits * u32::try_from(k).unwrap_or(u32::MAX);
-        if w >= 128 {
-            u128::MAX
-        } else {
-            (1u128 << w) - 1
-        }
+        keep_last(self.bits, k)
     }
 
     /// The rolling id of `gram`.
